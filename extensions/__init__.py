@@ -1,0 +1,1 @@
+"""Workspace-side extensions (``labspace.extensions``) that run inside each workspace."""

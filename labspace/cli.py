@@ -1,0 +1,134 @@
+"""The ``labspace`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import yaml
+from rich.console import Console
+
+from . import __version__, reference
+from . import settings as settings_mod
+from .launcher import LaunchError, prepare, run
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Labspace: a JupyterHub distribution for research workspaces.
+
+    Start with `labspace up`; the settings live in one file, labspace.yaml.
+    """
+
+
+@main.command()
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Settings file. Default: $LABSPACE_CONFIG, else ./labspace.yaml "
+    "(written with defaults if missing).",
+)
+@click.option(
+    "--port",
+    "-p",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Public port, overriding hub.port.",
+)
+def up(config, port):
+    """Run Labspace in the foreground until Ctrl-C."""
+    try:
+        prepared = prepare(config)
+    except LaunchError as e:
+        err.print(str(e), markup=False)
+        sys.exit(2)
+    if prepared.wrote_default:
+        out.print(
+            f"No settings file found: wrote the defaults to {prepared.wrote_default} "
+            "(edit it, then restart).",
+            markup=False,
+        )
+    sys.exit(run(prepared, port, echo=lambda line: out.print(line, markup=False)))
+
+
+@main.group()
+def config():
+    """Check, create and explain labspace.yaml."""
+
+
+_FILE = click.argument("file", required=False, type=click.Path(dir_okay=False))
+
+
+@config.command()
+@_FILE
+def validate(file):
+    """Check a settings file; print one line per problem.
+
+    Exits 0 when the file is valid and 1 when it is not.
+    """
+    try:
+        loaded = settings_mod.load(file)
+    except settings_mod.SettingsError as e:
+        err.print(e.report(), markup=False)
+        sys.exit(1)
+    out.print(f"{loaded.source}: valid", markup=False)
+
+
+@config.command()
+@_FILE
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+def show(file, as_json):
+    """Print the effective settings, defaults filled in and secrets hidden."""
+    try:
+        loaded = settings_mod.load(file)
+    except settings_mod.SettingsError as e:
+        err.print(e.report(), markup=False)
+        sys.exit(1)
+    values = loaded.redacted()
+    text = json.dumps(values, indent=2) if as_json else yaml.safe_dump(values, sort_keys=False)
+    click.echo(text.rstrip())
+
+
+@config.command()
+@click.argument("file", default=settings_mod.DEFAULT_PATH, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(file, force):
+    """Write a commented settings file with every default."""
+    path = Path(file)
+    if path.exists() and not force:
+        err.print(f"{path}: exists already (use --force to overwrite)", markup=False)
+        sys.exit(1)
+    path.write_text(reference.default_yaml())
+    out.print(f"Wrote {path}", markup=False)
+
+
+@config.command("reference")
+def reference_cmd():
+    """Print the settings reference as Markdown (docs/reference/settings.md)."""
+    click.echo(reference.markdown(), nl=False)
+
+
+@main.command()
+def version():
+    """Print the versions of Labspace and the parts it runs."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    out.print(f"labspace {__version__}", markup=False)
+    for dist in ("jupyterhub", "jupyterlab", "traitlets", "tornado", "sqlalchemy"):
+        try:
+            out.print(f"{dist} {dist_version(dist)}", markup=False)
+        except PackageNotFoundError:
+            out.print(f"{dist} (not installed)", markup=False)
+    out.print(f"python {sys.version.split()[0]}", markup=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Map validated settings onto JupyterHub traitlets.
+
+``build(settings, state)`` is pure: it returns ``{Class: {trait: value}}`` and has
+golden tests. ``configure(c)`` is what ``jupyterhub_config.py`` calls: it loads
+the settings, stops start-up with one line per problem when they are bad, and
+applies the table to the hub's config object.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import settings as settings_mod
+from .settings import Settings, SettingsError
+from .state import State, StateError
+
+PROXY_BIN = "configurable-http-proxy"
+
+# settings key -> (Class, trait, conversion); copied as they are.
+DIRECT: list[tuple[str, str, str, Callable[[Any], Any] | None]] = [
+    ("hub.ip", "JupyterHub", "ip", None),
+    ("hub.port", "JupyterHub", "port", None),
+    ("hub.hub_port", "JupyterHub", "hub_port", None),
+    ("hub.base_url", "JupyterHub", "base_url", None),
+    ("hub.log_level", "Application", "log_level", None),
+    ("hub.admin_users", "Authenticator", "admin_users", set),
+    ("hub.cleanup_servers", "JupyterHub", "cleanup_servers", None),
+    ("auth.allow_all", "Authenticator", "allow_all", None),
+    ("backend.default_url", "Spawner", "default_url", None),
+    ("backend.start_timeout", "Spawner", "start_timeout", None),
+    ("backend.http_timeout", "Spawner", "http_timeout", None),
+]
+
+# auth.type -> authenticator entry point (jupyterhub.authenticators)
+AUTHENTICATORS = {"shared-password": "shared-password"}
+
+# backend.type -> spawner entry point (jupyterhub.spawners)
+SPAWNERS = {"local": "labspace-local"}
+
+
+class ProxyNotFound(Exception):
+    """configurable-http-proxy is not installed where Labspace looks for it."""
+
+
+def find_proxy(settings: Settings) -> list[str]:
+    """The command that runs configurable-http-proxy (see ``hub.proxy_command``)."""
+    configured = settings.get("hub.proxy_command")
+    if configured:
+        return list(configured)
+    for base in (settings.base_dir, Path.cwd()):
+        local = base / "node_modules" / ".bin" / PROXY_BIN
+        if local.exists():
+            return [str(local)]
+    on_path = shutil.which(PROXY_BIN)
+    if on_path:
+        return [on_path]
+    raise ProxyNotFound(
+        f"hub.proxy_command: {PROXY_BIN} was not found in node_modules/.bin or on PATH "
+        "(run `npm ci` in the Labspace folder, or `npm install -g configurable-http-proxy`, "
+        "or set hub.proxy_command)"
+    )
+
+
+def _set(out: dict[str, dict[str, Any]], cls: str, trait: str, value: Any) -> None:
+    out.setdefault(cls, {})[trait] = value
+
+
+def _auth(settings: Settings, state: State, out: dict) -> None:
+    kind = settings.get("auth.type")
+    # admins may always sign in; users an admin adds are let in by
+    # Authenticator.allow_existing_users, which is on once allowed_users is set
+    allowed = set(settings.get("auth.allowed_users")) | set(settings.get("hub.admin_users"))
+    _set(out, "Authenticator", "allowed_users", allowed)
+    _set(out, "JupyterHub", "authenticator_class", AUTHENTICATORS[kind])
+    if kind == "shared-password":
+        cls = "SharedPasswordAuthenticator"
+        _set(out, cls, "admin_password", state.admin_password())
+        if settings.get("auth.user_password"):
+            _set(out, cls, "user_password", settings.get("auth.user_password"))
+
+
+def _backend(settings: Settings, state: State, out: dict) -> None:
+    kind = settings.get("backend.type")
+    _set(out, "JupyterHub", "spawner_class", SPAWNERS[kind])
+    if kind == "local":
+        _set(out, "LabspaceLocalSpawner", "home_root", str(state.users_dir))
+
+
+def _proxy(settings: Settings, state: State, proxy_cmd: list[str], out: dict) -> None:
+    cls = "ConfigurableHTTPProxy"
+    _set(out, cls, "command", proxy_cmd)
+    _set(out, cls, "auth_token", state.proxy_token())
+    _set(out, cls, "api_url", f"http://127.0.0.1:{settings.get('hub.proxy_api_port')}")
+    _set(out, cls, "pid_file", str(state.data_dir / "proxy.pid"))
+
+
+def build(settings: Settings, state: State, proxy_cmd: list[str]) -> dict[str, dict[str, Any]]:
+    """The traitlets values for ``settings``: ``{Class: {trait: value}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, cls, trait, convert in DIRECT:
+        value = settings.get(key)
+        _set(out, cls, trait, convert(value) if convert else value)
+    _set(out, "JupyterHub", "db_url", state.db_url)
+    _set(out, "JupyterHub", "cookie_secret_file", str(state.cookie_secret_file))
+    _set(out, "JupyterHub", "pid_file", str(state.data_dir / "jupyterhub.pid"))
+    _set(out, "JupyterHub", "hub_ip", "127.0.0.1")
+    # the app catalog runs apps as named servers
+    _set(out, "JupyterHub", "allow_named_servers", True)
+    if settings.get("hub.public_url"):
+        _set(out, "JupyterHub", "public_url", settings.get("hub.public_url"))
+    _auth(settings, state, out)
+    _backend(settings, state, out)
+    _proxy(settings, state, proxy_cmd, out)
+    for cls, traits in settings.get("hub.config").items():
+        for trait, value in traits.items():
+            _set(out, cls, trait, value)
+    return out
+
+
+def apply(c, values: dict[str, dict[str, Any]]) -> None:
+    """Set ``values`` on a traitlets Config object."""
+    for cls, traits in values.items():
+        for trait, value in traits.items():
+            setattr(c[cls], trait, value)
+
+
+def fail(message: str) -> None:
+    """Stop start-up with ``message`` and no traceback."""
+    print(message, file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def configure(c, path: str | None = None) -> Settings:
+    """Load settings and apply them to ``c``; the body of ``jupyterhub_config.py``."""
+    try:
+        settings = settings_mod.load(path)
+        state = State(settings)
+        state.prepare()
+        values = build(settings, state, find_proxy(settings))
+    except SettingsError as e:
+        fail(e.report())
+    except (StateError, ProxyNotFound) as e:
+        fail(f"Labspace cannot start: {e}")
+    apply(c, values)
+    return settings

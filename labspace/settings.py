@@ -1,0 +1,406 @@
+"""Load, complete and validate ``labspace.yaml``.
+
+One JSON Schema (``schema/settings.schema.json``) defines the file. Every problem
+is reported as one line, ``path.to.key: what is wrong (what would be right)``, by
+the CLI (``labspace config validate``) and at hub start-up alike.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from jsonschema import Draft202012Validator
+
+DEFAULT_PATH = "labspace.yaml"
+CONFIG_ENV = "LABSPACE_CONFIG"
+HIDDEN = "<hidden>"
+
+
+class SettingsError(Exception):
+    """The settings file cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(self.report())
+
+    def report(self) -> str:
+        n = len(self.problems)
+        head = f"{self.source}: {n} problem{'s' if n != 1 else ''} in Labspace settings"
+        return "\n".join([head, *(f"  {p}" for p in self.problems)])
+
+
+@dataclass
+class Settings:
+    """Validated settings with every default filled in."""
+
+    values: dict[str, Any]
+    source: Path | None = None
+    env_sources: dict[str, str] = field(default_factory=dict)
+
+    def get(self, dotted: str) -> Any:
+        node: Any = self.values
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent if self.source else Path.cwd()
+
+    @property
+    def data_dir(self) -> Path:
+        return (self.base_dir / self.values["data_dir"]).resolve()
+
+    def redacted(self) -> dict[str, Any]:
+        """The values with every secret replaced, safe to print."""
+        out = copy.deepcopy(self.values)
+        for path in secret_paths():
+            parent = out
+            *head, last = path.split(".")
+            for part in head:
+                parent = parent[part]
+            if parent.get(last):
+                parent[last] = HIDDEN
+        return out
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("labspace").joinpath("schema/settings.schema.json").read_text()
+    return json.loads(text)
+
+
+def iter_keys(node: dict[str, Any] | None = None, prefix: str = ""):
+    """Yield ``(dotted path, subschema)`` for every key the schema defines."""
+    node = schema() if node is None else node
+    for name, sub in node.get("properties", {}).items():
+        path = f"{prefix}{name}"
+        yield path, sub
+        yield from iter_keys(sub, f"{path}.")
+
+
+@cache
+def secret_paths() -> tuple[str, ...]:
+    return tuple(path for path, sub in iter_keys() if sub.get("x-secret"))
+
+
+def env_name(path: str) -> str:
+    """``auth.client_secret`` -> ``LABSPACE_AUTH_CLIENT_SECRET``."""
+    return "LABSPACE_" + path.replace(".", "_").upper()
+
+
+# -- reading -----------------------------------------------------------------
+
+
+def _duplicate_keys(node: yaml.Node, path: str = "") -> list[str]:
+    """Keys given twice in one mapping (PyYAML would silently keep the last)."""
+    problems: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            where = f"{path}.{key}" if path else key
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                problems.append(f"{where}: given twice, on lines {seen[key]} and {line} (keep one)")
+            seen.setdefault(key, line)
+            problems += _duplicate_keys(value_node, where)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            problems += _duplicate_keys(item, f"{path}[{i}]")
+    return problems
+
+
+def _drop_empty_sections(data: dict[str, Any], node: dict[str, Any] | None = None) -> None:
+    """``hub:`` with nothing under it (all keys commented out) means an empty section."""
+    node = schema() if node is None else node
+    for name, sub in node.get("properties", {}).items():
+        if sub.get("type") != "object" or name not in data:
+            continue
+        if data[name] is None:
+            del data[name]
+        elif isinstance(data[name], dict):
+            _drop_empty_sections(data[name], sub)
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """Parse a YAML settings file into a mapping, or raise SettingsError."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(
+            source, [f"(file): not found (create it, or run `labspace config init {path}`)"]
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SettingsError(source, [f"(file): cannot be read: {e} (a UTF-8 text file)"]) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        duplicates = _duplicate_keys(node) if node is not None else []
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        what = getattr(e, "problem", None) or str(e)
+        raise SettingsError(
+            source, [f"{where}: not valid YAML: {what} (check indentation and quoting there)"]
+        ) from None
+    finally:
+        loader.dispose()
+    if duplicates:
+        raise SettingsError(source, duplicates)
+    if data is None:
+        return {}
+    if isinstance(data, dict):
+        _drop_empty_sections(data)
+    else:
+        raise SettingsError(
+            source,
+            [
+                f"(top level): expected a mapping of settings, got {_kind(data)} "
+                "(start with section keys such as 'hub:')"
+            ],
+        )
+    return data
+
+
+def secrets_from_env(
+    data: dict[str, Any], environ: os._Environ | dict[str, str]
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """Overlay secrets from ``LABSPACE_<KEY>`` or ``LABSPACE_<KEY>_FILE``."""
+    data = copy.deepcopy(data)
+    used: dict[str, str] = {}
+    problems: list[str] = []
+    for path in secret_paths():
+        name = env_name(path)
+        value = environ.get(name)
+        if value is None and environ.get(f"{name}_FILE"):
+            file_path = environ[f"{name}_FILE"]
+            try:
+                value = Path(file_path).read_text(encoding="utf-8").strip()
+                name = f"{name}_FILE"
+            except OSError as e:
+                problems.append(
+                    f"{path}: {name}_FILE names {file_path!r}, which cannot be read: "
+                    f"{e.strerror} (a readable file holding the value)"
+                )
+                continue
+        if value is None:
+            continue
+        *head, last = path.split(".")
+        parent = data
+        for part in head:
+            if not isinstance(parent.get(part, {}), dict):
+                break
+            parent = parent.setdefault(part, {})
+        else:
+            parent[last] = value
+            used[path] = name
+    return data, used, problems
+
+
+# -- validating --------------------------------------------------------------
+
+
+def _kind(value: Any) -> str:
+    names = {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        type(None): "nothing (null)",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+_EXPECTED_TYPE = {
+    "object": "a mapping of keys",
+    "array": "a list",
+    "string": "a text value",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+}
+
+
+def _dotted(parts) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _is_secret(parts) -> bool:
+    return _dotted(parts) in secret_paths()
+
+
+def _show(value: Any, parts) -> str:
+    if _is_secret(parts):
+        return HIDDEN
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else ""
+
+
+def _describe(error) -> list[str]:
+    """Turn one jsonschema error into problem lines."""
+    parts = list(error.absolute_path)
+    path = _dotted(parts)
+    sub = error.schema
+    hint = sub.get("x-hint")
+    kind = error.validator
+    if kind == "additionalProperties":
+        allowed = list(sub.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        lines = []
+        for key in extra:
+            where = _dotted([*parts, key])
+            if not allowed:
+                lines.append(f"{where}: unknown key (this section has no settings yet; remove it)")
+                continue
+            tip = _suggest(key, allowed) or "allowed: " + ", ".join(allowed)
+            lines.append(f"{where}: unknown key ({tip})")
+        return lines
+    if kind == "type":
+        expected = _EXPECTED_TYPE.get(sub["type"], sub["type"])
+        got = _kind(error.instance)
+        example = f", e.g. {json.dumps(sub['default'])}" if "default" in sub else ""
+        return [f"{path}: expected {expected}, got {got} {_show(error.instance, parts)} "
+                f"({hint or expected + example})"]
+    if kind == "enum":
+        choices = [str(c) for c in sub["enum"]]
+        tip = _suggest(error.instance, choices)
+        tip = f"{tip} " if tip else ""
+        return [f"{path}: {_show(error.instance, parts)} is not a valid choice "
+                f"({tip}one of: {', '.join(choices)})"]
+    if kind in ("minimum", "maximum"):
+        word = "small" if kind == "minimum" else "large"
+        lo, hi = sub.get("minimum"), sub.get("maximum")
+        rng = f"{lo} to {hi}" if lo is not None and hi is not None else f"{kind} {error.validator_value}"
+        return [f"{path}: {error.instance} is too {word} (a whole number from {rng})"]
+    if kind == "minLength":
+        return [f"{path}: must not be empty ({hint or 'a non-empty text value'})"]
+    if kind == "pattern":
+        return [f"{path}: {_show(error.instance, parts)} is not valid ({hint or 'see the reference'})"]
+    if kind == "uniqueItems":
+        return [f"{path}: lists an entry more than once (list each once)"]
+    if kind == "maxItems":
+        return [f"{path}: too many entries ({hint or 'fewer entries'})"]
+    if kind == "propertyNames":
+        return [f"{path}: {error.instance!r} is not a valid name ({hint or 'see the reference'})"]
+    return [f"{path}: {error.message} ({hint or 'see docs/reference/settings.md'})"]
+
+
+def _typed(values: Any, dotted: str, kind: type) -> Any:
+    """``values[dotted]`` if it is there with the right type, else None."""
+    node = values
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, kind) and not (kind is int and isinstance(node, bool)) else None
+
+
+def _semantic_problems(data: dict[str, Any]) -> list[str]:
+    """Rules one schema keyword cannot say; keys the schema refused are skipped."""
+    problems = []
+    values = with_defaults(data)
+    db_url = _typed(values, "hub.db_url", str)
+    if db_url:
+        scheme = urlsplit(db_url).scheme
+        if scheme not in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
+            problems.append(
+                f"hub.db_url: unsupported database or driver '{scheme or db_url[:12]}' "
+                "(sqlite:///path or postgresql+psycopg://user:password@host:5432/db)"
+            )
+    admin_pw = _typed(values, "auth.admin_password", str)
+    user_pw = _typed(values, "auth.user_password", str)
+    if admin_pw and len(admin_pw) < 32:
+        problems.append(
+            f"auth.admin_password: only {len(admin_pw)} characters "
+            "(at least 32, or leave it empty to generate one)"
+        )
+    if user_pw and len(user_pw) < 8:
+        problems.append(f"auth.user_password: only {len(user_pw)} characters (at least 8)")
+    if user_pw and user_pw == admin_pw:
+        problems.append("auth.user_password: same as auth.admin_password (use two passwords)")
+    if _typed(values, "auth.allow_all", bool) and not user_pw:
+        problems.append(
+            "auth.allow_all: true, but auth.user_password is empty, so nobody could use it "
+            "(set auth.user_password, or drop allow_all)"
+        )
+    seen: dict[int, str] = {}
+    for key in ("hub.port", "hub.hub_port", "hub.proxy_api_port"):
+        port = _typed(values, key, int)
+        if port is None:
+            continue
+        if port in seen:
+            problems.append(f"{key}: {port} is also {seen[port]} (give each a port of its own)")
+        seen.setdefault(port, key)
+    if _typed(values, "hub.admin_users", list) == []:
+        problems.append("hub.admin_users: empty, so nobody could administer the hub "
+                        "(list at least one user, e.g. [admin])")
+    return problems
+
+
+def with_defaults(data: Any, node: dict[str, Any] | None = None) -> Any:
+    """Fill in schema defaults, recursively, without touching given values."""
+    node = schema() if node is None else node
+    if not isinstance(data, dict) or node.get("type") != "object":
+        return data
+    out = {}
+    for name, sub in node.get("properties", {}).items():
+        if name in data:
+            out[name] = with_defaults(data[name], sub)
+        elif "default" in sub:
+            out[name] = with_defaults(copy.deepcopy(sub["default"]), sub)
+    out.update((k, v) for k, v in data.items() if k not in out)
+    return out
+
+
+def validate(data: Any) -> list[str]:
+    """Problem lines for ``data`` (already parsed); empty when it is valid."""
+    validator = Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    problems = [line for error in errors for line in _describe(error)]
+    if isinstance(data, dict):
+        problems += _semantic_problems(data)
+    return problems
+
+
+def config_path(path: str | os.PathLike | None = None) -> Path:
+    """The settings file: ``path``, else ``$LABSPACE_CONFIG``, else ``./labspace.yaml``."""
+    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_PATH).absolute()
+
+
+def load(
+    path: str | os.PathLike | None = None,
+    environ: os._Environ | dict[str, str] | None = None,
+) -> Settings:
+    """Read, overlay secrets from the environment, validate and complete settings."""
+    environ = os.environ if environ is None else environ
+    source = config_path(path)
+    data = read_file(source)
+    data, used, problems = secrets_from_env(data, environ)
+    problems += validate(data)
+    if problems:
+        raise SettingsError(str(source), problems)
+    return Settings(values=with_defaults(data), source=source, env_sources=used)

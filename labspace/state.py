@@ -1,0 +1,110 @@
+"""State kept under ``data_dir``: generated secrets and the users' homes.
+
+Secrets are created once, with mode 0600, and kept, so a restart keeps the admin
+password, the proxy token and every signed-in session.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from jupyterhub.slugs import safe_slug
+
+from .settings import Settings
+
+SECRETS_DIR = "secrets"
+ADMIN_PASSWORD_FILE = "admin-password"
+PROXY_TOKEN_FILE = "proxy-auth-token"
+COOKIE_SECRET_FILE = "cookie-secret"
+USERS_DIR = "users"
+
+
+class StateError(Exception):
+    """``data_dir`` cannot hold Labspace's state; the message says how to fix it."""
+
+
+def ensure_secret(path: Path, nbytes: int = 32) -> str:
+    """Return the secret stored at ``path``, creating it (mode 0600) if absent."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            os.chmod(path, 0o600)
+        value = path.read_text().strip()
+        if value:
+            return value
+        raise StateError(f"{path}: is empty (delete it and a new secret is generated)") from None
+    except OSError as e:
+        raise StateError(
+            f"{path.parent}: cannot be written: {e.strerror} (make data_dir writable)"
+        ) from None
+    value = secrets.token_urlsafe(nbytes)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
+
+
+def user_dir_name(username: str) -> str:
+    """A safe folder name for a user: the name itself when it is already safe,
+    else a slug plus a hash, so two names never share a home."""
+    return safe_slug(username, max_length=48)
+
+
+class State:
+    """The files Labspace keeps under ``data_dir``."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.data_dir = settings.data_dir
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / SECRETS_DIR
+
+    @property
+    def users_dir(self) -> Path:
+        return self.data_dir / USERS_DIR
+
+    @property
+    def cookie_secret_file(self) -> Path:
+        return self.secrets_dir / COOKIE_SECRET_FILE
+
+    @property
+    def db_url(self) -> str:
+        url = self.settings.get("hub.db_url")
+        if not url:
+            return f"sqlite:///{self.data_dir / 'jupyterhub.sqlite'}"
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                return "postgresql+psycopg://" + url[len(plain):]
+        return url
+
+    def prepare(self) -> None:
+        """Create ``data_dir`` and its folders."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.secrets_dir.mkdir(mode=0o700, exist_ok=True)
+            self.users_dir.mkdir(mode=0o755, exist_ok=True)
+        except OSError as e:
+            raise StateError(
+                f"data_dir: {self.data_dir} cannot be created: {e.strerror} "
+                "(choose a writable folder)"
+            ) from None
+
+    def admin_password(self) -> str:
+        """The configured admin password, else the generated one."""
+        return self.settings.get("auth.admin_password") or ensure_secret(
+            self.secrets_dir / ADMIN_PASSWORD_FILE, nbytes=24
+        )
+
+    @property
+    def admin_password_generated(self) -> bool:
+        return not self.settings.get("auth.admin_password")
+
+    def proxy_token(self) -> str:
+        return ensure_secret(self.secrets_dir / PROXY_TOKEN_FILE)

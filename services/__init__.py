@@ -1,0 +1,1 @@
+"""Labspace hub services (``labspace.services``): accounting, catalog and data."""

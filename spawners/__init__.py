@@ -1,0 +1,1 @@
+"""Workspace spawners (``labspace.spawners``), registered as ``jupyterhub.spawners`` entry points."""

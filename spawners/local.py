@@ -1,0 +1,87 @@
+"""The embedded default backend: each workspace is a local process.
+
+Unlike JupyterHub's ``LocalProcessSpawner`` it needs no system users and no root:
+every workspace runs as the hub's own OS user, with its home in
+``<home_root>/<safe name>``. Workspaces are therefore not isolated from each
+other; use the docker or kubernetes backend where users must be kept apart.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from jupyterhub.spawner import LocalProcessSpawner
+from traitlets import Unicode, default, validate
+
+from labspace.state import user_dir_name
+
+
+class LabspaceLocalSpawner(LocalProcessSpawner):
+    """Run each workspace as a local process of the hub's OS user."""
+
+    home_root = Unicode(
+        help="""
+        Folder that holds each user's home, as ``<home_root>/<safe name>``.
+
+        The name is the user name when it is already safe as a folder name
+        (lowercase letters and digits), else a slug plus a hash of the name,
+        so two users never share a home. Labspace sets it to
+        ``<data_dir>/users``.
+        """,
+    ).tag(config=True)
+
+    @default("home_root")
+    def _default_home_root(self):
+        return str(Path.cwd() / "users")
+
+    @validate("home_root")
+    def _validate_home_root(self, proposal):
+        value = proposal.value
+        if not os.path.isabs(value):
+            raise ValueError(
+                f"LabspaceLocalSpawner.home_root must be an absolute path, not {value!r}"
+            )
+        return value
+
+    @default("cmd")
+    def _default_cmd(self):
+        # the hub's own interpreter, so workspaces find jupyterhub-singleuser
+        # without relying on PATH
+        return [sys.executable, "-m", "jupyterhub.singleuser"]
+
+    @property
+    def home_dir(self) -> str:
+        return os.path.join(self.home_root, user_dir_name(self.user.name))
+
+    def get_args(self):
+        args = super().get_args()
+        if os.geteuid() == 0:
+            # jupyter-server refuses root unless told; the hub runs as root only
+            # in containers and CI
+            args.append("--ServerApp.allow_root=True")
+        return args
+
+    def make_preexec_fn(self, name):
+        home = self.home_dir
+
+        def preexec():
+            os.chdir(home)
+
+        return preexec
+
+    def user_env(self, env):
+        env["USER"] = self.user.name
+        env["HOME"] = self.home_dir
+        env.setdefault("SHELL", "/bin/bash")
+        return env
+
+    def move_certs(self, paths):
+        """Internal SSL certificates stay where the hub wrote them."""
+        return paths
+
+    async def start(self):
+        os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
+        self.log.info("Starting local workspace for %s in %s", self.user.name, self.home_dir)
+        return await super().start()

@@ -1,0 +1,135 @@
+"""Shared fixtures.
+
+Fixtures:
+
+- ``need(component, available, why)``: skip a test whose real component is
+  missing, or fail it under ``CI=true``, where every component must be present.
+- ``pg_cluster`` (session): a private PostgreSQL cluster (``initdb``/``pg_ctl``)
+  on a free loopback port.
+- ``db_url`` (parametrised ``sqlite`` / ``postgres``): an empty hub database
+  URL; ``""`` for SQLite under ``data_dir``, else a new PostgreSQL database.
+- ``hub_settings``: settings for a test hub: free loopback ports, a temporary
+  ``data_dir``, and a ``test`` service with an API token and admin scopes.
+- ``hub_factory``: makes ``HubProcess`` objects (``labspace up`` subprocesses)
+  from settings and stops every one of them at teardown, by PID.
+- ``hub``: a running hub on ``db_url``; ``api``: a ``HubAPI`` client for it
+  that stops the servers it started at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import HubAPI, HubProcess, free_port  # noqa: E402
+from postgres import PostgresCluster, find_bindir  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def require(component: str, available: bool, why: str) -> None:
+    """Skip when ``component`` is missing; under CI=true, fail instead."""
+    if available:
+        return
+    message = f"{component} is not available: {why}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true requires it; `make test` installs it)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def need():
+    return require
+
+
+@pytest.fixture(scope="session")
+def proxy_command() -> list[str]:
+    local = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+    found = str(local) if local.exists() else shutil.which("configurable-http-proxy")
+    require("configurable-http-proxy", bool(found), "run `npm ci` in the repository")
+    return [found]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    bindir = find_bindir()
+    require("PostgreSQL", bindir is not None, "initdb/pg_ctl not found (apt install postgresql)")
+    cluster = PostgresCluster(bindir).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request) -> str:
+    if request.param == "sqlite":
+        return ""
+    cluster = request.getfixturevalue("pg_cluster")
+    return cluster.create_database(f"hub_{secrets.token_hex(4)}")
+
+
+@pytest.fixture
+def service_token() -> str:
+    return secrets.token_hex(16)
+
+
+@pytest.fixture
+def hub_settings(tmp_path, proxy_command, service_token) -> dict:
+    return {
+        "data_dir": str(tmp_path / "data"),
+        "hub": {
+            "ip": "127.0.0.1",
+            "port": free_port(),
+            "hub_port": free_port(),
+            "proxy_api_port": free_port(),
+            "proxy_command": proxy_command,
+            "config": {
+                "JupyterHub": {
+                    "services": [{"name": "test", "api_token": service_token}],
+                    "load_roles": [
+                        {
+                            "name": "test-service",
+                            "scopes": ["admin:users", "admin:servers", "access:servers",
+                                       "read:users", "list:users"],
+                            "services": ["test"],
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+@pytest.fixture
+def hub_factory(tmp_path):
+    hubs: list[HubProcess] = []
+
+    def make(settings: dict, env: dict | None = None) -> HubProcess:
+        hub = HubProcess(tmp_path, settings, env)
+        hubs.append(hub)
+        return hub
+
+    yield make
+    for hub in hubs:
+        hub.stop()
+
+
+@pytest.fixture
+def hub(hub_factory, hub_settings, db_url) -> HubProcess:
+    hub_settings["hub"]["db_url"] = db_url
+    return hub_factory(hub_settings).start()
+
+
+@pytest.fixture
+def api(hub, service_token):
+    client = HubAPI(hub.url, service_token)
+    yield client
+    client.stop_all()
+    client.close()

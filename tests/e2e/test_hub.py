@@ -1,0 +1,187 @@
+"""A real Labspace hub (``labspace up`` subprocess, configurable-http-proxy,
+local workspaces) on SQLite and PostgreSQL, driven over HTTP as users and
+scripts drive it."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import httpx
+import pytest
+from harness import LABSPACE, REPO, HubAPI, login
+
+pytestmark = [pytest.mark.e2e]
+
+
+def test_spawn_reaches_workspace_through_proxy(hub, api, service_token):
+    api.create_user("alice")
+    server = api.start_server("alice")
+    assert server["url"] == "/user/alice/"
+
+    # the workspace answers through the public proxy
+    r = httpx.get(
+        f"{hub.url}user/alice/api/status",
+        headers={"Authorization": f"token {service_token}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert "started" in r.json()
+
+    # its home is data_dir/users/alice, and files written there are the user's
+    r = httpx.put(
+        f"{hub.url}user/alice/api/contents/hello.txt",
+        json={"type": "file", "format": "text", "content": "hi"},
+        headers={"Authorization": f"token {service_token}"},
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    home = hub.workdir / "data" / "users" / "alice"
+    assert (home / "hello.txt").read_text() == "hi"
+
+    api.stop_server("alice")
+    r = httpx.get(
+        f"{hub.url}user/alice/api/status",
+        headers={"Authorization": f"token {service_token}"},
+        timeout=30,
+        follow_redirects=False,
+    )
+    assert r.status_code != 200
+
+
+def test_unsafe_user_name_gets_escaped_home(hub, api, service_token):
+    name = api.create_user("Ada.Lovelace@example.org")["name"]
+    api.start_server(name)
+    users = hub.workdir / "data" / "users"
+    (home,) = users.iterdir()
+    assert home.name.startswith("ada-lovelace-example-org-"), home.name
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_person_logs_in_with_printed_password(hub):
+    assert hub.banner.group(1) == hub.url
+    assert hub.banner.group(2) == "admin"
+    session = login(hub.url, "admin", hub.admin_password)
+    home = session.get("hub/home")
+    assert home.status_code == 200
+    assert "Start My Server" in home.text or "My Server" in home.text
+
+    wrong = httpx.Client(base_url=hub.url, timeout=30)
+    wrong.get("hub/login")
+    r = wrong.post(
+        "hub/login",
+        data={"username": "admin", "password": "not-the-password",
+              "_xsrf": wrong.cookies.get("_xsrf")},
+    )
+    assert r.status_code == 403
+    assert "Invalid username or password" in r.text
+
+    # the login form is XSRF-protected
+    r = httpx.post(f"{hub.url}hub/login",
+                   data={"username": "admin", "password": hub.admin_password})
+    assert r.status_code == 403
+
+
+def workspace_pids(home) -> list[int]:
+    """PIDs of processes running in ``home`` (a local workspace's cwd)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/cwd") == str(home):
+                    pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def test_restart_keeps_users_servers_and_password(hub_factory, hub_settings, db_url,
+                                                  service_token):
+    hub_settings["hub"]["db_url"] = db_url
+    hub_settings["hub"]["cleanup_servers"] = False
+    first = hub_factory(hub_settings).start()
+    HubAPI(first.url, service_token).create_user("bob")
+    HubAPI(first.url, service_token).start_server("bob")
+    password = first.admin_password
+    session = login(first.url, "admin", password)
+    assert first.stop() == 0
+
+    second = hub_factory(hub_settings).start()
+    api = HubAPI(second.url, service_token)
+    api.started.add("bob")
+    try:
+        assert second.admin_password == password
+        users = {u["name"]: u for u in api.request("GET", "users").json()}
+        assert users["admin"]["admin"] is True
+        # bob's workspace kept running and is reachable through the new proxy
+        assert users["bob"]["servers"][""]["ready"] is True
+        r = httpx.get(f"{second.url}user/bob/api/status",
+                      headers={"Authorization": f"token {service_token}"}, timeout=30)
+        assert r.status_code == 200
+        # the cookie secret survived: the session from before the restart still works
+        session.base_url = second.url
+        assert session.get("hub/api/user").json()["name"] == "admin"
+    finally:
+        api.stop_all()
+    secret_file = second.workdir / "data" / "secrets" / "admin-password"
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_stopping_labspace_stops_workspaces(hub, api):
+    api.create_user("dave")
+    api.start_server("dave")
+    home = hub.workdir / "data" / "users" / "dave"
+    assert workspace_pids(home)
+    assert hub.stop() == 0
+    assert workspace_pids(home) == []
+
+
+def test_postgres_holds_the_hub_state(pg_cluster, hub_factory, hub_settings, service_token):
+    import psycopg
+
+    url = pg_cluster.create_database("hub_state_check")
+    hub_settings["hub"]["db_url"] = url.replace("+psycopg", "")  # plain postgresql:// too
+    hub = hub_factory(hub_settings).start()
+    HubAPI(hub.url, service_token).create_user("carol")
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM users")}
+    assert {"admin", "carol"} <= names
+    assert not (hub.workdir / "data" / "jupyterhub.sqlite").exists()
+
+
+def test_bad_settings_stop_labspace_up(tmp_path):
+    config = tmp_path / "labspace.yaml"
+    config.write_text("hub:\n  prot: 8000\n  port: eighty\n")
+    r = subprocess.run([*LABSPACE, "up", "--config", str(config)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "hub.prot: unknown key (did you mean 'port'?)" in r.stderr
+    assert "hub.port: expected a whole number, got a string 'eighty'" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    assert not (tmp_path / "labspace-data").exists()
+
+
+def test_bad_settings_stop_plain_jupyterhub(tmp_path):
+    """Start-up through jupyterhub_config.py runs the same validation."""
+    config = tmp_path / "labspace.yaml"
+    config.write_text("backend:\n  type: slurm\n")
+    env = {**os.environ, "LABSPACE_CONFIG": str(config)}
+    r = subprocess.run(
+        [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+    )
+    assert r.returncode == 2
+    assert "backend.type: 'slurm' is not a valid choice (one of: local)" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_secret_from_environment_is_used_and_never_printed(hub_factory, hub_settings):
+    password = "env-admin-password-0123456789-abcdef"
+    hub = hub_factory(hub_settings, env={"LABSPACE_AUTH_ADMIN_PASSWORD": password}).start()
+    assert "the password from auth.admin_password" in hub.log()
+    assert password not in hub.log()
+    assert login(hub.url, "admin", password).get("hub/api/user").status_code == 200

@@ -1,0 +1,180 @@
+"""Drive a real Labspace hub: a ``labspace up`` subprocess on free loopback ports.
+
+``HubProcess`` starts and stops the hub (by PID, even on failure); ``HubAPI`` is a
+thin REST client with helpers to create users and start and stop servers, as an
+automation script would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+# the console script a user runs, from the same environment as the tests
+LABSPACE = [str(Path(sys.executable).with_name("labspace"))]
+REPO = Path(__file__).resolve().parent.parent
+BANNER = re.compile(
+    r"Labspace is running at (\S+) — log in as '([^']+)' with "
+    r"(?:password (\S+)|the password from auth.admin_password)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
+    """Call ``predicate`` until it returns a truthy value or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class HubProcess:
+    """One ``labspace up`` run against a settings file in ``workdir``."""
+
+    def __init__(self, workdir: Path, settings: dict[str, Any], env: dict[str, str] | None = None):
+        self.workdir = workdir
+        self.settings = settings
+        self.env = env or {}
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / f"hub-{secrets.token_hex(3)}.log"
+        self.config_path = workdir / "labspace.yaml"
+
+    @property
+    def url(self) -> str:
+        hub = self.settings.get("hub", {})
+        return f"http://127.0.0.1:{hub['port']}{hub.get('base_url', '/')}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start(self, timeout: float = 60) -> HubProcess:
+        self.config_path.write_text(yaml.safe_dump(self.settings))
+        env = {**os.environ, **self.env}
+        env.pop("LABSPACE_CONFIG", None)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*LABSPACE, "up", "--config", str(self.config_path)],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_for(self._ready, timeout, what=f"hub at {self.url}")
+        except (TimeoutError, RuntimeError):
+            self.stop()
+            raise
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+        return bool(BANNER.search(self.log()))
+
+    @property
+    def banner(self) -> re.Match:
+        match = BANNER.search(self.log())
+        assert match, self.log()[-2000:]
+        return match
+
+    @property
+    def admin_password(self) -> str:
+        return self.banner.group(3)
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM the launcher (which stops hub, proxy and workspaces); SIGKILL
+        the process group we started if that does not end it in time."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+class HubAPI:
+    """The hub REST API with a service token, plus workspace helpers."""
+
+    def __init__(self, hub_url: str, token: str):
+        self.hub_url = hub_url
+        self.client = httpx.Client(
+            base_url=hub_url, headers={"Authorization": f"token {token}"}, timeout=30
+        )
+        self.started: set[str] = set()
+
+    def request(self, method: str, path: str, **kw) -> httpx.Response:
+        return self.client.request(method, f"hub/api/{path.lstrip('/')}", **kw)
+
+    def create_user(self, name: str) -> dict:
+        r = self.request("POST", f"users/{name}")
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def user(self, name: str) -> httpx.Response:
+        return self.request("GET", f"users/{name}")
+
+    def start_server(self, name: str, timeout: float = 90) -> dict:
+        r = self.request("POST", f"users/{name}/server")
+        assert r.status_code in (201, 202), r.text
+        self.started.add(name)
+
+        def ready():
+            server = self.user(name).json()["servers"].get("", {})
+            return server if server.get("ready") else None
+
+        return wait_for(ready, timeout, 0.5, what=f"{name}'s server")
+
+    def stop_server(self, name: str, timeout: float = 60) -> None:
+        r = self.request("DELETE", f"users/{name}/server")
+        assert r.status_code in (202, 204), r.text
+        wait_for(lambda: not self.user(name).json()["servers"], timeout, what=f"{name} stopped")
+        self.started.discard(name)
+
+    def stop_all(self) -> None:
+        for name in list(self.started):
+            try:
+                self.stop_server(name)
+            except (AssertionError, TimeoutError, httpx.HTTPError):
+                pass
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def login(hub_url: str, username: str, password: str) -> httpx.Client:
+    """Sign in through the login form, as a browser does; returns the session."""
+    client = httpx.Client(base_url=hub_url, follow_redirects=True, timeout=30)
+    page = client.get("hub/login")
+    assert page.status_code == 200
+    xsrf = client.cookies.get("_xsrf")
+    r = client.post(
+        "hub/login",
+        data={"username": username, "password": password, "_xsrf": xsrf},
+        follow_redirects=False,
+    )
+    assert r.status_code == 302, f"login as {username} failed: {r.status_code}"
+    return client

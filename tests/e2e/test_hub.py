@@ -5,13 +5,14 @@ scripts drive it."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
 
 import httpx
 import pytest
-from harness import LABSPACE, REPO, HubAPI, login
+from harness import LABSPACE, REPO, HubAPI, login, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -67,7 +68,18 @@ def test_person_logs_in_with_printed_password(hub):
     session = login(hub.url, "admin", hub.admin_password)
     home = session.get("hub/home")
     assert home.status_code == 200
-    assert "Start My Server" in home.text or "My Server" in home.text
+    assert re.search(r"Start\s+My Server", home.text)
+
+    # "Start My Server", then JupyterLab, through the OAuth hand-off to the workspace
+    session.get("hub/spawn")
+    wait_for(lambda: session.get("hub/api/user").json()["servers"].get("", {}).get("ready"),
+             90, 0.5, what="admin's server")
+    lab = session.get("user/admin/lab")
+    assert lab.status_code == 200
+    assert lab.url.path == "/user/admin/lab"
+    assert "JupyterLab" in lab.text
+    session.delete("hub/api/users/admin/server",
+                   headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/")})
 
     wrong = httpx.Client(base_url=hub.url, timeout=30)
     wrong.get("hub/login")

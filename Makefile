@@ -1,0 +1,52 @@
+# Labspace: `make up` runs it, `make test` checks it. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: up test lint format clean docs
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Labspace needs Python 3.11 or newer (set PYTHON=python3.12, say)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# the runtime (editable) and the extras the tests need
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[postgres]'
+	@touch $@
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[test]'
+	@touch $@ $(VENV)/.installed
+
+# configurable-http-proxy (and, for the tests, the OIDC provider)
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: Labspace's proxy runs on Node.js." \
+	  "Install Node.js 20+ and npm (Debian/Ubuntu: sudo apt install nodejs npm), then run make up again."; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+up: $(VENV)/.installed node_modules/.installed
+	$(BIN)/labspace up
+
+test: $(VENV)/.installed-test
+	tests/provision.sh
+	$(MAKE) node_modules/.installed
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+docs: $(VENV)/.installed
+	$(BIN)/labspace config reference > docs/reference/settings.md
+
+clean:
+	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache .ruff_cache tests/artifacts
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,99 @@
+"""The built wheel maps the repository's top-level folders onto ``labspace.*``.
+
+The wheel is built from the source tree and installed (without dependencies)
+into a scratch venv that borrows the test venv's third-party packages, then
+imported from outside the repository, so a broken ``package-dir`` mapping or
+missing package data fails here rather than for users.
+"""
+
+from __future__ import annotations
+
+import json
+import site
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SUBPACKAGES = [
+    "labspace",
+    "labspace.cli",
+    "labspace.settings",
+    "labspace.hubconfig",
+    "labspace.spawners",
+    "labspace.spawners.local",
+    "labspace.services",
+    "labspace.extensions",
+]
+
+CHECK = """
+import importlib, json, sys
+from importlib import metadata, resources
+mods = {name: importlib.import_module(name).__file__ for name in sys.argv[1:]}
+eps = {ep.name: ep.value for ep in metadata.entry_points(group="jupyterhub.spawners")}
+spawner = metadata.entry_points(group="jupyterhub.spawners")["labspace-local"].load()
+files = resources.files("labspace")
+print(json.dumps({
+    "modules": mods,
+    "spawner": spawner.__name__,
+    "scripts": [ep.value for ep in metadata.entry_points(group="console_scripts")
+                if ep.name == "labspace"],
+    "schema": json.loads(files.joinpath("schema/settings.schema.json").read_text())["title"],
+    "hub_config": files.joinpath("jupyterhub_config.py").is_file(),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (found,) = out.glob("labspace-*.whl")
+    return found
+
+
+def test_wheel_installs_and_imports_every_subpackage(wheel, tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    # third-party dependencies come from the test venv; labspace only from the wheel
+    Path(purelib, "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
+         "--target", purelib, str(wheel)],
+        check=True, capture_output=True, timeout=120,
+    )
+    r = subprocess.run(
+        [python, "-c", CHECK, *SUBPACKAGES],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    found = json.loads(r.stdout)
+    for name, path in found["modules"].items():
+        assert path.startswith(purelib), f"{name} imported from {path}, not the wheel"
+    assert found["modules"]["labspace.spawners.local"].endswith("labspace/spawners/local.py")
+    assert found["spawner"] == "LabspaceLocalSpawner"
+    assert "labspace.cli:main" in found["scripts"]
+    assert found["schema"] == "Labspace settings"
+    assert found["hub_config"] is True
+
+
+def test_wheel_holds_no_repository_clutter(wheel):
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    assert not [n for n in names if n.startswith(("tests/", "node_modules/", "spawners/"))]
+    assert "labspace/schema/settings.schema.json" in names
+    assert "labspace/spawners/local.py" in names

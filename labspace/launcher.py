@@ -57,9 +57,12 @@ def prepare(config: str | None) -> Prepared:
 
 
 def public_url(settings: Settings, port: int | None = None) -> str:
-    configured = settings.get("hub.public_url")
-    if configured:
-        return configured
+    """Where users reach Labspace: ``hub.public_url``, else the proxy's address."""
+    return settings.get("hub.public_url") or local_url(settings, port)
+
+
+def local_url(settings: Settings, port: int | None = None) -> str:
+    """The proxy's address as seen from this machine."""
     ip = settings.get("hub.ip")
     host = "127.0.0.1" if ip in ("", "0.0.0.0", "::") else ip  # noqa: S104
     return f"http://{host}:{port or settings.get('hub.port')}{settings.get('hub.base_url')}"
@@ -94,9 +97,7 @@ def run(prepared: Prepared, port: int | None, echo) -> int:
     env = dict(os.environ)
     env[settings_mod.CONFIG_ENV] = str(settings.source)
     # a session of its own, so a terminal's Ctrl-C reaches it once, through us
-    proc = subprocess.Popen(
-        hub_command(port), env=env, cwd=state.data_dir, start_new_session=True
-    )
+    proc = subprocess.Popen(hub_command(port), env=env, cwd=state.data_dir, start_new_session=True)
 
     def forward(signum, _frame):
         if proc.poll() is None:
@@ -105,7 +106,11 @@ def run(prepared: Prepared, port: int | None, echo) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     url = public_url(settings, port)
-    if wait_healthy(proc, url + "hub/health", timeout=120):
+    # the hub itself first, so the proxy is not asked before it has a route
+    hub_health = f"http://127.0.0.1:{settings.get('hub.hub_port')}{settings.get('hub.base_url')}"
+    if wait_healthy(proc, hub_health + "hub/health", timeout=120) and wait_healthy(
+        proc, local_url(settings, port) + "hub/health", timeout=30
+    ):
         admin = settings.get("hub.admin_users")[0]
         if state.admin_password_generated:
             how = f"password {state.admin_password()}"

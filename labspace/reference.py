@@ -49,9 +49,7 @@ def markdown() -> str:
         desc = sub["description"].replace("|", "\\|")
         if sub.get("x-secret"):
             desc += f" Secret: environment `{env_name(path)}` or `{env_name(path)}_FILE`."
-        lines.append(
-            f"| `{path}` | {_type_text(sub)} | `{_default_text(sub)}` | {desc} |"
-        )
+        lines.append(f"| `{path}` | {_type_text(sub)} | `{_default_text(sub)}` | {desc} |")
     text = "\n".join(lines)
     # a blank line must end each table before the next heading
     return text.replace("|\n## ", "|\n\n## ").rstrip() + "\n"

@@ -283,23 +283,33 @@ def _describe(error) -> list[str]:
         expected = _EXPECTED_TYPE.get(sub["type"], sub["type"])
         got = _kind(error.instance)
         example = f", e.g. {json.dumps(sub['default'])}" if "default" in sub else ""
-        return [f"{path}: expected {expected}, got {got} {_show(error.instance, parts)} "
-                f"({hint or expected + example})"]
+        return [
+            f"{path}: expected {expected}, got {got} {_show(error.instance, parts)} "
+            f"({hint or expected + example})"
+        ]
     if kind == "enum":
         choices = [str(c) for c in sub["enum"]]
         tip = _suggest(error.instance, choices)
         tip = f"{tip} " if tip else ""
-        return [f"{path}: {_show(error.instance, parts)} is not a valid choice "
-                f"({tip}one of: {', '.join(choices)})"]
+        return [
+            f"{path}: {_show(error.instance, parts)} is not a valid choice "
+            f"({tip}one of: {', '.join(choices)})"
+        ]
     if kind in ("minimum", "maximum"):
         word = "small" if kind == "minimum" else "large"
         lo, hi = sub.get("minimum"), sub.get("maximum")
-        rng = f"{lo} to {hi}" if lo is not None and hi is not None else f"{kind} {error.validator_value}"
+        rng = (
+            f"{lo} to {hi}"
+            if lo is not None and hi is not None
+            else f"{kind} {error.validator_value}"
+        )
         return [f"{path}: {error.instance} is too {word} (a whole number from {rng})"]
     if kind == "minLength":
         return [f"{path}: must not be empty ({hint or 'a non-empty text value'})"]
     if kind == "pattern":
-        return [f"{path}: {_show(error.instance, parts)} is not valid ({hint or 'see the reference'})"]
+        return [
+            f"{path}: {_show(error.instance, parts)} is not valid ({hint or 'see the reference'})"
+        ]
     if kind == "uniqueItems":
         return [f"{path}: lists an entry more than once (list each once)"]
     if kind == "maxItems":
@@ -356,8 +366,10 @@ def _semantic_problems(data: dict[str, Any]) -> list[str]:
             problems.append(f"{key}: {port} is also {seen[port]} (give each a port of its own)")
         seen.setdefault(port, key)
     if _typed(values, "hub.admin_users", list) == []:
-        problems.append("hub.admin_users: empty, so nobody could administer the hub "
-                        "(list at least one user, e.g. [admin])")
+        problems.append(
+            "hub.admin_users: empty, so nobody could administer the hub "
+            "(list at least one user, e.g. [admin])"
+        )
     return problems
 
 

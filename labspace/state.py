@@ -16,9 +16,9 @@ from jupyterhub.slugs import safe_slug
 from .settings import Settings
 
 SECRETS_DIR = "secrets"
-ADMIN_PASSWORD_FILE = "admin-password"
-PROXY_TOKEN_FILE = "proxy-auth-token"
-COOKIE_SECRET_FILE = "cookie-secret"
+ADMIN_PASSWORD_FILE = "admin-password"  # noqa: S105 (a file name)
+PROXY_TOKEN_FILE = "proxy-auth-token"  # noqa: S105
+COOKIE_SECRET_FILE = "cookie-secret"  # noqa: S105
 USERS_DIR = "users"
 
 
@@ -81,7 +81,7 @@ class State:
             return f"sqlite:///{self.data_dir / 'jupyterhub.sqlite'}"
         for plain in ("postgresql://", "postgres://"):
             if url.startswith(plain):
-                return "postgresql+psycopg://" + url[len(plain):]
+                return "postgresql+psycopg://" + url[len(plain) :]
         return url
 
     def prepare(self) -> None:

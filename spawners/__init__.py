@@ -1,1 +1,2 @@
-"""Workspace spawners (``labspace.spawners``), registered as ``jupyterhub.spawners`` entry points."""
+"""Workspace spawners (``labspace.spawners``), registered as ``jupyterhub.spawners``
+entry points."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import HubAPI, HubProcess, free_port  # noqa: E402
+from harness import HubAPI, HubProcess, free_port, workspace_pids  # noqa: E402
 from postgres import PostgresCluster, find_bindir  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -96,8 +97,13 @@ def hub_settings(tmp_path, proxy_command, service_token) -> dict:
                     "load_roles": [
                         {
                             "name": "test-service",
-                            "scopes": ["admin:users", "admin:servers", "access:servers",
-                                       "read:users", "list:users"],
+                            "scopes": [
+                                "admin:users",
+                                "admin:servers",
+                                "access:servers",
+                                "read:users",
+                                "list:users",
+                            ],
                             "services": ["test"],
                         }
                     ],
@@ -119,6 +125,12 @@ def hub_factory(tmp_path):
     yield make
     for hub in hubs:
         hub.stop()
+    # a test that failed half-way may leave workspaces of a hub that kept them
+    # running (hub.cleanup_servers: false); they are ours, found by their folder
+    leftovers = workspace_pids(tmp_path / "data" / "users")
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    assert not leftovers, f"workspace processes outlived their hub: {leftovers}"
 
 
 @pytest.fixture

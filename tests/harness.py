@@ -7,6 +7,7 @@ automation script would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -45,6 +46,22 @@ def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "con
             return result
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def workspace_pids(root: Path) -> list[int]:
+    """PIDs of processes whose working folder is ``root`` or below it: the local
+    workspaces of a hub whose ``data_dir/users`` is ``root``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd").removesuffix(" (deleted)")
+        except OSError:
+            continue
+        if cwd == str(root) or cwd.startswith(f"{root}/"):
+            pids.append(int(entry))
+    return pids
 
 
 class HubProcess:
@@ -156,10 +173,8 @@ class HubAPI:
 
     def stop_all(self) -> None:
         for name in list(self.started):
-            try:
+            with contextlib.suppress(AssertionError, TimeoutError, httpx.HTTPError):
                 self.stop_server(name)
-            except (AssertionError, TimeoutError, httpx.HTTPError):
-                pass
 
     def close(self) -> None:
         self.client.close()

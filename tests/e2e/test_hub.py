@@ -12,7 +12,7 @@ import sys
 
 import httpx
 import pytest
-from harness import LABSPACE, REPO, HubAPI, login, wait_for
+from harness import LABSPACE, REPO, HubAPI, login, wait_for, workspace_pids
 
 pytestmark = [pytest.mark.e2e]
 
@@ -72,46 +72,42 @@ def test_person_logs_in_with_printed_password(hub):
 
     # "Start My Server", then JupyterLab, through the OAuth hand-off to the workspace
     session.get("hub/spawn")
-    wait_for(lambda: session.get("hub/api/user").json()["servers"].get("", {}).get("ready"),
-             90, 0.5, what="admin's server")
+    wait_for(
+        lambda: session.get("hub/api/user").json()["servers"].get("", {}).get("ready"),
+        90,
+        0.5,
+        what="admin's server",
+    )
     lab = session.get("user/admin/lab")
     assert lab.status_code == 200
     assert lab.url.path == "/user/admin/lab"
     assert "JupyterLab" in lab.text
-    session.delete("hub/api/users/admin/server",
-                   headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/")})
+    session.delete(
+        "hub/api/users/admin/server",
+        headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/")},
+    )
 
     wrong = httpx.Client(base_url=hub.url, timeout=30)
     wrong.get("hub/login")
     r = wrong.post(
         "hub/login",
-        data={"username": "admin", "password": "not-the-password",
-              "_xsrf": wrong.cookies.get("_xsrf")},
+        data={
+            "username": "admin",
+            "password": "not-the-password",
+            "_xsrf": wrong.cookies.get("_xsrf"),
+        },
     )
     assert r.status_code == 403
     assert "Invalid username or password" in r.text
 
     # the login form is XSRF-protected
-    r = httpx.post(f"{hub.url}hub/login",
-                   data={"username": "admin", "password": hub.admin_password})
+    r = httpx.post(
+        f"{hub.url}hub/login", data={"username": "admin", "password": hub.admin_password}
+    )
     assert r.status_code == 403
 
 
-def workspace_pids(home) -> list[int]:
-    """PIDs of processes running in ``home`` (a local workspace's cwd)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/cwd") == str(home):
-                    pids.append(int(entry))
-            except OSError:
-                continue
-    return pids
-
-
-def test_restart_keeps_users_servers_and_password(hub_factory, hub_settings, db_url,
-                                                  service_token):
+def test_restart_keeps_users_servers_and_password(hub_factory, hub_settings, db_url, service_token):
     hub_settings["hub"]["db_url"] = db_url
     hub_settings["hub"]["cleanup_servers"] = False
     first = hub_factory(hub_settings).start()
@@ -130,8 +126,11 @@ def test_restart_keeps_users_servers_and_password(hub_factory, hub_settings, db_
         assert users["admin"]["admin"] is True
         # bob's workspace kept running and is reachable through the new proxy
         assert users["bob"]["servers"][""]["ready"] is True
-        r = httpx.get(f"{second.url}user/bob/api/status",
-                      headers={"Authorization": f"token {service_token}"}, timeout=30)
+        r = httpx.get(
+            f"{second.url}user/bob/api/status",
+            headers={"Authorization": f"token {service_token}"},
+            timeout=30,
+        )
         assert r.status_code == 200
         # the cookie secret survived: the session from before the restart still works
         session.base_url = second.url
@@ -168,8 +167,9 @@ def test_postgres_holds_the_hub_state(pg_cluster, hub_factory, hub_settings, ser
 def test_bad_settings_stop_labspace_up(tmp_path):
     config = tmp_path / "labspace.yaml"
     config.write_text("hub:\n  prot: 8000\n  port: eighty\n")
-    r = subprocess.run([*LABSPACE, "up", "--config", str(config)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [*LABSPACE, "up", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 2
     assert "hub.prot: unknown key (did you mean 'port'?)" in r.stderr
     assert "hub.port: expected a whole number, got a string 'eighty'" in r.stderr
@@ -184,7 +184,11 @@ def test_bad_settings_stop_plain_jupyterhub(tmp_path):
     env = {**os.environ, "LABSPACE_CONFIG": str(config)}
     r = subprocess.run(
         [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")],
-        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
     )
     assert r.returncode == 2
     assert "backend.type: 'slurm' is not a valid choice (one of: local)" in r.stderr

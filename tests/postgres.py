@@ -53,13 +53,31 @@ class PostgresCluster:
         if self.run_as:
             shutil.chown(pwfile, self.run_as)
         self._run(
-            str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", self.user,
-            "--pwfile", str(pwfile), "--auth=scram-sha-256", "-E", "UTF8", "--no-sync",
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-U",
+            self.user,
+            "--pwfile",
+            str(pwfile),
+            "--auth=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-sync",
         )
         opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(
-            str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.root / "log"),
-            "-o", opts, "-w", "-t", "60", "start",
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.root / "log"),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
         return self
 
@@ -75,7 +93,8 @@ class PostgresCluster:
 
     def stop(self) -> None:
         try:
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w",
-                      "stop")
+            self._run(
+                str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"
+            )
         finally:
             shutil.rmtree(self.root, ignore_errors=True)

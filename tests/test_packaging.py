@@ -66,18 +66,35 @@ def test_wheel_installs_and_imports_every_subpackage(wheel, tmp_path):
     python = env_dir / "bin" / "python"
     purelib = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     # third-party dependencies come from the test venv; labspace only from the wheel
     Path(purelib, "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
-         "--target", purelib, str(wheel)],
-        check=True, capture_output=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--quiet",
+            "--target",
+            purelib,
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     r = subprocess.run(
         [python, "-c", CHECK, *SUBPACKAGES],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert r.returncode == 0, r.stderr
     found = json.loads(r.stdout)

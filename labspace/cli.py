@@ -45,7 +45,7 @@ def main():
 def up(config, port):
     """Run Labspace in the foreground until Ctrl-C."""
     try:
-        prepared = prepare(config)
+        prepared = prepare(config, port)
     except LaunchError as e:
         err.print(str(e), markup=False)
         sys.exit(2)
@@ -55,7 +55,7 @@ def up(config, port):
             "(edit it, then restart).",
             markup=False,
         )
-    sys.exit(run(prepared, port, echo=lambda line: out.print(line, markup=False)))
+    sys.exit(run(prepared, echo=lambda line: out.print(line, markup=False)))
 
 
 @main.group()
@@ -78,6 +78,8 @@ def validate(file):
     except settings_mod.SettingsError as e:
         err.print(e.report(), markup=False)
         sys.exit(1)
+    for warning in loaded.warnings:
+        err.print(f"warning: {warning}", markup=False)
     out.print(f"{loaded.source}: valid", markup=False)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import auth
 from . import settings as settings_mod
 from .settings import Settings, SettingsError
 from .state import State, StateError
@@ -34,9 +35,6 @@ DIRECT: list[tuple[str, str, str, Callable[[Any], Any] | None]] = [
     ("backend.start_timeout", "Spawner", "start_timeout", None),
     ("backend.http_timeout", "Spawner", "http_timeout", None),
 ]
-
-# auth.type -> authenticator entry point (jupyterhub.authenticators)
-AUTHENTICATORS = {"shared-password": "shared-password"}
 
 # backend.type -> spawner entry point (jupyterhub.spawners)
 SPAWNERS = {"local": "labspace-local"}
@@ -69,18 +67,36 @@ def _set(out: dict[str, dict[str, Any]], cls: str, trait: str, value: Any) -> No
     out.setdefault(cls, {})[trait] = value
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _theme(out: dict) -> None:
+    """Labspace branding through JupyterHub's template override mechanism."""
+    _set(out, "JupyterHub", "template_paths", [str(PACKAGE_DIR / "templates")])
+    _set(out, "JupyterHub", "logo_file", str(PACKAGE_DIR / "static" / "labspace-logo.svg"))
+
+
 def _auth(settings: Settings, state: State, out: dict) -> None:
     kind = settings.get("auth.type")
+    refresh = settings.get("auth.refresh_interval")
+    _set(out, "Authenticator", "auth_refresh_age", refresh)
+    _set(out, "Authenticator", "refresh_pre_spawn", refresh > 0)
+    if kind != "shared-password":
+        _set(out, "JupyterHub", "authenticator_class", auth.class_path(kind))
+        callback = settings.public_url() + "hub/oauth_callback"
+        for cls, traits in auth.traits(settings, callback).items():
+            out.setdefault(cls, {}).update(traits)
+        _set(out, "CryptKeeper", "keys", [state.crypt_key().encode()])
+        return
+    _set(out, "JupyterHub", "authenticator_class", "shared-password")
     # admins may always sign in; users an admin adds are let in by
     # Authenticator.allow_existing_users, which is on once allowed_users is set
     allowed = set(settings.get("auth.allowed_users")) | set(settings.get("hub.admin_users"))
     _set(out, "Authenticator", "allowed_users", allowed)
-    _set(out, "JupyterHub", "authenticator_class", AUTHENTICATORS[kind])
-    if kind == "shared-password":
-        cls = "SharedPasswordAuthenticator"
-        _set(out, cls, "admin_password", state.admin_password())
-        if settings.get("auth.user_password"):
-            _set(out, cls, "user_password", settings.get("auth.user_password"))
+    cls = "SharedPasswordAuthenticator"
+    _set(out, cls, "admin_password", state.admin_password())
+    if settings.get("auth.user_password"):
+        _set(out, cls, "user_password", settings.get("auth.user_password"))
 
 
 def _backend(settings: Settings, state: State, out: dict) -> None:
@@ -112,6 +128,7 @@ def build(settings: Settings, state: State, proxy_cmd: list[str]) -> dict[str, d
     _set(out, "JupyterHub", "allow_named_servers", True)
     if settings.get("hub.public_url"):
         _set(out, "JupyterHub", "public_url", settings.get("hub.public_url"))
+    _theme(out)
     _auth(settings, state, out)
     _backend(settings, state, out)
     _proxy(settings, state, proxy_cmd, out)
@@ -143,7 +160,9 @@ def configure(c, path: str | None = None) -> Settings:
         values = build(settings, state, find_proxy(settings))
     except SettingsError as e:
         fail(e.report())
-    except (StateError, ProxyNotFound) as e:
+    except (StateError, ProxyNotFound, auth.DiscoveryError) as e:
         fail(f"Labspace cannot start: {e}")
+    for warning in settings.warnings:
+        print(f"Labspace warning: {warning}", file=sys.stderr, flush=True)
     apply(c, values)
     return settings

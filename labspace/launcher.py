@@ -36,9 +36,14 @@ class Prepared:
     wrote_default: Path | None
 
 
-def prepare(config: str | None) -> Prepared:
+PORT_ENV = settings_mod.env_name("hub.port")
+
+
+def prepare(config: str | None, port: int | None = None) -> Prepared:
     """Validate everything a start needs, writing a default settings file if
-    the default path has none."""
+    the default path has none. ``port`` overrides ``hub.port``."""
+    if port:
+        os.environ[PORT_ENV] = str(port)
     path = settings_mod.config_path(config)
     wrote = None
     if config is None and not os.environ.get(settings_mod.CONFIG_ENV) and not path.exists():
@@ -56,24 +61,9 @@ def prepare(config: str | None) -> Prepared:
     return Prepared(settings, state, wrote)
 
 
-def public_url(settings: Settings, port: int | None = None) -> str:
-    """Where users reach Labspace: ``hub.public_url``, else the proxy's address."""
-    return settings.get("hub.public_url") or local_url(settings, port)
-
-
-def local_url(settings: Settings, port: int | None = None) -> str:
-    """The proxy's address as seen from this machine."""
-    ip = settings.get("hub.ip")
-    host = "127.0.0.1" if ip in ("", "0.0.0.0", "::") else ip  # noqa: S104
-    return f"http://{host}:{port or settings.get('hub.port')}{settings.get('hub.base_url')}"
-
-
-def hub_command(port: int | None) -> list[str]:
+def hub_command() -> list[str]:
     config_file = resources.files("labspace").joinpath("jupyterhub_config.py")
-    cmd = [sys.executable, "-m", "jupyterhub", "-f", str(config_file)]
-    if port:
-        cmd.append(f"--JupyterHub.port={port}")
-    return cmd
+    return [sys.executable, "-m", "jupyterhub", "-f", str(config_file)]
 
 
 def wait_healthy(proc: subprocess.Popen, url: str, timeout: float) -> bool:
@@ -91,13 +81,31 @@ def wait_healthy(proc: subprocess.Popen, url: str, timeout: float) -> bool:
     return False
 
 
-def run(prepared: Prepared, port: int | None, echo) -> int:
+def banner(settings: Settings, state: State) -> str:
+    """The line that says where Labspace runs and how to get in."""
+    url = settings.public_url()
+    if settings.get("auth.type") != "shared-password":
+        from .auth import display_name
+
+        return f"Labspace is running at {url} — sign in with {display_name(settings.get('auth'))}"
+    admin = settings.get("hub.admin_users")[0]
+    if not state.admin_password_generated:
+        how = "the password from auth.admin_password"
+        return f"Labspace is running at {url} — log in as '{admin}' with {how}"
+    where = state.secrets_dir / "admin-password"
+    return (
+        f"Labspace is running at {url} — log in as '{admin}' with password "
+        f"{state.admin_password()} (kept in {where})"
+    )
+
+
+def run(prepared: Prepared, echo) -> int:
     """Start the hub, announce it, and wait for it to end; returns its status."""
     settings, state = prepared.settings, prepared.state
     env = dict(os.environ)
     env[settings_mod.CONFIG_ENV] = str(settings.source)
     # a session of its own, so a terminal's Ctrl-C reaches it once, through us
-    proc = subprocess.Popen(hub_command(port), env=env, cwd=state.data_dir, start_new_session=True)
+    proc = subprocess.Popen(hub_command(), env=env, cwd=state.data_dir, start_new_session=True)
 
     def forward(signum, _frame):
         if proc.poll() is None:
@@ -105,20 +113,13 @@ def run(prepared: Prepared, port: int | None, echo) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    url = public_url(settings, port)
+    url = settings.public_url()
     # the hub itself first, so the proxy is not asked before it has a route
     hub_health = f"http://127.0.0.1:{settings.get('hub.hub_port')}{settings.get('hub.base_url')}"
     if wait_healthy(proc, hub_health + "hub/health", timeout=120) and wait_healthy(
-        proc, local_url(settings, port) + "hub/health", timeout=30
+        proc, settings.local_url() + "hub/health", timeout=30
     ):
-        admin = settings.get("hub.admin_users")[0]
-        if state.admin_password_generated:
-            how = f"password {state.admin_password()}"
-            where = f"(kept in {state.secrets_dir / 'admin-password'})"
-        else:
-            how = "the password from auth.admin_password"
-            where = ""
-        echo(f"Labspace is running at {url} — log in as '{admin}' with {how} {where}".rstrip())
+        echo(banner(settings, state))
         echo("Press Ctrl-C to stop.")
     elif proc.poll() is None:
         echo(f"Labspace has not answered at {url}hub/health after 120 s; see the log above.")

@@ -49,6 +49,8 @@ def markdown() -> str:
         desc = sub["description"].replace("|", "\\|")
         if sub.get("x-secret"):
             desc += f" Secret: environment `{env_name(path)}` or `{env_name(path)}_FILE`."
+        elif sub.get("x-env"):
+            desc += f" Environment: `{env_name(path)}`."
         lines.append(f"| `{path}` | {_type_text(sub)} | `{_default_text(sub)}` | {desc} |")
     text = "\n".join(lines)
     # a blank line must end each table before the next heading

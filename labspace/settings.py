@@ -62,6 +62,24 @@ class Settings:
     def data_dir(self) -> Path:
         return (self.base_dir / self.values["data_dir"]).resolve()
 
+    def local_url(self, port: int | None = None) -> str:
+        """The proxy's address as seen from this machine."""
+        ip = self.get("hub.ip")
+        host = "127.0.0.1" if ip in ("", "0.0.0.0", "::") else ip  # noqa: S104
+        return f"http://{host}:{port or self.get('hub.port')}{self.get('hub.base_url')}"
+
+    def public_url(self, port: int | None = None) -> str:
+        """Where users reach Labspace: ``hub.public_url``, else the proxy's address."""
+        url = self.get("hub.public_url")
+        if url:
+            return url if url.endswith("/") else url + "/"
+        return self.local_url(port)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Settings that work but are probably not what the operator meant."""
+        return _auth().warnings(self.get("auth"), self.get("hub.admin_users"))
+
     def redacted(self) -> dict[str, Any]:
         """The values with every secret replaced, safe to print."""
         out = copy.deepcopy(self.values)
@@ -176,25 +194,48 @@ def read_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def secrets_from_env(
+@cache
+def env_paths() -> tuple[str, ...]:
+    """Keys that the environment may set: every secret, and those marked x-env."""
+    return tuple(path for path, sub in iter_keys() if sub.get("x-secret") or sub.get("x-env"))
+
+
+def _from_env_text(path: str, name: str, value: str) -> tuple[Any, str | None]:
+    """Convert an environment value to the key's type."""
+    sub = dict(iter_keys())[path]
+    if sub.get("type") != "integer":
+        return value, None
+    try:
+        return int(value), None
+    except ValueError:
+        return None, f"{path}: {name}={value!r} is not a whole number (e.g. {sub['default']})"
+
+
+def from_env(
     data: dict[str, Any], environ: os._Environ | dict[str, str]
 ) -> tuple[dict[str, Any], dict[str, str], list[str]]:
-    """Overlay secrets from ``LABSPACE_<KEY>`` or ``LABSPACE_<KEY>_FILE``."""
+    """Overlay values from ``LABSPACE_<KEY>`` or ``LABSPACE_<KEY>_FILE``."""
     data = copy.deepcopy(data)
     used: dict[str, str] = {}
     problems: list[str] = []
-    for path in secret_paths():
+    for path in env_paths():
         name = env_name(path)
         value = environ.get(name)
+        if value is not None:
+            value, problem = _from_env_text(path, name, value)
+            if problem:
+                problems.append(problem)
+                continue
         if value is None and environ.get(f"{name}_FILE"):
             file_path = environ[f"{name}_FILE"]
             try:
                 value = Path(file_path).read_text(encoding="utf-8").strip()
                 name = f"{name}_FILE"
-            except OSError as e:
+            except (OSError, UnicodeDecodeError) as e:
+                why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
                 problems.append(
                     f"{path}: {name}_FILE names {file_path!r}, which cannot be read: "
-                    f"{e.strerror} (a readable file holding the value)"
+                    f"{why} (a readable UTF-8 file holding the value)"
                 )
                 continue
         if value is None:
@@ -329,6 +370,12 @@ def _typed(values: Any, dotted: str, kind: type) -> Any:
     return node if isinstance(node, kind) and not (kind is int and isinstance(node, bool)) else None
 
 
+def _auth():
+    from . import auth  # imported late: it loads OAuthenticator
+
+    return auth
+
+
 def _semantic_problems(data: dict[str, Any]) -> list[str]:
     """Rules one schema keyword cannot say; keys the schema refused are skipped."""
     problems = []
@@ -352,7 +399,11 @@ def _semantic_problems(data: dict[str, Any]) -> list[str]:
         problems.append(f"auth.user_password: only {len(user_pw)} characters (at least 8)")
     if user_pw and user_pw == admin_pw:
         problems.append("auth.user_password: same as auth.admin_password (use two passwords)")
-    if _typed(values, "auth.allow_all", bool) and not user_pw:
+    if (
+        _typed(values, "auth.allow_all", bool)
+        and not user_pw
+        and _typed(values, "auth.type", str) == "shared-password"
+    ):
         problems.append(
             "auth.allow_all: true, but auth.user_password is empty, so nobody could use it "
             "(set auth.user_password, or drop allow_all)"
@@ -365,6 +416,11 @@ def _semantic_problems(data: dict[str, Any]) -> list[str]:
         if port in seen:
             problems.append(f"{key}: {port} is also {seen[port]} (give each a port of its own)")
         seen.setdefault(port, key)
+    auth = _typed(values, "auth", dict)
+    if auth is not None and _typed(values, "auth.type", str) in _auth().PROVIDERS.keys() | {
+        "shared-password"
+    }:
+        problems += _auth().problems(auth)
     if _typed(values, "hub.admin_users", list) == []:
         problems.append(
             "hub.admin_users: empty, so nobody could administer the hub "
@@ -411,7 +467,7 @@ def load(
     environ = os.environ if environ is None else environ
     source = config_path(path)
     data = read_file(source)
-    data, used, problems = secrets_from_env(data, environ)
+    data, used, problems = from_env(data, environ)
     problems += validate(data)
     if problems:
         raise SettingsError(str(source), problems)

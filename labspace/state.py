@@ -19,6 +19,7 @@ SECRETS_DIR = "secrets"
 ADMIN_PASSWORD_FILE = "admin-password"  # noqa: S105 (a file name)
 PROXY_TOKEN_FILE = "proxy-auth-token"  # noqa: S105
 COOKIE_SECRET_FILE = "cookie-secret"  # noqa: S105
+CRYPT_KEY_FILE = "auth-state-key"
 USERS_DIR = "users"
 
 
@@ -26,7 +27,7 @@ class StateError(Exception):
     """``data_dir`` cannot hold Labspace's state; the message says how to fix it."""
 
 
-def ensure_secret(path: Path, nbytes: int = 32) -> str:
+def ensure_secret(path: Path, nbytes: int = 32, hex: bool = False) -> str:
     """Return the secret stored at ``path``, creating it (mode 0600) if absent."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -43,7 +44,7 @@ def ensure_secret(path: Path, nbytes: int = 32) -> str:
         raise StateError(
             f"{path.parent}: cannot be written: {e.strerror} (make data_dir writable)"
         ) from None
-    value = secrets.token_urlsafe(nbytes)
+    value = secrets.token_hex(nbytes) if hex else secrets.token_urlsafe(nbytes)
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
     return value
@@ -105,6 +106,10 @@ class State:
     @property
     def admin_password_generated(self) -> bool:
         return not self.settings.get("auth.admin_password")
+
+    def crypt_key(self) -> str:
+        """Key that encrypts SSO tokens kept in the hub database (auth_state)."""
+        return ensure_secret(self.secrets_dir / CRYPT_KEY_FILE, nbytes=32, hex=True)
 
     def proxy_token(self) -> str:
         return ensure_secret(self.secrets_dir / PROXY_TOKEN_FILE)

@@ -26,8 +26,8 @@ import yaml
 LABSPACE = [str(Path(sys.executable).with_name("labspace"))]
 REPO = Path(__file__).resolve().parent.parent
 BANNER = re.compile(
-    r"Labspace is running at (\S+) — log in as '([^']+)' with "
-    r"(?:password (\S+)|the password from auth.admin_password)"
+    r"Labspace is running at (\S+) — (?:log in as '([^']+)' with "
+    r"(?:password (\S+)|the password from auth.admin_password)|sign in with .+)"
 )
 
 

@@ -1,0 +1,136 @@
+"""Single sign-on against a real OpenID Connect provider (``oidc-provider``),
+driven as a browser would with an HTTP session that follows redirects and
+submits the provider's login form. The hub is a real ``labspace up``."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from harness import HubAPI
+from oidc_provider import OIDCProvider, available
+
+pytestmark = [pytest.mark.e2e]
+
+ACCOUNTS = [
+    {
+        "sub": "u-alice",
+        "username": "alice",
+        "password": "alice-pw",
+        "email": "alice@example.org",
+        "name": "Alice",
+        "groups": ["staff", "gpu"],
+    },
+    {
+        "sub": "u-carol",
+        "username": "carol",
+        "password": "carol-pw",
+        "email": "carol@example.org",
+        "name": "Carol",
+        "groups": ["platform-admins"],
+    },
+    {
+        "sub": "u-dave",
+        "username": "dave",
+        "password": "dave-pw",
+        "email": "dave@example.org",
+        "name": "Dave",
+        "groups": ["visitors"],
+    },
+]
+
+
+@pytest.fixture
+def sso(need, tmp_path, hub_settings, hub_factory, service_token):
+    """An OIDC provider and a hub signing in through it; returns (hub, provider, api)."""
+    ok, why = available()
+    need("oidc-provider", ok, why)
+    port = hub_settings["hub"]["port"]
+    provider = OIDCProvider(
+        [f"http://127.0.0.1:{port}/hub/oauth_callback"], accounts=ACCOUNTS, workdir=tmp_path
+    ).start()
+    hub_settings["auth"] = {
+        "type": "oidc",
+        "display_name": "Example University",
+        "issuer": provider.issuer,
+        "client_id": provider.client_id,
+        "scopes": ["openid", "profile", "email", "groups"],
+        "groups_claim": "groups",
+        "allowed_groups": ["staff"],
+        "admin_groups": ["platform-admins"],
+        "refresh_interval": 1,
+    }
+    env = {"LABSPACE_AUTH_CLIENT_SECRET": provider.client_secret}
+    hub = hub_factory(hub_settings, env=env).start()
+    api = HubAPI(hub.url, service_token)
+    yield hub, provider, api
+    api.stop_all()
+    api.close()
+    hub.stop()
+    provider.stop()
+
+
+def sign_in(hub_url: str, username: str, password: str) -> tuple[httpx.Client, httpx.Response]:
+    """Press the login button, fill in the provider's form, follow it home."""
+    browser = httpx.Client(base_url=hub_url, follow_redirects=True, timeout=30)
+    form = browser.get("hub/oauth_login", params={"next": "/hub/home"})
+    assert form.status_code == 200 and 'name="password"' in form.text, form.text[:500]
+    done = browser.post(form.url, data={"login": username, "password": password})
+    return browser, done
+
+
+def test_allowed_group_signs_in_with_groups(sso):
+    hub, provider, api = sso
+    assert "sign in with Example University" in hub.log()
+    browser, page = sign_in(hub.url, "alice", "alice-pw")
+    assert page.status_code == 200
+    assert page.url.path == "/hub/home"
+    user = api.user("alice").json()
+    assert sorted(user["groups"]) == ["gpu", "staff"]
+    assert user["admin"] is False
+    # the client secret never reaches the log
+    assert provider.client_secret not in hub.log()
+
+
+def test_admin_group_is_admin(sso):
+    hub, _, api = sso
+    _, page = sign_in(hub.url, "carol", "carol-pw")
+    assert page.status_code == 200
+    assert api.user("carol").json()["admin"] is True
+
+
+def test_refused_user_sees_why(sso):
+    hub, _, api = sso
+    _, page = sign_in(hub.url, "dave", "dave-pw")
+    assert page.status_code == 403
+    assert "is not in a group that may use this Labspace" in page.text
+    assert api.user("dave").status_code == 404
+
+
+def test_wrong_password_never_reaches_the_hub(sso):
+    hub, provider, api = sso
+    _, page = sign_in(hub.url, "alice", "not-alices-password")
+    assert page.url.host == "127.0.0.1" and page.url.port == provider.port
+    assert "Invalid username or password" in page.text
+    assert api.user("alice").status_code == 404
+    assert "GET /hub/oauth_callback" not in hub.log()
+
+
+def test_group_change_at_provider_reaches_hub(sso):
+    hub, provider, api = sso
+    browser, _ = sign_in(hub.url, "alice", "alice-pw")
+    assert "gpu" in api.user("alice").json()["groups"]
+
+    provider.set_groups("alice", ["staff"])
+    time.sleep(1.5)  # past auth.refresh_interval
+    assert browser.get("hub/api/user").status_code == 200  # this request refreshes
+    assert api.user("alice").json()["groups"] == ["staff"]
+
+    # losing the last allowed group ends the session at the next refresh
+    provider.set_groups("alice", ["visitors"])
+    time.sleep(1.5)
+    assert browser.get("hub/api/user").status_code == 403
+    _, page = sign_in(hub.url, "alice", "alice-pw")
+    assert page.status_code == 403
+    assert "is not in a group that may use this Labspace" in page.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -39,6 +40,29 @@ class Prepared:
 PORT_ENV = settings_mod.env_name("hub.port")
 
 
+def busy_ports(settings: Settings) -> list[str]:
+    """Problem lines for the ports Labspace needs that something else holds."""
+    wanted = [
+        ("hub.port", settings.get("hub.ip") or "0.0.0.0", settings.get("hub.port")),  # noqa: S104
+        ("hub.hub_port", "127.0.0.1", settings.get("hub.hub_port")),
+        ("hub.proxy_api_port", "127.0.0.1", settings.get("hub.proxy_api_port")),
+    ]
+    problems = []
+    for key, ip, port in wanted:
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((ip, port))
+            except OSError as e:
+                tip = "labspace up --port N" if key == "hub.port" else f"set {key}"
+                problems.append(
+                    f"{key}: {ip}:{port} is not free ({e.strerror}); stop what uses it "
+                    f"or choose another port ({tip})"
+                )
+    return problems
+
+
 def prepare(config: str | None, port: int | None = None) -> Prepared:
     """Validate everything a start needs, writing a default settings file if
     the default path has none. ``port`` overrides ``hub.port``."""
@@ -54,6 +78,9 @@ def prepare(config: str | None, port: int | None = None) -> Prepared:
         state = State(settings)
         state.prepare()
         find_proxy(settings)
+        busy = busy_ports(settings)
+        if busy:
+            raise SettingsError(str(settings.source), busy)
     except SettingsError as e:
         raise LaunchError(e.report()) from None
     except (StateError, ProxyNotFound) as e:

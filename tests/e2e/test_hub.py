@@ -201,3 +201,22 @@ def test_secret_from_environment_is_used_and_never_printed(hub_factory, hub_sett
     assert "the password from auth.admin_password" in hub.log()
     assert password not in hub.log()
     assert login(hub.url, "admin", password).get("hub/api/user").status_code == 200
+
+
+def test_busy_port_is_named_before_anything_starts(tmp_path, hub_settings):
+    import socket
+
+    import yaml
+
+    config = tmp_path / "labspace.yaml"
+    config.write_text(yaml.safe_dump(hub_settings))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", hub_settings["hub"]["port"]))
+        taken.listen()
+        r = subprocess.run(
+            [*LABSPACE, "up", "--config", str(config)], capture_output=True, text=True, timeout=60
+        )
+    assert r.returncode == 2
+    port = hub_settings["hub"]["port"]
+    assert f"hub.port: 127.0.0.1:{port} is not free" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -12,7 +12,6 @@ from rich.console import Console
 
 from . import __version__, reference
 from . import settings as settings_mod
-from .launcher import LaunchError, prepare, run
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -44,6 +43,8 @@ def main():
 )
 def up(config, port):
     """Run Labspace in the foreground until Ctrl-C."""
+    from .launcher import LaunchError, prepare, run
+
     try:
         prepared = prepare(config, port)
     except LaunchError as e:
@@ -107,7 +108,11 @@ def init(file, force):
     if path.exists() and not force:
         err.print(f"{path}: exists already (use --force to overwrite)", markup=False)
         sys.exit(1)
-    path.write_text(reference.default_yaml())
+    try:
+        path.write_text(reference.default_yaml())
+    except OSError as e:
+        err.print(f"{path}: cannot be written: {e.strerror} (choose a writable path)", markup=False)
+        sys.exit(1)
     out.print(f"Wrote {path}", markup=False)
 
 

@@ -126,6 +126,8 @@ def build(settings: Settings, state: State, proxy_cmd: list[str]) -> dict[str, d
     _set(out, "JupyterHub", "hub_ip", "127.0.0.1")
     # the app catalog runs apps as named servers
     _set(out, "JupyterHub", "allow_named_servers", True)
+    # people land on the home page and press "Start My Server"
+    _set(out, "JupyterHub", "redirect_to_server", False)
     if settings.get("hub.public_url"):
         _set(out, "JupyterHub", "public_url", settings.get("hub.public_url"))
     _theme(out)

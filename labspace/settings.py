@@ -11,6 +11,7 @@ import copy
 import difflib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -60,7 +61,7 @@ class Settings:
 
     @property
     def data_dir(self) -> Path:
-        return (self.base_dir / self.values["data_dir"]).resolve()
+        return (self.base_dir / Path(self.values["data_dir"]).expanduser()).resolve()
 
     def local_url(self, port: int | None = None) -> str:
         """The proxy's address as seen from this machine."""
@@ -81,8 +82,10 @@ class Settings:
         return _auth().warnings(self.get("auth"), self.get("hub.admin_users"))
 
     def redacted(self) -> dict[str, Any]:
-        """The values with every secret replaced, safe to print."""
+        """The values with every secret replaced, safe to print; in ``hub.config``,
+        any trait whose name says token, secret, password or key."""
         out = copy.deepcopy(self.values)
+        _hide_secret_traits(out["hub"]["config"])
         for path in secret_paths():
             parent = out
             *head, last = path.split(".")
@@ -91,6 +94,21 @@ class Settings:
             if parent.get(last):
                 parent[last] = HIDDEN
         return out
+
+
+_SECRET_NAME = re.compile(r"(token|secret|password|passwd|key)s?$", re.IGNORECASE)
+
+
+def _hide_secret_traits(node: Any) -> None:
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if _SECRET_NAME.search(str(name)) and isinstance(value, (str, bytes, list)) and value:
+                node[name] = HIDDEN
+            else:
+                _hide_secret_traits(value)
+    elif isinstance(node, list):
+        for item in node:
+            _hide_secret_traits(item)
 
 
 @cache
@@ -221,22 +239,22 @@ def from_env(
     for path in env_paths():
         name = env_name(path)
         value = environ.get(name)
+        if value is None and environ.get(f"{name}_FILE"):
+            file_path = environ[f"{name}_FILE"]
+            name = f"{name}_FILE"
+            try:
+                value = Path(file_path).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as e:
+                why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+                problems.append(
+                    f"{path}: {name} names {file_path!r}, which cannot be read: "
+                    f"{why} (a readable UTF-8 file holding the value)"
+                )
+                continue
         if value is not None:
             value, problem = _from_env_text(path, name, value)
             if problem:
                 problems.append(problem)
-                continue
-        if value is None and environ.get(f"{name}_FILE"):
-            file_path = environ[f"{name}_FILE"]
-            try:
-                value = Path(file_path).read_text(encoding="utf-8").strip()
-                name = f"{name}_FILE"
-            except (OSError, UnicodeDecodeError) as e:
-                why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
-                problems.append(
-                    f"{path}: {name}_FILE names {file_path!r}, which cannot be read: "
-                    f"{why} (a readable UTF-8 file holding the value)"
-                )
                 continue
         if value is None:
             continue
@@ -278,10 +296,17 @@ _EXPECTED_TYPE = {
 }
 
 
-def _dotted(parts) -> str:
-    out = ""
+def _dotted(parts, root: Any = None) -> str:
+    """``hub.admin_users[0]``; with ``root``, a number is an index only in a list."""
+    out, node = "", root
     for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        in_list = isinstance(node, list) if root is not None else isinstance(part, int)
+        out += f"[{part}]" if in_list else (f".{part}" if out else str(part))
+        if isinstance(node, (list, dict)):
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                node = None
     return out or "(top level)"
 
 
@@ -292,6 +317,8 @@ def _is_secret(parts) -> bool:
 def _show(value: Any, parts) -> str:
     if _is_secret(parts):
         return HIDDEN
+    if value is None or isinstance(value, bool):
+        return ""  # "got nothing (null)" and "got true/false" say it already
     text = json.dumps(value) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -301,19 +328,22 @@ def _suggest(word: str, choices) -> str:
     return f"did you mean '{close[0]}'?" if close else ""
 
 
-def _describe(error) -> list[str]:
+def _describe(error, root: Any) -> list[str]:
     """Turn one jsonschema error into problem lines."""
     parts = list(error.absolute_path)
-    path = _dotted(parts)
+    path = _dotted(parts, root)
     sub = error.schema
     hint = sub.get("x-hint")
     kind = error.validator
+    if "propertyNames" in error.schema_path:
+        hint = dict(iter_keys()).get(path, {}).get("x-hint", "see the reference")
+        return [f"{path}: {error.instance!r} is not a valid name ({hint})"]
     if kind == "additionalProperties":
         allowed = list(sub.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
+        extra = sorted(set(error.instance) - set(allowed), key=str)
         lines = []
         for key in extra:
-            where = _dotted([*parts, key])
+            where = _dotted([*parts, key], root)
             if not allowed:
                 lines.append(f"{where}: unknown key (this section has no settings yet; remove it)")
                 continue
@@ -322,10 +352,10 @@ def _describe(error) -> list[str]:
         return lines
     if kind == "type":
         expected = _EXPECTED_TYPE.get(sub["type"], sub["type"])
-        got = _kind(error.instance)
+        got, shown = _kind(error.instance), _show(error.instance, parts)
         example = f", e.g. {json.dumps(sub['default'])}" if "default" in sub else ""
         return [
-            f"{path}: expected {expected}, got {got} {_show(error.instance, parts)} "
+            f"{path}: expected {expected}, got {' '.join(filter(None, [got, shown]))} "
             f"({hint or expected + example})"
         ]
     if kind == "enum":
@@ -355,8 +385,6 @@ def _describe(error) -> list[str]:
         return [f"{path}: lists an entry more than once (list each once)"]
     if kind == "maxItems":
         return [f"{path}: too many entries ({hint or 'fewer entries'})"]
-    if kind == "propertyNames":
-        return [f"{path}: {error.instance!r} is not a valid name ({hint or 'see the reference'})"]
     return [f"{path}: {error.message} ({hint or 'see docs/reference/settings.md'})"]
 
 
@@ -376,8 +404,8 @@ def _auth():
     return auth
 
 
-def _semantic_problems(data: dict[str, Any]) -> list[str]:
-    """Rules one schema keyword cannot say; keys the schema refused are skipped."""
+def _semantic_problems(data: dict[str, Any], skip: set[str] = frozenset()) -> list[str]:
+    """Rules one schema keyword cannot say; sections the schema refused are skipped."""
     problems = []
     values = with_defaults(data)
     db_url = _typed(values, "hub.db_url", str)
@@ -385,7 +413,8 @@ def _semantic_problems(data: dict[str, Any]) -> list[str]:
         scheme = urlsplit(db_url).scheme
         if scheme not in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
             problems.append(
-                f"hub.db_url: unsupported database or driver '{scheme or db_url[:12]}' "
+                "hub.db_url: unsupported database or driver "
+                f"{repr(scheme) if scheme else '(the URL has no scheme)'} "
                 "(sqlite:///path or postgresql+psycopg://user:password@host:5432/db)"
             )
     admin_pw = _typed(values, "auth.admin_password", str)
@@ -417,9 +446,11 @@ def _semantic_problems(data: dict[str, Any]) -> list[str]:
             problems.append(f"{key}: {port} is also {seen[port]} (give each a port of its own)")
         seen.setdefault(port, key)
     auth = _typed(values, "auth", dict)
-    if auth is not None and _typed(values, "auth.type", str) in _auth().PROVIDERS.keys() | {
-        "shared-password"
-    }:
+    if (
+        "auth" not in skip
+        and auth is not None
+        and _typed(values, "auth.type", str) in _auth().PROVIDERS.keys() | {"shared-password"}
+    ):
         problems += _auth().problems(auth)
     if _typed(values, "hub.admin_users", list) == []:
         problems.append(
@@ -448,9 +479,15 @@ def validate(data: Any) -> list[str]:
     """Problem lines for ``data`` (already parsed); empty when it is valid."""
     validator = Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
-    problems = [line for error in errors for line in _describe(error)]
+    # a value of the wrong type fails its enum or pattern too: say it once
+    wrong_type = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+    errors = [
+        e for e in errors if e.validator == "type" or tuple(e.absolute_path) not in wrong_type
+    ]
+    problems = [line for error in errors for line in _describe(error, data)]
     if isinstance(data, dict):
-        problems += _semantic_problems(data)
+        refused = {str(e.absolute_path[0]) for e in errors if e.absolute_path}
+        problems += _semantic_problems(data, skip=refused)
     return problems
 
 

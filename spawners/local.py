@@ -56,7 +56,13 @@ class LabspaceLocalSpawner(LocalProcessSpawner):
         return os.path.join(self.home_root, user_dir_name(self.user.name))
 
     def get_args(self):
-        args = super().get_args()
+        # no news feed or update check from inside a workspace: research networks
+        # often have no internet, and the popup asks every new user
+        args = [
+            *super().get_args(),
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
         if os.geteuid() == 0:
             # jupyter-server refuses root unless told; the hub runs as root only
             # in containers and CI

@@ -10,6 +10,8 @@ have_pg() { have initdb || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/n
 
 have_pg || missing+=(postgresql)
 have npm || missing+=(nodejs npm)
+# the browser tests drive Debian's Chromium (never a Playwright download)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -1,0 +1,142 @@
+"""Labspace in a real browser (Debian's Chromium through Playwright), against a real
+hub: what a person sees and does, from the login page to JupyterLab and back.
+
+Screenshots land in ``tests/artifacts/``: login, login-failed, home, jupyterlab,
+admin, login-sso and login-refused.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from browser import VIEWPORT, available, launch, shoot
+from harness import wait_for
+from oidc_provider import OIDCProvider
+from oidc_provider import available as oidc_available
+
+pytestmark = [pytest.mark.e2e]
+
+LAB_TIMEOUT = 120_000  # ms: spawn plus JupyterLab's first load
+
+
+@pytest.fixture(scope="module")
+def chromium(need):
+    ok, why = available()
+    need("Chromium", ok, why)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def sign_in(page, username: str, password: str) -> None:
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_person_signs_in_and_opens_jupyterlab(hub, api, page):
+    from playwright.sync_api import expect
+
+    # the hub's address shows the Labspace login page
+    page.goto(hub.url)
+    expect(page).to_have_title("Labspace")
+    expect(page.get_by_role("img", name="Labspace", exact=True)).to_be_visible()
+    expect(page.get_by_text("Research workspaces")).to_be_visible()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    shoot(page, "login")
+
+    # a wrong password is refused on the login page, with the reason; the person
+    # signs in from the home link (from the bare address, sign-in starts the
+    # server straight away: JupyterHub's redirect_to_server)
+    page.goto(f"{hub.url}hub/home")
+    sign_in(page, "admin", "not-the-password")
+    expect(page.locator(".login_error")).to_have_text("Invalid username or password")
+    expect(page.get_by_label("Username")).to_have_value("admin")
+    shoot(page, "login-failed")
+
+    # the printed password signs in, and home offers the server
+    sign_in(page, "admin", hub.admin_password)
+    expect(page).to_have_url(re.compile(r"/hub/home$"))
+    expect(page.get_by_role("heading", name="Labspace", exact=True)).to_be_visible()
+    expect(page.locator("#start")).to_have_text(re.compile(r"Start\s+My Server"))
+    shoot(page, "home")
+
+    # "Start My Server" opens JupyterLab
+    page.locator("#start").click()
+    api.started.add("admin")  # teardown stops it if the test fails half-way
+    page.wait_for_url(re.compile(r"/user/admin/lab"), timeout=LAB_TIMEOUT)
+    page.locator(".jp-Launcher").wait_for(timeout=LAB_TIMEOUT)
+    expect(page.locator("#jp-main-dock-panel")).to_be_visible()
+    shoot(page, "jupyterlab")
+
+    # the admin panel lists the users, with admin's server running
+    page.goto(f"{hub.url}hub/admin")
+    expect(page.locator("[data-testid=user-row-name]").first).to_contain_text("admin")
+    expect(page.get_by_role("button", name="Stop Server")).to_be_visible()
+    expect(page.get_by_role("img", name="Labspace home")).to_be_visible()
+    shoot(page, "admin")
+
+    # "Stop My Server" on home stops it
+    page.goto(f"{hub.url}hub/home")
+    page.locator("#stop").click()
+    expect(page.locator("#start")).to_have_text(re.compile(r"Start\s+My Server"), timeout=60_000)
+    wait_for(lambda: not api.user("admin").json()["servers"], 60, what="admin's server stopped")
+    api.started.discard("admin")
+
+
+@pytest.fixture
+def sso_hub(need, hub_factory, hub_settings, tmp_path):
+    """A hub signing in through the test OpenID Connect provider (``auth.type: oidc``);
+    only the ``staff`` group may use it, so ``bob`` (``students``) is refused."""
+    ok, why = oidc_available()
+    need("OIDC provider", ok, why)
+    callback = f"http://127.0.0.1:{hub_settings['hub']['port']}/hub/oauth_callback"
+    with OIDCProvider([callback], workdir=tmp_path) as provider:
+        hub_settings["auth"] = {
+            "type": "oidc",
+            "display_name": "Example University",
+            "issuer": provider.issuer,
+            "client_id": provider.client_id,
+            "scopes": ["openid", "profile", "email", "groups"],
+            "groups_claim": "groups",
+            "allowed_groups": ["staff"],
+        }
+        env = {"LABSPACE_AUTH_CLIENT_SECRET": provider.client_secret}
+        yield hub_factory(hub_settings, env=env).start()
+
+
+def test_sso_sign_in_refused_says_why(sso_hub, page):
+    from playwright.sync_api import expect
+
+    page.goto(sso_hub.url)
+    button = page.get_by_role("button", name="Sign in with Example University")
+    expect(button).to_be_visible()
+    expect(page.get_by_role("img", name="Labspace", exact=True)).to_be_visible()
+    shoot(page, "login-sso")
+
+    # bob signs in at the provider, but his groups do not let him into Labspace
+    button.click()
+    page.locator("input[name=login]").fill("bob")
+    page.locator("input[name=password]").fill("bob-pw")
+    page.locator("button[type=submit]").click()
+    expect(page.get_by_role("heading", name="You can't sign in yet")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Your account (bob) is not in a group that may use this Labspace"
+    )
+    shoot(page, "login-refused")
+    page.get_by_role("link", name="Back to sign in").click()
+    expect(page.get_by_role("button", name="Sign in with Example University")).to_be_visible()

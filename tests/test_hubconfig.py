@@ -1,0 +1,460 @@
+"""Golden tests of the settings -> traitlets mapping, the proxy lookup, the
+``jupyterhub_config.py`` entry point and the state kept under ``data_dir``."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+from traitlets.config import Config
+
+import labspace
+from labspace.hubconfig import ProxyNotFound, build, configure, find_proxy
+from labspace.settings import load
+from labspace.state import State, StateError, ensure_secret, user_dir_name
+
+PROXY = ["/opt/chp/bin/configurable-http-proxy"]
+PACKAGE = Path(labspace.__file__).resolve().parent
+ADMIN_PW = "admin-password-of-at-least-32-characters"
+PROXY_NOT_FOUND = (
+    "hub.proxy_command: configurable-http-proxy was not found in node_modules/.bin or on PATH "
+    "(run `npm ci` in the Labspace folder, or `npm install -g configurable-http-proxy`, "
+    "or set hub.proxy_command)"
+)
+
+
+@pytest.fixture(autouse=True)
+def no_labspace_env(monkeypatch):
+    """Settings in the caller's environment must not reach these tests."""
+    for name in list(os.environ):
+        if name.startswith("LABSPACE_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def base(tmp_path) -> Path:
+    """The folder of the settings file, with symlinks resolved as data_dir is."""
+    return tmp_path.resolve()
+
+
+@pytest.fixture
+def setup(base):
+    """Write ``labspace.yaml``, load it, prepare its State: ``(settings, state)``."""
+
+    def setup(text: str = "", environ: dict[str, str] | None = None):
+        path = base / "labspace.yaml"
+        path.write_text(text)
+        settings = load(path, environ=environ or {})
+        state = State(settings)
+        state.prepare()
+        return settings, state
+
+    return setup
+
+
+def secret(base: Path, name: str) -> str:
+    return (base / "labspace-data" / "secrets" / name).read_text().strip()
+
+
+@pytest.fixture
+def no_proxy_anywhere(tmp_path, monkeypatch):
+    """No configurable-http-proxy on PATH or in the current folder."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.chdir(tmp_path)
+
+
+def fake_proxy(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "configurable-http-proxy"
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+    return path
+
+
+# -- build -------------------------------------------------------------------
+
+
+def test_build_empty_file(setup, base):
+    settings, state = setup("")
+    data = base / "labspace-data"
+    assert build(settings, state, PROXY) == {
+        "JupyterHub": {
+            "ip": "127.0.0.1",
+            "port": 8000,
+            "hub_port": 8081,
+            "base_url": "/",
+            "cleanup_servers": True,
+            "db_url": f"sqlite:///{data}/jupyterhub.sqlite",
+            "cookie_secret_file": f"{data}/secrets/cookie-secret",
+            "pid_file": f"{data}/jupyterhub.pid",
+            "hub_ip": "127.0.0.1",
+            "allow_named_servers": True,
+            "redirect_to_server": False,
+            "template_paths": [f"{PACKAGE}/templates"],
+            "logo_file": f"{PACKAGE}/static/labspace-logo.svg",
+            "authenticator_class": "shared-password",
+            "spawner_class": "labspace-local",
+        },
+        "Application": {"log_level": "INFO"},
+        "Authenticator": {
+            "admin_users": {"admin"},
+            "allow_all": False,
+            "allowed_users": {"admin"},
+            "auth_refresh_age": 300,
+            "refresh_pre_spawn": True,
+        },
+        "Spawner": {"default_url": "/lab", "start_timeout": 120, "http_timeout": 60},
+        "SharedPasswordAuthenticator": {"admin_password": secret(base, "admin-password")},
+        "LabspaceLocalSpawner": {"home_root": f"{data}/users"},
+        "ConfigurableHTTPProxy": {
+            "command": PROXY,
+            "auth_token": secret(base, "proxy-auth-token"),
+            "api_url": "http://127.0.0.1:8001",
+            "pid_file": f"{data}/proxy.pid",
+        },
+    }
+
+
+def test_build_realistic_file(setup, base):
+    settings, state = setup(
+        "data_dir: state\n"
+        "hub:\n  ip: 0.0.0.0\n  port: 8443\n  hub_port: 18081\n  proxy_api_port: 18001\n"
+        "  base_url: /jupyter/\n  public_url: https://hub.example.org/jupyter/\n"
+        "  admin_users: [alice]\n  cleanup_servers: false\n  log_level: DEBUG\n"
+        "backend:\n  default_url: /tree\n  start_timeout: 300\n  http_timeout: 90\n"
+        f"auth:\n  admin_password: {ADMIN_PW}\n  allow_all: true\n  user_password: users-pw\n"
+        "  refresh_interval: 0\n"
+    )
+    values = build(settings, state, PROXY)
+    data = base / "state"
+    assert values["JupyterHub"] == {
+        "ip": "0.0.0.0",  # noqa: S104
+        "port": 8443,
+        "hub_port": 18081,
+        "base_url": "/jupyter/",
+        "cleanup_servers": False,
+        "db_url": f"sqlite:///{data}/jupyterhub.sqlite",
+        "cookie_secret_file": f"{data}/secrets/cookie-secret",
+        "pid_file": f"{data}/jupyterhub.pid",
+        "hub_ip": "127.0.0.1",
+        "allow_named_servers": True,
+        "redirect_to_server": False,
+        "public_url": "https://hub.example.org/jupyter/",
+        "template_paths": [f"{PACKAGE}/templates"],
+        "logo_file": f"{PACKAGE}/static/labspace-logo.svg",
+        "authenticator_class": "shared-password",
+        "spawner_class": "labspace-local",
+    }
+    assert values["Application"] == {"log_level": "DEBUG"}
+    assert values["Authenticator"] == {
+        "admin_users": {"alice"},
+        "allow_all": True,
+        "allowed_users": {"alice"},
+        "auth_refresh_age": 0,
+        "refresh_pre_spawn": False,
+    }
+    assert values["Spawner"] == {"default_url": "/tree", "start_timeout": 300, "http_timeout": 90}
+    assert values["SharedPasswordAuthenticator"] == {
+        "admin_password": ADMIN_PW,
+        "user_password": "users-pw",
+    }
+    assert values["ConfigurableHTTPProxy"]["api_url"] == "http://127.0.0.1:18001"
+    assert values["LabspaceLocalSpawner"] == {"home_root": f"{data}/users"}
+
+
+def test_hub_config_applied_last(setup):
+    settings, state = setup(
+        "hub:\n  port: 8000\n  config:\n"
+        "    JupyterHub:\n      port: 9999\n      shutdown_on_logout: true\n"
+        "    Spawner:\n      start_timeout: 30\n      mem_limit: 2G\n"
+        "    ConfigurableHTTPProxy:\n      command: [/usr/bin/chp]\n"
+        "    Authenticator:\n      allowed_users: [zoe]\n"
+    )
+    values = build(settings, state, PROXY)
+    # pass-through wins over the derived values ...
+    assert values["JupyterHub"]["port"] == 9999
+    assert values["Spawner"]["start_timeout"] == 30
+    assert values["ConfigurableHTTPProxy"]["command"] == ["/usr/bin/chp"]
+    assert values["Authenticator"]["allowed_users"] == ["zoe"]
+    # ... adds what Labspace has no setting for ...
+    assert values["JupyterHub"]["shutdown_on_logout"] is True
+    assert values["Spawner"]["mem_limit"] == "2G"
+    # ... and leaves the rest alone
+    assert values["JupyterHub"]["hub_port"] == 8081
+    assert values["Spawner"]["http_timeout"] == 60
+    assert values["Authenticator"]["admin_users"] == {"admin"}
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        pytest.param(
+            "postgresql://hub:pw@db:5432/hub", "postgresql+psycopg://hub:pw@db:5432/hub", id="pg"
+        ),
+        pytest.param(
+            "postgres://hub:pw@db:5432/hub", "postgresql+psycopg://hub:pw@db:5432/hub", id="short"
+        ),
+        pytest.param(
+            "postgresql+psycopg://hub:pw@db/hub", "postgresql+psycopg://hub:pw@db/hub", id="psycopg"
+        ),
+        pytest.param("sqlite:////srv/hub.sqlite", "sqlite:////srv/hub.sqlite", id="sqlite"),
+    ],
+)
+@pytest.mark.parametrize("where", ["file", "env"])
+def test_db_url(setup, given, expected, where):
+    if where == "file":
+        settings, state = setup(f"hub:\n  db_url: {given}\n")
+    else:
+        settings, state = setup("", environ={"LABSPACE_HUB_DB_URL": given})
+    assert build(settings, state, PROXY)["JupyterHub"]["db_url"] == expected
+
+
+def test_configured_admin_password(setup, base):
+    settings, state = setup(f"auth:\n  admin_password: {ADMIN_PW}\n")
+    values = build(settings, state, PROXY)
+    assert values["SharedPasswordAuthenticator"]["admin_password"] == ADMIN_PW
+    assert not state.admin_password_generated
+    assert not (base / "labspace-data" / "secrets" / "admin-password").exists()
+
+
+def test_generated_admin_password(setup, base):
+    settings, state = setup("")
+    first = build(settings, state, PROXY)
+    stored = base / "labspace-data" / "secrets" / "admin-password"
+    password = first["SharedPasswordAuthenticator"]["admin_password"]
+    assert state.admin_password_generated
+    assert stored.read_text() == password + "\n"
+    assert len(password) >= 32  # what auth.admin_password requires of a given one
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert stat.S_IMODE(stored.parent.stat().st_mode) == 0o700
+    # a restart keeps the password and the proxy token
+    second = build(*setup(""), PROXY)
+    assert second["SharedPasswordAuthenticator"]["admin_password"] == password
+    token = first["ConfigurableHTTPProxy"]["auth_token"]
+    assert second["ConfigurableHTTPProxy"]["auth_token"] == token
+    assert token != password
+
+
+def test_allowed_users_include_admins(setup):
+    settings, state = setup(
+        "hub:\n  admin_users: [alice, bob]\nauth:\n  allowed_users: [carol, alice]\n"
+    )
+    values = build(settings, state, PROXY)
+    assert values["Authenticator"]["allowed_users"] == {"alice", "bob", "carol"}
+    assert values["Authenticator"]["admin_users"] == {"alice", "bob"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("", None, id="unset"),
+        pytest.param("auth:\n  user_password: ''\n", None, id="empty"),
+        pytest.param("auth:\n  user_password: users-pw\n", "users-pw", id="given"),
+    ],
+)
+def test_user_password_only_when_given(setup, text, expected):
+    settings, state = setup(text)
+    shared = build(settings, state, PROXY)["SharedPasswordAuthenticator"]
+    assert shared.get("user_password") == expected
+    assert ("user_password" in shared) == (expected is not None)
+
+
+def test_theme_files_exist(setup):
+    settings, state = setup("")
+    hub = build(settings, state, PROXY)["JupyterHub"]
+    (templates,) = hub["template_paths"]
+    assert (Path(templates) / "page.html").is_file()
+    assert Path(hub["logo_file"]).is_file()
+
+
+def test_public_url_only_when_given(setup):
+    settings, state = setup("")
+    assert "public_url" not in build(settings, state, PROXY)["JupyterHub"]
+
+
+# -- find_proxy --------------------------------------------------------------
+
+
+def test_find_proxy_configured_wins(setup, base, no_proxy_anywhere):
+    fake_proxy(base / "node_modules" / ".bin")
+    settings, _ = setup("hub:\n  proxy_command: [/usr/bin/chp, --log-level, warn]\n")
+    assert find_proxy(settings) == ["/usr/bin/chp", "--log-level", "warn"]
+
+
+def test_find_proxy_next_to_settings(tmp_path, monkeypatch, no_proxy_anywhere):
+    conf = tmp_path / "conf"
+    local = fake_proxy(conf / "node_modules" / ".bin")
+    fake_proxy(tmp_path / "node_modules" / ".bin")  # the current folder comes second
+    on_path = tmp_path / "path-bin"
+    fake_proxy(on_path)
+    monkeypatch.setenv("PATH", str(on_path))
+    (conf / "labspace.yaml").write_text("")
+    assert find_proxy(load(conf / "labspace.yaml", environ={})) == [str(local)]
+
+
+def test_find_proxy_in_current_folder(tmp_path, no_proxy_anywhere):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "labspace.yaml").write_text("")
+    here = fake_proxy(tmp_path / "node_modules" / ".bin")
+    found = find_proxy(load(conf / "labspace.yaml", environ={}))
+    assert [Path(p).resolve() for p in found] == [here.resolve()]
+
+
+def test_find_proxy_on_path(tmp_path, monkeypatch, no_proxy_anywhere):
+    on_path = fake_proxy(tmp_path / "path-bin")
+    monkeypatch.setenv("PATH", str(on_path.parent))
+    (tmp_path / "labspace.yaml").write_text("")
+    assert find_proxy(load(tmp_path / "labspace.yaml", environ={})) == [str(on_path)]
+
+
+def test_find_proxy_not_found(tmp_path, no_proxy_anywhere):
+    (tmp_path / "labspace.yaml").write_text("")
+    with pytest.raises(ProxyNotFound) as info:
+        find_proxy(load(tmp_path / "labspace.yaml", environ={}))
+    assert str(info.value) == PROXY_NOT_FOUND
+
+
+# -- configure (jupyterhub_config.py) ----------------------------------------
+
+
+def test_configure_sets_values(base, monkeypatch, capsys):
+    path = base / "labspace.yaml"
+    path.write_text(
+        "hub:\n  port: 8123\n  proxy_command: [/usr/bin/chp]\n"
+        "  config:\n    Spawner:\n      mem_limit: 2G\n"
+    )
+    monkeypatch.setenv("LABSPACE_CONFIG", str(path))  # how `labspace up` passes it
+    c = Config()
+    settings = configure(c)
+    assert settings.source == path
+    expected = build(settings, State(settings), ["/usr/bin/chp"])
+    assert {cls: dict(c[cls]) for cls in expected} == expected
+    assert c.JupyterHub.port == 8123
+    assert c.Spawner.mem_limit == "2G"
+    assert c.ConfigurableHTTPProxy.command == ["/usr/bin/chp"]
+    assert (base / "labspace-data" / "users").is_dir()
+    assert capsys.readouterr().err == ""  # no warnings for the embedded default
+
+
+def test_configure_bad_file(tmp_path, capsys):
+    path = tmp_path / "labspace.yaml"
+    path.write_text("hub:\n  prot: 8000\n  log_level: loud\n")
+    c = Config()
+    with pytest.raises(SystemExit) as info:
+        configure(c, str(path))
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"{path}: 2 problems in Labspace settings\n"
+        "  hub.prot: unknown key (did you mean 'port'?)\n"
+        "  hub.log_level: 'loud' is not a valid choice (one of: DEBUG, INFO, WARNING, ERROR)\n"
+    )
+    assert "Traceback" not in captured.err
+    assert captured.out == ""
+    assert not (tmp_path / "labspace-data").exists()
+    assert "JupyterHub" not in c
+
+
+def test_configure_no_proxy(tmp_path, capsys, no_proxy_anywhere):
+    path = tmp_path / "labspace.yaml"
+    path.write_text("")
+    with pytest.raises(SystemExit) as info:
+        configure(Config(), str(path))
+    assert info.value.code == 2
+    assert capsys.readouterr().err == f"Labspace cannot start: {PROXY_NOT_FOUND}\n"
+
+
+def test_configure_data_dir_not_creatable(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    path = tmp_path / "labspace.yaml"
+    path.write_text("data_dir: a-file/data\nhub:\n  proxy_command: [/usr/bin/chp]\n")
+    with pytest.raises(SystemExit) as info:
+        configure(Config(), str(path))
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"Labspace cannot start: data_dir: {tmp_path.resolve()}/a-file/data cannot be created: "
+        "Not a directory (choose a writable folder)\n"
+    )
+
+
+# -- state -------------------------------------------------------------------
+
+
+def test_ensure_secret_tightens_mode(tmp_path):
+    path = tmp_path / "secrets" / "token"
+    value = ensure_secret(path)
+    path.chmod(0o644)
+    assert ensure_secret(path) == value
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_ensure_secret_empty_file(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("\n")
+    with pytest.raises(StateError) as info:
+        ensure_secret(path)
+    assert str(info.value) == f"{path}: is empty (delete it and a new secret is generated)"
+
+
+def test_ensure_secret_unwritable(tmp_path):
+    # a regular file where the folder should be: refused even for root
+    blocked = tmp_path / "blocked"
+    blocked.write_text("not a folder")
+    with pytest.raises(StateError) as info:
+        ensure_secret(blocked / "secrets" / "token")
+    assert str(info.value) == (
+        f"{blocked / 'secrets'}: cannot be written: Not a directory (make data_dir writable)"
+    )
+
+
+SAFE = ["alice", "bob42", "x", "a" * 48]
+TRICKY = [
+    "a.b",
+    "a-b",
+    "A-B",
+    "a_b",
+    "a--b",
+    "a-",
+    "../etc",
+    ".",
+    "..",
+    "ünïcode",
+    "Alice",
+    "1abc",
+    "user-has",
+    "user-has-dash",
+    "user@example.org",
+    "a" * 49,
+    "a" * 200,
+    "a" * 199 + "b",
+]
+
+
+@pytest.mark.parametrize("name", SAFE)
+def test_user_dir_name_safe_unchanged(name):
+    assert user_dir_name(name) == name
+
+
+@pytest.mark.parametrize("name", TRICKY)
+def test_user_dir_name_unsafe_slugged(name):
+    folder = user_dir_name(name)
+    assert re.fullmatch(r"[a-z][a-z0-9-]*-[0-9a-f]{8}", folder), folder
+    assert len(folder) <= 48
+    assert "--" not in folder
+    assert user_dir_name(name) == folder  # stable across restarts
+
+
+def test_user_dir_names_never_collide():
+    names = SAFE + TRICKY
+    # a user may pick the folder name another user's name was slugged to
+    lookalikes = [user_dir_name(n) for n in TRICKY]
+    lookalikes += ["alice-00000000", "x-cdb4ee2a-" + "0" * 8]
+    folders = [user_dir_name(n) for n in names + lookalikes]
+    assert len(set(names + lookalikes)) == len(names + lookalikes)  # the table itself
+    assert len(set(folders)) == len(folders)

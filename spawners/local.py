@@ -8,6 +8,7 @@ other; use the docker or kubernetes backend where users must be kept apart.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,10 @@ from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Unicode, default, validate
 
 from labspace.state import user_dir_name
+
+# JupyterLab settings every new home starts with: no prompt to fetch news from the
+# internet (research networks often have none)
+LAB_DEFAULTS = {"@jupyterlab/apputils-extension/notification": {"fetchNews": "false"}}
 
 
 class LabspaceLocalSpawner(LocalProcessSpawner):
@@ -87,7 +92,19 @@ class LabspaceLocalSpawner(LocalProcessSpawner):
         """Internal SSL certificates stay where the hub wrote them."""
         return paths
 
+    def seed_lab_settings(self) -> None:
+        """First start: JupyterLab settings a platform wants by default, written
+        once into the user's settings so the user may change them later."""
+        for plugin, values in LAB_DEFAULTS.items():
+            path = Path(
+                self.home_dir, ".jupyter/lab/user-settings", plugin + ".jupyterlab-settings"
+            )
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(values, indent=2) + "\n")
+
     async def start(self):
         os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
+        self.seed_lab_settings()
         self.log.info("Starting local workspace for %s in %s", self.user.name, self.home_dir)
         return await super().start()

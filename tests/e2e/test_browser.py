@@ -2,7 +2,7 @@
 hub: what a person sees and does, from the login page to JupyterLab and back.
 
 Screenshots land in ``tests/artifacts/``: login, login-failed, home, jupyterlab,
-admin, login-sso and login-refused.
+admin, login-sso, login-refused and jupyterlab-sso.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 
 import pytest
 from browser import VIEWPORT, available, launch, shoot
-from harness import wait_for
+from harness import HubAPI, wait_for
 from oidc_provider import OIDCProvider
 from oidc_provider import available as oidc_available
 
@@ -59,10 +59,7 @@ def test_person_signs_in_and_opens_jupyterlab(hub, api, page):
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     shoot(page, "login")
 
-    # a wrong password is refused on the login page, with the reason; the person
-    # signs in from the home link (from the bare address, sign-in starts the
-    # server straight away: JupyterHub's redirect_to_server)
-    page.goto(f"{hub.url}hub/home")
+    # a wrong password is refused on the login page, with the reason
     sign_in(page, "admin", "not-the-password")
     expect(page.locator(".login_error")).to_have_text("Invalid username or password")
     expect(page.get_by_label("Username")).to_have_value("admin")
@@ -81,6 +78,9 @@ def test_person_signs_in_and_opens_jupyterlab(hub, api, page):
     page.wait_for_url(re.compile(r"/user/admin/lab"), timeout=LAB_TIMEOUT)
     page.locator(".jp-Launcher").wait_for(timeout=LAB_TIMEOUT)
     expect(page.locator("#jp-main-dock-panel")).to_be_visible()
+    # no prompt to fetch news from the internet (Labspace's workspace default)
+    page.wait_for_timeout(1000)
+    expect(page.get_by_text("notified about official Jupyter news")).to_have_count(0)
     shoot(page, "jupyterlab")
 
     # the admin panel lists the users, with admin's server running
@@ -119,7 +119,7 @@ def sso_hub(need, hub_factory, hub_settings, tmp_path):
         yield hub_factory(hub_settings, env=env).start()
 
 
-def test_sso_sign_in_refused_says_why(sso_hub, page):
+def test_sso_sign_in_refused_or_to_jupyterlab(sso_hub, page, service_token):
     from playwright.sync_api import expect
 
     page.goto(sso_hub.url)
@@ -140,3 +140,23 @@ def test_sso_sign_in_refused_says_why(sso_hub, page):
     shoot(page, "login-refused")
     page.get_by_role("link", name="Back to sign in").click()
     expect(page.get_by_role("button", name="Sign in with Example University")).to_be_visible()
+
+    # alice (staff) signs in the same way (on a browser without bob's provider
+    # session), starts her server and reaches JupyterLab
+    page.context.clear_cookies()
+    page.get_by_role("button", name="Sign in with Example University").click()
+    page.locator("input[name=login]").fill("alice")
+    page.locator("input[name=password]").fill("alice-pw")
+    page.locator("button[type=submit]").click()
+    expect(page).to_have_url(re.compile(r"/hub/home$"))
+    api = HubAPI(sso_hub.url, service_token)
+    api.started.add("alice")
+    try:
+        assert sorted(api.user("alice").json()["groups"]) == ["gpu", "staff"]
+        page.locator("#start").click()
+        page.wait_for_url(re.compile(r"/user/alice/lab"), timeout=LAB_TIMEOUT)
+        page.locator(".jp-Launcher").wait_for(timeout=LAB_TIMEOUT)
+        shoot(page, "jupyterlab-sso")
+    finally:
+        api.stop_all()
+        api.close()

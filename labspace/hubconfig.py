@@ -37,7 +37,11 @@ DIRECT: list[tuple[str, str, str, Callable[[Any], Any] | None]] = [
 ]
 
 # backend.type -> spawner entry point (jupyterhub.spawners)
-SPAWNERS = {"local": "labspace-local"}
+SPAWNERS = {
+    "local": "labspace-local",
+    "docker": "labspace-docker",
+    "kubernetes": "labspace-kubernetes",
+}
 
 
 class ProxyNotFound(Exception):
@@ -102,6 +106,10 @@ def _auth(settings: Settings, state: State, out: dict) -> None:
 def _backend(settings: Settings, state: State, out: dict) -> None:
     kind = settings.get("backend.type")
     _set(out, "JupyterHub", "spawner_class", SPAWNERS[kind])
+    mixin = "LabspaceSpawnerMixin"
+    _set(out, mixin, "profiles", settings.get("profiles"))
+    _set(out, mixin, "backend_settings", settings.get("backend"))
+    _set(out, mixin, "spawn_concurrency", settings.get("backend.spawn_concurrency"))
     if kind == "local":
         _set(out, "LabspaceLocalSpawner", "home_root", str(state.users_dir))
 

@@ -452,6 +452,10 @@ def _semantic_problems(data: dict[str, Any], skip: set[str] = frozenset()) -> li
         and _typed(values, "auth.type", str) in _auth().PROVIDERS.keys() | {"shared-password"}
     ):
         problems += _auth().problems(auth)
+    if not skip & {"profiles", "backend"}:
+        from .profiles import problems as profile_problems
+
+        problems += profile_problems(values["profiles"], values["backend"])
     if _typed(values, "hub.admin_users", list) == []:
         problems.append(
             "hub.admin_users: empty, so nobody could administer the hub "

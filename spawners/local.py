@@ -16,15 +16,25 @@ from pathlib import Path
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Unicode, default, validate
 
+from labspace.profiles import WorkspaceSpec
 from labspace.state import user_dir_name
+
+from .mixin import LabspaceSpawnerMixin
 
 # JupyterLab settings every new home starts with: no prompt to fetch news from the
 # internet (research networks often have none)
 LAB_DEFAULTS = {"@jupyterlab/apputils-extension/notification": {"fetchNews": "false"}}
 
 
-class LabspaceLocalSpawner(LocalProcessSpawner):
-    """Run each workspace as a local process of the hub's OS user."""
+class LabspaceLocalSpawner(LabspaceSpawnerMixin, LocalProcessSpawner):
+    """Run each workspace as a local process of the hub's OS user.
+
+    From a profile it applies the environment and reports CPU and memory limits
+    to the workspace (``CPU_LIMIT``, ``MEM_LIMIT``, shown by resource monitors),
+    but cannot enforce them: that needs the docker or kubernetes backend. GPUs
+    are whatever the host has. Mounts become links in the home folder
+    (``~/<mount name>``), and read-only is not enforced.
+    """
 
     home_root = Unicode(
         help="""
@@ -103,8 +113,31 @@ class LabspaceLocalSpawner(LocalProcessSpawner):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(values, indent=2) + "\n")
 
-    async def start(self):
+    def apply_workspace_spec(self, spec: WorkspaceSpec) -> None:
+        super().apply_workspace_spec(spec)
+        if spec.gpus:
+            self.log.info(
+                "local backend: %s asks for %d GPU(s); the host's are shared",
+                self._log_name,
+                spec.gpus,
+            )
+
+    def link_mounts(self) -> None:
+        """Each mount as a link ``~/<name>`` to its source folder."""
+        spec = self.workspace_spec
+        for mount in spec.mounts if spec else ():
+            link = Path(self.home_dir, mount.name)
+            if link.is_symlink() and os.readlink(link) == mount.source:
+                continue
+            if link.is_symlink():
+                link.unlink()
+            if link.exists():
+                self.log.warning("Not linking mount %s: %s exists", mount.name, link)
+                continue
+            link.symlink_to(mount.source, target_is_directory=True)
+
+    def prepare_workspace(self) -> None:
         os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
         self.seed_lab_settings()
+        self.link_mounts()
         self.log.info("Starting local workspace for %s in %s", self.user.name, self.home_dir)
-        return await super().start()

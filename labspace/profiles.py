@@ -1,0 +1,284 @@
+"""Workspace profiles: which a person may choose, and what a choice means.
+
+``resolve()`` is the one rule: settings + the person's groups + ``user_options``
+→ a ``WorkspaceSpec``. Every backend turns that spec into its own objects
+(a process, a container, a pod); nothing from ``user_options`` reaches a
+backend except through it. Pure functions, golden-tested.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyterhub.traitlets import ByteSpecification
+
+ALLOWED_OPTIONS = frozenset({"profile"})
+DEFAULT_SLUG = "default"
+
+
+class ProfileError(Exception):
+    """A choice the person may not make; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Mount:
+    """Something mounted into a workspace: a host folder, a named volume, a PVC or NFS."""
+
+    name: str
+    type: str  # host | volume | pvc | nfs
+    source: str  # host path | volume name | claim name | server:/export
+    target: str  # path inside the workspace
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    """What one workspace gets. Memory in bytes, CPU in cores; None = no bound."""
+
+    profile: str
+    display_name: str
+    cpu_guarantee: float | None = None
+    cpu_limit: float | None = None
+    mem_guarantee: int | None = None
+    mem_limit: int | None = None
+    gpus: int = 0
+    image: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    mounts: tuple[Mount, ...] = ()
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+
+
+def to_bytes(value: str | int | float | None) -> int | None:
+    """``"4G"`` → 4294967296, as JupyterHub's ``mem_limit`` reads it."""
+    if value in (None, ""):
+        return None
+    return int(ByteSpecification().validate(None, value))
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "no limit"
+    for unit, size in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if n >= size:
+            text = f"{n / size:.1f}".rstrip("0").rstrip(".")
+            return f"{text} {unit}B"
+    return f"{n} B"
+
+
+def mounts_from(items: list[dict[str, Any]]) -> tuple[Mount, ...]:
+    return tuple(
+        Mount(m["name"], m["type"], m["source"], m["target"], m.get("read_only", True))
+        for m in items
+    )
+
+
+def implicit_profile(backend: dict[str, Any]) -> dict[str, Any]:
+    """The one profile of a settings file that declares none."""
+    return {
+        "slug": DEFAULT_SLUG,
+        "display_name": "Default",
+        "description": "The standard workspace.",
+        "default": True,
+        "groups": [],
+    }
+
+
+def all_profiles(settings_profiles: list[dict[str, Any]], backend: dict[str, Any]) -> list[dict]:
+    return list(settings_profiles) or [implicit_profile(backend)]
+
+
+def visible_profiles(
+    settings_profiles: list[dict[str, Any]], backend: dict[str, Any], groups: set[str]
+) -> list[dict[str, Any]]:
+    """Profiles a person in ``groups`` may use (``groups: []`` = everyone)."""
+    return [
+        p
+        for p in all_profiles(settings_profiles, backend)
+        if not p.get("groups") or set(p["groups"]) & groups
+    ]
+
+
+def default_profile(profiles: list[dict[str, Any]]) -> dict[str, Any]:
+    return next((p for p in profiles if p.get("default")), profiles[0])
+
+
+def check_options(user_options: Any) -> None:
+    if not isinstance(user_options, dict):
+        raise ProfileError(400, 'Options must be a JSON object such as {"profile": "small"}')
+    unknown = sorted(set(user_options) - ALLOWED_OPTIONS)
+    if unknown:
+        raise ProfileError(
+            400,
+            f"Unknown option {unknown[0]!r}: the only option is 'profile' "
+            "(the slug of a profile you may use)",
+        )
+    if "profile" in user_options and not isinstance(user_options["profile"], str):
+        raise ProfileError(400, "Option 'profile' must be a profile slug (a string)")
+
+
+def resolve(
+    settings_profiles: list[dict[str, Any]],
+    backend: dict[str, Any],
+    groups: set[str],
+    user_options: Any,
+) -> WorkspaceSpec:
+    """The workspace a person gets for ``user_options``; raises ProfileError."""
+    check_options(user_options)
+    everyone = all_profiles(settings_profiles, backend)
+    mine = visible_profiles(settings_profiles, backend, groups)
+    slug = user_options.get("profile")
+    if slug is None:
+        if not mine:
+            raise ProfileError(
+                403, "No workspace profile is open to your groups (ask an administrator)"
+            )
+        chosen = default_profile(mine)
+    else:
+        chosen = next((p for p in everyone if p["slug"] == slug), None)
+        if chosen is None:
+            names = ", ".join(p["slug"] for p in mine) or "none"
+            raise ProfileError(400, f"No such profile: {slug!r} (yours: {names})")
+        if chosen not in mine:
+            raise ProfileError(403, f"Profile {slug!r} is not open to your groups")
+    return spec_for(chosen, backend)
+
+
+def spec_for(profile: dict[str, Any], backend: dict[str, Any]) -> WorkspaceSpec:
+    """Merge a profile over the backend's defaults."""
+    cpu = profile.get("cpu") or {}
+    mem = profile.get("memory") or {}
+    env = {**backend.get("env", {}), **profile.get("env", {})}
+    return WorkspaceSpec(
+        profile=profile["slug"],
+        display_name=profile.get("display_name") or profile["slug"],
+        cpu_guarantee=cpu.get("guarantee"),
+        cpu_limit=cpu.get("limit"),
+        mem_guarantee=to_bytes(mem.get("guarantee")),
+        mem_limit=to_bytes(mem.get("limit")),
+        gpus=profile.get("gpus", 0),
+        image=profile.get("image") or backend.get("image", ""),
+        env=env,
+        mounts=mounts_from(backend.get("mounts", [])) + mounts_from(profile.get("mounts", [])),
+        node_selector=dict(profile.get("node_selector", {})),
+        tolerations=tuple(profile.get("tolerations", [])),
+    )
+
+
+def allowed_images(settings_profiles: list[dict[str, Any]], backend: dict[str, Any]) -> set[str]:
+    """The only images a workspace may run: the backend's and the profiles'."""
+    images = {backend.get("image", "")} | {p.get("image", "") for p in settings_profiles}
+    return {i for i in images if i}
+
+
+def describe(profile: dict[str, Any], backend: dict[str, Any]) -> str:
+    """One line of resources, as the spawn form shows it."""
+    spec = spec_for(profile, backend)
+    cpu = f"{spec.cpu_limit:g} CPU" if spec.cpu_limit else "shared CPU"
+    parts = [cpu, f"{human_bytes(spec.mem_limit)} memory" if spec.mem_limit else "shared memory"]
+    if spec.gpus:
+        parts.append(f"{spec.gpus} GPU" + ("s" if spec.gpus > 1 else ""))
+    return " · ".join(parts)
+
+
+def options_form(profiles: list[dict[str, Any]], backend: dict[str, Any]) -> str:
+    """The spawn form: one radio button per profile the person may use.
+
+    The ``labspace-price`` slot of each choice is where accounting adds the
+    price and the remaining budget.
+    """
+    chosen = default_profile(profiles)["slug"]
+    rows = []
+    for p in profiles:
+        slug = html.escape(p["slug"])
+        checked = " checked" if p["slug"] == chosen else ""
+        rows.append(
+            f"""<label class="labspace-profile" for="profile-{slug}">
+  <input type="radio" name="profile" id="profile-{slug}" value="{slug}"{checked}>
+  <span class="labspace-profile-name">{html.escape(p.get("display_name") or p["slug"])}</span>
+  <span class="labspace-profile-resources">{html.escape(describe(p, backend))}</span>
+  <span class="labspace-profile-description">{html.escape(p.get("description", ""))}</span>
+  <span class="labspace-price" data-profile="{slug}"></span>
+</label>"""
+        )
+    return (
+        '<fieldset class="labspace-profiles"><legend>Workspace</legend>\n'
+        + "\n".join(rows)
+        + "\n</fieldset>"
+    )
+
+
+def options_from_form(formdata: dict[str, list[str]]) -> dict[str, Any]:
+    """Form fields → ``user_options``; validated later by ``resolve`` like any API call."""
+    options: dict[str, Any] = {}
+    if formdata.get("profile"):
+        options["profile"] = formdata["profile"][0]
+    extra = sorted(k for k in formdata if k != "profile" and not k.startswith("_"))
+    for key in extra:  # carried through so resolve() refuses them by name
+        options[key] = formdata[key][0] if formdata[key] else ""
+    return options
+
+
+MOUNT_TYPES = {
+    "local": {"host"},
+    "docker": {"host", "volume"},
+    "kubernetes": {"pvc", "nfs", "host"},
+}
+
+
+def _bound_problems(where: str, section: dict[str, Any], convert) -> list[str]:
+    low, high = section.get("guarantee"), section.get("limit")
+    if low is None or high is None:
+        return []
+    if convert(low) > convert(high):
+        return [f"{where}.guarantee: {low} is more than the limit {high} (at most the limit)"]
+    return []
+
+
+def problems(settings_profiles: list[dict[str, Any]], backend: dict[str, Any]) -> list[str]:
+    """Settings problems of ``profiles`` and ``backend.mounts`` (already schema-valid)."""
+    out: list[str] = []
+    kind = backend.get("type", "local")
+    seen: dict[str, int] = {}
+    for i, p in enumerate(settings_profiles):
+        where = f"profiles[{i}]"
+        if p["slug"] in seen:
+            out.append(
+                f"{where}.slug: {p['slug']!r} is also profiles[{seen[p['slug']]}] "
+                "(give each profile its own slug)"
+            )
+        seen.setdefault(p["slug"], i)
+        out += _bound_problems(f"{where}.cpu", p.get("cpu") or {}, float)
+        out += _bound_problems(f"{where}.memory", p.get("memory") or {}, to_bytes)
+        out += _mount_problems(f"{where}.mounts", p.get("mounts", []), kind)
+    defaults = [i for i, p in enumerate(settings_profiles) if p.get("default")]
+    if len(defaults) > 1:
+        out.append(
+            f"profiles[{defaults[1]}].default: profiles[{defaults[0]}] is the default "
+            "already (mark one profile default)"
+        )
+    out += _mount_problems("backend.mounts", backend.get("mounts", []), kind)
+    return out
+
+
+def _mount_problems(where: str, mounts: list[dict[str, Any]], kind: str) -> list[str]:
+    out = []
+    names: set[str] = set()
+    for j, m in enumerate(mounts):
+        if m["type"] not in MOUNT_TYPES[kind]:
+            fits = ", ".join(sorted(MOUNT_TYPES[kind]))
+            out.append(
+                f"{where}[{j}].type: {m['type']!r} mounts do not work on the {kind} "
+                f"backend (use one of: {fits})"
+            )
+        if m["name"] in names:
+            out.append(f"{where}[{j}].name: {m['name']!r} is used twice (name each mount once)")
+        names.add(m["name"])
+    return out

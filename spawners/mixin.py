@@ -1,0 +1,203 @@
+"""What every Labspace backend does, whatever runs the workspace.
+
+``LabspaceSpawnerMixin`` goes first in a backend's bases
+(``class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner)``). It
+
+- shows the profiles a person's groups allow on the spawn form;
+- resolves ``user_options`` through ``labspace.profiles.resolve`` (the only way a
+  choice reaches a backend) and refuses bad ones with a 4xx before anything starts;
+- hands the resolved ``WorkspaceSpec`` to the backend's ``apply_workspace_spec``;
+- queues starts beyond ``spawn_concurrency`` with a "waiting for a slot" message;
+- reports progress ("Preparing home", "Starting JupyterLab", ...) to the spawn page;
+- runs the hook points below.
+
+Hook points (later features plug in here; each is a list of callables,
+``async`` or not, called in order, and may raise ``tornado.web.HTTPError`` to
+refuse with that status and message):
+
+- ``before_start(spawner, spec)``: after the profile is resolved, before the
+  backend starts anything (budget check, data grants);
+- ``after_stop(spawner)``: after the workspace has stopped (usage close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from jupyterhub.utils import maybe_future, wait_for_http_server
+from tornado import web
+from traitlets import Callable, Dict, Integer, List, default
+from traitlets.config import Configurable
+
+from labspace import profiles
+from labspace.profiles import ProfileError, WorkspaceSpec
+
+_slots: dict[int, asyncio.Semaphore] = {}
+
+
+def default_concurrency() -> int:
+    """Two starts per CPU core, at least two: more only makes every start slower."""
+    return max(2, 2 * (os.cpu_count() or 1))
+
+
+def slot(limit: int) -> asyncio.Semaphore:
+    """The hub-wide semaphore for ``limit`` concurrent starts."""
+    if limit not in _slots:
+        _slots[limit] = asyncio.Semaphore(limit)
+    return _slots[limit]
+
+
+class LabspaceSpawnerMixin(Configurable):
+    """Profiles, spec, progress, concurrency and hooks for every backend."""
+
+    profiles = List(
+        help="Workspace profiles, as `profiles:` in labspace.yaml (Labspace sets it).",
+    ).tag(config=True)
+
+    backend_settings = Dict(
+        help="The `backend:` section of labspace.yaml (Labspace sets it).",
+    ).tag(config=True)
+
+    spawn_concurrency = Integer(
+        0,
+        help="""
+        How many workspaces may be starting at once, hub-wide; the rest wait for a
+        slot and say so on the spawn page. 0: two per CPU core, at least two.
+        """,
+    ).tag(config=True)
+
+    before_start = List(
+        Callable(),
+        help="Hooks `(spawner, spec)` run before the backend starts a workspace.",
+    ).tag(config=True)
+
+    after_stop = List(
+        Callable(),
+        help="Hooks `(spawner)` run after a workspace has stopped.",
+    ).tag(config=True)
+
+    workspace_spec: WorkspaceSpec | None = None
+    _events: list[dict[str, Any]] = []  # replaced per start
+    _spawn_done = True
+
+    @default("options_form")
+    def _default_options_form(self):
+        return self._profile_form
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        return profiles.options_from_form
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return self._apply_profile
+
+    # -- profiles ------------------------------------------------------------
+
+    def user_groups(self) -> set[str]:
+        return {g.name for g in self.user.groups}
+
+    def _profile_form(self, spawner) -> str:
+        mine = profiles.visible_profiles(self.profiles, self.backend_settings, self.user_groups())
+        if len(mine) <= 1:
+            return ""  # nothing to choose: start straight away
+        return profiles.options_form(mine, self.backend_settings)
+
+    def resolve_spec(self, user_options: Any) -> WorkspaceSpec:
+        """The spec for ``user_options``, or an HTTP 4xx naming what is wrong."""
+        try:
+            return profiles.resolve(
+                self.profiles, self.backend_settings, self.user_groups(), user_options
+            )
+        except ProfileError as e:
+            self.log.warning("Refused options for %s: %s", self._log_name, e.message)
+            raise web.HTTPError(e.status, e.message) from None
+
+    async def _apply_profile(self, spawner, user_options) -> None:
+        spec = self.resolve_spec(user_options)
+        self.workspace_spec = spec
+        self.apply_workspace_spec(spec)
+        self.log.info("%s gets profile %s", self._log_name, spec.profile)
+
+    def apply_workspace_spec(self, spec: WorkspaceSpec) -> None:
+        """Turn ``spec`` into this backend's traits; backends extend it."""
+        self.cpu_limit = spec.cpu_limit
+        self.cpu_guarantee = spec.cpu_guarantee
+        self.mem_limit = spec.mem_limit
+        self.mem_guarantee = spec.mem_guarantee
+        self.environment = {**self.environment, **spec.env, "LABSPACE_PROFILE": spec.profile}
+
+    # -- progress ------------------------------------------------------------
+
+    def emit(self, message: str, progress: int) -> None:
+        """A progress event for the spawn page."""
+        self.log.debug("%s: %s", self._log_name, message)
+        self._events.append({"progress": progress, "message": message})
+
+    async def progress(self):
+        seen = 0
+        while True:
+            while seen < len(self._events):
+                yield self._events[seen]
+                seen += 1
+            if self._spawn_done:
+                return
+            await asyncio.sleep(0.2)
+
+    # -- start and stop ------------------------------------------------------
+
+    async def start(self):
+        self._events: list[dict[str, Any]] = []
+        self._spawn_done = False
+        try:
+            return await self._start_in_slot()
+        finally:
+            self._spawn_done = True
+
+    async def _start_in_slot(self):
+        if self.workspace_spec is None:  # e.g. resumed after a hub restart
+            self.workspace_spec = self.resolve_spec(self.user_options or {})
+            self.apply_workspace_spec(self.workspace_spec)
+        spec = self.workspace_spec
+        limit = self.spawn_concurrency or default_concurrency()
+        gate = slot(limit)
+        if gate.locked():
+            self.emit(f"Waiting for a slot: {limit} workspaces are starting", 5)
+        waited = time.monotonic()
+        async with gate:
+            self.log.debug(
+                "%s got a start slot after %.1fs", self._log_name, time.monotonic() - waited
+            )
+            for hook in self.before_start:
+                await maybe_future(hook(self, spec))
+            self.emit("Preparing home", 15)
+            await maybe_future(self.prepare_workspace())
+            self.emit(f"Starting your {spec.display_name} workspace", 30)
+            url = await super().start()
+            self.emit("Starting JupyterLab", 60)
+            await self._wait_up(url)
+        self.emit("Workspace is up", 95)
+        return url
+
+    def prepare_workspace(self) -> None:
+        """Backend work before the workspace starts (home, volumes, images);
+        runs inside the start slot. May be async."""
+
+    async def _wait_up(self, url) -> None:
+        """Hold the slot until the workspace answers HTTP, so a burst of starts
+        shares the CPU in turns instead of all timing out together."""
+        if not isinstance(url, str):
+            ip, port = url
+            url = f"http://{ip}:{port}"
+        try:
+            await wait_for_http_server(url + self.server.base_url, timeout=self.http_timeout)
+        except TimeoutError:
+            self.log.warning("%s did not answer within %ss", self._log_name, self.http_timeout)
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        for hook in self.after_stop:
+            await maybe_future(hook(self))

@@ -27,7 +27,7 @@ DIRECT: list[tuple[str, str, str, Callable[[Any], Any] | None]] = [
     ("hub.port", "JupyterHub", "port", None),
     ("hub.hub_port", "JupyterHub", "hub_port", None),
     ("hub.base_url", "JupyterHub", "base_url", None),
-    ("hub.log_level", "Application", "log_level", None),
+    ("hub.log_level", "Application", "log_level", lambda v: {"WARNING": "WARN"}.get(v, v)),
     ("hub.admin_users", "Authenticator", "admin_users", set),
     ("hub.cleanup_servers", "JupyterHub", "cleanup_servers", None),
     ("auth.allow_all", "Authenticator", "allow_all", None),

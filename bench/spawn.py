@@ -26,9 +26,7 @@ import json
 import os
 import platform
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +36,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
-from harness import HubProcess, free_port, wait_for  # noqa: E402
+from harness import HubProcess, Managed, free_port  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 PROXY = str(REPO / "node_modules" / ".bin" / "configurable-http-proxy")
@@ -47,11 +45,14 @@ PROXY = str(REPO / "node_modules" / ".bin" / "configurable-http-proxy")
 NOIRI_SHIM = "raise ImportError('rfc3987_syntax left out of this workspace')\n"
 
 
-class PlainHub:
+class PlainHub(Managed):
     """``jupyterhub -f bench/plain_jupyterhub_config.py`` on free ports."""
+
+    name = "plain hub"
 
     def __init__(self, workdir: Path, token: str):
         self.workdir = workdir
+        self.log_path = workdir / "hub.log"
         self.port = free_port()
         self.env = {
             **os.environ,
@@ -64,47 +65,18 @@ class PlainHub:
             "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
         }
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.proc: subprocess.Popen | None = None
 
     def start(self) -> PlainHub:
         (self.workdir / "users").mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / "hub.log", "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jupyterhub",
-                "-f",
-                str(REPO / "bench" / "plain_jupyterhub_config.py"),
-            ],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._log = log
-
-        def healthy():
-            if self.proc.poll() is not None:
-                raise RuntimeError("plain hub exited; see " + str(self.workdir / "hub.log"))
-            try:
-                return httpx.get(self.url + "hub/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy, 60, what="plain hub")
+        config = str(REPO / "bench" / "plain_jupyterhub_config.py")
+        self.launch([sys.executable, "-m", "jupyterhub", "-f", config], self.workdir, self.env, 60)
         return self
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self._log.close()
+    def ready(self) -> bool:
+        try:
+            return httpx.get(self.url + "hub/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 def labspace_hub(workdir: Path, token: str, noiri: bool) -> HubProcess:

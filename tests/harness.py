@@ -64,8 +64,59 @@ def workspace_pids(root: Path) -> list[int]:
     return pids
 
 
-class HubProcess:
-    """One ``labspace up`` run against a settings file in ``workdir``."""
+class Managed:
+    """A subprocess in a session of its own, logging to ``log_path``, waited for
+    with ``ready()`` and stopped by PID: SIGTERM, then SIGKILL of its group."""
+
+    name = "process"
+    proc: subprocess.Popen | None = None
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def launch(self, cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_for(self._ready, timeout, what=self.name)
+        except (TimeoutError, RuntimeError):
+            self.stop()
+            raise
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-4000:]}"
+            )
+        return self.ready()
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+class HubProcess(Managed):
+    """One ``labspace up`` run against a settings file in ``workdir``; stopping
+    it (SIGTERM to the launcher) stops hub, proxy and workspaces."""
 
     def __init__(self, workdir: Path, settings: dict[str, Any], env: dict[str, str] | None = None):
         self.workdir = workdir
@@ -80,32 +131,15 @@ class HubProcess:
         hub = self.settings.get("hub", {})
         return f"http://127.0.0.1:{hub['port']}{hub.get('base_url', '/')}"
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def start(self, timeout: float = 60) -> HubProcess:
+        self.name = f"hub at {self.url}"
         self.config_path.write_text(yaml.safe_dump(self.settings))
         env = {**os.environ, **self.env}
         env.pop("LABSPACE_CONFIG", None)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [*LABSPACE, "up", "--config", str(self.config_path)],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_for(self._ready, timeout, what=f"hub at {self.url}")
-        except (TimeoutError, RuntimeError):
-            self.stop()
-            raise
+        self.launch([*LABSPACE, "up", "--config", str(self.config_path)], REPO, env, timeout)
         return self
 
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+    def ready(self) -> bool:
         return bool(BANNER.search(self.log()))
 
     @property
@@ -117,20 +151,6 @@ class HubProcess:
     @property
     def admin_password(self) -> str:
         return self.banner.group(3)
-
-    def stop(self, timeout: float = 30) -> int | None:
-        """SIGTERM the launcher (which stops hub, proxy and workspaces); SIGKILL
-        the process group we started if that does not end it in time."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        return self.proc.returncode
 
 
 class HubAPI:

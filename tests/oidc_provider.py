@@ -12,14 +12,12 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import REPO, free_port, wait_for
+from harness import REPO, Managed, free_port
 
 SCRIPT = REPO / "tests" / "oidc" / "provider.mjs"
 SCOPES = ["openid", "profile", "email", "groups"]
@@ -53,7 +51,7 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
-class OIDCProvider:
+class OIDCProvider(Managed):
     """One provider process. ``with OIDCProvider(...) as op:`` or ``start()``/``stop()``."""
 
     def __init__(
@@ -72,7 +70,6 @@ class OIDCProvider:
         self.accounts = accounts if accounts is not None else DEFAULT_ACCOUNTS
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="labspace-oidc-"))
         self.log_path = self.workdir / f"oidc-{self.port}.log"
-        self.proc: subprocess.Popen | None = None
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -91,30 +88,14 @@ class OIDCProvider:
     def url(self, path: str) -> str:
         return f"{self.issuer}/{path.lstrip('/')}"
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def start(self, timeout: float = 30) -> OIDCProvider:
+        self.name = f"OIDC provider at {self.issuer}"
         config = self.workdir / f"oidc-{self.port}.json"
         config.write_text(json.dumps(self.settings))
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                ["node", str(SCRIPT), str(config)],
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_for(self._ready, timeout, what=f"OIDC provider at {self.issuer}")
-        except (TimeoutError, RuntimeError):
-            self.stop()
-            raise
+        self.launch(["node", str(SCRIPT), str(config)], REPO, dict(os.environ), timeout)
         return self
 
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"provider exited with {self.proc.returncode}:\n{self.log()}")
+    def ready(self) -> bool:
         if f"READY {self.issuer}" not in self.log():
             return False
         try:
@@ -146,19 +127,6 @@ class OIDCProvider:
         """Replace ``username``'s groups at the provider (seen by the next login or refresh)."""
         r = httpx.post(self.url(f"test-admin/accounts/{username}/groups"), json=groups, timeout=10)
         r.raise_for_status()
-
-    def stop(self, timeout: float = 10) -> int | None:
-        """SIGTERM the provider; SIGKILL its process group if it does not exit in time."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        return self.proc.returncode
 
     def __enter__(self) -> OIDCProvider:
         return self.start()

@@ -191,7 +191,10 @@ def test_bad_settings_stop_plain_jupyterhub(tmp_path):
         cwd=tmp_path,
     )
     assert r.returncode == 2
-    assert "backend.type: 'slurm' is not a valid choice (one of: local)" in r.stderr
+    assert (
+        "backend.type: 'slurm' is not a valid choice (one of: local, docker, kubernetes)"
+        in r.stderr
+    )
     assert "Traceback" not in r.stderr
 
 

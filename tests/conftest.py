@@ -14,6 +14,10 @@ Fixtures:
   from settings and stops every one of them at teardown, by PID.
 - ``hub``: a running hub on ``db_url``; ``api``: a ``HubAPI`` client for it
   that stops the servers it started at teardown.
+- ``sso_factory(accounts=None, **auth)``: starts the test OpenID Connect
+  provider and a hub signing in through it (``auth.type: oidc``, groups from the
+  ``groups`` claim, only ``staff`` allowed unless ``auth`` says otherwise);
+  returns ``(hub, provider)`` and stops both at teardown.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import HubAPI, HubProcess, free_port, workspace_pids  # noqa: E402
+from oidc_provider import OIDCProvider  # noqa: E402
+from oidc_provider import available as oidc_available  # noqa: E402
 from postgres import PostgresCluster, find_bindir  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -145,3 +151,31 @@ def api(hub, service_token):
     yield client
     client.stop_all()
     client.close()
+
+
+@pytest.fixture
+def sso_factory(tmp_path, hub_settings, hub_factory):
+    providers: list[OIDCProvider] = []
+
+    def make(accounts: list[dict] | None = None, **auth) -> tuple[HubProcess, OIDCProvider]:
+        ok, why = oidc_available()
+        require("oidc-provider", ok, why)
+        callback = f"http://127.0.0.1:{hub_settings['hub']['port']}/hub/oauth_callback"
+        provider = OIDCProvider([callback], accounts=accounts, workdir=tmp_path).start()
+        providers.append(provider)
+        hub_settings["auth"] = {
+            "type": "oidc",
+            "display_name": "Example University",
+            "issuer": provider.issuer,
+            "client_id": provider.client_id,
+            "scopes": ["openid", "profile", "email", "groups"],
+            "groups_claim": "groups",
+            "allowed_groups": ["staff"],
+            **auth,
+        }
+        env = {"LABSPACE_AUTH_CLIENT_SECRET": provider.client_secret}
+        return hub_factory(hub_settings, env=env).start(), provider
+
+    yield make
+    for provider in providers:
+        provider.stop()

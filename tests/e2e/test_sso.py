@@ -9,7 +9,6 @@ import time
 import httpx
 import pytest
 from harness import HubAPI
-from oidc_provider import OIDCProvider, available
 
 pytestmark = [pytest.mark.e2e]
 
@@ -42,33 +41,13 @@ ACCOUNTS = [
 
 
 @pytest.fixture
-def sso(need, tmp_path, hub_settings, hub_factory, service_token):
+def sso(sso_factory, service_token):
     """An OIDC provider and a hub signing in through it; returns (hub, provider, api)."""
-    ok, why = available()
-    need("oidc-provider", ok, why)
-    port = hub_settings["hub"]["port"]
-    provider = OIDCProvider(
-        [f"http://127.0.0.1:{port}/hub/oauth_callback"], accounts=ACCOUNTS, workdir=tmp_path
-    ).start()
-    hub_settings["auth"] = {
-        "type": "oidc",
-        "display_name": "Example University",
-        "issuer": provider.issuer,
-        "client_id": provider.client_id,
-        "scopes": ["openid", "profile", "email", "groups"],
-        "groups_claim": "groups",
-        "allowed_groups": ["staff"],
-        "admin_groups": ["platform-admins"],
-        "refresh_interval": 1,
-    }
-    env = {"LABSPACE_AUTH_CLIENT_SECRET": provider.client_secret}
-    hub = hub_factory(hub_settings, env=env).start()
+    hub, provider = sso_factory(ACCOUNTS, admin_groups=["platform-admins"], refresh_interval=1)
     api = HubAPI(hub.url, service_token)
     yield hub, provider, api
     api.stop_all()
     api.close()
-    hub.stop()
-    provider.stop()
 
 
 def sign_in(hub_url: str, username: str, password: str) -> tuple[httpx.Client, httpx.Response]:

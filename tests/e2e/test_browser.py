@@ -12,8 +12,6 @@ import re
 import pytest
 from browser import VIEWPORT, available, launch, shoot
 from harness import HubAPI, wait_for
-from oidc_provider import OIDCProvider
-from oidc_provider import available as oidc_available
 
 pytestmark = [pytest.mark.e2e]
 
@@ -99,24 +97,11 @@ def test_person_signs_in_and_opens_jupyterlab(hub, api, page):
 
 
 @pytest.fixture
-def sso_hub(need, hub_factory, hub_settings, tmp_path):
-    """A hub signing in through the test OpenID Connect provider (``auth.type: oidc``);
-    only the ``staff`` group may use it, so ``bob`` (``students``) is refused."""
-    ok, why = oidc_available()
-    need("OIDC provider", ok, why)
-    callback = f"http://127.0.0.1:{hub_settings['hub']['port']}/hub/oauth_callback"
-    with OIDCProvider([callback], workdir=tmp_path) as provider:
-        hub_settings["auth"] = {
-            "type": "oidc",
-            "display_name": "Example University",
-            "issuer": provider.issuer,
-            "client_id": provider.client_id,
-            "scopes": ["openid", "profile", "email", "groups"],
-            "groups_claim": "groups",
-            "allowed_groups": ["staff"],
-        }
-        env = {"LABSPACE_AUTH_CLIENT_SECRET": provider.client_secret}
-        yield hub_factory(hub_settings, env=env).start()
+def sso_hub(sso_factory):
+    """A hub signing in through the test OpenID Connect provider; only ``staff``
+    may use it, so ``bob`` (``students``) is refused."""
+    hub, _ = sso_factory()
+    return hub
 
 
 def test_sso_sign_in_refused_or_to_jupyterlab(sso_hub, page, service_token):

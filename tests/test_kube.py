@@ -1,0 +1,498 @@
+"""Golden tests of the kubernetes backend: the pods and home claims it asks for.
+
+A real Kubernetes API server cannot run on this machine, so these tests
+construct the real ``LabspaceKubeSpawner`` (KubeSpawner underneath) the way
+JupyterHub does — a user, its server record, the hub, the config — apply a
+profile through the public path (``_run_apply_user_options``, what
+``User.spawn`` calls), and call KubeSpawner's real ``get_pod_manifest()`` and
+``get_pvc_manifest()``, without talking to a cluster. No ``_mock=True``.
+
+KubeSpawner's constructor always loads a kube config and makes an API client,
+so the ``offline_kube`` fixture points it at a throwaway kubeconfig for a server
+address nothing listens on (``https://127.0.0.1:9``). Building manifests sends
+no request; nothing here could reach a cluster if one were configured.
+
+Manifests are serialised with the Kubernetes client's
+``sanitize_for_serialization``, stored as YAML under ``tests/golden/kube/``, and
+validated with kubernetes-validate's strict schemas (no unknown fields) for the
+oldest Kubernetes Labspace supports and the newest the package ships. After a
+deliberate change, regenerate the golden files and review the diff:
+
+    LABSPACE_REGEN_GOLDEN=1 .venv/bin/pytest tests/test_kube.py
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import quote
+
+import kubernetes_asyncio.config.kube_config as kube_config
+import kubernetes_validate
+import pytest
+import yaml
+from jupyterhub import orm
+from jupyterhub.objects import Hub
+from kubernetes_asyncio.client import Configuration
+from kubespawner import clients
+from labspace.spawners import kube
+from labspace.spawners.kube import LabspaceKubeSpawner
+from tornado import web
+from traitlets.config import Config
+
+from labspace.profiles import Mount, WorkspaceSpec
+from labspace.settings import validate, with_defaults
+
+GOLDEN = Path(__file__).parent / "golden" / "kube"
+REGEN = os.environ.get("LABSPACE_REGEN_GOLDEN", "") == "1"
+OLDEST_KUBERNETES = "1.30"
+KUBE_VERSIONS = [OLDEST_KUBERNETES, kubernetes_validate.utils.latest_version()]
+VERSION_ANNOTATIONS = (
+    "hub.jupyter.org/jupyterhub-version",
+    "hub.jupyter.org/kubespawner-version",
+)
+
+OFFLINE_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: offline
+  cluster: {server: "https://127.0.0.1:9"}
+users:
+- name: nobody
+  user: {token: not-a-real-token}
+contexts:
+- name: offline
+  context: {cluster: offline, user: nobody}
+current-context: offline
+"""
+
+# labspace.yaml of the tests (schema-checked in `settings`)
+SETTINGS = """
+backend:
+  type: kubernetes
+  image: labspace/workspace:2025.1
+  env: {LABSPACE_SITE: test}
+  kubernetes:
+    storage_class: fast-ssd
+    home_size: 20G
+profiles:
+  - slug: default
+    display_name: Standard
+    default: true
+    cpu: {guarantee: 0.5, limit: 2}
+    memory: {guarantee: 1G, limit: 4G}
+  - slug: gpu
+    display_name: One GPU
+    cpu: {guarantee: 4, limit: 8}
+    memory: {guarantee: 16G, limit: 32G}
+    gpus: 1
+    image: labspace/workspace-cuda:2025.1
+    env: {CUDA_CACHE_PATH: /tmp/cuda}
+    node_selector: {nvidia.com/gpu.present: "true"}
+    tolerations:
+      - {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}
+  - slug: data
+    display_name: Shared data
+    mounts:
+      - {name: reference, type: pvc, source: reference-data, target: /data/reference}
+      - {name: scratch, type: nfs, source: "files.example.org:/exports/scratch",
+         target: /data/scratch, read_only: false}
+      - {name: models, type: host, source: /srv/models, target: /data/models}
+"""
+
+
+@dataclass
+class Group:
+    name: str
+
+
+@dataclass
+class MockUser:
+    """What a spawner reads of ``jupyterhub.user.User`` (as kubespawner's tests' MockUser)."""
+
+    name: str
+    id: int = 1
+    groups: list[Group] = field(default_factory=list)
+
+    @property
+    def escaped_name(self) -> str:
+        return quote(self.name, safe="@~")
+
+    @property
+    def url(self) -> str:
+        return f"/user/{self.escaped_name}/"
+
+
+def orm_spawner(user: MockUser, server_name: str) -> SimpleNamespace:
+    """The database row of a server, with the ``orm.Server`` JupyterHub gives it on spawn."""
+    base_url = f"{user.url}{server_name}/" if server_name else user.url
+    server = orm.Server(proto="http", ip="", port=0, base_url=base_url, cookie_name="unused")
+    return SimpleNamespace(name=server_name, display_name=server_name, server=server)
+
+
+@pytest.fixture
+def offline_kube(tmp_path, monkeypatch):
+    """KubeSpawner's client setup pointed at a kubeconfig for an address nothing serves."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(OFFLINE_KUBECONFIG)
+    # read once, at import, from $KUBECONFIG: too early for a fixture to set the variable
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # no in-cluster config
+    saved = Configuration.get_default_copy()  # load_config replaces the global default
+    clients.load_config.cache_clear()
+    yield path
+    clients.load_config.cache_clear()
+    Configuration.set_default(saved)
+
+
+def settings_from(text: str) -> dict[str, Any]:
+    data = yaml.safe_load(text)
+    assert validate(data) == []
+    return with_defaults(data)
+
+
+@pytest.fixture
+def settings() -> dict[str, Any]:
+    return settings_from(SETTINGS)
+
+
+@pytest.fixture
+def make_spawner(offline_kube, settings):
+    """Build spawners as ``User._new_spawner`` does: ``make_spawner("alice", "dash")``;
+    ``values`` replaces the test settings, keywords are ``KubeSpawner`` config."""
+
+    def make(name: str, server_name: str = "", values: dict | None = None, **kube_traits):
+        values = values or settings
+        config = Config()
+        for trait, value in kube_traits.items():  # as hub.config would set them
+            setattr(config.KubeSpawner, trait, value)
+        config.LabspaceSpawnerMixin.profiles = values["profiles"]
+        config.LabspaceSpawnerMixin.backend_settings = values["backend"]
+        user = MockUser(name)
+        client_id = f"jupyterhub-user-{quote(name)}"
+        return LabspaceKubeSpawner(
+            user=user,
+            orm_spawner=orm_spawner(user, server_name),
+            hub=Hub(ip="", port=8081, base_url="/hub/", connect_ip="hub"),
+            config=config,
+            oauth_client_id=f"{client_id}-{quote(server_name)}" if server_name else client_id,
+            user_options={},
+        )
+
+    return make
+
+
+async def manifests(spawner, options: dict[str, Any]) -> dict[str, Any]:
+    """Pod and claim for ``options``, as plain data (version annotations blanked)."""
+    spawner.user_options = options
+    await spawner._run_apply_user_options(options)
+    await spawner.load_user_options()  # KubeSpawner's start calls it: must not refuse
+    client = spawner.api.api_client
+    out = {
+        "pod": client.sanitize_for_serialization(await spawner.get_pod_manifest()),
+        "pvc": client.sanitize_for_serialization(spawner.get_pvc_manifest()),
+    }
+    for manifest in out.values():
+        annotations = manifest["metadata"]["annotations"]
+        for key in VERSION_ANNOTATIONS:
+            annotations[key] = "<version>"
+    return out
+
+
+def check_golden(name: str, data: Any) -> None:
+    path = GOLDEN / f"{name}.yaml"
+    text = yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
+    if REGEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if not path.exists():
+        pytest.fail(f"no golden file {path} (LABSPACE_REGEN_GOLDEN=1 writes it)")
+    assert text == path.read_text(), f"differs from {path} (LABSPACE_REGEN_GOLDEN=1 to update)"
+
+
+def assert_valid(manifest: dict[str, Any]) -> None:
+    for version in KUBE_VERSIONS:
+        try:
+            kubernetes_validate.validate(manifest, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{manifest['kind']} invalid for Kubernetes {version}: {e.message}")
+
+
+def assert_locked_down(pod: dict[str, Any]) -> None:
+    spec = pod["spec"]
+    (container,) = spec["containers"]
+    psc, csc = spec["securityContext"], container["securityContext"]
+    assert psc["runAsNonRoot"] is True
+    assert psc["fsGroup"] == 100
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert csc["runAsNonRoot"] is True
+    assert csc["runAsUser"] == 1000
+    assert csc["runAsGroup"] == 100
+    assert csc["allowPrivilegeEscalation"] is False
+    assert csc["capabilities"] == {"drop": ["ALL"]}
+    assert "privileged" not in csc
+    assert spec["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in spec
+
+
+def env_of(pod: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+
+
+# -- golden manifests -----------------------------------------------------------
+
+
+CASES = [
+    pytest.param({}, "default", id="default"),
+    pytest.param({"profile": "gpu"}, "gpu", id="gpu"),
+    pytest.param({"profile": "data"}, "mounts", id="mounts"),
+]
+
+
+@pytest.mark.parametrize(("options", "golden"), CASES)
+async def test_manifests_match_golden_and_validate(make_spawner, options, golden):
+    out = await manifests(make_spawner("alice"), options)
+    check_golden(golden, out)
+    assert_valid(out["pod"])
+    assert_valid(out["pvc"])
+    assert_locked_down(out["pod"])
+
+
+async def test_default_profile_resources_home_and_labels(make_spawner):
+    spawner = make_spawner("alice")
+    pod, pvc = (await manifests(spawner, {})).values()
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "labspace/workspace:2025.1"
+    assert container["resources"] == {
+        "requests": {"cpu": 0.5, "memory": 1024**3},
+        "limits": {"cpu": 2.0, "memory": 4 * 1024**3},
+    }
+    assert {"name": "home", "mountPath": "/home/jovyan"} in container["volumeMounts"]
+    assert {"name": "home", "persistentVolumeClaim": {"claimName": "home-alice"}} in pod["spec"][
+        "volumes"
+    ]
+    assert pvc["metadata"]["name"] == "home-alice"
+    assert pvc["spec"]["storageClassName"] == "fast-ssd"
+    assert pvc["spec"]["resources"]["requests"] == {"storage": "20Gi"}
+    assert spawner.storage_pvc_ensure is True
+    labels = pod["metadata"]["labels"]
+    assert labels["app.kubernetes.io/name"] == "labspace"
+    assert labels["component"] == labels["app.kubernetes.io/component"] == "workspace"
+    assert labels["labspace/profile"] == "default"
+    env = env_of(pod)
+    assert env["LABSPACE_PROFILE"] == "default"
+    assert env["LABSPACE_SITE"] == "test"
+    assert container["args"][0] == "jupyterhub-singleuser"
+
+
+async def test_gpu_profile_asks_for_gpu_node_and_image(make_spawner):
+    pod = (await manifests(make_spawner("alice"), {"profile": "gpu"}))["pod"]
+    (container,) = pod["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
+    assert container["image"] == "labspace/workspace-cuda:2025.1"
+    assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["spec"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+
+
+async def test_next_start_with_another_profile_keeps_nothing_of_the_last(make_spawner):
+    """JupyterHub keeps one spawner per server across starts."""
+    spawner = make_spawner("alice")
+    await manifests(spawner, {"profile": "gpu"})
+    pod = (await manifests(spawner, {"profile": "data"}))["pod"]
+    (container,) = pod["spec"]["containers"]
+    assert "nvidia.com/gpu" not in container["resources"].get("limits", {})
+    assert "nodeSelector" not in pod["spec"]
+    assert "tolerations" not in pod["spec"]
+    assert len(pod["spec"]["volumes"]) == 4  # home + 3 mounts, once each
+    pod = (await manifests(spawner, {}))["pod"]
+    assert [v["name"] for v in pod["spec"]["volumes"]] == ["home"]
+
+
+async def test_configured_volumes_and_tolerations_are_kept(make_spawner):
+    """What ``hub.config`` sets is the base every profile adds to."""
+    spawner = make_spawner(
+        "alice",
+        volumes={"b": {"name": "b", "emptyDir": {}}, "a": {"name": "a", "emptyDir": {}}},
+        tolerations=[{"key": "site", "operator": "Exists"}],
+    )
+    for _ in range(2):
+        pod = (await manifests(spawner, {"profile": "gpu"}))["pod"]
+    assert [v["name"] for v in pod["spec"]["volumes"]] == ["a", "b", "home"]
+    assert [t["key"] for t in pod["spec"]["tolerations"]] == ["site", "nvidia.com/gpu"]
+
+
+async def test_mount_source_may_name_the_user(make_spawner):
+    """KubeSpawner fills its template fields in volumes, as the how-to says."""
+    values = settings_from(SETTINGS)
+    values["profiles"][2]["mounts"][1]["source"] = "files.example.org:/exports/home/{username}"
+    pod = (await manifests(make_spawner("Ada.L@x.org", values=values), {"profile": "data"}))["pod"]
+    (nfs,) = [v["nfs"] for v in pod["spec"]["volumes"] if "nfs" in v]
+    assert nfs["path"] == "/exports/home/ada-l-x-org---14a68748"
+
+
+# -- names ------------------------------------------------------------------------
+
+
+async def test_user_server_names_never_collide(make_spawner):
+    """``user-has`` + server ``dash`` vs user ``user-has-dash`` (escaping hazard)."""
+    servers = [("user-has", ""), ("user-has", "dash"), ("user-has-dash", ""), ("Ada.L@x.org", "")]
+    names = {}
+    for user, server in servers:
+        spawner = make_spawner(user, server)
+        out = await manifests(spawner, {})
+        names[f"{user}:{server}"] = {
+            "pod": out["pod"]["metadata"]["name"],
+            "pvc": out["pvc"]["metadata"]["name"],
+            "home": out["pod"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+            "labels": {k: v for k, v in out["pod"]["metadata"]["labels"].items() if "hub." in k},
+        }
+        assert_valid(out["pod"])
+        assert_valid(out["pvc"])
+    check_golden("names", names)
+    pods = [n["pod"] for n in names.values()]
+    assert len(set(pods)) == len(pods)
+    assert names["user-has:dash"]["pod"] != names["user-has-dash:"]["pod"]
+    # one home per user, shared by the user's servers
+    assert names["user-has:dash"]["pvc"] == names["user-has:"]["pvc"] == "home-user-has"
+    assert names["user-has-dash:"]["pvc"] == "home-user-has-dash"
+    assert len({n["pvc"] for n in names.values()}) == 3
+
+
+# -- settings -----------------------------------------------------------------------
+
+
+async def test_namespace_and_service_account_from_settings(make_spawner):
+    values = settings_from(
+        "backend:\n  type: kubernetes\n  kubernetes:\n"
+        "    namespace: labspace-users\n    service_account: workspace\n"
+        "    storage_class: ''\n    uid: 2000\n    fs_gid: 2000\n"
+    )
+    spawner = make_spawner("alice", values=values)
+    assert spawner.namespace == "labspace-users"
+    pod, pvc = (await manifests(spawner, {})).values()
+    assert pod["spec"]["serviceAccountName"] == "workspace"
+    assert "automountServiceAccountToken" not in pod["spec"]  # the account's own choice
+    assert pod["spec"]["securityContext"]["fsGroup"] == 2000
+    assert pod["spec"]["containers"][0]["securityContext"]["runAsUser"] == 2000
+    assert pod["spec"]["containers"][0]["image"] == "labspace/workspace:latest"
+    assert "storageClassName" not in pvc["spec"]  # the cluster's default class
+    assert pvc["spec"]["resources"]["requests"] == {"storage": "10Gi"}
+    assert_valid(pod)
+    assert_valid(pvc)
+
+
+async def test_hub_config_overrides_a_default(make_spawner):
+    spawner = make_spawner("alice", storage_capacity="1Ti", component_label="lab")
+    pod, pvc = (await manifests(spawner, {})).values()
+    assert pvc["spec"]["resources"]["requests"] == {"storage": "1Ti"}
+    assert pod["metadata"]["labels"]["component"] == "lab"
+
+
+async def test_refused_profile_is_a_400_before_any_manifest(make_spawner):
+    spawner = make_spawner("alice")
+    with pytest.raises(web.HTTPError) as e:
+        await spawner._run_apply_user_options({"profile": "nope"})
+    assert e.value.status_code == 400
+    assert "No such profile: 'nope'" in e.value.log_message
+
+
+# -- pure helpers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mount", "volume", "mounted"),
+    [
+        pytest.param(
+            Mount("ref", "pvc", "ref-data", "/data/ref"),
+            {"persistentVolumeClaim": {"claimName": "ref-data", "readOnly": True}},
+            {"mountPath": "/data/ref", "readOnly": True},
+            id="pvc",
+        ),
+        pytest.param(
+            Mount("scratch", "nfs", "nfs.example.org:/exports/s", "/scratch", read_only=False),
+            {"nfs": {"server": "nfs.example.org", "path": "/exports/s", "readOnly": False}},
+            {"mountPath": "/scratch", "readOnly": False},
+            id="nfs-rw",
+        ),
+        pytest.param(
+            Mount("models", "host", "/srv/models", "/models"),
+            {"hostPath": {"path": "/srv/models", "type": "Directory"}},
+            {"mountPath": "/models", "readOnly": True},
+            id="host",
+        ),
+        pytest.param(
+            Mount("home", "pvc", "team-home", "/team"),
+            {"persistentVolumeClaim": {"claimName": "team-home", "readOnly": True}},
+            {"mountPath": "/team", "readOnly": True},
+            id="named-home",
+        ),
+    ],
+)
+def test_volume_for_each_mount_type(mount, volume, mounted):
+    name = f"mount-{mount.name}"
+    assert kube.volumes_for([mount]) == [{"name": name, **volume}]
+    assert kube.volume_mounts_for([mount]) == [{"name": name, **mounted}]
+
+
+@pytest.mark.parametrize(
+    ("mount", "message"),
+    [
+        pytest.param(
+            Mount("v", "volume", "vol", "/v"),
+            "'volume' mounts do not work on the kubernetes backend (use pvc, nfs or host)",
+            id="docker-volume",
+        ),
+        pytest.param(
+            Mount("n", "nfs", "/exports/only", "/n"),
+            "nfs mount source '/exports/only' is not server:/export",
+            id="nfs-no-server",
+        ),
+        pytest.param(
+            Mount("n", "nfs", "server:exports", "/n"),
+            "nfs mount source 'server:exports' is not server:/export",
+            id="nfs-relative",
+        ),
+    ],
+)
+def test_bad_mount_is_named(mount, message):
+    with pytest.raises(ValueError) as e:
+        kube.volume_for(mount)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [("10G", "10Gi"), ("1.5G", "1.5Gi"), ("512M", "512Mi"), ("2T", "2Ti"), ("1000", "1000")],
+)
+def test_quantity_is_binary_like_memory(size, expected):
+    assert kube.quantity(size) == expected
+
+
+def test_gpu_resources():
+    assert kube.gpu_resources(0) == {}
+    assert kube.gpu_resources(2) == {"nvidia.com/gpu": "2"}
+
+
+def test_only_allowed_images(settings):
+    spec = WorkspaceSpec(profile="x", display_name="x", image="evil/miner:latest")
+    with pytest.raises(ValueError, match="'evil/miner:latest' of profile 'x' is not one"):
+        kube.image_for(spec, settings["profiles"], settings["backend"])
+    spec = WorkspaceSpec(profile="x", display_name="x", image="labspace/workspace-cuda:2025.1")
+    assert kube.image_for(spec, settings["profiles"], settings["backend"]) == spec.image
+
+
+async def test_bad_mount_refuses_start_with_500(make_spawner):
+    values = settings_from(SETTINGS)
+    values["profiles"][2]["mounts"][1]["source"] = "no-export-path"
+    spawner = make_spawner("alice", values=values)
+    with pytest.raises(web.HTTPError) as e:
+        await spawner._run_apply_user_options({"profile": "data"})
+    assert e.value.status_code == 500
+    assert "ask an administrator" in e.value.log_message

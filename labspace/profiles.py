@@ -57,9 +57,12 @@ class WorkspaceSpec:
 
 
 def to_bytes(value: str | int | float | None) -> int | None:
-    """``"4G"`` → 4294967296, as JupyterHub's ``mem_limit`` reads it."""
+    """``"4G"`` → 4294967296, as JupyterHub's ``mem_limit`` reads it; a number
+    without a unit (``"512"``, which the schema allows) is bytes."""
     if value in (None, ""):
         return None
+    if isinstance(value, str) and value[-1].isdigit():
+        return int(float(value))
     return int(ByteSpecification().validate(None, value))
 
 
@@ -246,6 +249,9 @@ def problems(settings_profiles: list[dict[str, Any]], backend: dict[str, Any]) -
     """Settings problems of ``profiles`` and ``backend.mounts`` (already schema-valid)."""
     out: list[str] = []
     kind = backend.get("type", "local")
+    # every workspace gets the backend's mounts and its profile's: names and
+    # targets must differ across both lists
+    shared = _mount_keys("backend.mounts", backend.get("mounts", []))
     seen: dict[str, int] = {}
     for i, p in enumerate(settings_profiles):
         where = f"profiles[{i}]"
@@ -257,7 +263,7 @@ def problems(settings_profiles: list[dict[str, Any]], backend: dict[str, Any]) -
         seen.setdefault(p["slug"], i)
         out += _bound_problems(f"{where}.cpu", p.get("cpu") or {}, float)
         out += _bound_problems(f"{where}.memory", p.get("memory") or {}, to_bytes)
-        out += _mount_problems(f"{where}.mounts", p.get("mounts", []), kind)
+        out += _mount_problems(f"{where}.mounts", p.get("mounts", []), kind, shared)
     defaults = [i for i, p in enumerate(settings_profiles) if p.get("default")]
     if len(defaults) > 1:
         out.append(
@@ -268,9 +274,25 @@ def problems(settings_profiles: list[dict[str, Any]], backend: dict[str, Any]) -
     return out
 
 
-def _mount_problems(where: str, mounts: list[dict[str, Any]], kind: str) -> list[str]:
+def _mount_keys(where: str, mounts: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """``{("name", n): "where[j]", ("target", t): "where[j]"}``, first use wins."""
+    keys: dict[tuple[str, str], str] = {}
+    for j, m in enumerate(mounts):
+        keys.setdefault(("name", m["name"]), f"{where}[{j}]")
+        keys.setdefault(("target", m["target"]), f"{where}[{j}]")
+    return keys
+
+
+def _mount_problems(
+    where: str,
+    mounts: list[dict[str, Any]],
+    kind: str,
+    shared: dict[tuple[str, str], str] | None = None,
+) -> list[str]:
+    """Mount types the backend cannot do; names and targets used twice, in this
+    list or in ``shared`` (the backend's mounts, which every workspace gets too)."""
     out = []
-    names: set[str] = set()
+    taken = dict(shared or {})
     for j, m in enumerate(mounts):
         if m["type"] not in MOUNT_TYPES[kind]:
             fits = ", ".join(sorted(MOUNT_TYPES[kind]))
@@ -278,7 +300,11 @@ def _mount_problems(where: str, mounts: list[dict[str, Any]], kind: str) -> list
                 f"{where}[{j}].type: {m['type']!r} mounts do not work on the {kind} "
                 f"backend (use one of: {fits})"
             )
-        if m["name"] in names:
-            out.append(f"{where}[{j}].name: {m['name']!r} is used twice (name each mount once)")
-        names.add(m["name"])
+        for key in ("name", "target"):
+            other = taken.setdefault((key, m[key]), f"{where}[{j}]")
+            if other != f"{where}[{j}]":
+                out.append(
+                    f"{where}[{j}].{key}: {m[key]!r} is also the {key} of {other} "
+                    f"(give each mount its own {key})"
+                )
     return out

@@ -38,13 +38,13 @@ from jupyterhub import orm
 from jupyterhub.objects import Hub
 from kubernetes_asyncio.client import Configuration
 from kubespawner import clients
-from labspace.spawners import kube
-from labspace.spawners.kube import LabspaceKubeSpawner
 from tornado import web
 from traitlets.config import Config
 
 from labspace.profiles import Mount, WorkspaceSpec
 from labspace.settings import validate, with_defaults
+from labspace.spawners import kube
+from labspace.spawners.kube import LabspaceKubeSpawner
 
 GOLDEN = Path(__file__).parent / "golden" / "kube"
 REGEN = os.environ.get("LABSPACE_REGEN_GOLDEN", "") == "1"

@@ -29,10 +29,10 @@ import pytest
 from jupyterhub import orm
 from jupyterhub.objects import Hub
 from kubespawner import clients
-from labspace.spawners.kube import LabspaceKubeSpawner
 from traitlets.config import Config
 
 from labspace.settings import validate, with_defaults
+from labspace.spawners.kube import LabspaceKubeSpawner
 
 pytestmark = [
     pytest.mark.e2e,

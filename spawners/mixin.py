@@ -38,6 +38,43 @@ from labspace.profiles import ProfileError, WorkspaceSpec
 _slots: dict[int, asyncio.Semaphore] = {}
 
 
+class StartProgress:
+    """The progress events of one start, for any number of readers.
+
+    Readers are woken as soon as an event arrives, so none is lost when
+    JupyterHub ends the event stream right after ``start()`` returns.
+    """
+
+    def __init__(self):
+        self.events: list[dict[str, Any]] = []
+        self.started = False
+        self.done = False
+        self._changed = asyncio.Event()
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        self._poke()
+
+    def finish(self) -> None:
+        self.done = True
+        self._poke()
+
+    def _poke(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def follow(self):
+        seen = 0
+        while True:
+            changed = self._changed
+            while seen < len(self.events):
+                yield self.events[seen]
+                seen += 1
+            if self.done:
+                return
+            await changed.wait()
+
+
 def default_concurrency() -> int:
     """Two starts per CPU core, at least two: more only makes every start slower."""
     return max(2, 2 * (os.cpu_count() or 1))
@@ -80,8 +117,7 @@ class LabspaceSpawnerMixin(Configurable):
     ).tag(config=True)
 
     workspace_spec: WorkspaceSpec | None = None
-    _events: list[dict[str, Any]] = []  # replaced per start
-    _spawn_done = True
+    _progress: StartProgress | None = None  # of the coming or the last start
 
     @default("options_form")
     def _default_options_form(self):
@@ -117,7 +153,13 @@ class LabspaceSpawnerMixin(Configurable):
             raise web.HTTPError(e.status, e.message) from None
 
     async def _apply_profile(self, spawner, user_options) -> None:
-        spec = self.resolve_spec(user_options)
+        try:
+            spec = self.resolve_spec(user_options)
+        except web.HTTPError:
+            # JupyterHub saved these options before asking us; forget them, or
+            # every later start that names no profile replays the refused choice
+            self.orm_spawner.user_options = {}
+            raise
         self.workspace_spec = spec
         self.apply_workspace_spec(spec)
         self.log.info("%s gets profile %s", self._log_name, spec.profile)
@@ -135,27 +177,38 @@ class LabspaceSpawnerMixin(Configurable):
     def emit(self, message: str, progress: int) -> None:
         """A progress event for the spawn page."""
         self.log.debug("%s: %s", self._log_name, message)
-        self._events.append({"progress": progress, "message": message})
+        self._start_progress().emit({"progress": progress, "message": message})
+
+    def _start_progress(self) -> StartProgress:
+        """The coming start's progress, or the running or last one's."""
+        if self._progress is None:
+            self._progress = StartProgress()
+        return self._progress
 
     async def progress(self):
-        seen = 0
-        while True:
-            while seen < len(self._events):
-                yield self._events[seen]
-                seen += 1
-            if self._spawn_done:
-                return
-            await asyncio.sleep(0.2)
+        # asked for before start() has begun (JupyterHub marks a spawn pending
+        # first): wait for that start's events, not the last one's
+        async for event in self._start_progress().follow():
+            yield event
+
+    def clear_state(self):
+        """JupyterHub calls this as a spawn begins and after a stop: the last
+        start's events are over (an unstarted one keeps its readers)."""
+        super().clear_state()
+        if self._progress is not None and self._progress.started:
+            self._progress = None
 
     # -- start and stop ------------------------------------------------------
 
     async def start(self):
-        self._events: list[dict[str, Any]] = []
-        self._spawn_done = False
+        progress = self._start_progress()
+        if progress.started:  # started again without clear_state()
+            self._progress = progress = StartProgress()
+        progress.started = True
         try:
             return await self._start_in_slot()
         finally:
-            self._spawn_done = True
+            progress.finish()
 
     async def _start_in_slot(self):
         if self.workspace_spec is None:  # e.g. resumed after a hub restart
@@ -165,7 +218,8 @@ class LabspaceSpawnerMixin(Configurable):
         limit = self.spawn_concurrency or default_concurrency()
         gate = slot(limit)
         if gate.locked():
-            self.emit(f"Waiting for a slot: {limit} workspaces are starting", 5)
+            starting = "1 workspace is" if limit == 1 else f"{limit} workspaces are"
+            self.emit(f"Waiting for a slot: {starting} starting", 5)
         waited = time.monotonic()
         async with gate:
             self.log.debug(

@@ -119,6 +119,26 @@ def test_validate_valid(invoke, tmp_path):
     assert result.stderr == ""
 
 
+def test_validate_profiles(invoke, tmp_path):
+    path = write(
+        tmp_path / "labspace.yaml",
+        "profiles:\n"
+        "  - {slug: small, default: true, memory: {guarantee: 2G, limit: 1G}}\n"
+        "  - {slug: small, default: true}\n",
+    )
+    result = invoke("config", "validate", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{path}: 3 problems in Labspace settings",
+        "  profiles[0].memory.guarantee: 2G is more than the limit 1G (at most the limit)",
+        "  profiles[1].slug: 'small' is also profiles[0] (give each profile its own slug)",
+        "  profiles[1].default: profiles[0] is the default already (mark one profile default)",
+    ]
+    assert result.stdout == ""
+    fixed = write(path, "profiles:\n  - {slug: small, default: true}\n  - {slug: big}\n")
+    assert invoke("config", "validate", str(fixed)).stdout == f"{fixed}: valid\n"
+
+
 def test_validate_default_path(invoke, tmp_path, monkeypatch):
     write(tmp_path / "labspace.yaml", "")
     assert invoke("config", "validate").stdout == f"{tmp_path / 'labspace.yaml'}: valid\n"
@@ -190,6 +210,9 @@ def test_show_hides_secrets(invoke, with_secrets):
     assert shown["auth"]["user_password"] == "<hidden>"
     assert shown["hub"]["port"] == 9000
     assert shown["backend"]["default_url"] == "/lab"  # defaults filled in
+    assert shown["backend"]["image"] == "labspace/workspace:latest"
+    assert shown["backend"]["docker"] == {"network": "host", "home": "volume", "uid": 1000}
+    assert shown["profiles"] == []
     assert list(shown) == [
         "data_dir", "hub", "auth", "backend", "profiles", "accounting", "catalog", "data"
     ]  # fmt: skip

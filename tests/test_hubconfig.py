@@ -25,6 +25,27 @@ PROXY_NOT_FOUND = (
     "or set hub.proxy_command)"
 )
 
+# the `backend:` section of an empty labspace.yaml, as the spawner gets it
+DEFAULT_BACKEND = {
+    "type": "local",
+    "default_url": "/lab",
+    "start_timeout": 120,
+    "http_timeout": 60,
+    "spawn_concurrency": 0,
+    "image": "labspace/workspace:latest",
+    "env": {},
+    "mounts": [],
+    "docker": {"network": "host", "home": "volume", "uid": 1000},
+    "kubernetes": {
+        "namespace": "",
+        "storage_class": "",
+        "home_size": "10G",
+        "uid": 1000,
+        "fs_gid": 100,
+        "service_account": "",
+    },
+}
+
 
 @pytest.fixture(autouse=True)
 def no_labspace_env(monkeypatch):
@@ -110,6 +131,11 @@ def test_build_empty_file(setup, base):
         },
         "Spawner": {"default_url": "/lab", "start_timeout": 120, "http_timeout": 60},
         "SharedPasswordAuthenticator": {"admin_password": secret(base, "admin-password")},
+        "LabspaceSpawnerMixin": {
+            "profiles": [],
+            "backend_settings": DEFAULT_BACKEND,
+            "spawn_concurrency": 0,
+        },
         "LabspaceLocalSpawner": {"home_root": f"{data}/users"},
         "ConfigurableHTTPProxy": {
             "command": PROXY,
@@ -127,6 +153,10 @@ def test_build_realistic_file(setup, base):
         "  base_url: /jupyter/\n  public_url: https://hub.example.org/jupyter/\n"
         "  admin_users: [alice]\n  cleanup_servers: false\n  log_level: DEBUG\n"
         "backend:\n  default_url: /tree\n  start_timeout: 300\n  http_timeout: 90\n"
+        "  spawn_concurrency: 3\n  env: {TZ: UTC}\n"
+        "  mounts: [{name: ref, type: host, source: /srv/ref, target: /data/ref}]\n"
+        "profiles:\n  - {slug: small, default: true, memory: {limit: 1G}}\n"
+        "  - {slug: big, groups: [gpu-users], cpu: {limit: 8}}\n"
         f"auth:\n  admin_password: {ADMIN_PW}\n  allow_all: true\n  user_password: users-pw\n"
         "  refresh_interval: 0\n"
     )
@@ -165,6 +195,42 @@ def test_build_realistic_file(setup, base):
     }
     assert values["ConfigurableHTTPProxy"]["api_url"] == "http://127.0.0.1:18001"
     assert values["LabspaceLocalSpawner"] == {"home_root": f"{data}/users"}
+    assert values["LabspaceSpawnerMixin"] == {
+        "profiles": [
+            {"slug": "small", "default": True, "memory": {"limit": "1G"}},
+            {"slug": "big", "groups": ["gpu-users"], "cpu": {"limit": 8}},
+        ],
+        "backend_settings": {
+            **DEFAULT_BACKEND,
+            "default_url": "/tree",
+            "start_timeout": 300,
+            "http_timeout": 90,
+            "spawn_concurrency": 3,
+            "env": {"TZ": "UTC"},
+            "mounts": [
+                {"name": "ref", "type": "host", "source": "/srv/ref", "target": "/data/ref"}
+            ],
+        },
+        "spawn_concurrency": 3,
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "spawner"),
+    [
+        pytest.param("local", "labspace-local", id="local"),
+        pytest.param("docker", "labspace-docker", id="docker"),
+        pytest.param("kubernetes", "labspace-kubernetes", id="kubernetes"),
+    ],
+)
+def test_backend_type_picks_spawner(setup, base, kind, spawner):
+    settings, state = setup(f"backend:\n  type: {kind}\n")
+    values = build(settings, state, PROXY)
+    assert values["JupyterHub"]["spawner_class"] == spawner
+    assert values["LabspaceSpawnerMixin"]["backend_settings"] == {**DEFAULT_BACKEND, "type": kind}
+    # only the local backend keeps homes under data_dir/users
+    local = {"home_root": f"{base}/labspace-data/users"}
+    assert values.get("LabspaceLocalSpawner") == (local if kind == "local" else None)
 
 
 def test_hub_config_applied_last(setup):

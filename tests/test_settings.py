@@ -71,6 +71,19 @@ DEFAULTS = {
         "default_url": "/lab",
         "start_timeout": 120,
         "http_timeout": 60,
+        "spawn_concurrency": 0,
+        "image": "labspace/workspace:latest",
+        "env": {},
+        "mounts": [],
+        "docker": {"network": "host", "home": "volume", "uid": 1000},
+        "kubernetes": {
+            "namespace": "",
+            "storage_class": "",
+            "home_size": "10G",
+            "uid": 1000,
+            "fs_gid": 100,
+            "service_account": "",
+        },
     },
     "profiles": [],
     "accounting": {},
@@ -110,7 +123,54 @@ backend:
   default_url: /tree
   start_timeout: 300
   http_timeout: 90
-profiles: []
+  spawn_concurrency: 4
+  image: registry.example.org/lab/workspace:2024.10
+  env:
+    TZ: Europe/Berlin
+  mounts:
+    - name: reference
+      type: host
+      source: /srv/reference
+      target: /data/reference
+  docker:
+    network: labspace
+    home: bind
+    uid: 1001
+  kubernetes:
+    namespace: labspace
+    storage_class: fast
+    home_size: 20G
+    uid: 1001
+    fs_gid: 1001
+    service_account: workspace
+profiles:
+  - slug: small
+    display_name: Small
+    description: For notebooks and teaching
+    default: true
+    cpu: {{guarantee: 0.5, limit: 1}}
+    memory: {{guarantee: 512M, limit: 1G}}
+    gpus: 0
+    image: ""
+    env: {{PROFILE_SIZE: small}}
+    groups: []
+    mounts: []
+    node_selector: {{}}
+    tolerations: []
+  - slug: gpu
+    display_name: GPU
+    description: One GPU for training
+    cpu: {{guarantee: 4, limit: 8}}
+    memory: {{guarantee: 16G, limit: 32G}}
+    gpus: 1
+    image: registry.example.org/lab/workspace-cuda:2024.10
+    groups: [gpu-users]
+    mounts:
+      - name: scratch
+        type: host
+        source: /scratch
+        target: /scratch
+        read_only: false
 accounting: {{}}
 catalog: {{}}
 data: {{}}
@@ -124,6 +184,10 @@ ALLOWED_TOP = "allowed: data_dir, hub, auth, backend, profiles, accounting, cata
 ALLOWED_HUB = (
     "allowed: ip, port, hub_port, proxy_api_port, base_url, public_url, db_url, "
     "admin_users, cleanup_servers, log_level, proxy_command, config"
+)
+ALLOWED_PROFILE = (
+    "allowed: slug, display_name, description, default, cpu, memory, gpus, image, env, "
+    "groups, mounts, node_selector, tolerations"
 )
 DB_HINT = "(sqlite:///path/to/file.sqlite or postgresql+psycopg://user:password@host:5432/db)"
 
@@ -321,8 +385,57 @@ BAD = [
     ),
     pytest.param(
         "profiles:\n  - name: small\n",
-        ["profiles: too many entries (an empty list; profiles are not available in this version)"],
-        id="profiles",
+        [
+            f"profiles[0].name: unknown key ({ALLOWED_PROFILE})",
+            "profiles[0]: 'slug' is a required property (see docs/reference/settings.md)",
+        ],
+        id="profile-no-slug",
+    ),
+    pytest.param(
+        "profiles:\n  - slug: small\n    memroy: {limit: 1G}\n",
+        ["profiles[0].memroy: unknown key (did you mean 'memory'?)"],
+        id="profile-key-typo",
+    ),
+    pytest.param(
+        "profiles:\n  - slug: small\n    cpu: {limit: 0}\n",
+        [
+            "profiles[0].cpu.limit: 0 is less than or equal to the minimum of 0 "
+            "(see docs/reference/settings.md)"
+        ],
+        id="profile-cpu-zero",
+    ),
+    pytest.param(
+        "profiles:\n  - slug: small\n    gpus: 17\n",
+        ["profiles[0].gpus: 17 is too large (a whole number from 0 to 16)"],
+        id="profile-gpus",
+    ),
+    pytest.param(
+        "profiles:\n  slug: small\n",
+        [
+            'profiles: expected a list, got a mapping {"slug": "small"} '
+            "(a list of profiles, each with at least a slug)"
+        ],
+        id="profiles-mapping",
+    ),
+    pytest.param(
+        "backend:\n  mounts:\n    - {name: data, type: bind, source: /srv, target: /data}\n",
+        ["backend.mounts[0].type: 'bind' is not a valid choice (one of: host, volume, pvc, nfs)"],
+        id="mount-type",
+    ),
+    pytest.param(
+        "backend:\n  spawn_concurrency: -1\n",
+        ["backend.spawn_concurrency: -1 is too small (a whole number from 0 to 1000)"],
+        id="concurrency",
+    ),
+    pytest.param(
+        "backend:\n  docker:\n    home: nfs\n",
+        ["backend.docker.home: 'nfs' is not a valid choice (one of: volume, bind)"],
+        id="docker-home",
+    ),
+    pytest.param(
+        "backend:\n  kubernetes:\n    home_size: 10 GB\n",
+        ["backend.kubernetes.home_size: '10 GB' is not valid (a size such as 512M, 4G or 1.5G)"],
+        id="home-size",
     ),
     pytest.param(
         "hub:\n  admin_users: [admin, admin]\n",

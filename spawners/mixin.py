@@ -29,8 +29,9 @@ from typing import Any
 
 from jupyterhub.utils import maybe_future, wait_for_http_server
 from tornado import web
-from traitlets import Callable, Dict, Integer, List, default
+from traitlets import Callable, Dict, Integer, List, Unicode, Union, default, validate
 from traitlets.config import Configurable
+from traitlets.utils.importstring import import_item
 
 from labspace import profiles
 from labspace.profiles import ProfileError, WorkspaceSpec
@@ -107,16 +108,33 @@ class LabspaceSpawnerMixin(Configurable):
     ).tag(config=True)
 
     before_start = List(
-        Callable(),
+        Union([Callable(), Unicode()]),
         help="Hooks `(spawner, spec)` run before the backend starts a workspace.",
     ).tag(config=True)
 
     after_stop = List(
-        Callable(),
+        Union([Callable(), Unicode()]),
         help="Hooks `(spawner)` run after a workspace has stopped.",
     ).tag(config=True)
 
+    @validate("before_start", "after_stop")
+    def _import_hooks(self, proposal):
+        """Hooks may be given as ``"package.module.function"`` (from labspace.yaml)."""
+        hooks = []
+        for hook in proposal.value:
+            if isinstance(hook, str):
+                try:
+                    hook = import_item(hook)
+                except (ImportError, AttributeError, ValueError) as e:
+                    raise ValueError(
+                        f"{proposal.trait.name} hook {hook!r} cannot be imported: {e}"
+                    ) from None
+            hooks.append(hook)
+        return hooks
+
     workspace_spec: WorkspaceSpec | None = None
+    _base_environment: dict[str, str] | None = None  # Spawner.environment as configured
+    _hooks_started = False  # before_start ran; after_stop is owed (kept in the state)
     _progress: StartProgress | None = None  # of the coming or the last start
 
     @default("options_form")
@@ -170,7 +188,11 @@ class LabspaceSpawnerMixin(Configurable):
         self.cpu_guarantee = spec.cpu_guarantee
         self.mem_limit = spec.mem_limit
         self.mem_guarantee = spec.mem_guarantee
-        self.environment = {**self.environment, **spec.env, "LABSPACE_PROFILE": spec.profile}
+        # the spawner object lives on across starts: build from the configured
+        # environment each time, so one profile's variables never reach the next
+        if self._base_environment is None:
+            self._base_environment = dict(self.environment)
+        self.environment = {**self._base_environment, **spec.env, "LABSPACE_PROFILE": spec.profile}
 
     # -- progress ------------------------------------------------------------
 
@@ -191,10 +213,22 @@ class LabspaceSpawnerMixin(Configurable):
         async for event in self._start_progress().follow():
             yield event
 
+    def get_state(self):
+        state = super().get_state()
+        if self._hooks_started:
+            state["labspace_hooks_started"] = True
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self._hooks_started = bool(state.get("labspace_hooks_started"))
+
     def clear_state(self):
         """JupyterHub calls this as a spawn begins and after a stop: the last
         start's events are over (an unstarted one keeps its readers)."""
         super().clear_state()
+        # _hooks_started survives: backends clear their state when the process
+        # ends (LocalProcessSpawner.poll), before run_post_stop_hook reads it
         if self._progress is not None and self._progress.started:
             self._progress = None
 
@@ -225,6 +259,7 @@ class LabspaceSpawnerMixin(Configurable):
             self.log.debug(
                 "%s got a start slot after %.1fs", self._log_name, time.monotonic() - waited
             )
+            self._hooks_started = True
             for hook in self.before_start:
                 await maybe_future(hook(self, spec))
             self.emit("Preparing home", 15)
@@ -251,7 +286,15 @@ class LabspaceSpawnerMixin(Configurable):
         except TimeoutError:
             self.log.warning("%s did not answer within %ss", self._log_name, self.http_timeout)
 
-    async def stop(self, now=False):
-        await super().stop(now=now)
-        for hook in self.after_stop:
-            await maybe_future(hook(self))
+    async def run_post_stop_hook(self):
+        """After every end of a workspace that began its before_start hooks:
+        a stop, a failed start, or a workspace that died on its own (JupyterHub
+        runs this from ``User.stop`` in all three cases, even after a hub restart,
+        since the flag lives in the spawner's state)."""
+        try:
+            if self._hooks_started:
+                for hook in self.after_stop:
+                    await maybe_future(hook(self))
+        finally:
+            self._hooks_started = False
+            await maybe_future(super().run_post_stop_hook())

@@ -9,6 +9,7 @@ backend except through it. Pure functions, golden-tested.
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,6 +230,8 @@ def options_from_form(formdata: dict[str, list[str]]) -> dict[str, Any]:
     return options
 
 
+NFS_SOURCE = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:/\S*$")
+RESERVED_TARGETS = {"/home/jovyan", "/home"}
 MOUNT_TYPES = {
     "local": {"host"},
     "docker": {"host", "volume"},
@@ -299,6 +302,16 @@ def _mount_problems(
             out.append(
                 f"{where}[{j}].type: {m['type']!r} mounts do not work on the {kind} "
                 f"backend (use one of: {fits})"
+            )
+        elif m["type"] == "nfs" and not NFS_SOURCE.match(m["source"]):
+            out.append(
+                f"{where}[{j}].source: {m['source']!r} is not an NFS export "
+                "(server:/export, e.g. nfs.example.org:/srv/data)"
+            )
+        if m["target"].rstrip("/") in RESERVED_TARGETS:
+            out.append(
+                f"{where}[{j}].target: {m['target']!r} is where the home folder is mounted "
+                "(mount below it or elsewhere, e.g. /data/<name>)"
             )
         for key in ("name", "target"):
             other = taken.setdefault((key, m[key]), f"{where}[{j}]")

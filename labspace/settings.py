@@ -82,10 +82,14 @@ class Settings:
         return _auth().warnings(self.get("auth"), self.get("hub.admin_users"))
 
     def redacted(self) -> dict[str, Any]:
-        """The values with every secret replaced, safe to print; in ``hub.config``,
-        any trait whose name says token, secret, password or key."""
+        """The values with every secret replaced, safe to print; in ``hub.config``
+        and environment variables, anything whose name says token, secret,
+        password or key."""
         out = copy.deepcopy(self.values)
         _hide_secret_traits(out["hub"]["config"])
+        _hide_secret_traits(out["backend"]["env"])
+        for profile in out["profiles"]:
+            _hide_secret_traits(profile.get("env", {}))
         for path in secret_paths():
             parent = out
             *head, last = path.split(".")
@@ -366,6 +370,15 @@ def _describe(error, root: Any) -> list[str]:
             f"{path}: {_show(error.instance, parts)} is not a valid choice "
             f"({tip}one of: {', '.join(choices)})"
         ]
+    if kind == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return [
+            f"{_dotted([*parts, k], root)}: missing (required; "
+            f"{sub['properties'][k].get('x-hint') or sub['properties'][k]['description']})"
+            for k in missing
+        ]
+    if kind == "exclusiveMinimum":
+        return [f"{path}: {error.instance} is too small (more than {error.validator_value})"]
     if kind in ("minimum", "maximum"):
         word = "small" if kind == "minimum" else "large"
         lo, hi = sub.get("minimum"), sub.get("maximum")

@@ -488,7 +488,8 @@ def problems_of(tmp_path):
 
 
 def mount(name: str, kind: str, target: str = "") -> str:
-    return f"{{name: {name}, type: {kind}, source: src-{name}, target: {target or '/' + name}}}"
+    source = f"nfs.example.org:/src-{name}" if kind == "nfs" else f"src-{name}"
+    return f"{{name: {name}, type: {kind}, source: '{source}', target: {target or '/' + name}}}"
 
 
 SETTINGS_PROBLEMS = [
@@ -690,3 +691,36 @@ def test_settings_good(tmp_path, text):
     given = yaml.safe_load(text)
     assert settings.get("profiles") == given.get("profiles", [])
     assert settings.get("backend.mounts") == given.get("backend", {}).get("mounts", [])
+
+
+@pytest.mark.parametrize(
+    ("mount", "line"),
+    [
+        pytest.param(
+            {"name": "share", "type": "nfs", "source": "nfs-server", "target": "/data/share"},
+            "profiles[0].mounts[0].source: 'nfs-server' is not an NFS export "
+            "(server:/export, e.g. nfs.example.org:/srv/data)",
+            id="nfs-no-export",
+        ),
+        pytest.param(
+            {"name": "home", "type": "pvc", "source": "claim", "target": "/home/jovyan/"},
+            "profiles[0].mounts[0].target: '/home/jovyan/' is where the home folder is "
+            "mounted (mount below it or elsewhere, e.g. /data/<name>)",
+            id="over-home",
+        ),
+    ],
+)
+def test_kubernetes_mount_problems(mount, line, tmp_path):
+    import yaml
+
+    from labspace import settings
+
+    path = tmp_path / "labspace.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"backend": {"type": "kubernetes"}, "profiles": [{"slug": "a", "mounts": [mount]}]}
+        )
+    )
+    with pytest.raises(settings.SettingsError) as e:
+        settings.load(path, environ={})
+    assert e.value.problems == [line]

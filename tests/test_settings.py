@@ -387,7 +387,7 @@ BAD = [
         "profiles:\n  - name: small\n",
         [
             f"profiles[0].name: unknown key ({ALLOWED_PROFILE})",
-            "profiles[0]: 'slug' is a required property (see docs/reference/settings.md)",
+            "profiles[0].slug: missing (required; lowercase letters, digits and '-', e.g. small)",
         ],
         id="profile-no-slug",
     ),
@@ -398,10 +398,7 @@ BAD = [
     ),
     pytest.param(
         "profiles:\n  - slug: small\n    cpu: {limit: 0}\n",
-        [
-            "profiles[0].cpu.limit: 0 is less than or equal to the minimum of 0 "
-            "(see docs/reference/settings.md)"
-        ],
+        ["profiles[0].cpu.limit: 0 is too small (more than 0)"],
         id="profile-cpu-zero",
     ),
     pytest.param(
@@ -866,3 +863,17 @@ def test_base_dir_without_source(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = Settings(values={"data_dir": "d"})
     assert settings.data_dir == tmp_path.resolve() / "d"
+
+
+def test_redacted_hides_secret_environment_variables(write):
+    settings = load(
+        write(
+            "backend:\n  env: {API_TOKEN: tok-1234567, LANG: C.UTF-8}\n"
+            "profiles:\n  - slug: small\n    env: {DB_PASSWORD: pw-1234567, MODE: fast}\n"
+        ),
+        environ={},
+    )
+    shown = settings.redacted()
+    assert shown["backend"]["env"] == {"API_TOKEN": HIDDEN, "LANG": "C.UTF-8"}
+    assert shown["profiles"][0]["env"] == {"DB_PASSWORD": HIDDEN, "MODE": "fast"}
+    assert settings.get("backend.env")["API_TOKEN"] == "tok-1234567"

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: up test lint format clean docs
+.PHONY: up test lint format clean docs images images-for-tests
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -34,7 +34,23 @@ up: $(VENV)/.installed node_modules/.installed
 test: $(VENV)/.installed-test
 	tests/provision.sh
 	$(MAKE) node_modules/.installed
+	$(MAKE) images-for-tests
 	$(BIN)/python -m pytest
+
+# the base (debootstrap, when absent), workspace and hub images; each is rebuilt
+# only when its inputs changed (see images/build.sh)
+images: $(VENV)/.installed
+	PYTHON=$(BIN)/python images/build.sh all
+
+# the tests' images when a Docker daemon answers; without one (or if the build
+# fails outside CI) the Docker tests skip, and under CI=true they fail
+images-for-tests: $(VENV)/.installed-test
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "images: no Docker daemon; the Docker tests will be skipped"; \
+	elif ! PYTHON=$(BIN)/python images/build.sh all; then \
+	  case "$$CI" in true|1|yes) exit 1;; esac; \
+	  echo "images: build failed; the Docker tests use older images or skip"; \
+	fi
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

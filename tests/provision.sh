@@ -12,8 +12,39 @@ have_pg || missing+=(postgresql)
 have npm || missing+=(nodejs npm)
 # the browser tests drive Debian's Chromium (never a Playwright download)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# the Docker tests: Debian's daemon, and debootstrap for the local base image
+# (there may be no container registry to pull one from)
+have dockerd || [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
+have debootstrap || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+
+# One Docker daemon, started here when none runs: no bridge network and no
+# iptables rules, since every Labspace container uses the host's network.
+start_dockerd() {
+  local log=${LABSPACE_DOCKERD_LOG:-/var/log/labspace-dockerd.log}
+  if ! have docker || docker info >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ "$(id -u)" -ne 0 ] || ! command -v dockerd >/dev/null 2>&1; then
+    echo "provision: no Docker daemon answers; start one (as root:" \
+         "dockerd --bridge=none --iptables=false) or the Docker tests are skipped" >&2
+    return 0
+  fi
+  if pgrep -x dockerd >/dev/null; then
+    echo "provision: a dockerd runs but does not answer; see its log" >&2
+    return 0
+  fi
+  echo "provision: starting dockerd (no bridge network; log: $log)"
+  setsid nohup dockerd --bridge=none --iptables=false </dev/null >"$log" 2>&1 &
+  echo $! >/run/labspace-dockerd.pid
+  for _ in $(seq 60); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "provision: dockerd did not answer within 30s (see $log)" >&2
+}
 
 if [ ${#missing[@]} -eq 0 ]; then
+  start_dockerd
   exit 0
 fi
 if [ "$(id -u)" -eq 0 ] && have apt-get; then
@@ -23,7 +54,12 @@ if [ "$(id -u)" -eq 0 ] && have apt-get; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts a system cluster on install; the tests run their own
   if have systemctl; then systemctl disable --now postgresql >/dev/null 2>&1 || true; fi
+  # ...and its Docker daemon with a bridge network; start_dockerd runs one without
+  if [[ " ${missing[*]} " == *" docker.io "* ]] && have systemctl; then
+    systemctl disable --now docker.socket docker.service >/dev/null 2>&1 || true
+  fi
 else
   echo "provision: missing ${missing[*]}; install them (apt install ${missing[*]})" \
        "or the tests that need them are skipped (and fail under CI=true)" >&2
 fi
+start_dockerd

@@ -1,0 +1,445 @@
+"""The docker backend: each workspace is a container on this host (DockerSpawner).
+
+``LabspaceDockerSpawner`` maps a resolved ``WorkspaceSpec`` and the
+``backend.docker`` settings onto DockerSpawner's traits. The mapping is a few
+pure functions (``container_name``, ``home_volume_name``, ``mounts_for``,
+``host_config_for``); the spawner only orchestrates.
+
+What a workspace gets:
+
+- a container named ``labspace-{user}`` (``labspace-{user}--{server}`` for a
+  named server), from JupyterHub's safe slugs, so user ``user-has`` + server
+  ``dash`` and user ``user-has-dash`` never share a name; it is deleted when the
+  workspace stops;
+- a home at ``/home/jovyan`` that outlives it: the named volume
+  ``labspace-home-{user}`` (``home: volume``), or the folder
+  ``<home_root>/{user}`` (``home: bind``), shared by all of the user's servers
+  and owned by the workspace user;
+- the settings' uid (group 100, ``users``), never root, with no capabilities
+  and ``no-new-privileges``;
+- with ``network: host`` (the default) the host's network, listening on its own
+  free loopback port; nothing is published;
+- the profile's memory and CPU limits (and guarantees as reservation and
+  shares), GPUs as device requests, and its mounts (``host`` folders as bind
+  mounts, ``volume`` as named volumes), read-only unless ``read_only: false``.
+
+Every value is a ``@default``, and ``extra_create_kwargs`` / ``extra_host_config``
+set through ``hub.config`` are merged over Labspace's, so one site may still
+override any of them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+from docker.types import Mount as DockerMount
+from dockerspawner import DockerSpawner
+from jupyterhub.slugs import safe_slug
+from jupyterhub.utils import random_port
+from tornado import web
+from traitlets import Unicode, default, validate
+
+from labspace.profiles import Mount, WorkspaceSpec, allowed_images
+from labspace.state import user_dir_name
+
+from .mixin import LabspaceSpawnerMixin
+
+HOME = "/home/jovyan"
+GID = 100  # "users": the workspace user's group, as in the workspace image
+PREFIX = "labspace"
+LABEL = "org.labspace"
+MOUNT_TYPES = {"host": "bind", "volume": "volume"}
+LAB_ARGS = (
+    # no news feed or update check from inside a workspace (the image's
+    # overrides.json says so too, for images that are not Labspace's)
+    "--LabApp.news_url=None",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+)
+
+
+# -- pure mapping -------------------------------------------------------------
+
+
+def container_name(prefix: str, username: str, server: str = "") -> str:
+    """``labspace-{user}`` or ``labspace-{user}--{server}``.
+
+    Slugs never contain ``--``, so the separator cannot occur inside either part.
+    """
+    name = f"{prefix}-{user_dir_name(username)}"
+    return f"{name}--{safe_slug(server)}" if server else name
+
+
+def home_volume_name(prefix: str, username: str) -> str:
+    """The named volume that holds a user's home, shared by all their servers."""
+    return f"{prefix}-home-{user_dir_name(username)}"
+
+
+def mount_for(mount: Mount) -> dict[str, Any]:
+    """``docker.types.Mount`` arguments for one settings mount."""
+    if mount.type not in MOUNT_TYPES:
+        raise ValueError(
+            f"mount {mount.name!r}: {mount.type!r} mounts do not work on the docker "
+            "backend (use host or volume)"
+        )
+    return {
+        "type": MOUNT_TYPES[mount.type],
+        "source": mount.source,
+        "target": mount.target,
+        "read_only": mount.read_only,
+    }
+
+
+def mounts_for(spec: WorkspaceSpec, home_kind: str, home_source: str) -> list[dict[str, Any]]:
+    """The home (read-write) and the spec's mounts, as ``docker.types.Mount`` arguments."""
+    home = {"type": home_kind, "source": home_source, "target": HOME, "read_only": False}
+    return [home, *(mount_for(m) for m in spec.mounts)]
+
+
+def host_config_for(spec: WorkspaceSpec) -> dict[str, Any]:
+    """What DockerSpawner does not map itself: no privileges, no swap beyond the
+    memory limit, guarantees and GPUs.
+
+    (It sets ``mem_limit`` and ``cpu_quota`` from the limits.)
+    """
+    config: dict[str, Any] = {
+        # a non-root Jupyter server needs no capability and never gains one
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+    }
+    if spec.mem_limit:
+        config["memswap_limit"] = spec.mem_limit
+    if spec.mem_guarantee:
+        config["mem_reservation"] = spec.mem_guarantee
+    if spec.cpu_guarantee:
+        # relative weight under contention; 1024 is one full share
+        config["cpu_shares"] = max(2, int(1024 * spec.cpu_guarantee))
+    if spec.gpus:
+        config["device_requests"] = [{"count": spec.gpus, "capabilities": [["gpu"]]}]
+    return config
+
+
+def labels_for(username: str, server: str, role: str, profile: str = "") -> dict[str, str]:
+    """Labels that say what a Labspace container or volume is (safe slugs only)."""
+    labels = {f"{LABEL}.role": role, f"{LABEL}.user": user_dir_name(username)}
+    if server:
+        labels[f"{LABEL}.server"] = safe_slug(server)
+    if profile:
+        labels[f"{LABEL}.profile"] = profile
+    return labels
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``, dicts merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# -- the spawner ----------------------------------------------------------------
+
+
+class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
+    """Run each workspace as a container, from the ``backend.docker`` settings.
+
+    Profiles are Labspace's (``profiles:`` in labspace.yaml), resolved by the
+    mixin; DockerSpawner's own image choice is not offered.
+    """
+
+    home_root = Unicode(
+        help="""
+        Folder on the Docker host that holds each user's home with
+        ``backend.docker.home: bind``, as ``<home_root>/<safe name>``.
+
+        Labspace sets it to ``<data_dir>/users``. The hub and the Docker daemon
+        must see this folder at the same path.
+        """,
+    ).tag(config=True)
+
+    @default("home_root")
+    def _default_home_root(self):
+        return str(Path.cwd() / "users")
+
+    @validate("home_root")
+    def _validate_home_root(self, proposal):
+        if not os.path.isabs(proposal.value):
+            raise ValueError(
+                f"LabspaceDockerSpawner.home_root must be an absolute path, not {proposal.value!r}"
+            )
+        return proposal.value
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # what a site configured (hub.config) goes over Labspace's own values
+        self._site_create_kwargs = self.extra_create_kwargs
+        self._site_host_config = self.extra_host_config
+        self.extra_create_kwargs = self._create_kwargs
+        self.extra_host_config = self._host_config
+
+    # -- settings ------------------------------------------------------------
+
+    @property
+    def docker_settings(self) -> dict[str, Any]:
+        return self.backend_settings.get("docker", {})
+
+    @property
+    def uid(self) -> int:
+        return self.docker_settings.get("uid", 1000)
+
+    @property
+    def home_kind(self) -> str:
+        return self.docker_settings.get("home", "volume")
+
+    @property
+    def host_network(self) -> bool:
+        return self.network_name == "host"
+
+    @property
+    def home_volume(self) -> str:
+        return home_volume_name(self.prefix, self.user.name)
+
+    @property
+    def home_dir(self) -> str:
+        return os.path.join(self.home_root, user_dir_name(self.user.name))
+
+    @default("image")
+    def _default_image_from_settings(self):
+        return self.backend_settings.get("image") or "labspace/workspace:latest"
+
+    @default("network_name")
+    def _default_network_from_settings(self):
+        return self.docker_settings.get("network", "host")
+
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self):
+        # never publish a port: host network → loopback, else the container's IP
+        return True
+
+    @default("ip")
+    def _default_ip_for_network(self):
+        return "127.0.0.1" if self.host_network else "0.0.0.0"  # noqa: S104
+
+    @default("remove")
+    def _default_remove(self):
+        # containers are disposable; homes live in volumes or host folders
+        return True
+
+    @default("prefix")
+    def _default_prefix(self):
+        return PREFIX
+
+    @default("object_name")
+    def _object_name_default(self):
+        return container_name(self.prefix, self.user.name, self.name)
+
+    # -- profile → container ---------------------------------------------------
+
+    def apply_workspace_spec(self, spec: WorkspaceSpec) -> None:
+        super().apply_workspace_spec(spec)
+        allowed = allowed_images(self.profiles, self.backend_settings)
+        if spec.image not in allowed:
+            self.log.error("Refused image %r for %s", spec.image, self._log_name)
+            raise web.HTTPError(
+                403,
+                f"Image {spec.image!r} of profile {spec.profile!r} is not allowed here "
+                "(ask an administrator to set backend.image or the profile's image)",
+            )
+        try:
+            mounts_for(spec, *self._home_source())  # refuse what docker cannot mount, now
+        except ValueError as e:
+            raise web.HTTPError(
+                500, f"This workspace cannot start: {e} (ask an administrator)"
+            ) from None
+        self.image = spec.image
+        # the one image this start may run (DockerSpawner refuses any other)
+        self.allowed_images = [spec.image]
+
+    def _home_source(self) -> tuple[str, str]:
+        if self.home_kind == "bind":
+            return "bind", self.home_dir
+        return "volume", self.home_volume
+
+    @property
+    def mount_binds(self) -> list[DockerMount]:
+        """The home and the profile's mounts, plus any ``mounts`` a site configured.
+
+        (Unlike DockerSpawner's, paths are not templates: ``{`` in a path stays.)
+        """
+        spec = self.workspace_spec
+        ours = mounts_for(spec, *self._home_source()) if spec else []
+        return [*super().mount_binds, *(DockerMount(**m) for m in ours)]
+
+    async def _site_value(self, value) -> dict[str, Any]:
+        if callable(value):
+            value = value(self)
+            if inspect.isawaitable(value):
+                value = await value
+        return dict(value or {})
+
+    async def _create_kwargs(self, spawner) -> dict[str, Any]:
+        spec = self.workspace_spec
+        ours = {
+            "user": f"{self.uid}:{GID}",
+            "working_dir": HOME,
+            "labels": labels_for(
+                self.user.name, self.name, "workspace", spec.profile if spec else ""
+            ),
+        }
+        return _merge(ours, await self._site_value(self._site_create_kwargs))
+
+    async def _host_config(self, spawner) -> dict[str, Any]:
+        spec = self.workspace_spec
+        ours = host_config_for(spec) if spec else {}
+        return _merge(ours, await self._site_value(self._site_host_config))
+
+    def get_env(self):
+        env = super().get_env()
+        env["HOME"] = HOME
+        return env
+
+    def get_args(self):
+        args = [*super().get_args(), *LAB_ARGS]
+        if self.host_network:
+            # shown in `docker inspect`; JUPYTERHUB_SERVICE_URL says the same
+            args = [f"--ip={self.ip}", f"--port={self.port}", *args]
+        return args
+
+    # -- start and stop --------------------------------------------------------
+
+    async def start(self):
+        if self.host_network:
+            # each workspace on its own free loopback port of the shared network
+            self.port = random_port()
+        return await super().start()
+
+    async def get_ip_and_port(self):
+        if self.host_network:
+            return self.ip, self.port
+        return await super().get_ip_and_port()
+
+    def get_state(self):
+        state = super().get_state()
+        if self.object_id and self.host_network:
+            state["port"] = self.port
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        if state.get("port"):
+            self.port = state["port"]
+
+    async def pull_image(self, image):
+        try:
+            await super().pull_image(image)
+        except docker.errors.APIError as e:
+            self.log.error("Image %s for %s: %s", image, self._log_name, e)
+            raise RuntimeError(
+                f"Image {image} is not on this Docker host and could not be pulled "
+                f"({e.explanation or e}); build it (`make images`) or push it to a "
+                "registry this host can reach"
+            ) from None
+
+    async def prepare_workspace(self) -> None:
+        await self.pull_image(self.image)
+        if self.home_kind == "bind":
+            self._prepare_home_dir()
+        else:
+            await self._prepare_home_volume()
+
+    def _prepare_home_dir(self) -> None:
+        """``<home_root>/<user>``, owned by the workspace user."""
+        path = Path(self.home_dir)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.stat()
+        if (st.st_uid, st.st_gid) == (self.uid, GID):
+            return
+        if os.geteuid() != 0:
+            raise RuntimeError(
+                f"Home {path} belongs to uid {st.st_uid}, but workspaces run as uid "
+                f"{self.uid}, and the hub is not root to change that: `chown "
+                f"{self.uid}:{GID} {path}`, or use backend.docker.home: volume"
+            )
+        os.chown(path, self.uid, GID)
+
+    async def _prepare_home_volume(self) -> None:
+        """Create the home volume on first start, owned by the workspace user."""
+        try:
+            await self.docker("inspect_volume", self.home_volume)
+            return
+        except docker.errors.NotFound:
+            pass
+        self.emit("Creating your home", 20)
+        labels = labels_for(self.user.name, "", "home")
+        await self.docker("create_volume", self.home_volume, labels=labels)
+        try:
+            await self._own_home_volume()
+        except Exception:
+            # a half-made home would be kept and used as it is: start afresh next time
+            await self.docker("remove_volume", self.home_volume, force=True)
+            raise
+        self.log.info("Created home volume %s for %s", self.home_volume, self._log_name)
+
+    async def _own_home_volume(self) -> None:
+        """Fill the new volume from the image's home (Docker copies it on first
+        mount) and give it to the workspace user, in a one-off root container
+        without network."""
+        name = f"{self.prefix}--home-init--{user_dir_name(self.user.name)}--{secrets.token_hex(3)}"
+        host_config = self.client.create_host_config(
+            network_mode="none",
+            mounts=[DockerMount(HOME, self.home_volume, type="volume")],
+        )
+        container = await self.docker(
+            "create_container",
+            self.image,
+            entrypoint=["chown"],
+            command=["-R", f"{self.uid}:{GID}", HOME],
+            user="0",
+            name=name,
+            labels=labels_for(self.user.name, "", "home-init"),
+            host_config=host_config,
+        )
+        try:
+            await self.docker("start", container["Id"])
+            result = await self.docker("wait", container["Id"], timeout=120)
+            if result.get("StatusCode"):
+                logs = await self.docker("logs", container["Id"], tail=20)
+                raise RuntimeError(
+                    f"Could not prepare home volume {self.home_volume}: "
+                    f"{logs.decode(errors='replace').strip()}"
+                )
+        finally:
+            await self.docker("remove_container", container["Id"], force=True)
+
+    async def create_object(self):
+        with self._docker_refusal("create"):
+            return await super().create_object()
+
+    async def start_object(self):
+        self.emit(f"Starting container {self.object_name}", 45)
+        with self._docker_refusal("start"):
+            await super().start_object()
+
+    @contextmanager
+    def _docker_refusal(self, verb: str):
+        """Docker's reason, with what to do, instead of "Internal Server Error"."""
+        try:
+            yield
+        except docker.errors.APIError as e:
+            self.log.error("Docker could not %s %s: %s", verb, self.object_name, e)
+            reason = e.explanation or str(e)
+            spec = self.workspace_spec
+            if spec and spec.gpus and "device driver" in str(reason):
+                reason += (
+                    "; this Docker host cannot give containers GPUs (install the NVIDIA "
+                    "Container Toolkit) or choose a profile without GPUs"
+                )
+            raise web.HTTPError(500, f"Docker could not {verb} your workspace: {reason}") from None

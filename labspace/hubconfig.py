@@ -110,8 +110,10 @@ def _backend(settings: Settings, state: State, out: dict) -> None:
     _set(out, mixin, "profiles", settings.get("profiles"))
     _set(out, mixin, "backend_settings", settings.get("backend"))
     _set(out, mixin, "spawn_concurrency", settings.get("backend.spawn_concurrency"))
-    if kind == "local":
-        _set(out, "LabspaceLocalSpawner", "home_root", str(state.users_dir))
+    # homes under data_dir: local always, docker with backend.docker.home: bind
+    homes = {"local": "LabspaceLocalSpawner", "docker": "LabspaceDockerSpawner"}
+    if kind in homes:
+        _set(out, homes[kind], "home_root", str(state.users_dir))
 
 
 def _proxy(settings: Settings, state: State, proxy_cmd: list[str], out: dict) -> None:

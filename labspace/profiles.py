@@ -182,6 +182,21 @@ def allowed_images(settings_profiles: list[dict[str, Any]], backend: dict[str, A
     return {i for i in images if i}
 
 
+def check_image(
+    spec: WorkspaceSpec, settings_profiles: list[dict[str, Any]], backend: dict[str, Any]
+) -> str:
+    """The spec's image if the settings allow it (``backend.image`` or a profile's);
+    else ProfileError 403. Only backends that run images call it."""
+    allowed = allowed_images(settings_profiles, backend)
+    if spec.image not in allowed:
+        raise ProfileError(
+            403,
+            f"Image {spec.image!r} of profile {spec.profile!r} is not allowed here "
+            "(ask an administrator to set backend.image or the profile's image)",
+        )
+    return spec.image
+
+
 def describe(profile: dict[str, Any], backend: dict[str, Any]) -> str:
     """One line of resources, as the spawn form shows it."""
     spec = spec_for(profile, backend)

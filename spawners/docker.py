@@ -45,7 +45,7 @@ from jupyterhub.utils import random_port
 from tornado import web
 from traitlets import Unicode, default, validate
 
-from labspace.profiles import Mount, WorkspaceSpec, allowed_images
+from labspace.profiles import Mount, WorkspaceSpec
 from labspace.state import user_dir_name
 
 from .mixin import LabspaceSpawnerMixin
@@ -155,6 +155,8 @@ class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
     mixin; DockerSpawner's own image choice is not offered.
     """
 
+    runs_images = True
+
     home_root = Unicode(
         help="""
         Folder on the Docker host that holds each user's home with
@@ -245,21 +247,12 @@ class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
 
     def apply_workspace_spec(self, spec: WorkspaceSpec) -> None:
         super().apply_workspace_spec(spec)
-        allowed = allowed_images(self.profiles, self.backend_settings)
-        if spec.image not in allowed:
-            self.log.error("Refused image %r for %s", spec.image, self._log_name)
-            raise web.HTTPError(
-                403,
-                f"Image {spec.image!r} of profile {spec.profile!r} is not allowed here "
-                "(ask an administrator to set backend.image or the profile's image)",
-            )
         try:
             mounts_for(spec, *self._home_source())  # refuse what docker cannot mount, now
         except ValueError as e:
             raise web.HTTPError(
                 500, f"This workspace cannot start: {e} (ask an administrator)"
             ) from None
-        self.image = spec.image
         # the one image this start may run (DockerSpawner refuses any other)
         self.allowed_images = [spec.image]
 

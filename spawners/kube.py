@@ -33,7 +33,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import default
 
-from labspace.profiles import Mount, WorkspaceSpec, allowed_images
+from labspace.profiles import Mount, WorkspaceSpec
 
 from .mixin import LabspaceSpawnerMixin
 
@@ -140,18 +140,6 @@ def security_contexts() -> tuple[dict[str, Any], dict[str, Any]]:
     return pod, container
 
 
-def image_for(spec: WorkspaceSpec, profiles: list[dict], backend: dict[str, Any]) -> str:
-    """The spec's image, if settings allow it (``backend.image`` or a profile's)."""
-    allowed = allowed_images(profiles, backend)
-    if spec.image not in allowed:
-        shown = ", ".join(sorted(allowed)) or "none"
-        raise ValueError(
-            f"image {spec.image!r} of profile {spec.profile!r} is not one the settings "
-            f"allow ({shown}); set backend.image or the profile's image"
-        )
-    return spec.image
-
-
 # -- the spawner ----------------------------------------------------------------
 
 
@@ -161,6 +149,8 @@ class LabspaceKubeSpawner(LabspaceSpawnerMixin, KubeSpawner):
     Profiles are Labspace's (``profiles:`` in labspace.yaml), resolved by the
     mixin; KubeSpawner's own ``profile_list`` is not used.
     """
+
+    runs_images = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -251,7 +241,6 @@ class LabspaceKubeSpawner(LabspaceSpawnerMixin, KubeSpawner):
     def apply_workspace_spec(self, spec: WorkspaceSpec) -> None:
         super().apply_workspace_spec(spec)
         try:
-            self.image = image_for(spec, self.profiles, self.backend_settings)
             volumes = volumes_for(spec.mounts)
         except ValueError as e:
             self.log.error("Cannot start %s: %s", self._log_name, e)

@@ -182,8 +182,16 @@ class LabspaceSpawnerMixin(Configurable):
         self.apply_workspace_spec(spec)
         self.log.info("%s gets profile %s", self._log_name, spec.profile)
 
+    runs_images = False  # docker and kubernetes: only allowed images may run
+
     def apply_workspace_spec(self, spec: WorkspaceSpec) -> None:
         """Turn ``spec`` into this backend's traits; backends extend it."""
+        if self.runs_images:
+            try:
+                self.image = profiles.check_image(spec, self.profiles, self.backend_settings)
+            except ProfileError as e:
+                self.log.error("Refused image %r for %s", spec.image, self._log_name)
+                raise web.HTTPError(e.status, e.message) from None
         self.cpu_limit = spec.cpu_limit
         self.cpu_guarantee = spec.cpu_guarantee
         self.mem_limit = spec.mem_limit

@@ -228,9 +228,10 @@ def test_backend_type_picks_spawner(setup, base, kind, spawner):
     values = build(settings, state, PROXY)
     assert values["JupyterHub"]["spawner_class"] == spawner
     assert values["LabspaceSpawnerMixin"]["backend_settings"] == {**DEFAULT_BACKEND, "type": kind}
-    # only the local backend keeps homes under data_dir/users
-    local = {"home_root": f"{base}/labspace-data/users"}
-    assert values.get("LabspaceLocalSpawner") == (local if kind == "local" else None)
+    # local and docker (home: bind) keep homes under data_dir/users
+    homes = {"home_root": f"{base}/labspace-data/users"}
+    assert values.get("LabspaceLocalSpawner") == (homes if kind == "local" else None)
+    assert values.get("LabspaceDockerSpawner") == (homes if kind == "docker" else None)
 
 
 def test_hub_config_applied_last(setup):

@@ -481,11 +481,13 @@ def test_gpu_resources():
 
 
 def test_only_allowed_images(settings):
+    from labspace.profiles import ProfileError, check_image
+
     spec = WorkspaceSpec(profile="x", display_name="x", image="evil/miner:latest")
-    with pytest.raises(ValueError, match="'evil/miner:latest' of profile 'x' is not one"):
-        kube.image_for(spec, settings["profiles"], settings["backend"])
+    with pytest.raises(ProfileError, match="'evil/miner:latest' of profile 'x' is not allowed"):
+        check_image(spec, settings["profiles"], settings["backend"])
     spec = WorkspaceSpec(profile="x", display_name="x", image="labspace/workspace-cuda:2025.1")
-    assert kube.image_for(spec, settings["profiles"], settings["backend"]) == spec.image
+    assert check_image(spec, settings["profiles"], settings["backend"]) == spec.image
 
 
 async def test_bad_mount_refuses_start_with_500(make_spawner):

@@ -14,6 +14,7 @@ import secrets
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
+from pathlib import Path
 
 import docker_env
 import httpx
@@ -240,10 +241,10 @@ def test_names_never_collide_and_bind_homes(
     (User ``user-has`` + server ``dash`` and user ``user-has-dash`` cannot both
     run: JupyterHub 6 names both OAuth clients ``jupyterhub-user-user-has-dash``.)
     """
-    home_root = tmp_path / "homes"
+    # with home: bind, homes are folders under data_dir/users
+    home_root = Path(settings["data_dir"]) / "users"
     settings["backend"]["docker"].update(home="bind", uid=1234)
     settings["backend"]["mounts"] = []
-    settings["hub"]["config"]["LabspaceDockerSpawner"] = {"home_root": str(home_root)}
     users = ("user.has", "user-has", "user-has--dash")
     slug = {name: safe_slug(name, max_length=48) for name in users}
     names = {

@@ -18,13 +18,24 @@ c.JupyterHub.cookie_secret_file = f"{env['BENCH_DIR']}/cookie_secret"
 c.JupyterHub.pid_file = f"{env['BENCH_DIR']}/jupyterhub.pid"
 c.ConfigurableHTTPProxy.pid_file = f"{env['BENCH_DIR']}/proxy.pid"
 
-# upstream's local spawner that needs no system users (the closest to labspace-local)
-c.JupyterHub.spawner_class = "simple"
-c.SimpleLocalProcessSpawner.home_dir_template = env["BENCH_DIR"] + "/users/{username}"
-c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
 c.Spawner.default_url = "/lab"
-if os.geteuid() == 0:
-    c.Spawner.args = ["--ServerApp.allow_root=True"]
+if env.get("BENCH_BACKEND", "local") == "local":
+    # upstream's local spawner that needs no system users (the closest to labspace-local)
+    c.JupyterHub.spawner_class = "simple"
+    c.SimpleLocalProcessSpawner.home_dir_template = env["BENCH_DIR"] + "/users/{username}"
+    c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+    if os.geteuid() == 0:
+        c.Spawner.args = ["--ServerApp.allow_root=True"]
+else:
+    # upstream DockerSpawner, on the host network (bench/plain_docker.py)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    c.JupyterHub.spawner_class = "plain_docker.HostNetworkDockerSpawner"
+    c.DockerSpawner.image = env["BENCH_IMAGE"]
+    c.DockerSpawner.network_name = "host"
+    c.DockerSpawner.use_internal_ip = True  # no port publishing on the host network
+    c.DockerSpawner.remove = True
+    c.DockerSpawner.prefix = "bench-plain"
+    c.Spawner.ip = "127.0.0.1"
 
 c.JupyterHub.authenticator_class = "null"
 c.JupyterHub.services = [{"name": "bench", "api_token": env["BENCH_TOKEN"]}]

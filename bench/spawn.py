@@ -4,18 +4,21 @@ For each hub and scenario, every user's time runs from the POST that asks for a
 server to the first 200 from ``/user/<name>/api/status`` through the proxy.
 Scenarios: one user at a time (repeated), 10 users at once, a burst of 20.
 
-Hubs:
-- ``plain``: JupyterHub with upstream's SimpleLocalProcessSpawner and defaults
-  (``bench/plain_jupyterhub_config.py``);
-- ``labspace``: ``labspace up`` on the embedded default;
+Hubs, each on the ``local`` or ``docker`` backend (``<hub>/<backend>``):
+- ``plain``: JupyterHub with upstream's spawner and defaults
+  (``bench/plain_jupyterhub_config.py``): SimpleLocalProcessSpawner, or
+  DockerSpawner with only what host networking needs (``bench/plain_docker.py``);
+- ``labspace``: ``labspace up`` with ``backend.type`` set, nothing else;
 - ``labspace-noiri``: the same, with the workspace's ``rfc3987_syntax`` import
-  blocked (see ``--help``): the effect of the workspace environment, reported
-  apart from Labspace's own overhead.
+  blocked: the effect of the workspace environment, reported apart from
+  Labspace's own overhead. (jupyter_events → jsonschema[format-nongpl] imports
+  it, ~0.9 s of CPU per workspace start; without it jsonschema skips IRI
+  format checks.)
 
 Writes ``bench/results/spawn.json`` and ``bench/results/spawn.md``.
 Every wait is bounded (``--timeout``); every process started is stopped by PID.
 
-    python bench/spawn.py [--repeat 5] [--users 10] [--burst 20] [--hubs plain,labspace]
+    python bench/spawn.py [--repeat 5] [--users 10] [--burst 20] [--hubs plain/local,...]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import os
 import platform
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +44,7 @@ from harness import HubProcess, Managed, free_port  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 PROXY = str(REPO / "node_modules" / ".bin" / "configurable-http-proxy")
+IMAGE = "labspace/workspace:latest"
 # a module that fails to import: the workspace then runs as if rfc3987_syntax
 # were not installed (jsonschema skips its IRI format checks)
 NOIRI_SHIM = "raise ImportError('rfc3987_syntax left out of this workspace')\n"
@@ -50,12 +55,14 @@ class PlainHub(Managed):
 
     name = "plain hub"
 
-    def __init__(self, workdir: Path, token: str):
+    def __init__(self, workdir: Path, token: str, backend: str):
         self.workdir = workdir
         self.log_path = workdir / "hub.log"
         self.port = free_port()
         self.env = {
             **os.environ,
+            "BENCH_BACKEND": backend,
+            "BENCH_IMAGE": IMAGE,
             "BENCH_PORT": str(self.port),
             "BENCH_HUB_PORT": str(free_port()),
             "BENCH_PROXY_API_PORT": str(free_port()),
@@ -79,7 +86,7 @@ class PlainHub(Managed):
             return False
 
 
-def labspace_hub(workdir: Path, token: str, noiri: bool) -> HubProcess:
+def labspace_hub(workdir: Path, token: str, noiri: bool, backend: str) -> HubProcess:
     config = {
         "JupyterHub": {
             "services": [{"name": "bench", "api_token": token}],
@@ -98,6 +105,7 @@ def labspace_hub(workdir: Path, token: str, noiri: bool) -> HubProcess:
         (shim / "rfc3987_syntax.py").write_text(NOIRI_SHIM)
         config["Spawner"] = {"environment": {"PYTHONPATH": str(shim)}}
     settings = {
+        "backend": {"type": backend, "image": IMAGE},
         "data_dir": str(workdir / "data"),
         "hub": {
             "port": free_port(),
@@ -164,30 +172,42 @@ def summary(times: list[float | None]) -> dict:
 
 
 def run_hub(kind: str, args, token: str) -> dict:
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
+    """``kind`` is ``<hub>/<backend>``, e.g. ``plain/local`` or ``labspace/docker``."""
+    hub_kind, backend = kind.split("/")
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{hub_kind}-{backend}-"))
     hub = (
-        PlainHub(workdir, token)
-        if kind == "plain"
-        else labspace_hub(workdir, token, noiri=kind == "labspace-noiri")
+        PlainHub(workdir, token, backend)
+        if hub_kind == "plain"
+        else labspace_hub(workdir, token, hub_kind == "labspace-noiri", backend)
     )
+    run = "x" + secrets.token_hex(3)  # user names of this run only
+    used: list[str] = []
     hub.start()
     try:
         results = {}
         single: list[float | None] = []
         for i in range(args.repeat):
-            single += asyncio.run(scenario(hub.url, token, [f"solo{i}"], args.timeout))
+            used.append(f"{run}s{i}")
+            single += asyncio.run(scenario(hub.url, token, [used[-1]], args.timeout))
         results["1 user"] = summary(single)
-        names = [f"c{i}" for i in range(args.users)]
-        results[f"{args.users} at once"] = summary(
-            asyncio.run(scenario(hub.url, token, names, args.timeout))
-        )
-        names = [f"b{i}" for i in range(args.burst)]
-        results[f"burst of {args.burst}"] = summary(
-            asyncio.run(scenario(hub.url, token, names, args.timeout))
-        )
+        for label, prefix, n in (
+            (f"{args.users} at once", "c", args.users),
+            (f"burst of {args.burst}", "b", args.burst),
+        ):
+            names = [f"{run}{prefix}{i}" for i in range(n)]
+            used += names
+            results[label] = summary(asyncio.run(scenario(hub.url, token, names, args.timeout)))
         return results
     finally:
         hub.stop()
+        if backend == "docker":  # the home volumes of this run's users
+            volumes = [f"labspace-home-{name}" for name in used]
+            subprocess.run(
+                ["docker", "volume", "rm", "-f", *volumes],
+                capture_output=True,
+                check=False,
+                timeout=120,
+            )
 
 
 def fmt(x: float | None) -> str:
@@ -198,7 +218,7 @@ def markdown(report: dict) -> str:
     hubs = report["hubs"]
     scenarios = list(next(iter(hubs.values())))
     lines = [
-        "# Spawn-to-ready: Labspace vs plain JupyterHub (local backend)",
+        "# Spawn-to-ready: Labspace vs plain JupyterHub",
         "",
         f"{report['machine']}; {report['date']}. Seconds from the spawn request to a 200 "
         "through the proxy. Ratios are Labspace / plain, measured in the same run.",
@@ -207,17 +227,18 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for sc in scenarios:
-        base = hubs.get("plain", {}).get(sc, {})
         for name, res in hubs.items():
             r = res[sc]
+            base = hubs.get("plain/" + name.split("/")[1], {}).get(sc, {})
+            plain = name.startswith("plain/")
             ratio50 = (
                 f"{r['p50'] / base['p50']:.2f}"
-                if base.get("p50") and r["p50"] and name != "plain"
+                if base.get("p50") and r["p50"] and not plain
                 else ""
             )
             ratio95 = (
                 f"{r['p95'] / base['p95']:.2f}"
-                if base.get("p95") and r["p95"] and name != "plain"
+                if base.get("p95") and r["p95"] and not plain
                 else ""
             )
             lines.append(
@@ -233,7 +254,11 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10, help="concurrent users (default 10)")
     parser.add_argument("--burst", type=int, default=20, help="burst size (default 20)")
     parser.add_argument("--timeout", type=float, default=180, help="per-user bound, seconds")
-    parser.add_argument("--hubs", default="plain,labspace,labspace-noiri")
+    parser.add_argument(
+        "--hubs",
+        default="plain/local,labspace/local,labspace-noiri/local,plain/docker,labspace/docker",
+        help="<hub>/<backend> list; hubs: plain, labspace, labspace-noiri",
+    )
     parser.add_argument("--out", default=str(RESULTS / "spawn"))
     args = parser.parse_args()
     token = secrets.token_hex(16)

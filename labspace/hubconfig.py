@@ -110,10 +110,8 @@ def _backend(settings: Settings, state: State, out: dict) -> None:
     _set(out, mixin, "profiles", settings.get("profiles"))
     _set(out, mixin, "backend_settings", settings.get("backend"))
     _set(out, mixin, "spawn_concurrency", settings.get("backend.spawn_concurrency"))
-    # homes under data_dir: local always, docker with backend.docker.home: bind
-    homes = {"local": "LabspaceLocalSpawner", "docker": "LabspaceDockerSpawner"}
-    if kind in homes:
-        _set(out, homes[kind], "home_root", str(state.users_dir))
+    # homes on the host under data_dir: local, and docker with home: bind
+    _set(out, mixin, "home_root", str(state.users_dir))
 
 
 def _proxy(settings: Settings, state: State, proxy_cmd: list[str], out: dict) -> None:

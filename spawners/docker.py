@@ -43,7 +43,7 @@ from dockerspawner import DockerSpawner
 from jupyterhub.slugs import safe_slug
 from jupyterhub.utils import random_port
 from tornado import web
-from traitlets import Unicode, default, validate
+from traitlets import default
 
 from labspace.profiles import Mount, WorkspaceSpec
 from labspace.state import user_dir_name
@@ -157,28 +157,6 @@ class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
 
     runs_images = True
 
-    home_root = Unicode(
-        help="""
-        Folder on the Docker host that holds each user's home with
-        ``backend.docker.home: bind``, as ``<home_root>/<safe name>``.
-
-        Labspace sets it to ``<data_dir>/users``. The hub and the Docker daemon
-        must see this folder at the same path.
-        """,
-    ).tag(config=True)
-
-    @default("home_root")
-    def _default_home_root(self):
-        return str(Path.cwd() / "users")
-
-    @validate("home_root")
-    def _validate_home_root(self, proposal):
-        if not os.path.isabs(proposal.value):
-            raise ValueError(
-                f"LabspaceDockerSpawner.home_root must be an absolute path, not {proposal.value!r}"
-            )
-        return proposal.value
-
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # what a site configured (hub.config) goes over Labspace's own values
@@ -208,10 +186,6 @@ class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
     @property
     def home_volume(self) -> str:
         return home_volume_name(self.prefix, self.user.name)
-
-    @property
-    def home_dir(self) -> str:
-        return os.path.join(self.home_root, user_dir_name(self.user.name))
 
     @default("image")
     def _default_image_from_settings(self):

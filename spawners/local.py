@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Unicode, default, validate
+from traitlets import default
 
 from labspace.profiles import WorkspaceSpec
-from labspace.state import user_dir_name
 
 from .mixin import LabspaceSpawnerMixin
 
@@ -36,39 +35,11 @@ class LabspaceLocalSpawner(LabspaceSpawnerMixin, LocalProcessSpawner):
     (``~/<mount name>``), and read-only is not enforced.
     """
 
-    home_root = Unicode(
-        help="""
-        Folder that holds each user's home, as ``<home_root>/<safe name>``.
-
-        The name is the user name when it is already safe as a folder name
-        (lowercase letters and digits), else a slug plus a hash of the name,
-        so two users never share a home. Labspace sets it to
-        ``<data_dir>/users``.
-        """,
-    ).tag(config=True)
-
-    @default("home_root")
-    def _default_home_root(self):
-        return str(Path.cwd() / "users")
-
-    @validate("home_root")
-    def _validate_home_root(self, proposal):
-        value = proposal.value
-        if not os.path.isabs(value):
-            raise ValueError(
-                f"LabspaceLocalSpawner.home_root must be an absolute path, not {value!r}"
-            )
-        return value
-
     @default("cmd")
     def _default_cmd(self):
         # the hub's own interpreter, so workspaces find jupyterhub-singleuser
         # without relying on PATH
         return [sys.executable, "-m", "jupyterhub.singleuser"]
-
-    @property
-    def home_dir(self) -> str:
-        return os.path.join(self.home_root, user_dir_name(self.user.name))
 
     def get_args(self):
         # no news feed or update check from inside a workspace: research networks

@@ -25,16 +25,28 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from jupyterhub.utils import maybe_future, wait_for_http_server
 from tornado import web
-from traitlets import Callable, Dict, Integer, List, Unicode, Union, default, validate
+from traitlets import (
+    Callable,
+    Dict,
+    Integer,
+    List,
+    TraitError,
+    Unicode,
+    Union,
+    default,
+    validate,
+)
 from traitlets.config import Configurable
 from traitlets.utils.importstring import import_item
 
 from labspace import profiles
 from labspace.profiles import ProfileError, WorkspaceSpec
+from labspace.state import user_dir_name
 
 _slots: dict[int, asyncio.Semaphore] = {}
 
@@ -98,6 +110,33 @@ class LabspaceSpawnerMixin(Configurable):
     backend_settings = Dict(
         help="The `backend:` section of labspace.yaml (Labspace sets it).",
     ).tag(config=True)
+
+    home_root = Unicode(
+        help="""
+        Folder on the host that holds each user's home, as
+        ``<home_root>/<safe name>`` (local backend; docker with
+        ``backend.docker.home: bind``). The name is the user name when it is
+        already safe as a folder name, else a slug plus a hash of the name, so two
+        users never share a home. Labspace sets it to ``<data_dir>/users``.
+        """,
+    ).tag(config=True)
+
+    @default("home_root")
+    def _default_home_root(self):
+        return str(Path.cwd() / "users")
+
+    @validate("home_root")
+    def _validate_home_root(self, proposal):
+        if not os.path.isabs(proposal.value):
+            raise TraitError(
+                f"{type(self).__name__}.home_root must be an absolute path, not {proposal.value!r}"
+            )
+        return proposal.value
+
+    @property
+    def home_dir(self) -> str:
+        """This user's home folder on the host (all their servers share it)."""
+        return os.path.join(self.home_root, user_dir_name(self.user.name))
 
     spawn_concurrency = Integer(
         0,

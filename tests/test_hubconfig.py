@@ -135,8 +135,8 @@ def test_build_empty_file(setup, base):
             "profiles": [],
             "backend_settings": DEFAULT_BACKEND,
             "spawn_concurrency": 0,
+            "home_root": f"{data}/users",
         },
-        "LabspaceLocalSpawner": {"home_root": f"{data}/users"},
         "ConfigurableHTTPProxy": {
             "command": PROXY,
             "auth_token": secret(base, "proxy-auth-token"),
@@ -194,7 +194,7 @@ def test_build_realistic_file(setup, base):
         "user_password": "users-pw",
     }
     assert values["ConfigurableHTTPProxy"]["api_url"] == "http://127.0.0.1:18001"
-    assert values["LabspaceLocalSpawner"] == {"home_root": f"{data}/users"}
+    assert "LabspaceLocalSpawner" not in values
     assert values["LabspaceSpawnerMixin"] == {
         "profiles": [
             {"slug": "small", "default": True, "memory": {"limit": "1G"}},
@@ -212,6 +212,7 @@ def test_build_realistic_file(setup, base):
             ],
         },
         "spawn_concurrency": 3,
+        "home_root": f"{data}/users",
     }
 
 
@@ -228,10 +229,8 @@ def test_backend_type_picks_spawner(setup, base, kind, spawner):
     values = build(settings, state, PROXY)
     assert values["JupyterHub"]["spawner_class"] == spawner
     assert values["LabspaceSpawnerMixin"]["backend_settings"] == {**DEFAULT_BACKEND, "type": kind}
-    # local and docker (home: bind) keep homes under data_dir/users
-    homes = {"home_root": f"{base}/labspace-data/users"}
-    assert values.get("LabspaceLocalSpawner") == (homes if kind == "local" else None)
-    assert values.get("LabspaceDockerSpawner") == (homes if kind == "docker" else None)
+    # homes on the host (local; docker with home: bind) live under data_dir/users
+    assert values["LabspaceSpawnerMixin"]["home_root"] == f"{base}/labspace-data/users"
 
 
 def test_hub_config_applied_last(setup):

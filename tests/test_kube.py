@@ -24,25 +24,20 @@ deliberate change, regenerate the golden files and review the diff:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
-from urllib.parse import quote
 
 import kubernetes_asyncio.config.kube_config as kube_config
 import kubernetes_validate
 import pytest
 import yaml
-from jupyterhub import orm
-from jupyterhub.objects import Hub
 from kubernetes_asyncio.client import Configuration
 from kubespawner import clients
+from offline import build_spawner, settings_from
 from tornado import web
 from traitlets.config import Config
 
 from labspace.profiles import Mount, WorkspaceSpec
-from labspace.settings import validate, with_defaults
 from labspace.spawners import kube
 from labspace.spawners.kube import LabspaceKubeSpawner
 
@@ -105,35 +100,6 @@ profiles:
 """
 
 
-@dataclass
-class Group:
-    name: str
-
-
-@dataclass
-class MockUser:
-    """What a spawner reads of ``jupyterhub.user.User`` (as kubespawner's tests' MockUser)."""
-
-    name: str
-    id: int = 1
-    groups: list[Group] = field(default_factory=list)
-
-    @property
-    def escaped_name(self) -> str:
-        return quote(self.name, safe="@~")
-
-    @property
-    def url(self) -> str:
-        return f"/user/{self.escaped_name}/"
-
-
-def orm_spawner(user: MockUser, server_name: str) -> SimpleNamespace:
-    """The database row of a server, with the ``orm.Server`` JupyterHub gives it on spawn."""
-    base_url = f"{user.url}{server_name}/" if server_name else user.url
-    server = orm.Server(proto="http", ip="", port=0, base_url=base_url, cookie_name="unused")
-    return SimpleNamespace(name=server_name, display_name=server_name, server=server)
-
-
 @pytest.fixture
 def offline_kube(tmp_path, monkeypatch):
     """KubeSpawner's client setup pointed at a kubeconfig for an address nothing serves."""
@@ -147,12 +113,6 @@ def offline_kube(tmp_path, monkeypatch):
     yield path
     clients.load_config.cache_clear()
     Configuration.set_default(saved)
-
-
-def settings_from(text: str) -> dict[str, Any]:
-    data = yaml.safe_load(text)
-    assert validate(data) == []
-    return with_defaults(data)
 
 
 @pytest.fixture
@@ -170,18 +130,7 @@ def make_spawner(offline_kube, settings):
         config = Config()
         for trait, value in kube_traits.items():  # as hub.config would set them
             setattr(config.KubeSpawner, trait, value)
-        config.LabspaceSpawnerMixin.profiles = values["profiles"]
-        config.LabspaceSpawnerMixin.backend_settings = values["backend"]
-        user = MockUser(name)
-        client_id = f"jupyterhub-user-{quote(name)}"
-        return LabspaceKubeSpawner(
-            user=user,
-            orm_spawner=orm_spawner(user, server_name),
-            hub=Hub(ip="", port=8081, base_url="/hub/", connect_ip="hub"),
-            config=config,
-            oauth_client_id=f"{client_id}-{quote(server_name)}" if server_name else client_id,
-            user_options={},
-        )
+        return build_spawner(LabspaceKubeSpawner, name, server_name, values, config)
 
     return make
 

@@ -50,8 +50,16 @@ fi
 if [ "$(id -u)" -eq 0 ] && have apt-get; then
   echo "provision: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # no package may start its service while installing (Debian's docker.io would
+  # start a daemon with a bridge network, postgresql a system cluster)
+  policy=/usr/sbin/policy-rc.d
+  own_policy=false
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=true
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if $own_policy; then rm -f "$policy"; fi
   # Debian starts a system cluster on install; the tests run their own
   if have systemctl; then systemctl disable --now postgresql >/dev/null 2>&1 || true; fi
   # ...and its Docker daemon with a bridge network; start_dockerd runs one without

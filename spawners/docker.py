@@ -347,6 +347,10 @@ class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
         self.emit("Creating your home", 20)
         labels = labels_for(self.user.name, "", "home")
         await self.docker("create_volume", self.home_volume, labels=labels)
+        if await self._image_home_owner() == f"{self.uid}:{GID}":
+            # Docker fills a new volume from the image's home, owner included
+            self.log.info("Created home volume %s for %s", self.home_volume, self._log_name)
+            return
         try:
             await self._own_home_volume()
         except Exception:
@@ -354,6 +358,12 @@ class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
             await self.docker("remove_volume", self.home_volume, force=True)
             raise
         self.log.info("Created home volume %s for %s", self.home_volume, self._log_name)
+
+    async def _image_home_owner(self) -> str | None:
+        """``uid:gid`` of the image's home, from its ``org.labspace.home-owner`` label."""
+        info = await self.docker("inspect_image", self.image)
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        return labels.get("org.labspace.home-owner")
 
     async def _own_home_volume(self) -> None:
         """Fill the new volume from the image's home (Docker copies it on first

@@ -2,6 +2,8 @@
 
 Fixtures:
 
+- ``no_labspace_env`` (autouse): ``LABSPACE_*`` variables of the caller's shell
+  never reach a test (tests that want one set it themselves).
 - ``need(component, available, why)``: skip a test whose real component is
   missing, or fail it under ``CI=true``, where every component must be present.
 - ``pg_cluster`` (session): a private PostgreSQL cluster (``initdb``/``pg_ctl``)
@@ -50,6 +52,13 @@ def require(component: str, available: bool, why: str) -> None:
     if IN_CI:
         pytest.fail(f"{message} (CI=true requires it; `make test` installs it)")
     pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def no_labspace_env(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("LABSPACE_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")

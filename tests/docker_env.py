@@ -13,13 +13,11 @@ workspace, and removing by name what a test made.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
-import time
 
 import httpx
-from harness import HubAPI, wait_for
+from harness import HubAPI, progress, wait_for  # noqa: F401 (progress: for the tests)
 
 WORKSPACE_IMAGE = "labspace/workspace:latest"
 HUB_IMAGE = "labspace/hub:latest"
@@ -144,24 +142,3 @@ def stop(api: HubAPI, name: str, server: str = "", timeout: float = 60) -> None:
     )
     if not server:
         api.started.discard(name)
-
-
-def progress(hub_url: str, token: str, name: str, timeout: float = 120) -> list[dict]:
-    """The events of ``GET .../server/progress`` for a start under way."""
-    deadline = time.monotonic() + timeout
-    headers = {"Authorization": f"token {token}"}
-    with httpx.Client(base_url=hub_url, headers=headers, timeout=timeout) as c:
-        while time.monotonic() < deadline:
-            with c.stream("GET", f"hub/api/users/{name}/server/progress") as r:
-                if r.status_code in (400, 404):  # not requested yet
-                    time.sleep(0.02)
-                    continue
-                assert r.status_code == 200, r.read()
-                events = []
-                for line in r.iter_lines():
-                    if line.startswith("data:"):
-                        events.append(json.loads(line.removeprefix("data:")))
-                        if events[-1].get("ready") or events[-1].get("failed"):
-                            break
-                return events
-    raise TimeoutError(f"{name}'s start never became pending")

@@ -8,6 +8,7 @@ automation script would.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -213,3 +214,26 @@ def login(hub_url: str, username: str, password: str) -> httpx.Client:
     )
     assert r.status_code == 302, f"login as {username} failed: {r.status_code}"
     return client
+
+
+def progress(hub_url: str, token: str, name: str, timeout: float = 120) -> list[dict]:
+    """The events of ``GET .../server/progress`` for a start under way: asks
+    until the start is pending, then reads the event stream to its end."""
+    deadline = time.monotonic() + timeout
+    headers = {"Authorization": f"token {token}"}
+    with httpx.Client(base_url=hub_url, headers=headers, timeout=timeout) as client:
+        while time.monotonic() < deadline:
+            with client.stream("GET", f"hub/api/users/{name}/server/progress") as r:
+                if r.status_code in (400, 404):  # not requested yet
+                    time.sleep(0.01)
+                    continue
+                assert r.status_code == 200, r.read()
+                assert r.headers["content-type"].startswith("text/event-stream")
+                events = []
+                for line in r.iter_lines():
+                    if line.startswith("data:"):
+                        events.append(json.loads(line.removeprefix("data:")))
+                        if events[-1].get("ready") or events[-1].get("failed"):
+                            break
+                return events
+    raise TimeoutError(f"{name}'s start never became pending")

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 from pathlib import Path
 
 import pytest
+from test_settings import DEFAULTS
 from traitlets.config import Config
 
 import labspace
@@ -26,33 +26,7 @@ PROXY_NOT_FOUND = (
 )
 
 # the `backend:` section of an empty labspace.yaml, as the spawner gets it
-DEFAULT_BACKEND = {
-    "type": "local",
-    "default_url": "/lab",
-    "start_timeout": 120,
-    "http_timeout": 60,
-    "spawn_concurrency": 0,
-    "image": "labspace/workspace:latest",
-    "env": {},
-    "mounts": [],
-    "docker": {"network": "host", "home": "volume", "uid": 1000},
-    "kubernetes": {
-        "namespace": "",
-        "storage_class": "",
-        "home_size": "10G",
-        "uid": 1000,
-        "fs_gid": 100,
-        "service_account": "",
-    },
-}
-
-
-@pytest.fixture(autouse=True)
-def no_labspace_env(monkeypatch):
-    """Settings in the caller's environment must not reach these tests."""
-    for name in list(os.environ):
-        if name.startswith("LABSPACE_"):
-            monkeypatch.delenv(name)
+DEFAULT_BACKEND = DEFAULTS["backend"]
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ form shows it, and the settings problems an operator sees."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -464,13 +463,6 @@ def test_visible_profiles(groups, expected):
 
 
 # -- settings problems -------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def no_labspace_env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("LABSPACE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture

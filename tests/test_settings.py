@@ -4,7 +4,6 @@ never appear in a report."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -190,14 +189,6 @@ ALLOWED_PROFILE = (
     "groups, mounts, node_selector, tolerations"
 )
 DB_HINT = "(sqlite:///path/to/file.sqlite or postgresql+psycopg://user:password@host:5432/db)"
-
-
-@pytest.fixture(autouse=True)
-def no_labspace_env(monkeypatch):
-    """Settings in the caller's environment must not reach these tests."""
-    for name in list(os.environ):
-        if name.startswith("LABSPACE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -7,15 +7,13 @@ happening, backend mounts appear in the home, and starts beyond
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
-from harness import HubAPI, login, wait_for, workspace_pids
+from harness import HubAPI, login, progress, wait_for, workspace_pids
 
 pytestmark = [pytest.mark.e2e]
 
@@ -112,29 +110,6 @@ def wait_ready(api: HubAPI, name: str) -> dict:
         return api.user(name).json()["servers"].get("", {}).get("ready")
 
     return wait_for(ready, 60, 0.25, what=f"{name}'s server")
-
-
-def progress(hub_url: str, token: str, name: str, timeout: float = 60) -> list[dict]:
-    """The events of ``GET .../server/progress`` for a start under way: asks
-    until the start is pending, then reads the event stream to its end."""
-    deadline = time.monotonic() + timeout
-    headers = {"Authorization": f"token {token}"}
-    with httpx.Client(base_url=hub_url, headers=headers, timeout=timeout) as client:
-        while time.monotonic() < deadline:
-            with client.stream("GET", f"hub/api/users/{name}/server/progress") as r:
-                if r.status_code in (400, 404):  # not requested yet
-                    time.sleep(0.01)
-                    continue
-                assert r.status_code == 200, r.read()
-                assert r.headers["content-type"].startswith("text/event-stream")
-                events = []
-                for line in r.iter_lines():
-                    if line.startswith("data:"):
-                        events.append(json.loads(line.removeprefix("data:")))
-                        if events[-1].get("ready") or events[-1].get("failed"):
-                            break
-                return events
-    raise TimeoutError(f"{name}'s start never became pending")
 
 
 def messages(events: list[dict]) -> list[str]:

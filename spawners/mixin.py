@@ -93,6 +93,29 @@ def default_concurrency() -> int:
     return max(2, 2 * (os.cpu_count() or 1))
 
 
+class StartQueue:
+    """Starts asked for and not yet over, hub-wide: how long a new one may wait."""
+
+    pending = 0
+
+    @classmethod
+    def join(cls) -> int:
+        """Count a start in; returns how many were ahead of it."""
+        ahead = cls.pending
+        cls.pending += 1
+        return ahead
+
+    @classmethod
+    def leave(cls) -> None:
+        cls.pending = max(0, cls.pending - 1)
+
+
+def queue_allowance(ahead: int, limit: int, per_round: float) -> float:
+    """Extra seconds a start may take when ``ahead`` starts wait before it: one
+    round of ``per_round`` seconds for each full set of ``limit`` slots ahead."""
+    return (ahead // limit) * per_round
+
+
 def slot(limit: int) -> asyncio.Semaphore:
     """The hub-wide semaphore for ``limit`` concurrent starts."""
     if limit not in _slots:
@@ -165,7 +188,7 @@ class LabspaceSpawnerMixin(Configurable):
                 try:
                     hook = import_item(hook)
                 except (ImportError, AttributeError, ValueError) as e:
-                    raise ValueError(
+                    raise TraitError(
                         f"{proposal.trait.name} hook {hook!r} cannot be imported: {e}"
                     ) from None
             hooks.append(hook)
@@ -220,6 +243,34 @@ class LabspaceSpawnerMixin(Configurable):
         self.workspace_spec = spec
         self.apply_workspace_spec(spec)
         self.log.info("%s gets profile %s", self._log_name, spec.profile)
+        self._allow_for_queue()
+
+    _configured_start_timeout: int | None = None
+    _queued = False
+
+    def _allow_for_queue(self) -> None:
+        """JupyterHub reads ``start_timeout`` as the start begins: add time for the
+        starts ahead in the queue, so a burst waits instead of timing out."""
+        if self._configured_start_timeout is None:
+            self._configured_start_timeout = self.start_timeout
+        if not self._queued:
+            ahead = StartQueue.join()
+            self._queued = True
+            limit = self.spawn_concurrency or default_concurrency()
+            extra = queue_allowance(ahead, limit, self.http_timeout)
+            self.start_timeout = int(self._configured_start_timeout + extra)
+            if extra:
+                self.log.info(
+                    "%s: %d starts ahead; start_timeout %ss",
+                    self._log_name,
+                    ahead,
+                    self.start_timeout,
+                )
+
+    def _leave_queue(self) -> None:
+        if self._queued:
+            self._queued = False
+            StartQueue.leave()
 
     runs_images = False  # docker and kubernetes: only allowed images may run
 
@@ -289,6 +340,7 @@ class LabspaceSpawnerMixin(Configurable):
         try:
             return await self._start_in_slot()
         finally:
+            self._leave_queue()
             progress.finish()
 
     async def _start_in_slot(self):
@@ -338,6 +390,7 @@ class LabspaceSpawnerMixin(Configurable):
         a stop, a failed start, or a workspace that died on its own (JupyterHub
         runs this from ``User.stop`` in all three cases, even after a hub restart,
         since the flag lives in the spawner's state)."""
+        self._leave_queue()  # a start that failed before it began
         try:
             if self._hooks_started:
                 for hook in self.after_stop:

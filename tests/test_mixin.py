@@ -1,0 +1,64 @@
+"""Pure parts of the spawner mixin: the start-queue allowance and hooks named
+by import string."""
+
+from __future__ import annotations
+
+import pytest
+from offline import build_spawner, settings_from
+from traitlets import TraitError
+from traitlets.config import Config
+
+from labspace.spawners.local import LabspaceLocalSpawner
+from labspace.spawners.mixin import StartQueue, default_concurrency, queue_allowance
+
+
+@pytest.mark.parametrize(
+    ("ahead", "limit", "extra"),
+    [
+        pytest.param(0, 4, 0, id="none-ahead"),
+        pytest.param(3, 4, 0, id="fits-this-round"),
+        pytest.param(4, 4, 60, id="one-round"),
+        pytest.param(19, 4, 240, id="burst-of-20"),
+        pytest.param(5, 1, 300, id="one-slot"),
+    ],
+)
+def test_queue_allowance(ahead, limit, extra):
+    assert queue_allowance(ahead, limit, 60) == extra
+
+
+def test_start_queue_counts_and_never_goes_negative():
+    before = StartQueue.pending
+    assert StartQueue.join() == before
+    assert StartQueue.join() == before + 1
+    StartQueue.leave()
+    StartQueue.leave()
+    assert StartQueue.pending == before
+    StartQueue.pending = 0
+    StartQueue.leave()
+    assert StartQueue.pending == 0
+    StartQueue.pending = before
+
+
+def test_default_concurrency_is_two_per_core(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert default_concurrency() == 16
+    monkeypatch.setattr("os.cpu_count", lambda: None)
+    assert default_concurrency() == 2
+
+
+def hook(spawner, spec):
+    """A hook a test names by its import string."""
+
+
+def test_hooks_by_import_string():
+    config = Config()
+    config.LabspaceSpawnerMixin.before_start = ["test_mixin.hook"]
+    spawner = build_spawner(LabspaceLocalSpawner, "ann", "", settings_from("{}"), config)
+    assert spawner.before_start == [hook]
+
+
+def test_hook_that_cannot_be_imported_names_itself():
+    config = Config()
+    config.LabspaceSpawnerMixin.after_stop = ["no_such_module.close_usage"]
+    with pytest.raises(TraitError, match="after_stop hook 'no_such_module.close_usage' cannot"):
+        build_spawner(LabspaceLocalSpawner, "ann", "", settings_from("{}"), config)

@@ -135,6 +135,25 @@ def version():
         except PackageNotFoundError:
             out.print(f"{dist} (not installed)", markup=False)
     out.print(f"python {sys.version.split()[0]}", markup=False)
+    out.print(f"configurable-http-proxy {proxy_version()}", markup=False)
+
+
+def proxy_version() -> str:
+    """The proxy Labspace would run here (from ./labspace.yaml if there is one)."""
+    import subprocess
+
+    from .hubconfig import ProxyNotFound, find_proxy
+
+    try:
+        settings = settings_mod.load(environ={})
+    except settings_mod.SettingsError:
+        settings = settings_mod.Settings(values=settings_mod.with_defaults({}))
+    try:
+        cmd = find_proxy(settings)
+        done = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=20)
+    except (ProxyNotFound, OSError, subprocess.TimeoutExpired):
+        return "(not found)"
+    return done.stdout.strip() or "(unknown)"
 
 
 if __name__ == "__main__":

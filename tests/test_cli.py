@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -300,7 +301,15 @@ def test_version(invoke):
     lines = result.stdout.splitlines()
     assert lines[0] == f"labspace {__version__}"
     assert f"jupyterhub {jupyterhub.__version__}" in lines
-    assert lines[-1].startswith("python 3.")
+    assert lines[-2].startswith("python 3.")
+    # run in an empty folder: no node_modules here, and none on PATH in a bare venv
+    assert lines[-1].startswith("configurable-http-proxy ")
+
+
+def test_version_names_the_proxy_it_would_run(invoke, tmp_path, proxy_command):
+    (tmp_path / "labspace.yaml").write_text(f"hub:\n  proxy_command: [{proxy_command[0]}]\n")
+    lines = invoke("version").stdout.splitlines()
+    assert re.fullmatch(r"configurable-http-proxy \d+\.\d+\.\d+", lines[-1]), lines[-1]
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()):

@@ -113,3 +113,14 @@ def test_group_change_at_provider_reaches_hub(sso):
     _, page = sign_in(hub.url, "alice", "alice-pw")
     assert page.status_code == 403
     assert "is not in a group that may use this Labspace" in page.text
+
+
+def test_no_allow_rule_warns_at_start_and_admits_only_admins(sso_factory):
+    hub, _ = sso_factory(ACCOUNTS, allowed_groups=[])
+    assert (
+        "Labspace warning: auth: no allow rule is set, so only hub.admin_users (admin) "
+        "can sign in" in hub.log()
+    )
+    _, page = sign_in(hub.url, "alice", "alice-pw")
+    assert page.status_code == 403
+    assert "is not in a group that may use this Labspace" in page.text

@@ -155,6 +155,18 @@ PROVIDERS: dict[str, Provider] = {
 # keys that only some providers use, for the checks below
 PROVIDER_KEYS = frozenset().union(*(p.only for p in PROVIDERS.values()))
 SHARED_PASSWORD_KEYS = ("admin_password", "user_password")
+# what only single sign-on reads: refused with shared-password rather than ignored
+SSO_KEYS = frozenset(
+    {
+        "client_id",
+        "client_secret",
+        "groups_claim",
+        "scopes",
+        "username_claim",
+        "callback_url",
+        "display_name",
+    }
+)
 
 
 def display_name(auth: dict[str, Any]) -> str:
@@ -173,7 +185,7 @@ def problems(auth: dict[str, Any]) -> list[str]:
     if kind == "shared-password":
         return [
             f"auth.{key}: only used with an SSO auth.type (remove it, or choose a provider)"
-            for key in sorted(PROVIDER_KEYS | {"client_id", "client_secret", "groups_claim"})
+            for key in sorted(PROVIDER_KEYS | SSO_KEYS)
             if auth.get(key)
         ] + [
             f"auth.{key}: shared-password has no groups (remove it, or use an SSO provider)"

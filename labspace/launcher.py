@@ -35,6 +35,7 @@ class Prepared:
     settings: Settings
     state: State
     wrote_default: Path | None
+    env: dict[str, str]  # the hub's environment: where its settings are, any --port
 
 
 PORT_ENV = settings_mod.env_name("hub.port")
@@ -66,15 +67,22 @@ def busy_ports(settings: Settings) -> list[str]:
 def prepare(config: str | None, port: int | None = None) -> Prepared:
     """Validate everything a start needs, writing a default settings file if
     the default path has none. ``port`` overrides ``hub.port``."""
+    env = dict(os.environ)
     if port:
-        os.environ[PORT_ENV] = str(port)
+        env[PORT_ENV] = str(port)
     path = settings_mod.config_path(config)
     wrote = None
-    if config is None and not os.environ.get(settings_mod.CONFIG_ENV) and not path.exists():
-        path.write_text(reference.default_yaml())
+    if config is None and not env.get(settings_mod.CONFIG_ENV) and not path.exists():
+        try:
+            path.write_text(reference.default_yaml())
+        except OSError as e:
+            raise LaunchError(
+                f"{path}: no settings file, and none can be written here: {e.strerror} "
+                "(run from a writable folder, or pass --config FILE)"
+            ) from None
         wrote = path
     try:
-        settings = settings_mod.load(path)
+        settings = settings_mod.load(path, environ=env)
         state = State(settings)
         state.prepare()
         find_proxy(settings)
@@ -85,7 +93,8 @@ def prepare(config: str | None, port: int | None = None) -> Prepared:
         raise LaunchError(e.report()) from None
     except (StateError, ProxyNotFound) as e:
         raise LaunchError(f"Labspace cannot start: {e}") from None
-    return Prepared(settings, state, wrote)
+    env[settings_mod.CONFIG_ENV] = str(settings.source)
+    return Prepared(settings, state, wrote, env)
 
 
 def hub_command() -> list[str]:
@@ -129,10 +138,10 @@ def banner(settings: Settings, state: State) -> str:
 def run(prepared: Prepared, echo) -> int:
     """Start the hub, announce it, and wait for it to end; returns its status."""
     settings, state = prepared.settings, prepared.state
-    env = dict(os.environ)
-    env[settings_mod.CONFIG_ENV] = str(settings.source)
     # a session of its own, so a terminal's Ctrl-C reaches it once, through us
-    proc = subprocess.Popen(hub_command(), env=env, cwd=state.data_dir, start_new_session=True)
+    proc = subprocess.Popen(
+        hub_command(), env=prepared.env, cwd=state.data_dir, start_new_session=True
+    )
 
     def forward(signum, _frame):
         if proc.poll() is None:

@@ -63,18 +63,20 @@ class Settings:
     def data_dir(self) -> Path:
         return (self.base_dir / Path(self.values["data_dir"]).expanduser()).resolve()
 
-    def local_url(self, port: int | None = None) -> str:
+    def local_url(self) -> str:
         """The proxy's address as seen from this machine."""
         ip = self.get("hub.ip")
         host = "127.0.0.1" if ip in ("", "0.0.0.0", "::") else ip  # noqa: S104
-        return f"http://{host}:{port or self.get('hub.port')}{self.get('hub.base_url')}"
+        if ":" in host:  # an IPv6 address
+            host = f"[{host}]"
+        return f"http://{host}:{self.get('hub.port')}{self.get('hub.base_url')}"
 
-    def public_url(self, port: int | None = None) -> str:
+    def public_url(self) -> str:
         """Where users reach Labspace: ``hub.public_url``, else the proxy's address."""
         url = self.get("hub.public_url")
         if url:
             return url if url.endswith("/") else url + "/"
-        return self.local_url(port)
+        return self.local_url()
 
     @property
     def warnings(self) -> list[str]:
@@ -128,6 +130,12 @@ def iter_keys(node: dict[str, Any] | None = None, prefix: str = ""):
         path = f"{prefix}{name}"
         yield path, sub
         yield from iter_keys(sub, f"{path}.")
+
+
+@cache
+def key_schemas() -> dict[str, dict[str, Any]]:
+    """Every key's subschema, by dotted path."""
+    return dict(iter_keys())
 
 
 @cache
@@ -224,7 +232,7 @@ def env_paths() -> tuple[str, ...]:
 
 def _from_env_text(path: str, name: str, value: str) -> tuple[Any, str | None]:
     """Convert an environment value to the key's type."""
-    sub = dict(iter_keys())[path]
+    sub = key_schemas()[path]
     if sub.get("type") != "integer":
         return value, None
     try:
@@ -340,7 +348,7 @@ def _describe(error, root: Any) -> list[str]:
     hint = sub.get("x-hint")
     kind = error.validator
     if "propertyNames" in error.schema_path:
-        hint = dict(iter_keys()).get(path, {}).get("x-hint", "see the reference")
+        hint = key_schemas().get(path, {}).get("x-hint", "see the reference")
         return [f"{path}: {error.instance!r} is not a valid name ({hint})"]
     if kind == "additionalProperties":
         allowed = list(sub.get("properties", {}))

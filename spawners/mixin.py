@@ -169,6 +169,11 @@ class LabspaceSpawnerMixin(Configurable):
         """,
     ).tag(config=True)
 
+    @property
+    def start_slots(self) -> int:
+        """How many workspaces may be starting at once (``spawn_concurrency``)."""
+        return self.spawn_concurrency or default_concurrency()
+
     before_start = List(
         Union([Callable(), Unicode()]),
         help="Hooks `(spawner, spec)` run before the backend starts a workspace.",
@@ -256,7 +261,7 @@ class LabspaceSpawnerMixin(Configurable):
         if not self._queued:
             ahead = StartQueue.join()
             self._queued = True
-            limit = self.spawn_concurrency or default_concurrency()
+            limit = self.start_slots
             extra = queue_allowance(ahead, limit, self.http_timeout)
             self.start_timeout = int(self._configured_start_timeout + extra)
             if extra:
@@ -348,7 +353,7 @@ class LabspaceSpawnerMixin(Configurable):
             self.workspace_spec = self.resolve_spec(self.user_options or {})
             self.apply_workspace_spec(self.workspace_spec)
         spec = self.workspace_spec
-        limit = self.spawn_concurrency or default_concurrency()
+        limit = self.start_slots
         gate = slot(limit)
         if gate.locked():
             starting = "1 workspace is" if limit == 1 else f"{limit} workspaces are"

@@ -254,6 +254,10 @@ BAD = {
         {"client_id": "c"},
         "auth.client_id: only used with an SSO auth.type (remove it, or choose a provider)",
     ),
+    "sso-scopes-with-password": (
+        {"scopes": ["openid"]},
+        "auth.scopes: only used with an SSO auth.type (remove it, or choose a provider)",
+    ),
     "groups-with-password": (
         {"allowed_groups": ["staff"]},
         "auth.allowed_groups: shared-password has no groups (remove it, or use an SSO provider)",

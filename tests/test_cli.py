@@ -441,3 +441,14 @@ def test_console_script_up_bad_file(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [f"{path}: 2 problems in Labspace settings", *BAD_LINES]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+def test_up_in_an_unwritable_folder_says_so(invoke, tmp_path, monkeypatch):
+    # a regular file where the folder should be: no default settings can be written
+    blocked = tmp_path / "blocked"
+    blocked.write_text("not a folder")
+    monkeypatch.setattr(launcher.settings_mod, "DEFAULT_PATH", str(blocked / "labspace.yaml"))
+    result = invoke("up")
+    assert result.exit_code == 2
+    assert "no settings file, and none can be written here" in result.stderr
+    assert "Traceback" not in result.output + result.stderr

@@ -15,7 +15,7 @@ $(BIN)/python:
 
 # the runtime (editable) and the extras the tests need
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[postgres]'
+	$(PIP) install -e '.[postgres,apps]'
 	@touch $@
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[test]'

@@ -114,6 +114,106 @@ def _backend(settings: Settings, state: State, out: dict) -> None:
     _set(out, mixin, "home_root", str(state.users_dir))
 
 
+def service_parts(settings: Settings, state: State) -> list[dict[str, Any]]:
+    """What each enabled service adds to the hub (its ``config.hub_parts``)."""
+    parts = []
+    for name in settings_mod.SERVICE_SECTIONS:
+        module = settings_mod.service_config(name)
+        if module is not None and settings.get(name).get("enabled"):
+            parts.append(module.hub_parts(settings, state))
+    return parts
+
+
+def _services(settings: Settings, state: State, out: dict) -> None:
+    """Labspace's hub services: processes, roles, scopes, hooks, links and banners.
+
+    Each service says what it needs in ``hub_parts``; this merges them: one
+    ``user`` role (``self`` plus what services grant everyone), one
+    ``labspace-admin`` role for ``hub.admin_users`` (JupyterHub's own ``admin``
+    role cannot be changed), hook lists appended in section order.
+    """
+    services, roles, scopes, nav, template_vars = [], [], {}, [], {}
+    user_scopes, admin_scopes, spawner = ["self"], [], {}
+    for part in service_parts(settings, state):
+        services += part.get("services", [])
+        roles += part.get("roles", [])
+        scopes.update(part.get("custom_scopes", {}))
+        user_scopes += part.get("user_scopes", [])
+        admin_scopes += part.get("admin_scopes", [])
+        nav += part.get("nav", [])
+        template_vars.update(part.get("template_vars", {}))
+        for trait, value in part.get("spawner", {}).items():
+            if isinstance(value, list):
+                spawner[trait] = spawner.get(trait, []) + value
+            elif isinstance(value, dict):
+                spawner[trait] = {**spawner.get(trait, {}), **value}
+            else:
+                spawner[trait] = value
+    if not services:
+        return
+    roles.append({"name": "user", "description": "Every Labspace user", "scopes": user_scopes})
+    if admin_scopes:
+        roles.append(
+            {
+                "name": "labspace-admin",
+                "description": "Administers Labspace's services",
+                "scopes": admin_scopes,
+                "users": list(settings.get("hub.admin_users")),
+            }
+        )
+    _set(out, "JupyterHub", "services", services)
+    _set(out, "JupyterHub", "load_roles", roles)
+    _set(out, "JupyterHub", "custom_scopes", scopes)
+    alerts = [template_vars.pop(k) for k in sorted(template_vars) if k.startswith(ALERTS)]
+    template_vars["labspace_alerts"] = Alerts(alerts)
+    template_vars["labspace_nav"] = nav
+    _set(out, "JupyterHub", "template_vars", template_vars)
+    for trait, value in spawner.items():
+        _set(out, "LabspaceSpawnerMixin", trait, value)
+
+
+ALERTS = "labspace_alerts_"
+
+
+class Alerts:
+    """The banners every hub page shows a person: each service's
+    ``labspace_alerts_<name>`` callable ``(user) -> [{"level", "text", "url"}]``,
+    merged. A failing service costs its banners, never the page."""
+
+    def __init__(self, sources: list[Callable[[Any], list[dict[str, Any]]]]):
+        self.sources = sources
+
+    def __call__(self, user) -> list[dict[str, Any]]:
+        if user is None:
+            return []
+        found = []
+        for source in self.sources:
+            try:
+                found += source(user) or []
+            except Exception:  # noqa: BLE001 - a banner is never worth a broken page
+                import logging
+
+                logging.getLogger("labspace").exception("Alerts from %r failed", source)
+        return found
+
+    def __eq__(self, other):
+        return isinstance(other, Alerts) and other.sources == self.sources
+
+
+def _merge_config(out: dict, extra: dict[str, dict[str, Any]]) -> None:
+    """``hub.config`` last: it wins, except that lists of services and roles
+    are added to Labspace's own rather than replacing them."""
+    for cls, traits in extra.items():
+        for trait, value in traits.items():
+            current = out.get(cls, {}).get(trait)
+            if (cls, trait) in MERGED_LISTS and isinstance(current, list):
+                value = current + list(value)
+            _set(out, cls, trait, value)
+
+
+MERGED_LISTS = {("JupyterHub", "services"), ("JupyterHub", "load_roles")}
+
+
 def _proxy(settings: Settings, state: State, proxy_cmd: list[str], out: dict) -> None:
     cls = "ConfigurableHTTPProxy"
     _set(out, cls, "command", proxy_cmd)
@@ -142,9 +242,8 @@ def build(settings: Settings, state: State, proxy_cmd: list[str]) -> dict[str, d
     _auth(settings, state, out)
     _backend(settings, state, out)
     _proxy(settings, state, proxy_cmd, out)
-    for cls, traits in settings.get("hub.config").items():
-        for trait, value in traits.items():
-            _set(out, cls, trait, value)
+    _services(settings, state, out)
+    _merge_config(out, settings.get("hub.config"))
     return out
 
 

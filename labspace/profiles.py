@@ -114,16 +114,19 @@ def default_profile(profiles: list[dict[str, Any]]) -> dict[str, Any]:
     return next((p for p in profiles if p.get("default")), profiles[0])
 
 
-def check_options(user_options: Any) -> None:
+def check_options(user_options: Any, extra_keys: frozenset[str] = frozenset()) -> None:
+    """Refuse what is not a JSON object or names an option nobody handles;
+    ``extra_keys`` are the options services handle (e.g. ``project``, ``app``)."""
     if not isinstance(user_options, dict):
         raise ProfileError(400, 'Options must be a JSON object such as {"profile": "small"}')
-    unknown = sorted(set(user_options) - ALLOWED_OPTIONS)
+    unknown = sorted(set(user_options) - ALLOWED_OPTIONS - extra_keys)
     if unknown:
-        raise ProfileError(
-            400,
-            f"Unknown option {unknown[0]!r}: the only option is 'profile' "
-            "(the slug of a profile you may use)",
-        )
+        if extra_keys:
+            known = ", ".join(repr(k) for k in sorted(ALLOWED_OPTIONS | extra_keys))
+            hint = f"the options are {known}"
+        else:
+            hint = "the only option is 'profile' (the slug of a profile you may use)"
+        raise ProfileError(400, f"Unknown option {unknown[0]!r}: {hint}")
     if "profile" in user_options and not isinstance(user_options["profile"], str):
         raise ProfileError(400, "Option 'profile' must be a profile slug (a string)")
 
@@ -133,9 +136,10 @@ def resolve(
     backend: dict[str, Any],
     groups: set[str],
     user_options: Any,
+    extra_keys: frozenset[str] = frozenset(),
 ) -> WorkspaceSpec:
     """The workspace a person gets for ``user_options``; raises ProfileError."""
-    check_options(user_options)
+    check_options(user_options, extra_keys)
     everyone = all_profiles(settings_profiles, backend)
     mine = visible_profiles(settings_profiles, backend, groups)
     slug = user_options.get("profile")
@@ -207,12 +211,19 @@ def describe(profile: dict[str, Any], backend: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def options_form(profiles: list[dict[str, Any]], backend: dict[str, Any]) -> str:
+def options_form(
+    profiles: list[dict[str, Any]],
+    backend: dict[str, Any],
+    labels: dict[str, str] | None = None,
+    extra_html: str = "",
+) -> str:
     """The spawn form: one radio button per profile the person may use.
 
-    The ``labspace-price`` slot of each choice is where accounting adds the
-    price and the remaining budget.
+    ``labels`` fill each choice's ``labspace-price`` slot (accounting puts the
+    price there); ``extra_html`` (already safe HTML from a service, e.g. the
+    project to charge) follows the list.
     """
+    labels = labels or {}
     chosen = default_profile(profiles)["slug"]
     rows = []
     for p in profiles:
@@ -224,13 +235,14 @@ def options_form(profiles: list[dict[str, Any]], backend: dict[str, Any]) -> str
   <span class="labspace-profile-name">{html.escape(p.get("display_name") or p["slug"])}</span>
   <span class="labspace-profile-resources">{html.escape(describe(p, backend))}</span>
   <span class="labspace-profile-description">{html.escape(p.get("description", ""))}</span>
-  <span class="labspace-price" data-profile="{slug}"></span>
+  <span class="labspace-price" data-profile="{slug}">{html.escape(labels.get(p["slug"], ""))}</span>
 </label>"""
         )
     return (
         '<fieldset class="labspace-profiles"><legend>Workspace</legend>\n'
         + "\n".join(rows)
         + "\n</fieldset>"
+        + (f"\n{extra_html}" if extra_html else "")
     )
 
 

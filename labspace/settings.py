@@ -117,10 +117,36 @@ def _hide_secret_traits(node: Any) -> None:
             _hide_secret_traits(item)
 
 
+# sections whose schema lives with their service (``services/<name>/settings.schema.json``)
+SERVICE_SECTIONS = ("accounting", "catalog")
+
+
 @cache
 def schema() -> dict[str, Any]:
+    """The settings schema, with each service's section read from its package."""
     text = resources.files("labspace").joinpath("schema/settings.schema.json").read_text()
-    return json.loads(text)
+    root = json.loads(text)
+    for name in SERVICE_SECTIONS:
+        try:
+            package = resources.files(f"labspace.services.{name}")
+        except ModuleNotFoundError:
+            continue
+        fragment = package.joinpath("settings.schema.json")
+        if fragment.is_file():
+            root["properties"][name] = json.loads(fragment.read_text())
+    return root
+
+
+def service_config(name: str):
+    """The ``config`` module of service ``name`` (its checks and hub parts), or None."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"labspace.services.{name}.config")
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith(f"labspace.services.{name}"):
+            return None
+        raise
 
 
 def iter_keys(node: dict[str, Any] | None = None, prefix: str = ""):
@@ -477,6 +503,10 @@ def _semantic_problems(data: dict[str, Any], skip: set[str] = frozenset()) -> li
         from .profiles import problems as profile_problems
 
         problems += profile_problems(values["profiles"], values["backend"])
+    for name in SERVICE_SECTIONS:
+        module = service_config(name)
+        if name not in skip and module is not None and isinstance(values.get(name), dict):
+            problems += module.problems(values)
     if _typed(values, "hub.admin_users", list) == []:
         problems.append(
             "hub.admin_users: empty, so nobody could administer the hub "

@@ -56,6 +56,17 @@ def user_dir_name(username: str) -> str:
     return safe_slug(username, max_length=48)
 
 
+def database_url(url: str | None, sqlite_file: Path) -> str:
+    """A SQLAlchemy URL: ``url`` with plain ``postgresql://`` read as psycopg 3,
+    or SQLite at ``sqlite_file`` when ``url`` is empty."""
+    if not url:
+        return f"sqlite:///{sqlite_file}"
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
 class State:
     """The files Labspace keeps under ``data_dir``."""
 
@@ -77,13 +88,7 @@ class State:
 
     @property
     def db_url(self) -> str:
-        url = self.settings.get("hub.db_url")
-        if not url:
-            return f"sqlite:///{self.data_dir / 'jupyterhub.sqlite'}"
-        for plain in ("postgresql://", "postgres://"):
-            if url.startswith(plain):
-                return "postgresql+psycopg://" + url[len(plain) :]
-        return url
+        return database_url(self.settings.get("hub.db_url"), self.data_dir / "jupyterhub.sqlite")
 
     def prepare(self) -> None:
         """Create ``data_dir`` and its folders."""
@@ -113,3 +118,11 @@ class State:
 
     def proxy_token(self) -> str:
         return ensure_secret(self.secrets_dir / PROXY_TOKEN_FILE)
+
+    def service_token(self, name: str) -> str:
+        """The API token of Labspace's service ``name``, generated once and kept."""
+        return ensure_secret(self.secrets_dir / f"{name}-api-token", nbytes=32, hex=True)
+
+    def service_db_url(self, name: str) -> str:
+        """The database of service ``name``: ``<name>.db_url``, else SQLite under data_dir."""
+        return database_url(self.settings.get(f"{name}.db_url"), self.data_dir / f"{name}.sqlite")

@@ -17,7 +17,15 @@ refuse with that status and message):
 
 - ``before_start(spawner, spec)``: after the profile is resolved, before the
   backend starts anything (budget check, data grants);
-- ``after_stop(spawner)``: after the workspace has stopped (usage close).
+- ``after_stop(spawner)``: after the workspace has stopped (usage close);
+- ``check_options(spawner, user_options)``: after the profile is resolved, before
+  anything starts (app and project choices); a refusal here is the API's answer;
+- ``form_parts(spawner)``: returns HTML to add to the spawn form, or
+  ``{"html": ..., "labels": {profile slug: text}}`` (prices next to profiles).
+
+Services name the extra ``user_options`` keys they handle in ``option_keys``;
+any other key is still refused. Hooks may add environment variables through
+``spawner.extra_env`` (cleared at each start) and set ``default_url``.
 """
 
 from __future__ import annotations
@@ -184,7 +192,24 @@ class LabspaceSpawnerMixin(Configurable):
         help="Hooks `(spawner)` run after a workspace has stopped.",
     ).tag(config=True)
 
-    @validate("before_start", "after_stop")
+    check_options = List(
+        Union([Callable(), Unicode()]),
+        help="Hooks `(spawner, user_options)` run after the profile is resolved, before "
+        "anything starts; they refuse a choice by raising tornado.web.HTTPError.",
+    ).tag(config=True)
+
+    form_parts = List(
+        Union([Callable(), Unicode()]),
+        help="Hooks `(spawner)` returning HTML for the spawn form, or "
+        '`{"html": str, "labels": {profile: text}}`.',
+    ).tag(config=True)
+
+    option_keys = Dict(
+        Unicode(),
+        help="Extra `user_options` keys that hooks handle, `{key: what it means}`.",
+    ).tag(config=True)
+
+    @validate("before_start", "after_stop", "check_options", "form_parts")
     def _import_hooks(self, proposal):
         """Hooks may be given as ``"package.module.function"`` (from labspace.yaml)."""
         hooks = []
@@ -200,6 +225,8 @@ class LabspaceSpawnerMixin(Configurable):
         return hooks
 
     workspace_spec: WorkspaceSpec | None = None
+    extra_env: dict[str, str]  # set by hooks for the coming start (see __init__)
+    _configured_default_url: str | None = None
     _base_environment: dict[str, str] | None = None  # Spawner.environment as configured
     _hooks_started = False  # before_start ran; after_stop is owed (kept in the state)
     _progress: StartProgress | None = None  # of the coming or the last start
@@ -221,17 +248,38 @@ class LabspaceSpawnerMixin(Configurable):
     def user_groups(self) -> set[str]:
         return {g.name for g in self.user.groups}
 
-    def _profile_form(self, spawner) -> str:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.extra_env = {}
+
+    async def _profile_form(self, spawner) -> str:
         mine = profiles.visible_profiles(self.profiles, self.backend_settings, self.user_groups())
-        if len(mine) <= 1:
+        labels: dict[str, str] = {}
+        extra = []
+        for hook in self.form_parts:
+            try:
+                part = await maybe_future(hook(self))
+            except Exception:  # a broken service must not take the spawn page down
+                self.log.exception("Spawn form hook %r failed for %s", hook, self._log_name)
+                continue
+            if isinstance(part, dict):
+                labels.update(part.get("labels") or {})
+                part = part.get("html") or ""
+            if part:
+                extra.append(part)
+        if len(mine) <= 1 and not extra:
             return ""  # nothing to choose: start straight away
-        return profiles.options_form(mine, self.backend_settings)
+        return profiles.options_form(mine, self.backend_settings, labels, "\n".join(extra))
 
     def resolve_spec(self, user_options: Any) -> WorkspaceSpec:
         """The spec for ``user_options``, or an HTTP 4xx naming what is wrong."""
         try:
             return profiles.resolve(
-                self.profiles, self.backend_settings, self.user_groups(), user_options
+                self.profiles,
+                self.backend_settings,
+                self.user_groups(),
+                user_options,
+                frozenset(self.option_keys),
             )
         except ProfileError as e:
             self.log.warning("Refused options for %s: %s", self._log_name, e.message)
@@ -247,6 +295,17 @@ class LabspaceSpawnerMixin(Configurable):
             raise
         self.workspace_spec = spec
         self.apply_workspace_spec(spec)
+        if self._configured_default_url is None:
+            self._configured_default_url = self.default_url
+        self.default_url = self._configured_default_url
+        self.extra_env = {}
+        try:
+            for hook in self.check_options:
+                await maybe_future(hook(self, user_options))
+        except web.HTTPError as e:
+            self.log.warning("Refused options for %s: %s", self._log_name, e.log_message)
+            self.orm_spawner.user_options = {}
+            raise
         self.log.info("%s gets profile %s", self._log_name, spec.profile)
         self._allow_for_queue()
 
@@ -366,6 +425,8 @@ class LabspaceSpawnerMixin(Configurable):
             self._hooks_started = True
             for hook in self.before_start:
                 await maybe_future(hook(self, spec))
+            if self.extra_env:
+                self.environment = {**self.environment, **self.extra_env}
             self.emit("Preparing home", 15)
             await maybe_future(self.prepare_workspace())
             self.emit(f"Starting your {spec.display_name} workspace", 30)

@@ -11,7 +11,8 @@ Fixtures:
 - ``db_url`` (parametrised ``sqlite`` / ``postgres``): an empty hub database
   URL; ``""`` for SQLite under ``data_dir``, else a new PostgreSQL database.
 - ``hub_settings``: settings for a test hub: free loopback ports, a temporary
-  ``data_dir``, and a ``test`` service with an API token and admin scopes.
+  ``data_dir``, a ``test`` service with an API token and admin scopes, and the
+  accounting and catalog services off (tests about them turn them on).
 - ``hub_factory``: makes ``HubProcess`` objects (``labspace up`` subprocesses)
   from settings and stops every one of them at teardown, by PID.
 - ``hub``: a running hub on ``db_url``; ``api``: a ``HubAPI`` client for it
@@ -100,6 +101,9 @@ def service_token() -> str:
 def hub_settings(tmp_path, proxy_command, service_token) -> dict:
     return {
         "data_dir": str(tmp_path / "data"),
+        # services start only in the tests about them
+        "accounting": {"enabled": False},
+        "catalog": {"enabled": False},
         "hub": {
             "ip": "127.0.0.1",
             "port": free_port(),

@@ -1,7 +1,10 @@
 """The spawner hook points, in a real hub: ``before_start`` and ``after_stop``
 hooks named in labspace.yaml (``hub.config``) run at the right moments, a
 ``before_start`` hook can refuse a start with its own status and message, and
-``after_stop`` also runs for a failed start and for a workspace that died."""
+``after_stop`` also runs for a failed start and for a workspace that died.
+``check_options`` hooks see the options named in ``option_keys``, can refuse
+them before anything starts and add environment variables; ``form_parts`` add
+to the spawn form."""
 
 from __future__ import annotations
 
@@ -24,6 +27,9 @@ def hooked(hub_factory, hub_settings, tmp_path, service_token):
     hub_settings["hub"]["config"]["LabspaceSpawnerMixin"] = {
         "before_start": ["recording_hooks.before_start"],
         "after_stop": ["recording_hooks.after_stop"],
+        "check_options": ["recording_hooks.check_options"],
+        "form_parts": ["recording_hooks.form_part"],
+        "option_keys": {"app": "an app to run"},
     }
     hub_settings["hub"]["config"]["Spawner"] = {"poll_interval": 1}
     env = {
@@ -45,7 +51,10 @@ def test_hooks_run_around_a_workspace(hooked):
     _, api, log = hooked
     api.create_user("ann")
     api.start_server("ann")
-    assert events(log) == [{"event": "before_start", "user": "ann", "profile": "default"}]
+    assert events(log) == [
+        {"event": "check_options", "user": "ann", "options": {}},
+        {"event": "before_start", "user": "ann", "profile": "default"},
+    ]
     api.stop_server("ann")
     assert events(log)[-1] == {"event": "after_stop", "user": "ann"}
 
@@ -75,3 +84,46 @@ def test_after_stop_runs_when_a_workspace_dies(hooked):
     )
     wait_for(lambda: not api.user("cleo").json()["servers"], 30, what="server gone")
     api.started.discard("cleo")
+
+
+def environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_check_options_hook_refuses_or_passes_an_option(hooked):
+    hub, api, log = hooked
+    api.create_user("dora")
+    r = api.request("POST", "users/dora/server", json={"app": "forbidden"})
+    assert r.status_code == 403, r.text
+    assert r.json()["message"] == "App 'forbidden' is not open to your groups"
+    assert not api.user("dora").json()["servers"]
+    assert "before_start" not in [e["event"] for e in events(log)]
+    r = api.request("POST", "users/dora/server", json={"bogus": 1})
+    assert r.status_code == 400
+    assert "Unknown option 'bogus'" in r.json()["message"]
+    assert "'app'" in r.json()["message"]
+    r = api.request("POST", "users/dora/server", json={"app": "viewer"})
+    assert r.status_code in (201, 202), r.text
+    api.started.add("dora")
+    wait_for(
+        lambda: api.user("dora").json()["servers"].get("", {}).get("ready"),
+        90,
+        what="dora's workspace",
+    )
+    (pid,) = workspace_pids(hub.workdir / "data" / "users" / "dora")
+    assert environ(pid)["LABSPACE_TEST_APP"] == "viewer"
+
+
+def test_form_parts_add_to_the_spawn_form(hooked):
+    from harness import login
+
+    hub, api, _ = hooked
+    client = login(hub.url, "admin", hub.admin_password)
+    try:
+        page = client.get("hub/spawn/admin")
+    finally:
+        client.close()
+    assert page.status_code == 200
+    assert '<select name="app">' in page.text
+    assert "1.00 credits/hour" in page.text

@@ -24,3 +24,20 @@ async def before_start(spawner, spec):
 
 def after_stop(spawner):
     _record("after_stop", user=spawner.user.name)
+
+
+def check_options(spawner, user_options):
+    """Refuses the app "forbidden"; any other app reaches the workspace's environment."""
+    app = user_options.get("app")
+    _record("check_options", user=spawner.user.name, options=user_options)
+    if app == "forbidden":
+        raise web.HTTPError(403, "App 'forbidden' is not open to your groups")
+    if app:
+        spawner.extra_env["LABSPACE_TEST_APP"] = app
+
+
+async def form_part(spawner):
+    return {
+        "html": '<select name="app"><option value="viewer">Viewer</option></select>',
+        "labels": {"default": "1.00 credits/hour"},
+    }

@@ -1,0 +1,140 @@
+"""The ``accounting-deliverer`` service: drains the hub's outbox into the
+accounting service.
+
+JupyterHub runs it as a managed service (``python -m
+labspace.services.accounting.deliver``, no URL). It claims batches of events
+from the outbox, posts them to ``api/internal/events`` and deletes them once the
+service answered 200; on failure it retries with exponential backoff (0.5 s
+doubling to 30 s, with jitter). Every few seconds it reports the outbox depth to
+``api/internal/outbox-status``. SIGTERM ends it after the batch in flight.
+
+Environment: ``LABSPACE_ACCOUNTING_OUTBOX`` (the outbox file),
+``LABSPACE_ACCOUNTING_URL`` (the service's root, ending in ``/``) and
+``LABSPACE_ACCOUNTING_TOKEN`` (the accounting service's own token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import sys
+from dataclasses import dataclass, field
+
+import httpx
+
+from .outbox import Outbox
+
+log = logging.getLogger("labspace.accounting.deliver")
+
+
+@dataclass
+class Deliverer:
+    outbox: Outbox
+    base_url: str
+    token: str
+    batch: int = 500
+    poll: float = 0.5
+    status_every: float = 5.0
+    timeout: float = 10.0
+    max_delay: float = 30.0
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    delay: float = 0.0  # current backoff; 0 while deliveries succeed
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=f"{self.base_url}api/internal/",
+            headers={"Authorization": f"token {self.token}"},
+            timeout=self.timeout,
+        )
+
+    async def run(self) -> None:
+        """Deliver until SIGTERM (``stopping`` set)."""
+        log.info("Delivering accounting events from %s", self.outbox.path)
+        async with self.client() as client:
+            reported = None
+            last_report = 0.0
+            loop = asyncio.get_running_loop()
+            while not self.stopping.is_set():
+                sent = await self.deliver_once(client)
+                status = await asyncio.to_thread(self.outbox.status)
+                now = loop.time()
+                due = status != reported or now - last_report >= self.status_every
+                if due and await self.report(client, status):
+                    reported, last_report = status, now
+                if sent == self.batch and not self.delay:
+                    continue  # more waiting: no pause
+                pause = self.delay or self.poll
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), pause)
+        log.info("Deliverer stopped")
+
+    async def deliver_once(self, client: httpx.AsyncClient) -> int:
+        """Send one batch; returns how many events the service took."""
+        claimed = await asyncio.to_thread(self.outbox.claim, self.batch, 4 * self.timeout)
+        if not claimed:
+            return 0
+        seqs = [seq for seq, _ in claimed]
+        try:
+            r = await client.post("events", json={"events": [e for _, e in claimed]})
+        except httpx.HTTPError as e:
+            return await self._failed(seqs, f"{type(e).__name__}: {e}")
+        if r.status_code != 200:
+            return await self._failed(seqs, f"HTTP {r.status_code}: {r.text[:200]}")
+        await asyncio.to_thread(self.outbox.ack, seqs)
+        answer = r.json()
+        log.info(
+            "Delivered %d events (%s new, %s duplicates)",
+            len(seqs),
+            answer.get("accepted"),
+            answer.get("duplicates"),
+        )
+        self.delay = 0.0
+        return len(seqs)
+
+    async def _failed(self, seqs: list[int], error: str) -> int:
+        self.delay = min(self.max_delay, max(0.5, self.delay * 2)) * random.uniform(0.8, 1.2)  # noqa: S311 (jitter)
+        log.warning(
+            "Delivery of %d events failed (%s); next try in %.1fs", len(seqs), error, self.delay
+        )
+        await asyncio.to_thread(self.outbox.release, seqs, error, self.delay)
+        return 0
+
+    async def report(self, client: httpx.AsyncClient, status: dict) -> bool:
+        try:
+            r = await client.post("outbox-status", json=status)
+        except httpx.HTTPError as e:
+            log.debug("Outbox status not reported: %s", e)
+            return False
+        return r.status_code == 200
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        outbox = Outbox(os.environ["LABSPACE_ACCOUNTING_OUTBOX"])
+        base_url = os.environ["LABSPACE_ACCOUNTING_URL"]
+        token = os.environ["LABSPACE_ACCOUNTING_TOKEN"]
+    except KeyError as e:
+        sys.exit(f"accounting-deliverer: {e.args[0]} is not set")
+    outbox.create()
+
+    async def run() -> None:
+        deliverer = Deliverer(outbox, base_url, token)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, deliverer.stopping.set)
+        await deliverer.run()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

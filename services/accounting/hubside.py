@@ -1,0 +1,440 @@
+"""Accounting, as the hub sees it: spawner hooks and the banner's alerts.
+
+One ``HubSide`` object per hub holds the accounting service's internal address
+and token, the outbox and the ``on_unreachable`` policy; its bound methods are
+the ``LabspaceSpawnerMixin`` hooks (``config.hub_parts`` wires them through
+``spawner_traits`` and ``template_vars`` below):
+
+- ``form_part(spawner)``: the project ``<select>`` with balances, and each
+  profile's price per hour;
+- ``check_options(spawner, user_options)``: the ``project`` option is a string
+  naming one of the user's projects (the service checks again on reserve);
+- ``before_start(spawner, spec)``: reserves the minimum period with the service
+  (a 402/403 refuses the start with the service's message), then writes the
+  ``start`` event durably to the outbox;
+- ``after_stop(spawner)``: writes the ``stop`` event to the outbox;
+- ``alerts(user)``: the user's budget warnings for the hub banner, cached.
+
+The usage session key is ``<user>/<server>/<hub start time>``; the start time is
+JupyterHub's ``orm_spawner.started``, kept in the hub database, so a hub restart
+keeps the key. The outbox remembers the key of each running server, because
+JupyterHub clears ``started`` before after-stop hooks run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from .outbox import Outbox, path_in
+
+log = logging.getLogger("labspace.accounting.hub")
+
+SERVICE = "accounting"
+DELIVERER = "accounting-deliverer"
+ALERT_TTL = 30.0
+UNREACHABLE_MESSAGE = (
+    "Budgets cannot be checked right now (the accounting service is not answering), "
+    "so workspaces cannot start; try again in a few minutes or tell your administrator"
+)
+
+
+class Unreachable(Exception):
+    """The accounting service did not answer (or answered 5xx)."""
+
+
+def utc_iso(when: datetime | None = None) -> str:
+    when = when or datetime.now(UTC)
+    if when.tzinfo is None:  # JupyterHub keeps naive UTC times
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def session_key(user: str, server: str, started: datetime) -> str:
+    """The idempotency key of a usage session: user, server name, hub start time."""
+    return f"{user}/{server}/{utc_iso(started)}"
+
+
+def service_base(settings) -> str:
+    """The accounting service's API root, straight to its port (no proxy hop)."""
+    base = settings.get("hub.base_url") or "/"
+    base = base if base.endswith("/") else base + "/"
+    return f"http://127.0.0.1:{settings.get('accounting.port')}{base}services/{SERVICE}/"
+
+
+def resources(spec) -> dict[str, Any]:
+    mem = spec.mem_limit if spec.mem_limit is not None else spec.mem_guarantee
+    cpu = spec.cpu_limit if spec.cpu_limit is not None else spec.cpu_guarantee
+    return {
+        "cpu": float(cpu) if cpu is not None else None,
+        "mem_gib": round(mem / 1024**3, 3) if mem is not None else None,
+        "gpus": int(spec.gpus or 0),
+    }
+
+
+class HubSide:
+    """The accounting hooks of one hub."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        outbox_path: str,
+        on_unreachable: str = "closed",
+        timeout: float = 5.0,
+        tries: int = 3,
+    ):
+        self.base_url = base_url
+        self.token = token
+        self.outbox = Outbox(outbox_path)
+        self.on_unreachable = on_unreachable
+        self.timeout = timeout
+        self.tries = tries
+        self._alerts: dict[str, tuple[float, list[dict]]] = {}
+        self._refreshing: set[str] = set()
+        self._tasks: set[asyncio.Task] = set()
+
+    @classmethod
+    def from_settings(cls, settings, state) -> HubSide:
+        return cls(
+            service_base(settings),
+            state.service_token(SERVICE),
+            str(path_in(state.data_dir)),
+            settings.get("accounting.on_unreachable"),
+        )
+
+    # -- talking to the service ------------------------------------------------
+
+    async def _call(self, method: str, path: str, body: Any = None, timeout=None) -> tuple:
+        """One request to ``api/internal/<path>``: ``(status, json)``; raises
+        ``Unreachable`` for no answer or a 5xx."""
+        req = HTTPRequest(
+            f"{self.base_url}api/internal/{path}",
+            method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+            body=json.dumps(body) if body is not None else None,
+            connect_timeout=timeout or self.timeout,
+            request_timeout=timeout or self.timeout,
+        )
+        try:
+            resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+        except (OSError, HTTPClientError) as e:  # TimeoutError is an OSError
+            raise Unreachable(f"{type(e).__name__}: {e}") from None
+        if resp.code >= 500 or resp.code == 599:
+            raise Unreachable(f"HTTP {resp.code}")
+        try:
+            data = json.loads(resp.body or b"{}")
+        except ValueError:
+            data = {}
+        return resp.code, data
+
+    async def _call_retrying(self, method: str, path: str, body: Any = None) -> tuple:
+        """``_call`` with ``tries`` tries and growing pauses (bounded: about
+        ``tries * timeout`` seconds at worst)."""
+        delay = 0.25
+        for attempt in range(1, self.tries + 1):
+            try:
+                return await self._call(method, path, body)
+            except Unreachable as e:
+                if attempt == self.tries:
+                    raise
+                log.warning("Accounting %s %s failed (%s); retrying", method, path, e)
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    async def spawn_info(self, spawner) -> dict[str, Any]:
+        groups = ",".join(sorted(g.name for g in spawner.user.groups))
+        query = urlencode({"user": spawner.user.name, "groups": groups})
+        status, data = await self._call("GET", f"spawn-info?{query}", timeout=3)
+        if status != 200:
+            raise Unreachable(f"spawn-info answered {status}: {data.get('message')}")
+        return data
+
+    # -- the spawn form ----------------------------------------------------------
+
+    async def form_part(self, spawner) -> dict[str, Any]:
+        """The project choice and each profile's price, for the spawn form."""
+        try:
+            info = await self.spawn_info(spawner)
+        except Unreachable as e:
+            log.warning("No budget information for %s's spawn form: %s", spawner.user.name, e)
+            return {
+                "html": '<p class="labspace-accounting-notice">Prices and budgets cannot '
+                "be shown right now (the accounting service is not answering).</p>",
+                "labels": {},
+            }
+        return render_form(info)
+
+    # -- hooks -----------------------------------------------------------------
+
+    async def check_options(self, spawner, user_options: dict) -> None:
+        """Refuse a ``project`` that is not a string naming one of the user's projects."""
+        project = user_options.get("project")
+        if project in (None, ""):
+            user_options.pop("project", None)
+            return
+        if not isinstance(project, str):
+            raise web.HTTPError(400, "Option 'project' must be a project name (a string)")
+        try:
+            info = await self.spawn_info(spawner)
+        except Unreachable:
+            return  # the reserve decides (and applies on_unreachable)
+        mine = [p["name"] for p in info.get("projects", [])]
+        if project not in mine:
+            yours = ", ".join(mine) or "none"
+            raise web.HTTPError(403, f"Project {project!r} is not one of yours (yours: {yours})")
+
+    async def before_start(self, spawner, spec) -> None:
+        """Reserve the minimum period, then record the start durably."""
+        user, server = spawner.user.name, spawner.name
+        key = session_key(user, server, spawner.orm_spawner.started)
+        project = (spawner.user_options or {}).get("project") or None
+        reserve = {
+            "key": key,
+            "user": user,
+            "server": server,
+            "groups": sorted(g.name for g in spawner.user.groups),
+            "project": project,
+            "profile": spec.profile,
+            "display_name": spec.display_name,
+            "resources": resources(spec),
+            "at": utc_iso(spawner.orm_spawner.started),
+        }
+        try:
+            status, answer = await self._call_retrying("POST", "reserve", reserve)
+        except Unreachable as e:
+            await self._unreachable(spawner, reserve, str(e))
+        else:
+            if status != 200:
+                message = answer.get("message") or f"Accounting refused the start ({status})"
+                log.info("Accounting refused %s's start (%s): %s", user, status, message)
+                raise web.HTTPError(status if 400 <= status < 500 else 502, message)
+            log.info(
+                "Reserved %s for %s (project %s)",
+                answer.get("reserved"),
+                key,
+                answer.get("project"),
+            )
+        stale = await asyncio.to_thread(self.outbox.open_key, user, server)
+        events = []
+        if stale and stale != key:  # its stop was never seen (the reconciler had it)
+            events.append(self._event(stale, "stop", user, server, reason="not seen stopping"))
+        events.append(self._event(key, "start", user, server, at=reserve["at"], reserve=reserve))
+        await asyncio.to_thread(self.outbox.append, *events, open_key=(user, server, key))
+        self.nudge([e["id"] for e in events])
+
+    async def _unreachable(self, spawner, reserve: dict, error: str) -> None:
+        """No answer from the service: allow or refuse, as ``on_unreachable`` says."""
+        allowed = self.on_unreachable == "open"
+        decision = "allowed" if allowed else "refused"
+        log.error(
+            "Accounting service unreachable for %s (%s); start %s (on_unreachable: %s)",
+            reserve["key"],
+            error,
+            decision,
+            self.on_unreachable,
+        )
+        event = self._event(
+            reserve["key"],
+            "unreachable",
+            reserve["user"],
+            reserve["server"],
+            decision=decision,
+            mode=self.on_unreachable,
+            error=error[:200],
+        )
+        await asyncio.to_thread(self.outbox.append, event)
+        if not allowed:
+            raise web.HTTPError(503, UNREACHABLE_MESSAGE)
+
+    async def after_stop(self, spawner) -> None:
+        """Record the stop of the server's usage session, if it had one."""
+        user, server = spawner.user.name, spawner.name
+        key = await asyncio.to_thread(self.outbox.open_key, user, server)
+        if key is None:
+            return  # refused or never reserved: no session
+        event = self._event(key, "stop", user, server, reason=stop_reason(spawner))
+        await asyncio.to_thread(self.outbox.append, event, close_key=(user, server))
+        log.info("Recorded the stop of %s (%s)", key, event["reason"])
+        self.nudge([event["id"]])
+
+    @staticmethod
+    def _event(key: str, kind: str, user: str, server: str, at: str | None = None, **extra):
+        return {
+            "id": f"{key}:{kind}",
+            "key": key,
+            "type": kind,
+            "at": at or utc_iso(),
+            "user": user,
+            "server": server,
+            **extra,
+        }
+
+    # -- delivery ----------------------------------------------------------------
+
+    def nudge(self, ids: list[str]) -> None:
+        """Try to deliver these (already durable) events now, in the background;
+        whatever fails stays in the outbox for the deliverer."""
+        self._spawn(self._deliver_now(ids))
+
+    async def _deliver_now(self, ids: list[str]) -> None:
+        claimed = await asyncio.to_thread(self.outbox.claim, len(ids), 30.0, ids)
+        if not claimed:
+            return  # the deliverer has them
+        seqs = [seq for seq, _ in claimed]
+        try:
+            status, answer = await self._call("POST", "events", {"events": [e for _, e in claimed]})
+        except Unreachable as e:
+            await asyncio.to_thread(self.outbox.release, seqs, str(e), 1.0)
+            return
+        if status == 200:
+            await asyncio.to_thread(self.outbox.ack, seqs)
+        else:
+            await asyncio.to_thread(self.outbox.release, seqs, f"HTTP {status}: {answer}", 5.0)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception():
+            log.warning("Accounting background task failed: %r", task.exception())
+
+    # -- the banner --------------------------------------------------------------
+
+    def alerts(self, user=None) -> list[dict]:
+        """The user's budget alerts for the hub banner: the cached list (empty at
+        first), refreshed in the background when older than ``ALERT_TTL``.
+        Never blocks the page and never raises."""
+        name = getattr(user, "name", user)
+        if not isinstance(name, str) or not name:
+            return []
+        cached_at, alerts = self._alerts.get(name, (0.0, []))
+        if time.monotonic() - cached_at > ALERT_TTL and name not in self._refreshing:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return alerts
+            self._refreshing.add(name)
+            self._spawn(self._refresh_alerts(name))
+        return alerts
+
+    async def _refresh_alerts(self, name: str) -> None:
+        try:
+            status, data = await self._call("GET", f"alerts?{urlencode({'user': name})}", timeout=3)
+            if status == 200 and isinstance(data.get("alerts"), list):
+                self._alerts[name] = (time.monotonic(), data["alerts"])
+            else:
+                self._alerts[name] = (time.monotonic(), [])
+        except Unreachable as e:
+            log.debug("No alerts for %s: %s", name, e)
+            stale = self._alerts.get(name, (0.0, []))[1]
+            self._alerts[name] = (time.monotonic() - ALERT_TTL / 2, stale)
+        finally:
+            self._refreshing.discard(name)
+
+
+def stop_reason(spawner) -> str:
+    """Why the server ended, as well as the hub can tell."""
+    progress = getattr(spawner, "_progress", None)
+    if progress is not None and progress.started:
+        came_up = any(e.get("progress", 0) >= 95 for e in progress.events)
+        if progress.done and not came_up:
+            return "start failed"
+    return "stopped"
+
+
+def render_form(info: dict[str, Any]) -> dict[str, Any]:
+    """The spawn form part for a ``spawn-info`` answer (pure)."""
+    currency = html.escape(info.get("currency") or "credits")
+    labels = {
+        slug: f"{price} {info.get('currency') or 'credits'}/hour"
+        for slug, price in (info.get("prices") or {}).items()
+    }
+    projects = info.get("projects") or []
+    if projects:
+        options = []
+        for p in projects:
+            name = html.escape(p["name"])
+            selected = " selected" if p.get("default") else ""
+            options.append(
+                f'<option value="{name}"{selected}>{name} — '
+                f"{html.escape(str(p['balance']))} {currency} left</option>"
+            )
+        part = (
+            '<div class="form-group labspace-project">'
+            '<label for="labspace-project">Charge to project</label>'
+            '<select class="form-control" id="labspace-project" name="project">'
+            + "".join(options)
+            + "</select></div>"
+        )
+    elif info.get("personal"):
+        balance = html.escape(str(info["personal"].get("balance")))
+        part = (
+            '<p class="labspace-project">You are in no project: usage is charged to '
+            f"your personal allowance ({balance} {currency} left).</p>"
+        )
+    elif info.get("refuse_without_project"):
+        part = (
+            '<p class="labspace-project labspace-accounting-notice">You are in no project, '
+            "so you cannot start a workspace; ask an administrator to add you to one.</p>"
+        )
+    else:
+        part = ""
+    return {"html": part, "labels": labels}
+
+
+# -- what config.hub_parts wires ------------------------------------------------
+
+_hubs: dict[tuple, HubSide] = {}
+
+
+def hub_side(settings, state) -> HubSide:
+    """The one ``HubSide`` of this hub (the config is loaded more than once)."""
+    made = HubSide.from_settings(settings, state)
+    ident = (made.base_url, str(made.outbox.path), made.on_unreachable)
+    return _hubs.setdefault(ident, made)
+
+
+def spawner_traits(settings, state) -> dict[str, Any]:
+    """``LabspaceSpawnerMixin`` traits for accounting (hook lists are appended)."""
+    hub = hub_side(settings, state)
+    return {
+        "option_keys": {"project": "the project to charge (one of your projects)"},
+        "check_options": [hub.check_options],
+        "form_parts": [hub.form_part],
+        "before_start": [hub.before_start],
+        "after_stop": [hub.after_stop],
+    }
+
+
+def template_vars(settings, state) -> dict[str, Any]:
+    return {"labspace_alerts_accounting": hub_side(settings, state).alerts}
+
+
+def deliverer_service(settings, state) -> dict[str, Any]:
+    """The ``accounting-deliverer`` managed service (no URL: it only sends)."""
+    return {
+        "name": DELIVERER,
+        "command": [sys.executable, "-m", "labspace.services.accounting.deliver"],
+        "environment": {
+            "LABSPACE_ACCOUNTING_OUTBOX": str(path_in(state.data_dir)),
+            "LABSPACE_ACCOUNTING_URL": service_base(settings),
+            "LABSPACE_ACCOUNTING_TOKEN": state.service_token(SERVICE),
+            "PYTHONUNBUFFERED": "1",
+        },
+        "display": False,
+    }

@@ -13,12 +13,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
-# the runtime (editable) and the extras the tests need
+# the runtime (editable) and the extras the tests need; an editable install
+# skips data files, so the workspace server extension is turned on by hand
+JUPYTER_CONF := $(VENV)/etc/jupyter/jupyter_server_config.d
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[postgres,apps]'
+	install -D -m 644 extensions/jupyter-config/labspace-apps.json $(JUPYTER_CONF)/labspace-apps.json
 	@touch $@
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[test]'
+	install -D -m 644 extensions/jupyter-config/labspace-apps.json $(JUPYTER_CONF)/labspace-apps.json
 	@touch $@ $(VENV)/.installed
 
 # configurable-http-proxy (and, for the tests, the OIDC provider)

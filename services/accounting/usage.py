@@ -1,0 +1,503 @@
+"""Usage sessions: reserve at start, charge while running, close at stop.
+
+Each function is one unit of work on a SQLAlchemy session (``Database.work``
+gives it a transaction): the ledger moves money, the session row keeps the
+running totals. A session's money flows
+
+- reserve: account -> hold (the minimum period, refused below the floor);
+- charge: hold -> usage first, then account -> usage down to the floor; what
+  the floor does not allow is ``unbilled`` (the budget is exhausted; the
+  charger stops the server after the grace period);
+- close: charge up to the end (or refund what was charged past it), then
+  hold -> account for what is left.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from . import ledger
+from .ledger import LedgerError, Leg
+from .models import Account, Event, PricePoint, Status, Transaction, UsageSession
+from .policy import Policy
+from .pricing import Point, aware, cost, dec, derived_price, iso, merge_new_points, price_at, show
+
+log = logging.getLogger("labspace.accounting")
+OPEN = ("reserved", "running")
+SYSTEM = "labspace-accounting"
+
+
+# -- prices ---------------------------------------------------------------------
+
+
+def sync_prices(session: Session, policy: Policy, now: datetime) -> int:
+    """Record the settings' prices; a changed price applies from ``now`` on."""
+    added = 0
+    stored = load_prices(session)
+    for slug, wanted in policy.schedule().items():
+        for p in merge_new_points(stored.get(slug, []), wanted, now):
+            session.add(
+                PricePoint(
+                    profile=slug, effective_from=p.effective_from, price=p.price, recorded_at=now
+                )
+            )
+            added += 1
+    session.flush()
+    return added
+
+
+def load_prices(session: Session) -> dict[str, list[Point]]:
+    out: dict[str, list[Point]] = {}
+    rows = session.scalars(select(PricePoint).order_by(PricePoint.effective_from))
+    for row in rows:
+        out.setdefault(row.profile, []).append(Point(aware(row.effective_from), dec(row.price)))
+    return out
+
+
+def price_now(points: dict[str, list[Point]], slug: str, at: datetime) -> Decimal | None:
+    return price_at(points.get(slug, []), at)
+
+
+# -- accounts -------------------------------------------------------------------
+
+
+def budget_account(session: Session, kind: str, name: str, policy: Policy, at: datetime):
+    account = ledger.get_account(session, kind, name)
+    if kind == "personal":
+        renew(session, account, policy.personal_allowance, at)
+    return account
+
+
+def renew(session: Session, account: Account, amount: Decimal, at: datetime) -> bool:
+    """This month's allowance for ``account`` (once per month, by key)."""
+    if amount <= 0:
+        return False
+    key = f"allowance:{account.label}:{at:%Y-%m}"
+    if session.scalar(select(Transaction.id).where(Transaction.key == key)):
+        return False
+    source = ledger.get_account(session, "external", "allowance")
+    try:
+        with session.begin_nested():
+            ledger.post(
+                session,
+                "allowance",
+                [Leg(source, account, amount)],
+                SYSTEM,
+                f"monthly allowance {at:%Y-%m}",
+                at=at,
+                key=key,
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def renew_all(session: Session, policy: Policy, at: datetime) -> int:
+    done = 0
+    for project, amount in policy.monthly_allowance.items():
+        done += renew(session, budget_account(session, "project", project, policy, at), amount, at)
+    return done
+
+
+# -- reserve --------------------------------------------------------------------
+
+
+@dataclass
+class Refusal(Exception):
+    status: int
+    message: str
+
+
+def choose_account(session: Session, policy: Policy, req: dict[str, Any], at: datetime):
+    """``(account, project or None)`` a start is charged to; Refusal otherwise."""
+    mine = policy.projects_of(req.get("groups") or [])
+    project = req.get("project")
+    if project:
+        if project not in mine:
+            yours = ", ".join(mine) or "none"
+            raise Refusal(403, f"Project {project!r} is not one of yours (yours: {yours})")
+        return budget_account(session, "project", project, policy, at), project
+    if mine:
+        project = policy.default_project(req["user"], mine)
+        return budget_account(session, "project", project, policy, at), project
+    if policy.refuse_without_project:
+        raise Refusal(
+            403,
+            "You are in no project, so you cannot start a workspace "
+            "(ask an administrator to add you to one)",
+        )
+    return budget_account(session, "personal", req["user"], policy, at), None
+
+
+def answer(s: UsageSession, balance_after: Decimal | None = None) -> dict[str, Any]:
+    return {
+        "session": s.key,
+        "project": s.project,
+        "price_per_hour": show(s.price_per_hour),
+        "reserved": show(s.reserved),
+        "balance_after": show(balance_after) if balance_after is not None else None,
+    }
+
+
+def reserve(session: Session, policy: Policy, req: dict[str, Any], now: datetime) -> dict:
+    """Open a usage session and hold its minimum period (idempotent by key)."""
+    existing = session.scalar(select(UsageSession).where(UsageSession.key == req["key"]))
+    if existing:
+        return answer(existing)
+    at = req["at"]
+    account, project = choose_account(session, policy, req, at)
+    ledger.lock(session, [account])
+    existing = session.scalar(select(UsageSession).where(UsageSession.key == req["key"]))
+    if existing:  # a concurrent repeat won the lock first
+        return answer(existing)
+    price = price_now(load_prices(session), req["profile"], at)
+    if price is None:
+        price = derived_price(
+            req.get("resources") or {}, (policy.get("prices") or {}).get("resources") or {}
+        )
+    amount = dec(price * Decimal(str(policy.min_period_hours)))
+    left = ledger.available(session, account)
+    if left < amount:
+        who = f"Project {project}" if project else "Your personal allowance"
+        raise Refusal(
+            402,
+            f"{who} has {show(left)} {policy.currency} left; "
+            f"{req.get('display_name') or req['profile']} costs {show(price)}/hour",
+        )
+    s = open_session(session, req, account, project, price, at)
+    if amount > 0:
+        hold = ledger.hold_for(session, account)
+        ledger.post(
+            session,
+            "reserve",
+            [Leg(account, hold, amount)],
+            req["user"],
+            f"minimum period of {s.key}",
+            at=at,
+            session_id=s.id,
+        )
+        s.reserved = s.held = amount
+    apply_waiting(session, policy, s.key, now)
+    return answer(s, left - amount)
+
+
+def open_session(session, req, account, project, price, at) -> UsageSession:
+    res = req.get("resources") or {}
+    s = UsageSession(
+        key=req["key"],
+        user=req["user"],
+        server=req.get("server") or "",
+        project=project,
+        account_id=account.id,
+        profile=req["profile"],
+        display_name=req.get("display_name") or req["profile"],
+        cpu=res.get("cpu"),
+        mem_gib=res.get("mem_gib"),
+        gpus=int(res.get("gpus") or 0),
+        price_per_hour=price,
+        reserved=Decimal(0),
+        held=Decimal(0),
+        charged=Decimal(0),
+        unbilled=Decimal(0),
+        cost=Decimal(0),
+        status="reserved",
+        started_at=at,
+        last_charged_at=at,
+        last_seen_at=at,
+        warned=0,
+    )
+    session.add(s)
+    session.flush()
+    return s
+
+
+# -- charge and close -----------------------------------------------------------
+
+
+def charge(session: Session, s: UsageSession, until: datetime, points) -> Decimal:
+    """Charge ``s`` from its last charge to ``until``; returns the amount due."""
+    start = aware(s.last_charged_at)
+    if until <= start:
+        return Decimal(0)
+    due = cost(
+        points.get(s.profile) or [Point(aware(s.started_at), dec(s.price_per_hour))], start, until
+    )
+    account = session.get(Account, s.account_id)
+    usage = ledger.get_account(session, "usage", "all")
+    from_hold = min(due, dec(s.held))
+    rest = due - from_hold
+    ledger.lock(session, [account])
+    from_account = min(rest, max(ledger.available(session, account), Decimal(0)))
+    legs = []
+    if from_hold > 0:
+        legs.append(Leg(ledger.hold_for(session, account), usage, from_hold))
+    if from_account > 0:
+        legs.append(Leg(account, usage, from_account))
+    if legs:
+        ledger.post(
+            session,
+            "charge",
+            legs,
+            SYSTEM,
+            f"usage of {s.key} to {iso(until)}",
+            at=until,
+            session_id=s.id,
+        )
+    s.held = dec(s.held) - from_hold
+    s.charged = dec(s.charged) + from_hold + from_account
+    s.unbilled = dec(s.unbilled) + (rest - from_account)
+    s.cost = dec(s.cost) + due
+    s.last_charged_at = until
+    return due
+
+
+def refund_after(session: Session, s: UsageSession, end: datetime, points) -> None:
+    """The session ended at ``end``, before its last charge: give back the excess."""
+    over = cost(
+        points.get(s.profile) or [Point(aware(s.started_at), dec(s.price_per_hour))],
+        end,
+        aware(s.last_charged_at),
+    )
+    over = min(over, dec(s.cost))
+    from_unbilled = min(over, dec(s.unbilled))
+    back = over - from_unbilled
+    if back > 0:
+        account = session.get(Account, s.account_id)
+        usage = ledger.get_account(session, "usage", "all")
+        ledger.post(
+            session,
+            "refund",
+            [Leg(usage, account, back)],
+            SYSTEM,
+            f"{s.key} ended at {iso(end)}",
+            at=end,
+            session_id=s.id,
+        )
+    s.unbilled = dec(s.unbilled) - from_unbilled
+    s.charged = dec(s.charged) - back
+    s.cost = dec(s.cost) - over
+    s.last_charged_at = end
+
+
+def close(session: Session, s: UsageSession, at: datetime, closed_by: str, points) -> bool:
+    """End ``s`` at ``at``: charge the rest (or refund the excess), release the hold."""
+    if s.status == "closed":
+        return False
+    end = max(aware(at), aware(s.started_at))
+    if end >= aware(s.last_charged_at):
+        charge(session, s, end, points)
+    else:
+        refund_after(session, s, end, points)
+    if dec(s.held) > 0:
+        account = session.get(Account, s.account_id)
+        ledger.post(
+            session,
+            "release",
+            [Leg(ledger.hold_for(session, account), account, dec(s.held))],
+            SYSTEM,
+            f"end of {s.key}",
+            at=end,
+            session_id=s.id,
+        )
+        s.held = Decimal(0)
+    s.status, s.ended_at, s.closed_by = "closed", end, closed_by
+    s.last_seen_at = max(aware(s.last_seen_at), end)
+    log.info("Closed %s at %s (%s): cost %s", s.key, iso(end), closed_by, show(s.cost))
+    return True
+
+
+# -- events from the hub side ---------------------------------------------------
+
+
+def ingest(session: Session, policy: Policy, events: list[dict], now: datetime) -> dict:
+    """Record and apply hub events, deduplicated by id."""
+    ids = [e["id"] for e in events]
+    seen = set(session.scalars(select(Event.id).where(Event.id.in_(ids))))
+    accepted = duplicates = 0
+    points = load_prices(session)
+    for e in events:
+        if e["id"] in seen:
+            duplicates += 1
+            continue
+        seen.add(e["id"])
+        row = Event(
+            id=e["id"],
+            key=e["key"],
+            type=e["type"],
+            at=e["at"],
+            user=e.get("user") or "",
+            server=e.get("server") or "",
+            reason=str(e.get("reason") or e.get("decision") or "")[:500],
+            received_at=now,
+            applied=0,
+        )
+        session.add(row)
+        row.applied = int(apply(session, policy, row, e, points, now))
+        accepted += 1
+    session.flush()
+    return {"accepted": accepted, "duplicates": duplicates}
+
+
+def apply(session, policy, row: Event, e: dict, points, now) -> bool:
+    s = session.scalar(select(UsageSession).where(UsageSession.key == row.key))
+    if row.type == "unreachable":
+        return True
+    if row.type == "start":
+        if s is None and isinstance(e.get("reserve"), dict):
+            s = open_unreserved(session, policy, e["reserve"], row.at)
+        if s is None:
+            return False
+        if s.status == "reserved":
+            s.status = "running"
+        s.last_seen_at = max(aware(s.last_seen_at), aware(row.at))
+        return True
+    if s is None:
+        return False  # waits for its session (apply_waiting)
+    closed_by = {"stop": "stop", "start_failed": "start_failed"}.get(row.type, row.type)
+    close(session, s, aware(row.at), closed_by, points)
+    return True
+
+
+def open_unreserved(session, policy, req: dict, at: datetime) -> UsageSession | None:
+    """A start the service never reserved (it was unreachable and the hub let it
+    start): open the session without a hold, so its usage is still charged."""
+    try:
+        req = {**req, "at": at}
+        account, project = choose_account(session, policy, req, at)
+    except (Refusal, KeyError):
+        account, project = (
+            budget_account(session, "personal", req.get("user", "?"), policy, at),
+            None,
+        )
+    price = price_now(load_prices(session), req.get("profile", ""), at) or Decimal(0)
+    return open_session(session, req, account, project, price, at)
+
+
+def apply_waiting(session, policy, key: str, now) -> None:
+    """Events that arrived before their session (a stop before its reserve)."""
+    waiting = session.scalars(
+        select(Event).where(Event.key == key, Event.applied == 0).order_by(Event.at)
+    ).all()
+    points = load_prices(session)
+    for row in waiting:
+        row.applied = int(apply(session, policy, row, {}, points, now))
+
+
+# -- the charger ----------------------------------------------------------------
+
+
+def open_sessions(session: Session) -> list[UsageSession]:
+    return list(session.scalars(select(UsageSession).where(UsageSession.status.in_(OPEN))))
+
+
+def charge_all(session: Session, policy: Policy, now: datetime) -> list[dict]:
+    """Charge every open session to ``now``; returns the stops that are due
+    (``[{"key","user","server","reason"}]``), marking them requested."""
+    points = load_prices(session)
+    renew_all(session, policy, now)
+    stops = []
+    for s in open_sessions(session):
+        charge(session, s, now, points)
+        account = session.get(Account, s.account_id)
+        left = ledger.available(session, account)
+        exhausted = dec(s.held) <= 0 and (left <= 0 or dec(s.unbilled) > 0)
+        if not exhausted:
+            s.exhausted_at = None
+            continue
+        if s.exhausted_at is None:
+            s.exhausted_at = now
+            log.warning("Budget of %s exhausted for %s", account.label, s.key)
+        due = aware(s.exhausted_at) + timedelta(seconds=policy.grace_period)
+        retry = s.stop_requested_at is None or now - aware(s.stop_requested_at) > timedelta(
+            minutes=5
+        )
+        if now >= due and retry:
+            s.stop_requested_at = now
+            s.stop_reason = (
+                f"budget of {account.name} exhausted at {iso(s.exhausted_at)}; "
+                f"grace period of {policy.grace_period}s over"
+            )
+            stops.append(
+                {"key": s.key, "user": s.user, "server": s.server, "reason": s.stop_reason}
+            )
+    return stops
+
+
+def mark_seen(
+    session: Session,
+    active: dict[tuple[str, str], str | None],
+    fetched_at: datetime,
+    policy: Policy,
+    margin: float = 30.0,
+) -> list[str]:
+    """The reconciler's step: ``active`` maps ``(user, server)`` to the hub's start
+    time of each live server. Open sessions whose server is live get
+    ``last_seen_at``; the others are closed at their last sighting."""
+    points = load_prices(session)
+    closed = []
+    for s in open_sessions(session):
+        started = active.get((s.user, s.server), False)
+        same = started is not False and (
+            started is None or s.key.endswith("/" + started) or _same_time(started, s.started_at)
+        )
+        if same:
+            s.last_seen_at = max(aware(s.last_seen_at), fetched_at)
+            continue
+        if (fetched_at - aware(s.started_at)).total_seconds() < margin:
+            continue  # too young to judge: its server may not be listed yet
+        close(session, s, aware(s.last_seen_at), "reconciler", points)
+        closed.append(s.key)
+    set_status(session, "last_reconcile", iso(fetched_at))
+    return closed
+
+
+def _same_time(text: str, t: datetime) -> bool:
+    from .pricing import parse_time
+
+    try:
+        return abs((parse_time(text) - aware(t)).total_seconds()) < 0.001
+    except ValueError:
+        return False
+
+
+# -- status ---------------------------------------------------------------------
+
+
+def set_status(session: Session, name: str, value: str) -> None:
+    row = session.get(Status, name)
+    if row is None:
+        session.add(Status(name=name, value=value))
+    else:
+        row.value = value
+
+
+def get_status(session: Session) -> dict[str, str]:
+    return {row.name: row.value for row in session.scalars(select(Status))}
+
+
+def unreachable_events(session: Session, limit: int = 20) -> list[Event]:
+    return list(
+        session.scalars(
+            select(Event).where(Event.type == "unreachable").order_by(Event.at.desc()).limit(limit)
+        )
+    )
+
+
+def open_count(session: Session) -> int:
+    return (
+        session.scalar(
+            select(func.count()).select_from(UsageSession).where(UsageSession.status.in_(OPEN))
+        )
+        or 0
+    )
+
+
+__all__ = ["LedgerError", "Refusal", "reserve", "ingest", "charge_all", "mark_seen"]

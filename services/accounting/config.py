@@ -1,0 +1,187 @@
+"""What the accounting section means for settings checks and for the hub.
+
+- ``problems(values)``: rules the schema cannot say, one line each;
+- ``hub_parts(settings, state)``: the managed services (the accounting service
+  and its outbox deliverer), the service's role, the custom scopes, what every
+  user and every admin gets, the spawner hooks, the navigation links and the
+  banner's alerts (pure: builds dicts, starts nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+from .policy import Policy
+from .pricing import parse_time
+
+NAME = "accounting"
+SCOPE = "custom:labspace-accounting"
+READ, READ_ALL, ADMIN = f"{SCOPE}:read", f"{SCOPE}:read-all", f"{SCOPE}:admin"
+# what the service itself may do in the hub: list servers, read groups, stop servers
+SERVICE_SCOPES = [
+    "list:users",
+    "read:users:name",
+    "read:users:groups",
+    "read:servers",
+    "delete:servers",
+    "list:groups",
+    "read:groups",
+]
+PROFILE_KEYS = ("slug", "display_name", "cpu", "memory", "gpus", "groups")
+
+
+def _profiles(values: dict[str, Any]) -> list[dict[str, Any]]:
+    from labspace.profiles import all_profiles
+
+    return [
+        {k: p[k] for k in PROFILE_KEYS if k in p}
+        for p in all_profiles(values.get("profiles") or [], values.get("backend") or {})
+    ]
+
+
+def _time_problem(where: str, text: str) -> list[str]:
+    try:
+        parse_time(text)
+    except ValueError:
+        return [f"{where}: {text!r} is not a time (ISO 8601, e.g. 2026-01-01T00:00:00Z)"]
+    return []
+
+
+def _price_problems(prices: dict[str, Any], slugs: set[str]) -> list[str]:
+    out = []
+    known = ", ".join(sorted(slugs))
+    blocks = [("accounting.prices", prices)] + [
+        (f"accounting.prices.scheduled[{i}]", c) for i, c in enumerate(prices.get("scheduled", []))
+    ]
+    for where, block in blocks:
+        for slug in block.get("profiles") or {}:
+            if slug not in slugs:
+                out.append(f"{where}.profiles.{slug}: no such profile (profiles: {known})")
+        if block.get("effective_from"):
+            out += _time_problem(f"{where}.effective_from", block["effective_from"])
+    return out
+
+
+def _project_problems(policy: Policy) -> list[str]:
+    out = []
+    projects = policy.projects
+    if not projects.get("groups") and not projects.get("prefix") and policy.refuse_without_project:
+        out.append(
+            "accounting.no_project: refuse, but no group is a project, so nobody could start "
+            "(set accounting.projects.groups or accounting.projects.prefix)"
+        )
+    where_names = [
+        ("accounting.projects.parents", list(projects.get("parents") or {})),
+        ("accounting.projects.parents", list((projects.get("parents") or {}).values())),
+        ("accounting.projects.leads", list(projects.get("leads") or {})),
+        ("accounting.monthly_allowance", list(policy.monthly_allowance)),
+    ]
+    for where, names in where_names:
+        for name in names:
+            if not policy.is_project(name):
+                out.append(
+                    f"{where}: {name!r} is not a project "
+                    "(add it to accounting.projects.groups or match accounting.projects.prefix)"
+                )
+    for child in projects.get("parents") or {}:
+        seen, node = {child}, policy.parent_of(child)
+        while node is not None:
+            if node in seen:
+                out.append(
+                    f"accounting.projects.parents.{child}: the parents form a cycle "
+                    "(a project cannot be above itself)"
+                )
+                break
+            seen.add(node)
+            node = policy.parent_of(node)
+    return out
+
+
+def problems(values: dict[str, Any]) -> list[str]:
+    """Semantic problems of ``values["accounting"]`` (the full settings, defaults filled)."""
+    section = values.get("accounting") or {}
+    if not isinstance(section, dict) or not section.get("enabled", True):
+        return []
+    policy = Policy(section)
+    slugs = {p["slug"] for p in _profiles(values)}
+    out = _price_problems(section.get("prices") or {}, slugs)
+    out += _project_problems(policy)
+    db_url = section.get("db_url") or ""
+    scheme = urlsplit(db_url).scheme if db_url else "sqlite"
+    if scheme not in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
+        out.append(
+            f"accounting.db_url: unsupported database {scheme!r} "
+            "(sqlite:///path or postgresql://user:password@host:5432/db)"
+        )
+    hub = values.get("hub") or {}
+    port = section.get("port")
+    for key in ("port", "hub_port", "proxy_api_port"):
+        if port is not None and hub.get(key) == port:
+            out.append(f"accounting.port: {port} is also hub.{key} (give each a port of its own)")
+    return out
+
+
+def service_environment(settings, state) -> dict[str, str]:
+    """What the service process needs: its section, the profiles, its database."""
+    config = {
+        "accounting": settings.get("accounting"),
+        "profiles": _profiles(settings.values),
+        "db_url": state.service_db_url(NAME),
+        "data_dir": str(state.data_dir),
+        "admin_users": list(settings.get("hub.admin_users") or []),
+    }
+    return {"LABSPACE_ACCOUNTING_CONFIG": json.dumps(config), "PYTHONUNBUFFERED": "1"}
+
+
+def hub_parts(settings, state) -> dict[str, Any]:
+    """The accounting pieces of the hub's configuration (empty when disabled)."""
+    if not settings.get("accounting.enabled"):
+        return {}
+    from . import hubside
+
+    port = settings.get("accounting.port")
+    service = {
+        "name": NAME,
+        "url": f"http://127.0.0.1:{port}",
+        "command": [sys.executable, "-m", "labspace.services.accounting"],
+        "api_token": state.service_token(NAME),
+        "environment": service_environment(settings, state),
+        "oauth_client_allowed_scopes": [READ, READ_ALL, ADMIN],
+        "oauth_no_confirm": True,
+        "display": True,
+        "info": {"description": "Prices, budgets and usage"},
+    }
+    return {
+        "services": [service, hubside.deliverer_service(settings, state)],
+        "roles": [
+            {
+                "name": "labspace-accounting-service",
+                "description": "What the accounting service may do: see servers, stop them",
+                "scopes": SERVICE_SCOPES,
+                "services": [NAME],
+            }
+        ],
+        "custom_scopes": {
+            READ: {"description": "Read your own usage, your projects' balances and prices."},
+            READ_ALL: {
+                "description": "Read everyone's usage and every project's balance.",
+                "subscopes": [READ],
+            },
+            ADMIN: {
+                "description": "Top up, assign, move and reverse budgets.",
+                "subscopes": [READ_ALL],
+            },
+        },
+        "user_scopes": [f"access:services!service={NAME}", READ],
+        "admin_scopes": [f"access:services!service={NAME}", READ_ALL, ADMIN],
+        "spawner": hubside.spawner_traits(settings, state),
+        "nav": [
+            {"title": "My usage", "url": f"/services/{NAME}/", "admin": False},
+            {"title": "Project", "url": f"/services/{NAME}/projects", "admin": False},
+            {"title": "Accounting admin", "url": f"/services/{NAME}/admin", "admin": True},
+        ],
+        "template_vars": hubside.template_vars(settings, state),
+    }

@@ -1,0 +1,162 @@
+"""The catalog service: a tornado application managed by the hub.
+
+Run as ``python -m labspace.services.catalog``. The hub passes its usual
+``JUPYTERHUB_*`` variables and ``LABSPACE_CATALOG_CONFIG``, a JSON object:
+``db_url``, ``apps`` (catalog.apps of labspace.yaml), ``bundled``,
+``base_dir`` (icons are relative to it), ``profiles`` (slugs),
+``proxy_url`` (the proxy on loopback, to reach workspaces) and ``base_url``.
+At start it migrates the database, seeds the settings' and bundled apps, and
+listens on the port of ``JUPYTERHUB_SERVICE_URL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
+from tornado import web
+
+from . import apps as appdefs
+from . import handlers as h
+from .hubapi import Hub
+from .launcher import Launcher
+from .store import Catalog
+
+HERE = Path(__file__).resolve().parent
+log = logging.getLogger("labspace.catalog")
+
+
+@dataclass
+class ServiceConfig:
+    db_url: str
+    apps: list[dict[str, Any]] = field(default_factory=list)
+    bundled: bool = True
+    base_dir: str = ""
+    profiles: list[str] | None = None
+    proxy_url: str = ""
+    base_url: str = "/"
+
+    @classmethod
+    def from_env(cls) -> ServiceConfig:
+        data = json.loads(os.environ.get("LABSPACE_CATALOG_CONFIG") or "{}")
+        return cls(**data)
+
+
+def seed(catalog: Catalog, config: ServiceConfig) -> None:
+    """Bundled and settings-defined apps; a changed definition is a new version."""
+    if config.bundled:
+        catalog.seed(appdefs.bundled_definitions(), "bundled")
+    base = Path(config.base_dir) if config.base_dir else Path.cwd()
+    defs = []
+    for raw in config.apps:
+        defn = dict(raw)
+        try:
+            defn["icon"] = appdefs.icon_data(defn.get("icon", ""), base)
+        except (OSError, ValueError) as e:
+            log.warning("catalog.apps %s: %s; no icon", defn.get("id"), e)
+            defn["icon"] = ""
+        defs.append(defn)
+    changed = catalog.seed(defs, "settings")
+    if changed:
+        log.info("New versions from the settings: %s", ", ".join(changed))
+
+
+class PageHandler(h.BaseHandler):
+    def page(self, template: str, **kw) -> None:
+        prefix = self.settings["prefix"]
+        self.render(
+            template,
+            prefix=prefix,
+            hub_prefix=self.settings["hub_prefix"],
+            base_url=self.settings["base_url"],
+            user_name=self.user["name"],
+            is_admin=self.has(h.ADMIN),
+            xsrf=self.xsrf_token.decode()
+            if isinstance(self.xsrf_token, bytes)
+            else self.xsrf_token,
+            **kw,
+        )
+
+
+class CatalogPage(PageHandler):
+    @web.authenticated
+    def get(self):
+        self.need(h.READ)
+        self.page("catalog.html", page="catalog")
+
+
+class AdminPage(PageHandler):
+    @web.authenticated
+    def get(self):
+        self.need(h.ADMIN)
+        self.page("admin.html", page="admin")
+
+
+class CallbackHandler(HubOAuthCallbackHandler):
+    def initialize(self):
+        self.hub_auth = self.settings["hub_auth"]
+
+
+def make_app(config: ServiceConfig, hub_auth: HubOAuth | None = None) -> web.Application:
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/catalog/")
+    hub_auth = hub_auth or HubOAuth(cache_max_age=10)
+    catalog = Catalog.open(config.db_url, config.profiles)
+    seed(catalog, config)
+    hub = Hub(hub_auth.api_url, hub_auth.api_token, config.proxy_url)
+    launcher = Launcher(catalog, hub, config.base_url)
+    api = prefix + "api/"
+    routes = [
+        (prefix, CatalogPage),
+        (prefix + "admin", AdminPage),
+        (prefix + "oauth_callback", CallbackHandler),
+        (api + "openapi.json", h.OpenAPIHandler),
+        (api + "apps", h.AppsHandler),
+        (api + r"apps/([a-z0-9-]+)", h.AppHandler),
+        (api + r"apps/([a-z0-9-]+)/versions", h.VersionsHandler),
+        (api + r"apps/([a-z0-9-]+)/(disable|enable)", h.DisableHandler),
+        (api + r"apps/([a-z0-9-]+)/launch", h.LaunchAppHandler),
+        (api + "launches", h.LaunchesHandler),
+        (api + r"launches/(\d+)", h.LaunchHandler),
+        (api + r"launches/(\d+)/stop", h.StopHandler),
+        (api + r"launches/(\d+)/logs", h.LogsHandler),
+        (api + r"launches/(\d+)/shares", h.SharesHandler),
+        (api + ".*", h.NotFoundHandler),
+    ]
+    return web.Application(
+        routes,
+        hub_auth=hub_auth,
+        catalog=catalog,
+        launcher=launcher,
+        prefix=prefix,
+        hub_prefix=hub_auth.hub_prefix,
+        base_url=config.base_url,
+        cookie_secret=os.urandom(32),
+        xsrf_cookies=True,
+        template_path=str(HERE / "templates"),
+        static_path=str(HERE / "static"),
+        static_url_prefix=prefix + "static/",
+        login_url=hub_auth.login_url,
+    )
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="[%(levelname)1.1s %(asctime)s catalog] %(message)s"
+    )
+    config = ServiceConfig.from_env()
+    url = urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8011"))
+
+    async def run():
+        app = make_app(config)
+        app.listen(url.port or 8011, address=url.hostname or "127.0.0.1", xheaders=True)
+        log.info("Catalog service listening on %s", url.geturl())
+        await asyncio.Event().wait()
+
+    asyncio.run(run())

@@ -1,0 +1,230 @@
+"""App definitions: the strict schema, the rules one schema keyword cannot say,
+the bundled apps, and what a workspace gets. Pure functions, golden-tested.
+
+A *definition* is one app as written in ``catalog.apps`` of labspace.yaml or sent
+to the API: ``id``, ``version``, ``title``, ``description``, ``category``,
+``icon``, ``groups``, ``kind``, ``disabled`` and ``launch``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import mimetypes
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+# the apps bundled with the workspace image (extensions/, jupyter_serverproxy_servers)
+BUNDLED_IDS = ("data-explorer", "dashboards")
+_BUNDLED = [
+    {
+        "id": "data-explorer",
+        "title": "Data Explorer",
+        "description": "Open CSV, Parquet and NetCDF files from your home and your "
+        "mounted data, and plot them interactively.",
+        "category": "Data",
+        "icon": "icons/data-explorer.svg",
+    },
+    {
+        "id": "dashboards",
+        "title": "Dashboards",
+        "description": "Voilà: run any notebook of your home as an interactive app.",
+        "category": "Dashboards",
+        "icon": "icons/dashboards.svg",
+    },
+]
+ICON_TYPES = {".svg": "image/svg+xml", ".png": "image/png"}
+MAX_ICON_BYTES = 256 * 1024
+
+
+@cache
+def section_schema() -> dict[str, Any]:
+    text = resources.files(__package__).joinpath("settings.schema.json").read_text()
+    return json.loads(text)
+
+
+def app_schema() -> dict[str, Any]:
+    """The JSON Schema of one app definition (``catalog.apps[]``)."""
+    return section_schema()["properties"]["apps"]["items"]
+
+
+def with_defaults(defn: dict[str, Any], node: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``defn`` with every schema default filled in (``launch`` included)."""
+    node = app_schema() if node is None else node
+    out = {}
+    for name, sub in node.get("properties", {}).items():
+        if name in defn:
+            value = defn[name]
+        elif "default" in sub:
+            value = copy.deepcopy(sub["default"])
+        else:
+            continue
+        if sub.get("type") == "object" and "properties" in sub and isinstance(value, dict):
+            value = with_defaults(value, sub)
+        out[name] = value
+    out.update((k, v) for k, v in defn.items() if k not in out)
+    return out
+
+
+def _path(parts) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def schema_problems(defn: Any, where: str = "app") -> list[str]:
+    """One line per schema error, ``where.key: what is wrong (hint)``."""
+    validator = Draft202012Validator(app_schema())
+    lines = []
+    for error in sorted(validator.iter_errors(defn), key=lambda e: list(map(str, e.path))):
+        key = _path([where, *error.absolute_path])
+        sub = error.schema if isinstance(error.schema, dict) else {}
+        if error.validator == "additionalProperties":
+            extra = sorted(set(error.instance) - set(sub.get("properties", {})))
+            known = ", ".join(sorted(sub.get("properties", {})))
+            for name in extra:
+                lines.append(f"{key}.{name}: unknown key (known keys: {known})")
+            continue
+        if error.validator == "required":
+            lines.append(f"{key}: {error.message} (add it)")
+            continue
+        hint = f" ({sub['x-hint']})" if sub.get("x-hint") else ""
+        if error.validator == "type" and "command" in key and isinstance(error.instance, str):
+            hint = " (an argument list such as ['python', '-m', 'http.server', '{port}'])"
+        lines.append(f"{key}: {error.message}{hint}")
+    return lines
+
+
+def launch_problems(
+    defn: dict[str, Any], where: str, profiles: list[str] | None = None
+) -> list[str]:
+    """Rules across keys of one schema-valid definition (defaults filled)."""
+    problems = []
+    launch = defn.get("launch", {})
+    command = launch.get("command", [])
+    bundled = launch.get("bundled", False)
+    key = f"{where}.launch"
+    if bundled and command:
+        problems.append(f"{key}.command: a bundled app has no command (drop one of the two)")
+    if not bundled and not command:
+        problems.append(
+            f"{key}.command: a {defn['kind']} app needs a command, e.g. "
+            "[python, -m, http.server, '{port}'] (or bundled: true for an app of the image)"
+        )
+    joined = " ".join(command)
+    if command and launch.get("unix_socket") and "{unix_socket}" not in joined:
+        problems.append(f"{key}.command: unix_socket is true but '{{unix_socket}}' is missing")
+    if command and not launch.get("unix_socket") and "{port}" not in joined:
+        problems.append(
+            f"{key}.command: '{{port}}' is missing (the app must listen on the port it is "
+            "given, or set unix_socket: true and use '{unix_socket}')"
+        )
+    profile = launch.get("profile", "")
+    if profile and defn["kind"] != "standalone":
+        problems.append(f"{key}.profile: only standalone apps have a profile (drop it)")
+    if profile and profiles is not None and profile not in profiles:
+        names = ", ".join(profiles) or "none"
+        problems.append(f"{key}.profile: no profile {profile!r} (profiles: {names})")
+    return problems
+
+
+def definition_problems(
+    defn: Any, where: str = "app", profiles: list[str] | None = None
+) -> list[str]:
+    """Everything wrong with one definition, schema first."""
+    problems = schema_problems(defn, where)
+    if problems:
+        return problems
+    return launch_problems(with_defaults(defn), where, profiles)
+
+
+def profile_slugs(values: dict[str, Any]) -> list[str]:
+    """The profile slugs of full settings (the implicit ``default`` when none)."""
+    return [p["slug"] for p in values.get("profiles") or []] or ["default"]
+
+
+def problems(values: dict[str, Any]) -> list[str]:
+    """Semantic checks of the ``catalog`` section of full settings."""
+    section = values.get("catalog") or {}
+    apps = section.get("apps") or []
+    slugs = profile_slugs(values)
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for i, app in enumerate(apps):
+        if not isinstance(app, dict):
+            continue
+        where = f"catalog.apps[{i}]"
+        app_id = app.get("id")
+        if app_id in seen:
+            out.append(f"{where}.id: {app_id!r} is also catalog.apps[{seen[app_id]}] (one each)")
+        elif isinstance(app_id, str):
+            seen[app_id] = i
+        if (
+            section.get("bundled", True)
+            and app_id in BUNDLED_IDS
+            and app.get("launch", {}).get("bundled")
+        ):
+            out.append(f"{where}.id: {app_id!r} is a bundled app already (rename it)")
+        if isinstance(app.get("kind"), str) and isinstance(app.get("launch", {}), dict):
+            out += launch_problems(with_defaults(app), where, slugs)
+    return out
+
+
+def icon_data(icon: str, base_dir: Path | None = None) -> str:
+    """``icon`` as a data: URL; a path is read (relative to ``base_dir``)."""
+    if not icon or icon.startswith("data:"):
+        return icon
+    path = Path(icon).expanduser()
+    if not path.is_absolute():
+        path = (base_dir or Path.cwd()) / path
+    kind = ICON_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
+    if kind not in ICON_TYPES.values():
+        raise ValueError(f"icon {icon!r}: use an .svg or .png file")
+    data = path.read_bytes()
+    if len(data) > MAX_ICON_BYTES:
+        raise ValueError(f"icon {icon!r}: {len(data)} bytes (at most {MAX_ICON_BYTES})")
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
+
+
+def bundled_definitions() -> list[dict[str, Any]]:
+    """Catalog entries for the apps of the workspace image, icons inlined."""
+    here = Path(__file__).resolve().parent
+    out = []
+    for entry in _BUNDLED:
+        defn = {**entry, "version": "1", "kind": "proxied", "launch": {"bundled": True}}
+        defn["icon"] = icon_data(entry["icon"], here)
+        out.append(with_defaults(defn))
+    return out
+
+
+def allowed(groups: list[str], user_groups: set[str] | list[str]) -> bool:
+    """Whether someone in ``user_groups`` may see an app open to ``groups``."""
+    return not groups or bool(set(groups) & set(user_groups))
+
+
+def workspace_entry(defn: dict[str, Any]) -> dict[str, Any]:
+    """One item of ``LABSPACE_CATALOG_APPS`` (the contract with extensions/)."""
+    launch = defn["launch"]
+    return {
+        "id": defn["id"],
+        "version": defn["version"],
+        "title": defn["title"],
+        "description": defn.get("description", ""),
+        "category": defn.get("category", ""),
+        "icon": defn.get("icon", ""),
+        "launch": {
+            "command": list(launch.get("command", [])),
+            "unix_socket": launch.get("unix_socket", False),
+            "ready_path": launch.get("ready_path", "/"),
+            "ready_status": launch.get("ready_status", 200),
+            "timeout": launch.get("timeout", 30),
+            "environment": dict(launch.get("environment", {})),
+            "cwd": launch.get("cwd", ""),
+        },
+    }

@@ -1,0 +1,127 @@
+"""What the catalog section means for settings checks and for the hub.
+
+- ``problems(values)``: rules the schema cannot say, one line each (duplicate
+  ids, a command without ``{port}``, a standalone profile that does not exist...);
+- ``hub_parts(settings, state)``: the managed catalog service, its role with the
+  least scopes, the custom scopes, what users and admins get, the spawner hook
+  that validates ``{"app", "version"}`` and passes catalog apps to workspaces,
+  and the "Apps" link (pure: builds dicts, starts nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import apps as appdefs
+
+NAME = "catalog"
+SCOPE = "custom:labspace-catalog"
+READ, LAUNCH, ADMIN = f"{SCOPE}:read", f"{SCOPE}:launch", f"{SCOPE}:admin"
+# what the service may do in the hub (jupyterhub/scopes.py): read a user's groups
+# and servers, start and stop their servers, and manage shares of their servers
+# (``shares`` includes access:servers, which a share grants, and lets the service
+# reach the workspace lifecycle endpoints for logs); share targets by name
+SERVICE_SCOPES = [
+    "read:users:name",
+    "read:users:groups",
+    "servers",
+    "shares",
+    "read:groups:name",
+]
+OPTION_KEYS = {
+    "app": "Catalog app to run in this named server (standalone apps)",
+    "version": "Version of that catalog app (default: its current version)",
+}
+
+
+def problems(values: dict[str, Any]) -> list[str]:
+    """Semantic problems of ``values["catalog"]`` (full settings, defaults filled)."""
+    section = values.get("catalog") or {}
+    if not isinstance(section, dict):
+        return []
+    out = appdefs.problems(values)
+    db_url = section.get("db_url") or ""
+    scheme = urlsplit(db_url).scheme if db_url else "sqlite"
+    if scheme not in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
+        out.append(
+            f"catalog.db_url: unsupported database {scheme!r} "
+            "(sqlite:///path or postgresql://user:password@host:5432/db)"
+        )
+    hub = values.get("hub") or {}
+    port = section.get("port")
+    for key in ("port", "hub_port", "proxy_api_port"):
+        if port is not None and hub.get(key) == port:
+            out.append(f"catalog.port: {port} is also hub.{key} (give each a port of its own)")
+    accounting = values.get("accounting") or {}
+    if (
+        port is not None
+        and isinstance(accounting, dict)
+        and accounting.get("enabled")
+        and accounting.get("port") == port
+    ):
+        out.append(f"catalog.port: {port} is also accounting.port (give each a port of its own)")
+    return out
+
+
+def service_environment(settings, state) -> dict[str, str]:
+    """What the service process needs (see ``app.ServiceConfig``)."""
+    config = {
+        "db_url": state.service_db_url(NAME),
+        "apps": settings.get("catalog.apps"),
+        "bundled": settings.get("catalog.bundled"),
+        "base_dir": str(settings.base_dir),
+        "profiles": appdefs.profile_slugs(settings.values),
+        "proxy_url": settings.local_url(),  # ends with hub.base_url
+        "base_url": settings.get("hub.base_url"),
+    }
+    return {"LABSPACE_CATALOG_CONFIG": json.dumps(config), "PYTHONUNBUFFERED": "1"}
+
+
+def hub_parts(settings, state) -> dict[str, Any]:
+    """The catalog pieces of the hub's configuration (empty when disabled)."""
+    if not settings.get("catalog.enabled"):
+        return {}
+    from .hubside import CatalogOptions
+
+    port = settings.get("catalog.port")
+    service = {
+        "name": NAME,
+        "url": f"http://127.0.0.1:{port}",
+        "command": [sys.executable, "-m", "labspace.services.catalog"],
+        "api_token": state.service_token(NAME),
+        "environment": service_environment(settings, state),
+        "oauth_client_allowed_scopes": [READ, LAUNCH, ADMIN],
+        "oauth_no_confirm": True,
+        "display": True,
+        "info": {"description": "Interactive apps: launch them next to your notebooks"},
+    }
+    hook = CatalogOptions(state.service_db_url(NAME), appdefs.profile_slugs(settings.values))
+    return {
+        "services": [service],
+        "roles": [
+            {
+                "name": "labspace-catalog-service",
+                "description": "What the catalog may do: start, stop and share users' servers",
+                "scopes": SERVICE_SCOPES,
+                "services": [NAME],
+            }
+        ],
+        "custom_scopes": {
+            READ: {"description": "See the catalog apps open to your groups."},
+            LAUNCH: {
+                "description": "Launch, stop and share catalog apps open to your groups.",
+                "subscopes": [READ],
+            },
+            ADMIN: {
+                "description": "See every catalog app; add, update, disable and delete apps.",
+                "subscopes": [LAUNCH],
+            },
+        },
+        "user_scopes": [f"access:services!service={NAME}", READ, LAUNCH],
+        "admin_scopes": [f"access:services!service={NAME}", ADMIN],
+        "spawner": {"option_keys": dict(OPTION_KEYS), "check_options": [hook]},
+        "nav": [{"title": "Apps", "url": f"/services/{NAME}/", "admin": False}],
+    }

@@ -1,0 +1,299 @@
+"""REST API of the catalog (``<prefix>api/...``), authorised with custom scopes.
+
+| scope                           | may                                            |
+|---------------------------------|------------------------------------------------|
+| custom:labspace-catalog:read    | list and read the apps open to their groups    |
+| custom:labspace-catalog:launch  | launch, stop, share them, list their launches  |
+| custom:labspace-catalog:admin   | see every app; create, update, disable, delete |
+
+An app outside the caller's groups is invisible: 404, as for an unknown one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyterhub.services.auth import HubOAuthenticated
+from tornado import web
+
+from .hubapi import HubError
+from .openapi import document
+from .store import CatalogError
+
+SCOPE = "custom:labspace-catalog:"
+READ, LAUNCH, ADMIN = SCOPE + "read", SCOPE + "launch", SCOPE + "admin"
+
+
+class BaseHandler(HubOAuthenticated, web.RequestHandler):
+    """Hub OAuth for pages and tokens; JSON errors on API paths."""
+
+    def initialize(self):
+        self.hub_auth = self.settings["hub_auth"]
+
+    @property
+    def catalog(self):
+        return self.settings["catalog"]
+
+    @property
+    def launcher(self):
+        return self.settings["launcher"]
+
+    @property
+    def user(self) -> dict[str, Any]:
+        return self.current_user
+
+    @property
+    def scopes(self) -> set[str]:
+        return set(self.user.get("scopes") or [])
+
+    @property
+    def groups(self) -> set[str]:
+        return set(self.user.get("groups") or [])
+
+    def has(self, scope: str) -> bool:
+        """``scope`` held unfiltered (custom scopes are granted unfiltered)."""
+        return scope in self.scopes
+
+    def need(self, scope: str) -> None:
+        if not self.has(scope):
+            verb = scope.rsplit(":", 1)[-1]
+            raise web.HTTPError(403, f"Your token lacks the scope {scope} (needed to {verb})")
+
+    def visible_groups(self) -> set[str] | None:
+        """None (every app) for catalog admins, else the caller's groups."""
+        return None if self.has(ADMIN) else self.groups
+
+
+class APIHandler(BaseHandler):
+    def set_default_headers(self):
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+
+    def prepare(self):
+        if self.current_user is None:
+            raise web.HTTPError(403, "Not signed in: send a hub token with the catalog's scopes")
+
+    def write_error(self, status_code: int, **kwargs):
+        message = self._reason
+        exc = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+    def body(self) -> Any:
+        try:
+            return json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "The body is not valid JSON") from None
+
+    def send(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data))
+
+
+def fail(e: CatalogError | HubError) -> web.HTTPError:
+    return web.HTTPError(e.status, e.message.replace("%", "%%"))
+
+
+class AppsHandler(APIHandler):
+    def get(self):
+        self.need(READ)
+        show_all = self.get_argument("all", "") in ("1", "true") and self.has(ADMIN)
+        groups = None if show_all else self.groups
+        apps = self.catalog.list_apps(groups, disabled=show_all)
+        category = self.get_argument("category", "")
+        query = self.get_argument("q", "").lower()
+        if category:
+            apps = [a for a in apps if a["category"] == category]
+        if query:
+            apps = [
+                a for a in apps if query in f"{a['title']} {a['description']} {a['id']}".lower()
+            ]
+        self.send({"apps": apps})
+
+    def post(self):
+        self.need(ADMIN)
+        try:
+            app = self.catalog.create(self.body(), self.user["name"])
+        except CatalogError as e:
+            raise fail(e) from None
+        self.log.info("%s created app %s %s", self.user["name"], app["id"], app["version"])
+        self.send(app, 201)
+
+
+class AppHandler(APIHandler):
+    def _app(self, app_id: str):
+        self.need(READ)
+        admin = self.has(ADMIN)
+        try:
+            return self.catalog.get(app_id, self.visible_groups(), disabled=admin)
+        except CatalogError as e:
+            raise fail(e) from None
+
+    def get(self, app_id):
+        from .store import app_model
+
+        self.send(app_model(self._app(app_id)))
+
+    def patch(self, app_id):
+        self.need(ADMIN)
+        try:
+            app = self.catalog.update(app_id, self.body(), self.user["name"])
+        except CatalogError as e:
+            raise fail(e) from None
+        self.log.info("%s updated app %s to %s", self.user["name"], app_id, app["version"])
+        self.send(app)
+
+    def delete(self, app_id):
+        self.need(ADMIN)
+        try:
+            self.catalog.delete(app_id)
+        except CatalogError as e:
+            raise fail(e) from None
+        self.log.info("%s deleted app %s", self.user["name"], app_id)
+        self.set_status(204)
+        self.finish()
+
+
+class VersionsHandler(AppHandler):
+    def get(self, app_id):
+        from .store import version_model
+
+        app = self._app(app_id)
+        self.send({"id": app.id, "versions": [version_model(v) for v in reversed(app.versions)]})
+
+
+class DisableHandler(APIHandler):
+    def post(self, app_id, verb):
+        self.need(ADMIN)
+        try:
+            app = self.catalog.set_disabled(app_id, verb == "disable")
+        except CatalogError as e:
+            raise fail(e) from None
+        self.log.info("%s: %s app %s", self.user["name"], verb, app_id)
+        self.send(app)
+
+
+class LaunchAppHandler(APIHandler):
+    async def post(self, app_id):
+        self.need(LAUNCH)
+        body = self.body()
+        version = body.get("version") if isinstance(body, dict) else None
+        if version is not None and not isinstance(version, str):
+            raise web.HTTPError(400, "version must be a string")
+        try:
+            launch = await self.launcher.launch(self.user["name"], self.groups, app_id, version)
+        except (CatalogError, HubError) as e:
+            raise fail(e) from None
+        self.send(launch, 202 if launch["state"] == "starting" else 200)
+
+
+class LaunchesHandler(APIHandler):
+    def get(self):
+        self.need(LAUNCH)
+        active = self.get_argument("active", "") in ("1", "true")
+        self.send({"launches": self.catalog.launches(self.user["name"], active=active)})
+
+
+class LaunchHandler(APIHandler):
+    def mine(self, launch_id: str) -> dict[str, Any]:
+        self.need(LAUNCH)
+        launch = self.catalog.launch(int(launch_id))
+        if launch is None or launch["user"] != self.user["name"]:
+            raise web.HTTPError(404, f"No such launch: {launch_id}")
+        return launch
+
+    async def get(self, launch_id):
+        self.mine(launch_id)
+        try:
+            self.send(await self.launcher.refresh(int(launch_id)))
+        except HubError as e:
+            raise fail(e) from None
+
+
+class StopHandler(LaunchHandler):
+    async def post(self, launch_id):
+        launch = self.mine(launch_id)
+        try:
+            self.send(await self.launcher.stop(launch))
+        except (CatalogError, HubError) as e:
+            raise fail(e) from None
+
+
+class LogsHandler(LaunchHandler):
+    async def get(self, launch_id):
+        launch = self.mine(launch_id)
+        lines = max(1, min(int(self.get_argument("lines", "50")), 1000))
+        self.send({"launch": launch["id"], "lines": await self.launcher.logs(launch, lines)})
+
+
+class SharesHandler(LaunchHandler):
+    """Share a running standalone app with users or groups (JupyterHub's sharing API)."""
+
+    def target(self) -> dict[str, str]:
+        body = self.body()
+        if not isinstance(body, dict) or len(body) != 1 or not ({"user", "group"} & set(body)):
+            raise web.HTTPError(400, 'Send {"user": name} or {"group": name}')
+        value = next(iter(body.values()))
+        if not isinstance(value, str) or not value:
+            raise web.HTTPError(400, "The user or group name must be a non-empty string")
+        return body
+
+    def standalone(self, launch_id) -> dict[str, Any]:
+        launch = self.mine(launch_id)
+        if launch["kind"] != "standalone":
+            raise web.HTTPError(
+                400, "Only standalone apps can be shared (proxied ones run in your workspace)"
+            )
+        return launch
+
+    async def get(self, launch_id):
+        launch = self.standalone(launch_id)
+        hub = self.launcher.hub
+        try:
+            items = await hub.shares(launch["user"], launch["server_name"])
+        except HubError as e:
+            raise fail(e) from None
+        shares = [
+            {
+                "user": (s.get("user") or {}).get("name"),
+                "group": (s.get("group") or {}).get("name"),
+                "scopes": s.get("scopes", []),
+            }
+            for s in items
+        ]
+        self.send({"shares": shares})
+
+    async def post(self, launch_id):
+        launch = self.standalone(launch_id)
+        target = self.target()
+        try:
+            await self.launcher.hub.share(launch["user"], launch["server_name"], target)
+        except HubError as e:
+            raise fail(e) from None
+        self.log.info("%s shared %s with %s", launch["user"], launch["server_name"], target)
+        self.send({"shared": target}, 201)
+
+    async def delete(self, launch_id):
+        launch = self.standalone(launch_id)
+        target = self.target()
+        try:
+            await self.launcher.hub.revoke(launch["user"], launch["server_name"], target)
+        except HubError as e:
+            raise fail(e) from None
+        self.log.info("%s revoked %s from %s", launch["user"], launch["server_name"], target)
+        self.set_status(204)
+        self.finish()
+
+
+class OpenAPIHandler(web.RequestHandler):
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(document(self.settings["prefix"])))
+
+
+class NotFoundHandler(APIHandler):
+    def prepare(self):
+        raise web.HTTPError(404, f"No such endpoint: {self.request.path}")

@@ -1,0 +1,162 @@
+"""The hub's REST API as the catalog service uses it, with its own token:
+users' servers (start, stop, progress), shares, and the workspace lifecycle
+endpoints of extensions/ reached through the proxy."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+log = logging.getLogger("labspace.catalog")
+
+
+class HubError(Exception):
+    """The hub (or a workspace) answered an error; ``status`` and its message."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.message = message
+        super().__init__(f"{status}: {message}")
+
+
+def _message(body: bytes, status: int) -> str:
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return body.decode(errors="replace")[:500] or f"HTTP {status}"
+    if isinstance(data, dict):
+        return str(data.get("message") or data.get("reason") or f"HTTP {status}")
+    return f"HTTP {status}"
+
+
+def server_path(user: str, server: str) -> str:
+    """``users/<user>/server`` for the default server, else ``.../servers/<name>``."""
+    base = f"users/{quote(user, safe='')}"
+    return f"{base}/servers/{quote(server, safe='')}" if server else f"{base}/server"
+
+
+class Hub:
+    """Calls to the hub API (``api_url``) and to workspaces (``proxy_url``)."""
+
+    def __init__(self, api_url: str, token: str, proxy_url: str = "", timeout: float = 30):
+        self.api_url = api_url.rstrip("/") + "/"
+        self.proxy_url = proxy_url.rstrip("/") + "/" if proxy_url else ""
+        self.token = token
+        self.timeout = timeout
+        self.http = AsyncHTTPClient()
+
+    async def _fetch(self, url: str, method: str, body: Any = None, **kw) -> tuple[int, Any]:
+        headers = {"Authorization": f"token {self.token}", "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body)
+            headers["Content-Type"] = "application/json"
+        elif method in ("POST", "PATCH", "PUT"):
+            data = ""
+        request = HTTPRequest(
+            url,
+            method=method,
+            headers=headers,
+            body=data,
+            request_timeout=kw.pop("timeout", self.timeout),
+            allow_nonstandard_methods=True,
+            follow_redirects=False,
+            **kw,
+        )
+        try:
+            response = await self.http.fetch(request)
+        except HTTPClientError as e:
+            if e.response is None:
+                raise HubError(502, f"{method} {url.split('?')[0]}: {e}") from None
+            raise HubError(e.code, _message(e.response.body, e.code)) from None
+        except OSError as e:
+            raise HubError(502, f"cannot reach {url.split('?')[0]}: {e}") from None
+        ctype = response.headers.get("Content-Type", "")
+        if not response.body:
+            return response.code, None
+        if "json" in ctype:
+            return response.code, json.loads(response.body)
+        return response.code, response.body.decode(errors="replace")
+
+    async def api(self, method: str, path: str, body: Any = None, **kw) -> tuple[int, Any]:
+        return await self._fetch(self.api_url + path, method, body, **kw)
+
+    async def user(self, name: str) -> dict[str, Any] | None:
+        try:
+            _, model = await self.api("GET", f"users/{quote(name, safe='')}")
+        except HubError as e:
+            if e.status == 404:
+                return None
+            raise
+        return model
+
+    async def server(self, user: str, server: str) -> dict[str, Any] | None:
+        model = await self.user(user)
+        if model is None:
+            return None
+        return (model.get("servers") or {}).get(server)
+
+    async def start(self, user: str, server: str, options: dict[str, Any]) -> int:
+        status, _ = await self.api("POST", server_path(user, server), options)
+        return status
+
+    async def stop(self, user: str, server: str) -> int:
+        status, _ = await self.api("DELETE", server_path(user, server))
+        return status
+
+    async def progress(self, user: str, server: str, on_event, timeout: float) -> None:
+        """Read the start's event stream, calling ``on_event(dict)`` per event."""
+        buffer = b""
+
+        def chunk(data: bytes) -> None:
+            nonlocal buffer
+            buffer += data
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if line.startswith(b"data:"):
+                    try:
+                        on_event(json.loads(line[5:]))
+                    except ValueError:
+                        log.debug("Unreadable progress line for %s/%s", user, server)
+
+        await self._fetch(
+            self.api_url + server_path(user, server) + "/progress",
+            "GET",
+            streaming_callback=chunk,
+            timeout=timeout,
+        )
+
+    # -- sharing (JupyterHub 5+) -------------------------------------------------
+
+    def _share_path(self, user: str, server: str) -> str:
+        return f"shares/{quote(user, safe='')}/{quote(server, safe='')}"
+
+    async def shares(self, user: str, server: str) -> list[dict[str, Any]]:
+        _, model = await self.api("GET", self._share_path(user, server))
+        return (model or {}).get("items", [])
+
+    async def share(self, user: str, server: str, target: dict[str, str]) -> dict[str, Any]:
+        _, model = await self.api("POST", self._share_path(user, server), target)
+        return model or {}
+
+    async def revoke(self, user: str, server: str, target: dict[str, str]) -> None:
+        # PATCH with no scopes revokes every permission of that share
+        await self.api("PATCH", self._share_path(user, server), target)
+
+    # -- workspace lifecycle endpoints (extensions/) ------------------------------
+
+    def workspace_url(self, user: str, server: str, path: str) -> str:
+        base = f"{self.proxy_url}user/{quote(user, safe='')}/"
+        if server:
+            base += f"{quote(server, safe='')}/"
+        return base + path
+
+    async def workspace(self, user: str, server: str, method: str, path: str) -> Any:
+        if not self.proxy_url:
+            raise HubError(503, "The catalog does not know the proxy's address")
+        _, body = await self._fetch(self.workspace_url(user, server, path), method, timeout=15)
+        return body

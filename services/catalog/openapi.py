@@ -1,0 +1,244 @@
+"""The OpenAPI document of the catalog API (served at ``<prefix>api/openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .apps import app_schema
+
+ERROR = {"$ref": "#/components/responses/Error"}
+
+
+def _op(summary: str, scope: str, ok: dict[str, Any], body: bool = False, **extra) -> dict:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "security": [{"hubToken": [f"custom:labspace-catalog:{scope}"]}],
+        "responses": {**ok, "400": ERROR, "403": ERROR, "404": ERROR},
+        **extra,
+    }
+    if body:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/App"}}},
+        }
+    return op
+
+
+def _json(ref: str, description: str = "OK") -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}}
+LAUNCH_ID = {"name": "launch_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+TARGET = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"user": {"type": "string"}, "group": {"type": "string"}},
+                "minProperties": 1,
+                "maxProperties": 1,
+            }
+        }
+    },
+}
+
+
+def paths() -> dict[str, Any]:
+    return {
+        "/api/apps": {
+            "get": _op(
+                "Apps open to the caller's groups (admins: ?all=1 for every app)",
+                "read",
+                {"200": _json("AppList")},
+                parameters=[
+                    {"name": "category", "in": "query", "schema": {"type": "string"}},
+                    {"name": "q", "in": "query", "schema": {"type": "string"}},
+                    {"name": "all", "in": "query", "schema": {"type": "boolean"}},
+                ],
+            ),
+            "post": _op(
+                "Create an app (its first version)", "admin", {"201": _json("AppView")}, True
+            ),
+        },
+        "/api/apps/{app_id}": {
+            "parameters": [APP_ID],
+            "get": _op("One app at its current version", "read", {"200": _json("AppView")}),
+            "patch": _op(
+                "Update an app: a new version; keys left out keep their value",
+                "admin",
+                {"200": _json("AppView"), "409": ERROR},
+                True,
+            ),
+            "delete": _op(
+                "Delete an app and its versions", "admin", {"204": {"description": "Deleted"}}
+            ),
+        },
+        "/api/apps/{app_id}/versions": {
+            "parameters": [APP_ID],
+            "get": _op("Every version, newest first", "read", {"200": _json("VersionList")}),
+        },
+        "/api/apps/{app_id}/disable": {
+            "parameters": [APP_ID],
+            "post": _op("Hide an app and refuse its launches", "admin", {"200": _json("AppView")}),
+        },
+        "/api/apps/{app_id}/enable": {
+            "parameters": [APP_ID],
+            "post": _op("Show a disabled app again", "admin", {"200": _json("AppView")}),
+        },
+        "/api/apps/{app_id}/launch": {
+            "parameters": [APP_ID],
+            "post": _op(
+                "Launch: proxied apps start the default workspace if needed; standalone "
+                "apps start the named server <app_id> with user_options {app, version}",
+                "launch",
+                {"200": _json("Launch"), "202": _json("Launch", "Starting"), "409": ERROR},
+                requestBody={
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"version": {"type": "string"}},
+                            }
+                        }
+                    }
+                },
+            ),
+        },
+        "/api/launches": {
+            "get": _op(
+                "The caller's launches, newest first (?active=1: starting or running)",
+                "launch",
+                {"200": _json("LaunchList")},
+            ),
+        },
+        "/api/launches/{launch_id}": {
+            "parameters": [LAUNCH_ID],
+            "get": _op(
+                "One launch with its state as the hub sees it", "launch", {"200": _json("Launch")}
+            ),
+        },
+        "/api/launches/{launch_id}/stop": {
+            "parameters": [LAUNCH_ID],
+            "post": _op("Stop the launched app", "launch", {"200": _json("Launch")}),
+        },
+        "/api/launches/{launch_id}/logs": {
+            "parameters": [
+                LAUNCH_ID,
+                {"name": "lines", "in": "query", "schema": {"type": "integer"}},
+            ],
+            "get": _op(
+                "The app's last log lines (from the workspace)",
+                "launch",
+                {"200": {"description": "lines"}},
+            ),
+        },
+        "/api/launches/{launch_id}/shares": {
+            "parameters": [LAUNCH_ID],
+            "get": _op(
+                "Who a standalone app is shared with", "launch", {"200": {"description": "shares"}}
+            ),
+            "post": _op(
+                "Share a running standalone app",
+                "launch",
+                {"201": {"description": "Shared"}},
+                requestBody=TARGET,
+            ),
+            "delete": _op(
+                "Revoke a share", "launch", {"204": {"description": "Revoked"}}, requestBody=TARGET
+            ),
+        },
+    }
+
+
+def document(prefix: str) -> dict[str, Any]:
+    app = {"type": "object", **{k: v for k, v in app_schema().items() if k != "default"}}
+    view = {
+        "type": "object",
+        "properties": {
+            k: {"type": t}
+            for k, t in {
+                "id": "string",
+                "version": "string",
+                "latest": "string",
+                "title": "string",
+                "description": "string",
+                "category": "string",
+                "icon": "string",
+                "kind": "string",
+                "bundled": "boolean",
+                "disabled": "boolean",
+                "source": "string",
+                "versions": "integer",
+                "updated": "string",
+            }.items()
+        }
+        | {"groups": {"type": "array", "items": {"type": "string"}}},
+    }
+    launch = {
+        "type": "object",
+        "properties": {
+            k: {"type": t}
+            for k, t in {
+                "id": "integer",
+                "user": "string",
+                "app": "string",
+                "version": "string",
+                "kind": "string",
+                "server_name": "string",
+                "state": "string",
+                "message": "string",
+                "created": "string",
+                "updated": "string",
+                "url": "string",
+            }.items()
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Labspace app catalog",
+            "version": "1",
+            "description": "Versioned interactive apps with group access, launched through "
+            "the hub API. Authorise with a hub token holding the catalog's custom scopes; "
+            "errors are {status, message}.",
+        },
+        "servers": [{"url": prefix.rstrip("/")}],
+        "paths": paths(),
+        "components": {
+            "securitySchemes": {
+                "hubToken": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "token <JupyterHub API token>",
+                }
+            },
+            "responses": {"Error": _json("Error", "Error")},
+            "schemas": {
+                "App": app,
+                "AppView": view,
+                "AppList": {
+                    "type": "object",
+                    "properties": {"apps": {"type": "array", "items": view}},
+                },
+                "VersionList": {
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}, "versions": {"type": "array"}},
+                },
+                "Launch": launch,
+                "LaunchList": {
+                    "type": "object",
+                    "properties": {"launches": {"type": "array", "items": launch}},
+                },
+                "Error": {
+                    "type": "object",
+                    "properties": {"status": {"type": "integer"}, "message": {"type": "string"}},
+                },
+            },
+        },
+    }

@@ -1,0 +1,335 @@
+"""The catalog database: migrations, seeding, versions and launches.
+
+``Catalog`` is the one place that reads and writes the tables; the service and
+the hub-side hook both use it. Every changed definition is a new version whose
+label is the definition's ``version``, with ``+r<revision>`` appended when that
+label is taken already, so old versions stay visible and launchable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from . import apps as appdefs
+from .models import App, AppVersion, Launch, utcnow
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_migrated: set[str] = set()
+_lock = threading.Lock()
+
+
+class CatalogError(Exception):
+    """A request the catalog refuses; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.message = message
+        super().__init__(message)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn, _record):
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """``alembic upgrade head`` on ``engine``'s database (once per process and URL)."""
+    key = str(engine.url)
+    with _lock:
+        if key in _migrated:
+            return
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+        _migrated.add(key)
+
+
+def digest(defn: dict[str, Any]) -> str:
+    """What makes two definitions the same version (label and state aside)."""
+    body = {k: v for k, v in defn.items() if k not in ("version", "disabled")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def version_model(v: AppVersion) -> dict[str, Any]:
+    return {
+        "version": v.version,
+        "revision": v.revision,
+        "source": v.source,
+        "created_by": v.created_by,
+        "created": v.created.isoformat(),
+        "definition": v.definition,
+    }
+
+
+def app_model(app: App, version: AppVersion | None = None) -> dict[str, Any]:
+    """The API view of an app: its current (or given) version's definition."""
+    v = version or app.current
+    d = v.definition
+    return {
+        "id": app.id,
+        "version": v.version,
+        "latest": app.current.version,
+        "title": d["title"],
+        "description": d.get("description", ""),
+        "category": d.get("category", ""),
+        "icon": d.get("icon", ""),
+        "groups": d.get("groups", []),
+        "kind": d["kind"],
+        "bundled": d.get("launch", {}).get("bundled", False),
+        "disabled": app.disabled,
+        "source": app.source,
+        "versions": len(app.versions),
+        "updated": app.updated.isoformat(),
+    }
+
+
+def launch_model(launch: Launch) -> dict[str, Any]:
+    return {
+        "id": launch.id,
+        "user": launch.user,
+        "app": launch.app_id,
+        "version": launch.version,
+        "kind": launch.kind,
+        "server_name": launch.server_name,
+        "state": launch.state,
+        "message": launch.message,
+        "created": launch.created.isoformat(),
+        "updated": launch.updated.isoformat(),
+    }
+
+
+class Catalog:
+    """Apps, versions and launches in one database."""
+
+    def __init__(self, engine: Engine, profiles: list[str] | None = None):
+        self.engine = engine
+        self.profiles = profiles
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, profiles: list[str] | None = None) -> Catalog:
+        engine = make_engine(url)
+        migrate(engine)
+        return cls(engine, profiles)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.sessions() as s, s.begin():
+            yield s
+
+    # -- apps ------------------------------------------------------------------
+
+    def _load(self, s: Session, app_id: str) -> App | None:
+        q = select(App).where(App.id == app_id).options(selectinload(App.versions))
+        return s.scalars(q).one_or_none()
+
+    def _check(self, defn: Any) -> dict[str, Any]:
+        problems = appdefs.definition_problems(defn, "app", self.profiles)
+        if problems:
+            raise CatalogError(400, "; ".join(problems))
+        return appdefs.with_defaults(defn)
+
+    def _add_version(self, s: Session, app: App, defn: dict[str, Any], source: str, by: str):
+        """A new version of ``app`` unless ``defn`` equals its current one."""
+        dig = digest(defn)
+        if (
+            app.versions
+            and app.current.digest == dig
+            and (
+                defn["version"] == app.current.version
+                or defn["version"] == app.current.version.split("+r")[0]
+            )
+        ):
+            return None
+        revision = len(app.versions) + 1 if not app.versions else app.current.revision + 1
+        label = defn["version"]
+        if any(v.version == label for v in app.versions):
+            label = f"{label.split('+r')[0]}+r{revision}"
+        stored = {**defn, "version": label}
+        stored.pop("disabled", None)
+        version = AppVersion(
+            app_id=app.id,
+            revision=revision,
+            version=label,
+            definition=stored,
+            digest=dig,
+            source=source,
+            created_by=by,
+            created=utcnow(),
+        )
+        app.versions.append(version)
+        app.updated = utcnow()
+        return version
+
+    def seed(self, definitions: list[dict[str, Any]], source: str) -> list[str]:
+        """Seed settings-defined or bundled apps; returns the ids given a new version."""
+        changed = []
+        with self.session() as s:
+            for raw in definitions:
+                defn = appdefs.with_defaults(raw)
+                app = self._load(s, defn["id"])
+                if app is None:
+                    app = App(id=defn["id"], source=source, created=utcnow(), updated=utcnow())
+                    s.add(app)
+                    app.versions = []
+                if self._add_version(s, app, defn, source, source) is not None:
+                    app.disabled = defn.get("disabled", False)
+                    changed.append(defn["id"])
+        return changed
+
+    def create(self, raw: Any, by: str) -> dict[str, Any]:
+        defn = self._check(raw)
+        with self.session() as s:
+            if self._load(s, defn["id"]) is not None:
+                raise CatalogError(409, f"App {defn['id']!r} exists already (update it instead)")
+            app = App(id=defn["id"], source="admin", created=utcnow(), updated=utcnow())
+            app.versions = []
+            s.add(app)
+            app.disabled = defn.get("disabled", False)
+            self._add_version(s, app, defn, "admin", by)
+            return app_model(app)
+
+    def update(self, app_id: str, raw: Any, by: str) -> dict[str, Any]:
+        """A new version of ``app_id``; fields left out keep their current value."""
+        if not isinstance(raw, dict):
+            raise CatalogError(400, "The body must be a JSON object (an app definition)")
+        with self.session() as s:
+            app = self._require(s, app_id)
+            current = dict(app.current.definition)
+            current["version"] = current["version"].split("+r")[0]
+            merged = {**current, **raw}
+            if merged.get("id") != app_id:
+                raise CatalogError(400, f"app.id: cannot change the id of {app_id!r}")
+            defn = self._check(merged)
+            if self._add_version(s, app, defn, "admin", by) is None:
+                raise CatalogError(409, f"Nothing changed: {app_id} {app.current.version}")
+            if "disabled" in raw:
+                app.disabled = bool(raw["disabled"])
+            return app_model(app)
+
+    def set_disabled(self, app_id: str, disabled: bool) -> dict[str, Any]:
+        with self.session() as s:
+            app = self._require(s, app_id)
+            app.disabled = disabled
+            app.updated = utcnow()
+            return app_model(app)
+
+    def delete(self, app_id: str) -> None:
+        with self.session() as s:
+            s.delete(self._require(s, app_id))
+
+    def _require(self, s: Session, app_id: str) -> App:
+        app = self._load(s, app_id)
+        if app is None:
+            raise CatalogError(404, f"No such app: {app_id}")
+        return app
+
+    def list_apps(self, groups: set[str] | None = None, disabled: bool = False) -> list[dict]:
+        """Apps visible to someone in ``groups`` (None: all, for admins)."""
+        with self.session() as s:
+            q = select(App).options(selectinload(App.versions)).order_by(App.id)
+            out = []
+            for app in s.scalars(q):
+                if app.disabled and not disabled:
+                    continue
+                if groups is None or appdefs.allowed(app.current.definition["groups"], groups):
+                    out.append(app_model(app))
+            return out
+
+    def get(self, app_id: str, groups: set[str] | None = None, disabled: bool = False) -> App:
+        """The app, detached; 404 when absent, disabled or outside ``groups``."""
+        with self.session() as s:
+            app = self._load(s, app_id)
+            if app is None or (app.disabled and not disabled):
+                raise CatalogError(404, f"No such app: {app_id}")
+            if groups is not None and not appdefs.allowed(app.current.definition["groups"], groups):
+                raise CatalogError(404, f"No such app: {app_id}")
+            s.expunge_all()
+            return app
+
+    def version(self, app: App, label: str | None) -> AppVersion:
+        if not label:
+            return app.current
+        for v in app.versions:
+            if v.version == label:
+                return v
+        known = ", ".join(v.version for v in app.versions)
+        raise CatalogError(404, f"No version {label!r} of {app.id} (versions: {known})")
+
+    def proxied_for(self, groups: set[str]) -> list[dict[str, Any]]:
+        """Definitions of the enabled proxied apps with a command open to ``groups``."""
+        with self.session() as s:
+            q = select(App).where(App.disabled.is_(False)).options(selectinload(App.versions))
+            out = []
+            for app in s.scalars(q).all():
+                d = app.current.definition
+                if d["kind"] != "proxied" or d["launch"].get("bundled"):
+                    continue
+                if appdefs.allowed(d["groups"], groups):
+                    out.append(d)
+            return sorted(out, key=lambda d: d["id"])
+
+    # -- launches --------------------------------------------------------------
+
+    def add_launch(self, user: str, defn: dict[str, Any], server_name: str) -> dict[str, Any]:
+        with self.session() as s:
+            launch = Launch(
+                user=user,
+                app_id=defn["id"],
+                version=defn["version"],
+                kind=defn["kind"],
+                server_name=server_name,
+                state="starting",
+                created=utcnow(),
+                updated=utcnow(),
+            )
+            s.add(launch)
+            s.flush()
+            return launch_model(launch)
+
+    def set_launch(self, launch_id: int, state: str, message: str | None = None) -> None:
+        with self.session() as s:
+            launch = s.get(Launch, launch_id)
+            if launch is None:
+                return
+            if launch.state != state or (message is not None and message != launch.message):
+                launch.state = state
+                if message is not None:
+                    launch.message = message
+                launch.updated = utcnow()
+
+    def launches(self, user: str, active: bool = False) -> list[dict[str, Any]]:
+        with self.session() as s:
+            q = select(Launch).where(Launch.user == user).order_by(Launch.id.desc())
+            if active:
+                q = q.where(Launch.state.in_(("starting", "running")))
+            return [launch_model(x) for x in s.scalars(q.limit(200))]
+
+    def launch(self, launch_id: int) -> dict[str, Any] | None:
+        with self.session() as s:
+            launch = s.get(Launch, launch_id)
+            return launch_model(launch) if launch else None

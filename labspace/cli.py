@@ -156,5 +156,138 @@ def proxy_version() -> str:
     return done.stdout.strip() or "(unknown)"
 
 
+# -- the REST APIs, for people and scripts --------------------------------------
+
+_URL = click.option(
+    "--url", envvar="LABSPACE_URL", default=None, help="Labspace URL (default: $LABSPACE_URL)."
+)
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _client(url):
+    from .client import Client
+
+    return Client(url)
+
+
+def _call(fn, *args, **kw):
+    """Run one API call; an API error is one line on stderr and exit 1."""
+    from .client import ClientError
+
+    try:
+        return fn(*args, **kw)
+    except ClientError as e:
+        err.print(f"error: {e}", markup=False)
+        sys.exit(1)
+
+
+def _show(rows, as_json: bool, columns: list[str]) -> None:
+    """JSON for scripts, a table for people."""
+    if as_json or not isinstance(rows, list):
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    table = Table(*columns, box=None, header_style="bold")
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    out.print(table)
+
+
+def _cell(value) -> str:
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(sorted(value)) if value else ""
+    return "" if value is None else str(value)
+
+
+@main.group()
+def users():
+    """List and add users (needs a token with admin:users)."""
+
+
+@users.command("list")
+@_URL
+@_JSON
+def users_list(url, as_json):
+    """List users."""
+    with _client(url) as ls:
+        _show(_call(ls.users), as_json, ["name", "admin", "groups", "servers", "last_activity"])
+
+
+@users.command("add")
+@_URL
+@click.argument("names", nargs=-1, required=True)
+def users_add(url, names):
+    """Add users by name."""
+    with _client(url) as ls:
+        for name in names:
+            _call(ls.add_user, name)
+            out.print(f"added {name}", markup=False)
+
+
+@main.group()
+def groups():
+    """List groups (Labspace projects are groups) and change their members."""
+
+
+@groups.command("list")
+@_URL
+@_JSON
+def groups_list(url, as_json):
+    """List groups and their members."""
+    with _client(url) as ls:
+        _show(_call(ls.groups), as_json, ["name", "users"])
+
+
+@groups.command("add")
+@_URL
+@click.argument("group")
+@click.argument("members", nargs=-1)
+def groups_add(url, group, members):
+    """Create GROUP (if needed) and add MEMBERS to it."""
+    from .client import ClientError
+
+    with _client(url) as ls:
+        try:
+            ls.add_group(group)
+        except ClientError as e:
+            if e.status != 409:  # exists already
+                err.print(f"error: {e}", markup=False)
+                sys.exit(1)
+        if members:
+            _call(ls.add_members, group, list(members))
+        out.print(f"{group}: {', '.join(members) or 'no new members'}", markup=False)
+
+
+@groups.command("remove")
+@_URL
+@click.argument("group")
+@click.argument("members", nargs=-1, required=True)
+def groups_remove(url, group, members):
+    """Remove MEMBERS from GROUP."""
+    with _client(url) as ls:
+        _call(ls.remove_members, group, list(members))
+        out.print(f"{group}: removed {', '.join(members)}", markup=False)
+
+
+@main.command("api")
+@_URL
+@click.argument("method", type=click.Choice(["GET", "POST", "PATCH", "PUT", "DELETE"], False))
+@click.argument("path")
+@click.option("--data", "-d", default=None, help="JSON body.")
+def api_cmd(url, method, path, data):
+    """Call any Labspace API, e.g. `labspace api GET hub/api/users`."""
+    try:
+        body = json.loads(data) if data else None
+    except ValueError as e:
+        err.print(f"--data: not JSON: {e}", markup=False)
+        sys.exit(2)
+    with _client(url) as ls:
+        result = _call(ls.request, method.upper(), path, json=body)
+    click.echo(result if isinstance(result, str) else json.dumps(result, indent=2, default=str))
+
+
 if __name__ == "__main__":
     main()

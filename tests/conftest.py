@@ -118,6 +118,7 @@ def hub_settings(tmp_path, proxy_command, service_token) -> dict:
                             "name": "test-service",
                             "scopes": [
                                 "admin:users",
+                                "admin:groups",
                                 "admin:servers",
                                 "access:servers",
                                 "read:users",

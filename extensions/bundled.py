@@ -1,0 +1,134 @@
+"""The visualisation apps every workspace has, as jupyter-server-proxy servers.
+
+Each function is a ``jupyter_serverproxy_servers`` entry point (see pyproject)
+and returns jupyter-server-proxy's server dict, or None when the app is not
+installed. Labspace's server extension (apps.py) registers them with its own
+handler, which waits until :data:`READINESS` says the app is ready.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ICONS = HERE / "icons"
+
+# app id -> (readiness path as the app sees it, expected status); {base_url} is
+# the workspace's base URL, for apps that see the full path (absolute_url)
+READINESS: dict[str, tuple[str, int]] = {
+    "data-explorer": ("{base_url}data-explorer/", 200),
+    "dashboards": ("/", 200),
+    "tensorboard": ("{base_url}tensorboard/", 200),
+}
+TITLES = {
+    "data-explorer": "Data Explorer",
+    "dashboards": "Dashboards",
+    "tensorboard": "TensorBoard",
+}
+
+
+def _launcher(app_id: str) -> dict:
+    return {"title": TITLES[app_id], "icon_path": str(ICONS / f"{app_id}.svg"), "category": "Apps"}
+
+
+def data_explorer() -> dict | None:
+    """Panel app over a Unix socket in a private folder: only the workspace's
+    authenticated proxy reaches it. Panel and Bokeh serve their own JS/CSS."""
+    if importlib.util.find_spec("panel") is None:
+        return None
+    return {
+        "command": [
+            sys.executable,
+            "-m",
+            "panel",
+            "serve",
+            str(HERE / "data_explorer.py"),
+            "--unix-socket",
+            "{unix_socket}",
+            "--prefix",
+            "{base_url}data-explorer",
+            "--index",
+            "data_explorer",
+            # the workspace's proxy checks the Origin of every websocket already
+            "--allow-websocket-origin",
+            "*",
+            "--log-level",
+            "info",
+        ],
+        "unix_socket": True,
+        "absolute_url": True,
+        "timeout": 60,
+        "launcher_entry": _launcher("data-explorer"),
+        "new_browser_tab": True,
+    }
+
+
+def dashboards() -> dict | None:
+    """Voilà serving every notebook under the home folder as an app."""
+    if importlib.util.find_spec("voila") is None:
+        return None
+    return {
+        "command": [
+            sys.executable,
+            "-m",
+            "voila",
+            "--no-browser",
+            "--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--Voila.base_url={base_url}dashboards/",
+            "--Voila.server_url=/",
+            f"--Voila.root_dir={os.path.expanduser('~')}",
+            "--Voila.show_tracebacks=False",
+        ],
+        "absolute_url": False,
+        "timeout": 60,
+        "launcher_entry": _launcher("dashboards"),
+        "new_browser_tab": True,
+    }
+
+
+def tensorboard() -> dict | None:
+    """TensorBoard over ``~/logs`` (or the home), when installed."""
+    if importlib.util.find_spec("tensorboard") is None:
+        return None
+    logdir = os.path.expanduser("~/logs")
+    return {
+        "command": [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--path_prefix",
+            "{base_url}tensorboard",
+            "--logdir",
+            logdir if os.path.isdir(logdir) else os.path.expanduser("~"),
+        ],
+        "absolute_url": True,
+        "timeout": 60,
+        "launcher_entry": _launcher("tensorboard"),
+        "new_browser_tab": True,
+    }
+
+
+BUNDLED = {"data-explorer": data_explorer, "dashboards": dashboards, "tensorboard": tensorboard}
+
+
+CDN_LINK = re.compile(rb"<link[^>]+href=\"https://cdn\.jsdelivr\.net/[^\"]*\"[^>]*>\s*")
+
+
+def strip_cdn_links(response):
+    """Voilà's templates link icon fonts from a CDN; without internet the browser
+    waits on them. The pages work without: drop the links from HTML pages."""
+    if response.headers.get("Content-Type", "").startswith("text/html") and response.body:
+        response.body = CDN_LINK.sub(b"", response.body)
+
+
+# app id -> jupyter-server-proxy rewrite_response for that bundled app
+REWRITES = {"dashboards": [strip_cdn_links]}

@@ -1,0 +1,117 @@
+"""Data Explorer: a Panel app that opens a CSV, Parquet or NetCDF file from the
+home folder or the mounted data and plots it (hvplot on Bokeh).
+
+Served by ``panel serve`` through jupyter-server-proxy (see bundled.py); Bokeh
+and Panel serve their own JavaScript, so it works without internet. Open a file
+directly with ``?file=~/path/to/file.csv``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hvplot.pandas  # noqa: F401  (registers .hvplot on DataFrames)
+import hvplot.xarray  # noqa: F401  (registers .hvplot on DataArrays)
+import panel as pn
+
+from labspace.extensions import datafiles
+
+pn.extension("tabulator", sizing_mode="stretch_width", notifications=True)
+
+KINDS = ["line", "scatter", "bar", "area", "hist", "box"]
+
+
+def frame_view(frame, title: str):
+    columns = [str(c) for c in frame.columns]
+    numeric = datafiles.numeric_columns(frame) or columns
+    x = pn.widgets.Select(name="x", options=["(index)", *columns], value=columns[0])
+    y = pn.widgets.MultiSelect(name="y", options=numeric, value=numeric[-1:], size=6)
+    kind = pn.widgets.Select(name="Plot", options=KINDS, value="line")
+
+    def plot(x, y, kind):
+        if not y:
+            return pn.pane.Markdown("Choose one or more columns for **y**.")
+        options = {"kind": kind, "y": list(y), "title": title, "responsive": True, "height": 420}
+        if x != "(index)" and kind not in ("hist", "box"):
+            options["x"] = x
+        try:
+            return frame.hvplot(**options)
+        except Exception as e:  # a column the plot kind cannot draw: say so, keep the app
+            return pn.pane.Alert(
+                f"Cannot draw a {kind} plot of these columns: {e}", alert_type="warning"
+            )
+
+    table = pn.widgets.Tabulator(frame.head(100), height=260, disabled=True, pagination=None)
+    controls = pn.Row(kind, x, y)
+    return pn.Column(
+        controls,
+        pn.bind(plot, x, y, kind),
+        pn.pane.Markdown(f"{len(frame):,} rows × {len(columns)} columns"),
+        table,
+    )
+
+
+def dataset_view(dataset, title: str):
+    variables = datafiles.plottable_variables(dataset)
+    if not variables:
+        return pn.pane.Markdown("This file has no variables with dimensions to plot.")
+    var = pn.widgets.Select(name="Variable", options=variables, value=variables[0])
+
+    def plot(var):
+        array = dataset[var]
+        try:
+            return array.hvplot(
+                title=f"{title}: {var}", responsive=True, height=440, widget_location="bottom"
+            )
+        except Exception as e:
+            return pn.pane.Alert(f"Cannot plot {var}: {e}", alert_type="warning")
+
+    summary = pn.pane.HTML(dataset._repr_html_(), sizing_mode="stretch_width")
+    return pn.Column(
+        var, pn.bind(plot, var), pn.layout.Card(summary, title="Dataset", collapsed=True)
+    )
+
+
+def view_file(path: Path, label: str):
+    try:
+        data = datafiles.load(path)
+    except Exception as e:  # unreadable file: tell the user, keep the app alive
+        return pn.pane.Alert(f"Could not open {label}: {e}", alert_type="danger")
+    if datafiles.kind_of(path) == "netcdf":
+        return dataset_view(data, label)
+    return frame_view(data, label)
+
+
+def build():
+    home = Path.home()
+    roots = datafiles.data_roots(home)
+    files = datafiles.list_data_files(roots, home)
+    options = {f.label: str(f.path) for f in files}
+    picker = pn.widgets.Select(name="File", options={"(choose a file)": "", **options})
+    requested = (
+        pn.state.session_args.get("file", [b""])[0].decode() if pn.state.session_args else ""
+    )
+    if requested:
+        try:
+            path = datafiles.safe_path(requested, roots, home)
+        except datafiles.UnsafePath as e:
+            pn.state.notifications and pn.state.notifications.error(str(e), duration=0)
+        else:
+            label = next((f.label for f in files if f.path == path), str(path))
+            picker.options = {**picker.options, label: str(path)}
+            picker.value = str(path)
+
+    def show(value):
+        if not value:
+            found = f"{len(files)} data file(s)" if files else "No CSV, Parquet or NetCDF files"
+            where = ", ".join(str(r) for r in roots)
+            return pn.pane.Markdown(f"{found} found in {where}. Choose one above.")
+        path = datafiles.safe_path(value, roots, home)
+        label = next((k for k, v in picker.options.items() if v == value), value)
+        return view_file(path, label)
+
+    header = pn.pane.Markdown("# Data Explorer", margin=(0, 10))
+    return pn.Column(header, picker, pn.panel(pn.bind(show, picker), loading_indicator=True))
+
+
+build().servable(title="Data Explorer")

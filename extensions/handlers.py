@@ -1,0 +1,157 @@
+"""Request handlers: the proxy to each app, and the lifecycle API.
+
+- :class:`AppProxyHandler` is jupyter-server-proxy's ``SuperviseAndProxyHandler``
+  with the process left to :class:`~labspace.extensions.runtime.AppRuntime`
+  (readiness by path and status, log lines) and a failure page that says what
+  failed and shows the app's last log lines instead of a bare error.
+- ``<base>/labspace-apps/api/apps[/<id>[/stop|/restart|/logs]]``: list, stop,
+  restart and read the logs of the apps, authenticated and authorised like the
+  rest of the server (cookie + XSRF, or a token).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server_proxy.handlers import ProxyHandler, SuperviseAndProxyHandler
+from tornado import web
+
+from .runtime import AppRuntime, AppStartError
+
+AUTH_RESOURCE = "servers"  # jupyter-server's permission for server-level actions
+MAX_LOG_LINES = 1000
+FAILURE_LINES = 30
+
+
+class AppProxyHandler(SuperviseAndProxyHandler):
+    """Proxies one app; starts it on the first request and waits until it is ready."""
+
+    def initialize(self, runtime: AppRuntime, attributes: dict):
+        self.runtime = runtime
+        self.state = {}
+        for key, value in attributes.items():
+            setattr(self, key, value)
+
+    @property
+    def port(self):
+        return self.runtime.port
+
+    @property
+    def unix_socket(self):
+        return self.runtime.unix_socket
+
+    async def prepare(self, *args, **kwargs):
+        """Every request must be authenticated. jupyter-server answers a GET without
+        credentials with a redirect to the login page; that is right for a browser
+        (it asks for HTML), but an API client, a script or a websocket gets 403."""
+        prepared = super(ProxyHandler, self).prepare(*args, **kwargs)
+        if prepared is not None:
+            await prepared
+        if self.current_user:
+            return
+        websocket = self.request.headers.get("Upgrade", "").lower() == "websocket"
+        if websocket or "text/html" not in self.request.headers.get("Accept", ""):
+            raise web.HTTPError(403, "Authentication required")
+        web.authenticated(lambda handler: None)(self)
+
+    def get_request_headers_override(self):
+        return self._realize_rendered_template(self.request_headers_override)
+
+    async def ensure_process(self):
+        try:
+            await self.runtime.ensure_started()
+        except AppStartError as e:
+            raise web.HTTPError(503, str(e)) from e
+
+    def write_error(self, status_code, **kwargs):
+        """A failed start: what failed and the app's last log lines (HTML for a
+        browser, JSON for an API client); anything else as jupyter-server does."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if status_code != 503 or not isinstance(exc, web.HTTPError):
+            return super().write_error(status_code, **kwargs)
+        message = exc.log_message or "The app did not start"
+        tail = self.runtime.tail(FAILURE_LINES)
+        if "text/html" not in self.request.headers.get("Accept", ""):
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"status": 503, "message": message, "log": tail}))
+            return
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            "<!doctype html><html><head><title>App failed to start</title></head>"
+            "<body style='font-family:sans-serif;max-width:60em;margin:2em auto'>"
+            f"<h1>{html.escape(self.runtime.config.title)} did not start</h1>"
+            f"<p>{html.escape(message)}</p><p>Reload the page to try again. Its last log lines:</p>"
+            f"<pre style='background:#f4f4f4;padding:1em;overflow:auto'>"
+            f"{html.escape(chr(10).join(tail))}</pre></body></html>"
+        )
+
+
+class AppsAPIHandler(APIHandler):
+    """Base of the lifecycle API: one JSON error shape, the app registry."""
+
+    auth_resource = AUTH_RESOURCE
+
+    def initialize(self, runtimes: dict[str, AppRuntime]):
+        self.runtimes = runtimes
+
+    def runtime(self, app_id: str) -> AppRuntime:
+        if app_id not in self.runtimes:
+            raise web.HTTPError(404, f"No such app: {app_id}")
+        return self.runtimes[app_id]
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+
+class AppListHandler(AppsAPIHandler):
+    @web.authenticated
+    @authorized
+    def get(self):
+        self.finish(json.dumps([rt.state() for rt in self.runtimes.values()]))
+
+
+class AppActionHandler(AppsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, app_id: str, action: str):
+        runtime = self.runtime(app_id)
+        if action == "stop":
+            await runtime.stop()
+        else:
+            try:
+                await runtime.restart()
+            except AppStartError as e:
+                raise web.HTTPError(503, str(e)) from e
+        self.finish(json.dumps(runtime.state()))
+
+
+class AppLogsHandler(AppsAPIHandler):
+    @web.authenticated
+    @authorized
+    def get(self, app_id: str):
+        runtime = self.runtime(app_id)
+        try:
+            lines = int(self.get_argument("lines", "100"))
+        except ValueError as e:
+            raise web.HTTPError(400, "lines must be a whole number") from e
+        lines = max(0, min(lines, MAX_LOG_LINES))
+        self.finish(json.dumps({"id": app_id, "lines": runtime.tail(lines)}))
+
+
+def api_handlers(base_url: str, runtimes: dict[str, AppRuntime]) -> list[tuple]:
+    from jupyter_server.utils import url_path_join as ujoin
+
+    prefix = ujoin(base_url, "labspace-apps/api/apps")
+    kwargs = {"runtimes": runtimes}
+    app = r"([a-z0-9][a-z0-9_-]*)"
+    return [
+        (prefix, AppListHandler, kwargs),
+        (f"{prefix}/{app}/(stop|restart)", AppActionHandler, kwargs),
+        (f"{prefix}/{app}/logs", AppLogsHandler, kwargs),
+    ]

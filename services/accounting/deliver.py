@@ -5,7 +5,7 @@ JupyterHub runs it as a managed service (``python -m
 labspace.services.accounting.deliver``, no URL). It claims batches of events
 from the outbox, posts them to ``api/internal/events`` and deletes them once the
 service answered 200; on failure it retries with exponential backoff (0.5 s
-doubling to 30 s, with jitter). Every few seconds it reports the outbox depth to
+doubling to 10 s, with jitter). Every few seconds it reports the outbox depth to
 ``api/internal/outbox-status``. SIGTERM ends it after the batch in flight.
 
 Environment: ``LABSPACE_ACCOUNTING_OUTBOX`` (the outbox file),
@@ -40,7 +40,7 @@ class Deliverer:
     poll: float = 0.5
     status_every: float = 5.0
     timeout: float = 10.0
-    max_delay: float = 30.0
+    max_delay: float = 10.0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     delay: float = 0.0  # current backoff; 0 while deliveries succeed
 

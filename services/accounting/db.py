@@ -37,7 +37,13 @@ def make_engine(url: str, pool_size: int = 8) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _sqlite_immediate(engine, in_memory=url in ("sqlite://", "sqlite:///:memory:"))
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"options": "-c timezone=UTC"},
+    )
 
 
 def _sqlite_immediate(engine: Engine, in_memory: bool) -> None:

@@ -1,0 +1,476 @@
+"""The REST API (``api/``), described by ``openapi.py``.
+
+Who reads what:
+
+- ``custom:labspace-accounting:read``: prices, one's own usage and sessions,
+  one's projects' balances (members) and per-member usage (leads);
+- ``...:read-all``: anyone's usage, every project, the ledger, health;
+- ``...:admin``: ledger operations (top-up, assign, move, reverse, allowances).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from tornado import web
+
+from . import ledger, reports, usage
+from .app import BaseHandler
+from .clock import now
+from .config import ADMIN, READ, READ_ALL
+from .ledger import LedgerError, Leg
+from .openapi import document
+from .pricing import dec, estimate, iso, parse_time, show
+
+MAX_AMOUNT = Decimal("1000000000")
+log = logging.getLogger("labspace.accounting")
+
+
+def parse_amount(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise web.HTTPError(400, "'amount' must be a number above 0")
+    try:
+        amount = dec(value)
+    except (InvalidOperation, ValueError):
+        raise web.HTTPError(400, "'amount' must be a number above 0") from None
+    if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT:
+        raise web.HTTPError(400, f"'amount' must be above 0 and at most {MAX_AMOUNT}")
+    return amount
+
+
+def parse_range(handler: BaseHandler) -> tuple[datetime, datetime]:
+    """``from``/``to`` query arguments (dates or times); default: this month."""
+    today = now()
+    start_text = handler.get_query_argument("from", "")
+    end_text = handler.get_query_argument("to", "")
+    try:
+        start = (
+            parse_time(start_text)
+            if start_text
+            else today.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        )
+        end = parse_time(end_text) if end_text else today + timedelta(seconds=1)
+    except ValueError:
+        raise web.HTTPError(400, "'from' and 'to' must be dates like 2026-01-31") from None
+    if end <= start:
+        raise web.HTTPError(400, "'to' must be after 'from'")
+    if end - start > timedelta(days=3660):
+        raise web.HTTPError(400, "The range is too long (at most 10 years)")
+    return start, end
+
+
+class ApiHandler(BaseHandler):
+    def get_login_url(self):
+        raise web.HTTPError(403, "Authenticate with a hub token or the hub's login cookie")
+
+    def prepare(self):
+        if not self.current_user:
+            raise web.HTTPError(403, "Authenticate with a hub token or the hub's login cookie")
+
+
+class OpenAPIHandler(BaseHandler):
+    def get(self):
+        self.write_json(document(self.settings["prefix"]))
+
+
+class PricesHandler(ApiHandler):
+    async def get(self):
+        self.need(READ)
+        policy = self.policy
+
+        def read(session):
+            points = usage.load_prices(session)
+            at = now()
+            out = []
+            for slug, name in policy.display_names().items():
+                price = usage.price_now(points, slug, at)
+                out.append(
+                    {
+                        "profile": slug,
+                        "display_name": name,
+                        "price_per_hour": show(price),
+                        "min_period_cost": show(
+                            (price or 0) * Decimal(str(policy.min_period_hours))
+                        ),
+                        "estimates": estimate(price or Decimal(0)),
+                        "schedule": [
+                            {
+                                "effective_from": iso(p.effective_from),
+                                "price_per_hour": show(p.price),
+                            }
+                            for p in points.get(slug, [])
+                        ],
+                    }
+                )
+            return out
+
+        self.write_json(
+            {
+                "currency": policy.currency,
+                "min_period_hours": policy.min_period_hours,
+                "prices": await self.db.run(read),
+            }
+        )
+
+
+class MeHandler(ApiHandler):
+    """``api/me``: my balances, open sessions and this month's usage."""
+
+    async def get(self):
+        self.need(READ)
+        self.write_json(await my_summary(self))
+
+
+async def my_summary(handler: BaseHandler) -> dict[str, Any]:
+    name, projects, policy = handler.user["name"], handler.my_projects(), handler.policy
+
+    def read(session):
+        at = now()
+        out = []
+        for p in projects:
+            account = ledger.get_account(session, "project", p)
+            out.append(
+                {
+                    "name": p,
+                    "balance": show(ledger.available(session, account)),
+                    "lead": name in policy.leads_of(p),
+                    "default": p == policy.default_project(name, projects),
+                }
+            )
+        personal = None
+        if not projects and not policy.refuse_without_project:
+            account = usage.budget_account(session, "personal", name, policy, at)
+            personal = {"balance": show(ledger.available(session, account))}
+        start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return {
+            "user": name,
+            "currency": policy.currency,
+            "projects": out,
+            "personal": personal,
+            "open_sessions": reports.sessions(session, user=name, status="open"),
+            "this_month": reports.usage(
+                session, "project", start, at + timedelta(seconds=1), user=name
+            ),
+            "daily": reports.usage(
+                session, "day", at - timedelta(days=30), at + timedelta(seconds=1), user=name
+            ),
+        }
+
+    return await handler.db.run(read)
+
+
+class UsageHandler(ApiHandler):
+    """``api/usage?group_by=&from=&to=&user=&project=&format=json|csv``."""
+
+    async def get(self):
+        self.need(READ)
+        group_by = self.get_query_argument("group_by", "day")
+        if group_by not in reports.GROUPS:
+            raise web.HTTPError(400, f"'group_by' must be one of {', '.join(reports.GROUPS)}")
+        fmt = self.get_query_argument("format", "json")
+        if fmt not in ("json", "csv"):
+            raise web.HTTPError(400, "'format' must be json or csv")
+        start, end = parse_range(self)
+        user = self.get_query_argument("user", None)
+        project = self.get_query_argument("project", None)
+        if not self.can(READ_ALL):
+            if project is not None and self.may_read_project(project, members=True):
+                pass  # a lead reads the project's members
+            elif user is None or user == self.user["name"]:
+                user = self.user["name"]  # your own usage
+            else:
+                raise web.HTTPError(403, "Reading another user's usage needs read-all")
+        rows = await self.db.run(reports.usage, group_by, start, end, user, project)
+        if fmt == "csv":
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            self.set_header("Content-Disposition", f'attachment; filename="usage-{group_by}.csv"')
+            self.finish(reports.to_csv(rows))
+            return
+        self.write_json(
+            {
+                "group_by": group_by,
+                "from": iso(start),
+                "to": iso(end),
+                "currency": self.policy.currency,
+                "rows": rows,
+            }
+        )
+
+
+class SessionsHandler(ApiHandler):
+    """``api/sessions?user=&project=&status=open|closed|all&limit=&format=``."""
+
+    async def get(self):
+        self.need(READ)
+        user = self.get_query_argument("user", None)
+        project = self.get_query_argument("project", None)
+        status = self.get_query_argument("status", "all")
+        if status not in ("open", "closed", "all"):
+            raise web.HTTPError(400, "'status' must be open, closed or all")
+        try:
+            limit = int(self.get_query_argument("limit", "100"))
+        except ValueError:
+            raise web.HTTPError(400, "'limit' must be a whole number") from None
+        if not 1 <= limit <= 10000:
+            raise web.HTTPError(400, "'limit' must be from 1 to 10000")
+        if not self.can(READ_ALL):
+            if project is not None and self.may_read_project(project, members=True):
+                pass
+            elif user is None or user == self.user["name"]:
+                user = self.user["name"]
+            else:
+                raise web.HTTPError(403, "Reading another user's sessions needs read-all")
+        rows = await self.db.run(reports.sessions, user, project, status, limit)
+        if self.get_query_argument("format", "json") == "csv":
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            self.finish(reports.to_csv(rows))
+            return
+        self.write_json({"sessions": rows})
+
+
+class ProjectsHandler(ApiHandler):
+    """``api/projects``: the projects you may see, with balances."""
+
+    async def get(self):
+        self.need(READ)
+        self.write_json({"projects": await project_list(self)})
+
+
+async def project_list(handler: BaseHandler) -> list[dict[str, Any]]:
+    policy = handler.policy
+    everything = handler.can(READ_ALL)
+    mine = set(handler.my_projects()) | set(policy.led_by(handler.user["name"]))
+
+    def read(session):
+        balances = ledger.balances(session, "project")
+        holds = ledger.balances(session, "hold")
+        names = set(mine)
+        if everything:
+            names |= {label.split(":", 1)[1] for label in balances}
+            names |= set(policy.projects.get("groups") or [])
+        start = now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        used = {
+            r["project"]: r
+            for r in reports.usage(session, "project", start, now() + timedelta(seconds=1))
+        }
+        return [
+            {
+                "name": p,
+                "parent": policy.parent_of(p),
+                "balance": show(balances.get(f"project:{p}", 0)),
+                "reserved": show(holds.get(f"hold:project:{p}", 0)),
+                "used_this_month": (used.get(p) or {}).get("cost", "0.00"),
+                "member": p in handler.my_projects(),
+                "lead": handler.user["name"] in policy.leads_of(p),
+            }
+            for p in sorted(names)
+        ]
+
+    return await handler.db.run(read)
+
+
+class ProjectHandler(ApiHandler):
+    """``api/projects/<name>``: balance, usage by member (leads) or your own (members)."""
+
+    async def get(self, name: str):
+        self.need(READ)
+        if not self.may_read_project(name):
+            raise web.HTTPError(403, f"You are not in project {name}")
+        self.write_json(await project_detail(self, name))
+
+
+async def project_detail(handler: BaseHandler, name: str) -> dict[str, Any]:
+    members_visible = handler.may_read_project(name, members=True)
+    me = handler.user["name"]
+    start, end = parse_range(handler)
+
+    def read(session):
+        account = ledger.get_account(session, "project", name, create=False)
+        balance = ledger.available(session, account) if account else Decimal(0)
+        by_user = reports.usage(session, "user", start, end, project=name)
+        total = sum((Decimal(r["cost"]) for r in by_user), Decimal(0))
+        return {
+            "name": name,
+            "parent": handler.policy.parent_of(name),
+            "children": sorted(
+                c for c, p in (handler.policy.projects.get("parents") or {}).items() if p == name
+            ),
+            "leads": handler.policy.leads_of(name),
+            "balance": show(balance),
+            "from": iso(start),
+            "to": iso(end),
+            "used": show(total),
+            "members": by_user if members_visible else [r for r in by_user if r["user"] == me],
+            "per_member": members_visible,
+            "open_sessions": reports.sessions(session, project=name, status="open")
+            if members_visible
+            else [],
+        }
+
+    return await handler.db.run(read)
+
+
+# -- ledger (admin) -------------------------------------------------------------
+
+
+class LedgerHandler(ApiHandler):
+    """``GET api/ledger?account=project:x&limit=``: recent transactions (read-all)."""
+
+    async def get(self):
+        self.need(READ_ALL)
+        label = self.get_query_argument("account", "")
+        try:
+            limit = int(self.get_query_argument("limit", "100"))
+        except ValueError:
+            raise web.HTTPError(400, "'limit' must be a whole number") from None
+        if not 1 <= limit <= 10000:
+            raise web.HTTPError(400, "'limit' must be from 1 to 10000")
+
+        def read(session):
+            account = None
+            if label:
+                kind, _, name = label.partition(":")
+                account = ledger.get_account(session, kind, name, create=False)
+                if account is None:
+                    raise LedgerError(404, f"No such account: {label}")
+            return [
+                {
+                    "id": r.id,
+                    "kind": r.kind,
+                    "actor": r.actor,
+                    "reason": r.reason,
+                    "at": iso(r.created_at),
+                    "reverses": r.reverses_id,
+                    "from": r.source,
+                    "to": r.target,
+                    "amount": show(r.amount),
+                }
+                for r in ledger.transaction_rows(session, limit, account)
+            ]
+
+        try:
+            rows = await self.db.run(read)
+        except LedgerError as e:
+            raise web.HTTPError(e.status, e.message) from None
+        self.write_json({"transactions": rows})
+
+
+OPERATIONS = ("topup", "assign", "move", "reverse", "renew")
+
+
+def check_operation(policy, op: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The checked arguments of a ledger operation (400/403 with the reason)."""
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise web.HTTPError(400, "'reason' is required: say why (it is kept in the ledger)")
+    if len(reason) > 1000:
+        raise web.HTTPError(400, "'reason' is too long (at most 1000 characters)")
+    out: dict[str, Any] = {"reason": reason.strip()}
+    if op == "reverse":
+        tx = body.get("transaction")
+        if isinstance(tx, bool) or not isinstance(tx, int) or tx < 1:
+            raise web.HTTPError(400, "'transaction' must be a transaction id")
+        return {**out, "transaction": tx}
+    if op == "renew":
+        return out
+    out["amount"] = parse_amount(body.get("amount"))
+    names = {"topup": ("project",), "assign": ("parent", "child"), "move": ("from", "to")}[op]
+    for key in names:
+        value = body.get(key)
+        if not isinstance(value, str) or not policy.is_project(value):
+            raise web.HTTPError(400, f"'{key}' must be a project (a group that is a project)")
+        out[key] = value
+    if op == "assign" and policy.parent_of(out["child"]) != out["parent"]:
+        raise web.HTTPError(
+            400,
+            f"{out['child']} is not a child of {out['parent']} "
+            "(accounting.projects.parents says who is whose parent)",
+        )
+    if op == "move" and out["from"] == out["to"]:
+        raise web.HTTPError(400, "'from' and 'to' must be two different projects")
+    return out
+
+
+def run_operation(session, policy, op: str, args: dict[str, Any], actor: str) -> dict[str, Any]:
+    at = now()
+    project = lambda name: ledger.get_account(session, "project", name)  # noqa: E731
+    if op == "reverse":
+        tx = ledger.reverse(session, args["transaction"], actor, args["reason"], at)
+    elif op == "renew":
+        return {"renewed": usage.renew_all(session, policy, at)}
+    else:
+        source, target = {
+            "topup": lambda: (
+                ledger.get_account(session, "external", "topup"),
+                project(args["project"]),
+            ),
+            "assign": lambda: (project(args["parent"]), project(args["child"])),
+            "move": lambda: (project(args["from"]), project(args["to"])),
+        }[op]()
+        tx = ledger.post(
+            session, op, [Leg(source, target, args["amount"])], actor, args["reason"], at=at
+        )
+    balances = ledger.balances(session, "project")
+    return {
+        "transaction": tx.id,
+        "kind": tx.kind,
+        "at": iso(at),
+        "balances": {k.split(":", 1)[1]: show(v) for k, v in balances.items()},
+    }
+
+
+class OperationHandler(ApiHandler):
+    """``POST api/ledger/<op>`` (admin)."""
+
+    async def post(self, op: str):
+        self.need(ADMIN)
+        if op not in OPERATIONS:
+            raise web.HTTPError(404, f"No such ledger operation: {op} ({', '.join(OPERATIONS)})")
+        args = check_operation(self.policy, op, self.json_body())
+        self.write_json(await operate(self, op, args), status=201 if op != "renew" else 200)
+
+
+async def operate(handler: BaseHandler, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    try:
+        result = await handler.db.run(run_operation, handler.policy, op, args, handler.user["name"])
+    except LedgerError as e:
+        raise web.HTTPError(e.status, e.message) from None
+    log.info("Ledger %s by %s: %s", op, handler.user["name"], args)
+    return result
+
+
+class HealthApiHandler(ApiHandler):
+    async def get(self):
+        self.need(READ_ALL)
+        from .internal import health
+
+        self.write_json(await health(self.service))
+
+
+class MetricsHandler(ApiHandler):
+    async def get(self):
+        self.need(READ_ALL)
+        svc = self.service
+        await svc.db.run(svc.metrics.refresh)
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(svc.metrics.render())
+
+
+def routes(prefix: str) -> list[tuple[str, type]]:
+    api = prefix + "api/"
+    return [
+        (api + "openapi.json", OpenAPIHandler),
+        (api + "prices", PricesHandler),
+        (api + "me", MeHandler),
+        (api + "usage", UsageHandler),
+        (api + "sessions", SessionsHandler),
+        (api + "projects", ProjectsHandler),
+        (api + "projects/([^/]+)", ProjectHandler),
+        (api + "ledger", LedgerHandler),
+        (api + "ledger/([a-z]+)", OperationHandler),
+        (api + "health", HealthApiHandler),
+        (prefix + "metrics", MetricsHandler),
+    ]

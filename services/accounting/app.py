@@ -1,0 +1,227 @@
+"""The accounting service: a tornado application authenticated by the hub.
+
+``make_app(service)`` builds the routes under the service prefix:
+
+- ``api/...``: the REST API (``api.py``), OpenAPI at ``api/openapi.json``;
+- ``api/internal/...``: the hub side's endpoints, service token only (``internal.py``);
+- ``/``, ``projects``, ``admin``: the pages (``pages.py``); ``metrics``: Prometheus;
+- ``oauth_callback``: the hub's OAuth redirect.
+
+Users are identified by ``HubOAuth`` (cookie or ``Authorization: token``) and
+authorised by the custom scopes in their token (``custom:labspace-accounting:
+read`` for their own data, ``read-all``, ``admin``), never by an admin flag.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import secrets
+from datetime import datetime
+from decimal import Decimal
+from http.client import responses
+from typing import Any
+
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+from tornado import web
+
+from .config import ADMIN, READ, READ_ALL
+from .db import Database
+from .loops import HubClient, Loops
+from .metrics import Metrics
+from .policy import Policy
+
+log = logging.getLogger("labspace.accounting")
+
+
+class Service:
+    """What every handler shares: the policy, the database, the hub client."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        db: Database,
+        token: str,
+        hub: HubClient | None = None,
+    ):
+        self.config = config
+        self.policy = Policy(config.get("accounting") or {}, config.get("profiles") or [])
+        self.db = db
+        self.token = token
+        self.hub = hub
+        self.metrics = Metrics()
+        self.outbox: dict[str, Any] = {"depth": None, "oldest": None, "reported_at": None}
+        self.loops = Loops(self)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+class BaseHandler(HubOAuthenticated, web.RequestHandler):
+    """Shared by every handler: the service, JSON helpers, one error format."""
+
+    @property
+    def service(self) -> Service:
+        return self.settings["service"]
+
+    @property
+    def hub_auth(self):
+        return self.settings["hub_auth"]
+
+    @property
+    def db(self) -> Database:
+        return self.service.db
+
+    @property
+    def policy(self) -> Policy:
+        return self.service.policy
+
+    @property
+    def is_api(self) -> bool:
+        return self.request.path.startswith(self.settings["prefix"] + "api/")
+
+    def check_xsrf_cookie(self):
+        self.get_current_user()  # token-authenticated requests need no XSRF token
+        return super().check_xsrf_cookie()
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(data, default=_json_default))
+
+    def json_body(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "The body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "The body must be a JSON object")
+        return body
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(exc, "log_message", None) or responses.get(status_code, "Error")
+        if getattr(exc, "args", None) and isinstance(exc, web.HTTPError) and exc.args[1:]:
+            message = message % exc.args[1:]
+        if status_code >= 500 and not isinstance(exc, web.HTTPError):
+            message = "Internal error in the accounting service (see its log)"
+        if self.is_api or self.request.path.endswith("/metrics"):
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(json.dumps({"status": status_code, "message": message}))
+            return
+        self.render("error.html", status=status_code, message=message, **self.page_vars())
+
+    # -- who may do what -------------------------------------------------------
+
+    @property
+    def user(self) -> dict[str, Any]:
+        user = self.current_user
+        if not user:
+            raise web.HTTPError(403, "Sign in to the hub to use accounting")
+        return user
+
+    @property
+    def scopes(self) -> set[str]:
+        return set(self.user.get("scopes") or [])
+
+    def can(self, scope: str) -> bool:
+        # read-all implies read, admin implies read-all (custom scope subscopes)
+        implied = {READ: {READ, READ_ALL, ADMIN}, READ_ALL: {READ_ALL, ADMIN}, ADMIN: {ADMIN}}
+        return bool(self.scopes & implied[scope])
+
+    def need(self, scope: str) -> None:
+        if not self.can(scope):
+            raise web.HTTPError(403, f"This needs the scope {scope}")
+
+    def groups(self) -> list[str]:
+        return list(self.user.get("groups") or [])
+
+    def my_projects(self) -> list[str]:
+        return self.policy.projects_of(self.groups())
+
+    def may_read_user(self, name: str) -> bool:
+        return self.can(READ_ALL) or (name == self.user["name"] and self.can(READ))
+
+    def may_read_project(self, project: str, members: bool = False) -> bool:
+        """Members read a project's totals; leads (and read-all) its members' usage."""
+        if self.can(READ_ALL):
+            return True
+        if not self.can(READ):
+            return False
+        if members:
+            return self.user["name"] in self.policy.leads_of(project)
+        return project in self.my_projects() or self.user["name"] in self.policy.leads_of(project)
+
+    def page_vars(self) -> dict[str, Any]:
+        user = self.current_user or {}
+        prefix = self.settings["prefix"]
+        return {
+            "prefix": prefix,
+            "hub_prefix": self.settings["hub_prefix"],
+            "user": user,
+            "currency": self.policy.currency,
+            "is_admin": bool(user) and self.can(ADMIN),
+            "can_read_all": bool(user) and self.can(READ_ALL),
+        }
+
+
+class InternalHandler(web.RequestHandler):
+    """The hub side's endpoints: ``Authorization: token <service token>`` only."""
+
+    @property
+    def service(self) -> Service:
+        return self.settings["service"]
+
+    def check_xsrf_cookie(self):
+        return  # token-authenticated; no cookies are read here
+
+    def prepare(self):
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "token" or not hmac.compare_digest(
+            token.strip().encode(), self.service.token.encode()
+        ):
+            raise web.HTTPError(403, "Internal endpoints need the accounting service's token")
+
+    write_json = BaseHandler.write_json
+    json_body = BaseHandler.json_body
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(exc, "log_message", None) or responses.get(status_code, "Error")
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+
+def make_app(service: Service, hub_auth: HubOAuth | None = None) -> web.Application:
+    from . import api, internal, pages
+
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/accounting/")
+    hub_auth = hub_auth or HubOAuth(api_token=service.token, cache_max_age=60)
+    routes = [
+        *api.routes(prefix),
+        *internal.routes(prefix),
+        *pages.routes(prefix),
+        (prefix + "oauth_callback", HubOAuthCallbackHandler),
+    ]
+    here = os.path.dirname(__file__)
+    hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/"
+    return web.Application(
+        routes,
+        service=service,
+        hub_auth=hub_auth,
+        prefix=prefix,
+        hub_prefix=hub_prefix,
+        template_path=os.path.join(here, "templates"),
+        cookie_secret=os.environ.get("JUPYTERHUB_COOKIE_SECRET", "").encode()
+        or secrets.token_bytes(32),
+        xsrf_cookies=True,
+        login_url=hub_auth.login_url,
+    )

@@ -1,0 +1,160 @@
+"""The service's background work: the charger and the reconciler.
+
+- charger (every ``charge_interval`` s): charges open sessions to now, renews
+  monthly allowances, and stops through the hub API the servers whose budget has
+  been exhausted for longer than ``grace_period`` (each stop logged with its
+  reason);
+- reconciler (same pace): lists the hub's live servers
+  (``GET /hub/api/users?state=active``, paged) and closes the sessions whose
+  server is gone, at the last time it was seen running (``closed_by:
+  reconciler``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from jupyterhub.utils import exponential_backoff
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from . import usage
+from .clock import now
+from .pricing import iso
+
+if TYPE_CHECKING:
+    from .app import Service
+
+log = logging.getLogger("labspace.accounting")
+PAGE = 200
+
+
+class HubClient:
+    """The hub's REST API with the service's token."""
+
+    def __init__(self, api_url: str, token: str, timeout: float = 10.0):
+        self.api_url = api_url.rstrip("/") + "/"
+        self.token = token
+        self.timeout = timeout
+
+    async def request(self, method: str, path: str, **query: Any) -> tuple[int, Any]:
+        url = self.api_url + path + (("?" + urlencode(query)) if query else "")
+        req = HTTPRequest(
+            url,
+            method=method,
+            headers={
+                "Authorization": f"token {self.token}",
+                "Accept": "application/jupyterhub-pagination+json",
+            },
+            request_timeout=self.timeout,
+            allow_nonstandard_methods=True,
+        )
+        try:
+            resp = await AsyncHTTPClient().fetch(req)
+        except HTTPClientError as e:
+            if e.response is None:
+                raise
+            return e.code, None
+        return resp.code, json.loads(resp.body) if resp.body else None
+
+    async def active_users(self) -> AsyncIterator[dict[str, Any]]:
+        """Users with live servers, page by page."""
+        offset = 0
+        for _ in range(10_000):  # bounded: 2,000,000 users
+            status, data = await self.request(
+                "GET", "users", state="active", offset=offset, limit=PAGE
+            )
+            if status != 200:
+                raise RuntimeError(f"GET users?state=active answered {status}")
+            items = data["items"] if isinstance(data, dict) else data
+            for item in items:
+                yield item
+            nxt = (data.get("_pagination") or {}).get("next") if isinstance(data, dict) else None
+            if not nxt or not items:
+                return
+            offset = nxt["offset"]
+
+    async def stop_server(self, user: str, server: str) -> int:
+        path = f"users/{quote(user, safe='')}/server" + (
+            f"s/{quote(server, safe='')}" if server else ""
+        )
+        status, _ = await self.request("DELETE", path)
+        return status
+
+
+class Loops:
+    """The charger and reconciler tasks of one service."""
+
+    def __init__(self, service: Service):
+        self.service = service
+        self.tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self.tasks = [asyncio.ensure_future(self._every(self.tick))]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _every(self, fn) -> None:
+        interval = self.service.policy.charge_interval
+        while True:
+            try:
+                await fn()
+            except Exception:
+                log.exception("Accounting loop failed; next try in %ss", interval)
+            await asyncio.sleep(interval)
+
+    async def tick(self) -> None:
+        """One round: reconcile first (so gone servers are not charged), then charge."""
+        if self.service.hub is not None:
+            try:
+                await self.reconcile()
+            except Exception as e:  # the hub may be restarting: charge anyway
+                self.service.metrics.hub_errors.inc()
+                log.warning("Reconcile skipped: %s", e)
+        await self.charge()
+
+    async def charge(self) -> list[dict]:
+        svc = self.service
+        stops = await svc.db.run(usage.charge_all, svc.policy, now())
+        svc.metrics.charges.inc()
+        for stop in stops:
+            await self.stop_server(stop)
+        return stops
+
+    async def stop_server(self, stop: dict) -> None:
+        hub = self.service.hub
+        log.warning("Stopping %s's server %r: %s", stop["user"], stop["server"], stop["reason"])
+        self.service.metrics.stops.inc()
+        if hub is None:
+            return
+        try:
+            status = await hub.stop_server(stop["user"], stop["server"])
+        except Exception as e:
+            log.error("Could not stop %s (%s); retrying in a few minutes", stop["key"], e)
+            return
+        if status not in (202, 204, 400, 404):
+            log.error("The hub answered %s to stopping %s", status, stop["key"])
+
+    async def reconcile(self) -> list[str]:
+        svc = self.service
+        fetched_at = now()
+        active: dict[tuple[str, str], str | None] = {}
+
+        async def fetch():
+            async for user in svc.hub.active_users():
+                for name, server in (user.get("servers") or {}).items():
+                    active[(user["name"], name)] = server.get("started")
+            return True
+
+        await exponential_backoff(fetch, "hub API unreachable", timeout=30, start_wait=0.5)
+        closed = await svc.db.run(usage.mark_seen, active, fetched_at, svc.policy)
+        for key in closed:
+            log.warning("Closed %s: its server is gone (reconciler, %s)", key, iso(fetched_at))
+        return closed

@@ -1,0 +1,156 @@
+"""HTML pages in the hub's look: My usage, Projects, a project, Admin."""
+
+from __future__ import annotations
+
+import html
+from datetime import timedelta
+from decimal import Decimal
+from urllib.parse import urlencode
+
+from tornado import web
+
+from . import alerts, ledger
+from .api import check_operation, my_summary, operate, project_detail, project_list
+from .app import BaseHandler
+from .clock import now
+from .config import ADMIN, READ, READ_ALL
+from .internal import health
+from .pricing import iso, show
+
+
+def bar_chart(daily: list[dict], days: int = 30, width: int = 720, height: int = 160) -> str:
+    """An inline SVG bar chart of cost per day (no scripts, no CDN)."""
+    today = now().date()
+    by_day = {r["day"][:10]: Decimal(r["cost"]) for r in daily}
+    series = [
+        (
+            (today - timedelta(days=i)).isoformat(),
+            by_day.get((today - timedelta(days=i)).isoformat(), Decimal(0)),
+        )
+        for i in reversed(range(days))
+    ]
+    top = max((v for _, v in series), default=Decimal(0)) or Decimal(1)
+    bar = width / days
+    plot = height - 20
+    parts = [
+        f'<svg class="ls-chart" role="img" viewBox="0 0 {width} {height}" width="100%" '
+        f'aria-label="Cost per day over the last {days} days">'
+    ]
+    for i, (day, value) in enumerate(series):
+        h = float(value / top) * (plot - 12)
+        x = i * bar + 2
+        parts.append(
+            f'<rect x="{x:.1f}" y="{plot - h:.1f}" width="{bar - 4:.1f}" height="{h:.1f}">'
+            f"<title>{html.escape(day)}: {show(value)}</title></rect>"
+        )
+        if i % 5 == 0 or i == days - 1:
+            parts.append(f'<text x="{x:.1f}" y="{height - 4}">{html.escape(day[5:])}</text>')
+    parts.append(f'<text x="0" y="10">max {show(top)}</text></svg>')
+    return "".join(parts)
+
+
+class PageHandler(BaseHandler):
+    def prepare(self):
+        if self.current_user and not self.can(READ):
+            raise web.HTTPError(403, "Your account may not read accounting (scope " + READ + ")")
+
+
+class UsagePage(PageHandler):
+    @web.authenticated
+    async def get(self):
+        me = await my_summary(self)
+        found = await self.db.run(
+            alerts.for_user, self.policy, self.user["name"], now(), self.settings["prefix"]
+        )
+        self.render(
+            "usage.html", me=me, alerts=found, chart=bar_chart(me["daily"]), **self.page_vars()
+        )
+
+
+class ProjectsPage(PageHandler):
+    @web.authenticated
+    async def get(self):
+        self.render("projects.html", projects=await project_list(self), **self.page_vars())
+
+
+class ProjectPage(PageHandler):
+    @web.authenticated
+    async def get(self, name: str):
+        if not self.may_read_project(name):
+            raise web.HTTPError(403, f"You are not in project {name}")
+        self.render("project.html", p=await project_detail(self, name), **self.page_vars())
+
+
+class AdminPage(PageHandler):
+    @web.authenticated
+    async def get(self):
+        self.need(READ_ALL)
+
+        def read(session):
+            return [
+                {
+                    "id": r.id,
+                    "kind": r.kind,
+                    "actor": r.actor,
+                    "reason": r.reason,
+                    "at": iso(r.created_at),
+                    "from": r.source,
+                    "to": r.target,
+                    "amount": show(r.amount),
+                }
+                for r in ledger.transaction_rows(session, 50)
+            ]
+
+        self.render(
+            "admin.html",
+            projects=await project_list(self),
+            health=await health(self.service),
+            transactions=await self.db.run(read),
+            message=self.get_query_argument("message", ""),
+            failed=self.get_query_argument("failed", "") == "1",
+            **self.page_vars(),
+        )
+
+
+class AdminOperation(PageHandler):
+    """The admin page's forms (XSRF-checked form posts)."""
+
+    @web.authenticated
+    async def post(self, op: str):
+        self.need(ADMIN)
+        if op not in ("topup", "assign", "move", "reverse"):
+            raise web.HTTPError(404, f"No such operation: {op}")
+        body = {
+            k: self.get_body_argument(k, "")
+            for k in ("project", "parent", "child", "from", "to", "amount", "reason")
+        }
+        if op == "reverse":
+            tx = self.get_body_argument("transaction", "")
+            body["transaction"] = int(tx) if tx.isdigit() else -1
+        try:
+            args = check_operation(self.policy, op, body)
+            result = await operate(self, op, args)
+        except web.HTTPError as e:
+            if e.status_code >= 500:
+                raise
+            self.redirect(
+                self.settings["prefix"]
+                + "admin?"
+                + urlencode({"message": e.log_message or "Refused", "failed": "1"})
+            )
+            return
+        self.redirect(
+            self.settings["prefix"]
+            + "admin?"
+            + urlencode({"message": f"Recorded transaction {result['transaction']} ({op})"})
+        )
+
+
+def routes(prefix: str) -> list[tuple[str, type]]:
+    return [
+        (prefix, UsagePage),
+        (prefix + "projects", ProjectsPage),
+        (prefix + "projects/([^/]+)", ProjectPage),
+        (prefix + "admin", AdminPage),
+        (prefix + "admin/([a-z]+)", AdminOperation),
+    ]

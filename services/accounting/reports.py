@@ -1,0 +1,129 @@
+"""Usage reports, aggregated by the database (never in Python).
+
+A session's cost counts on the day it started. Groups: ``day``, ``user``,
+``project`` (``(personal)`` for personal allowances) or ``profile``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .models import UsageSession
+from .pricing import dec, iso, show
+
+GROUPS = ("day", "user", "project", "profile")
+PERSONAL = "(personal)"
+
+
+def _group_column(group_by: str):
+    if group_by == "day":
+        return func.date(UsageSession.started_at)
+    if group_by == "project":
+        return func.coalesce(UsageSession.project, PERSONAL)
+    return getattr(UsageSession, group_by)
+
+
+def usage(
+    session: Session,
+    group_by: str,
+    start: datetime,
+    end: datetime,
+    user: str | None = None,
+    project: str | None = None,
+) -> list[dict[str, Any]]:
+    """Sessions started in ``[start, end)``, grouped: count, cost, charged, unbilled."""
+    if group_by not in GROUPS:
+        raise ValueError(group_by)
+    key = _group_column(group_by).label("key")
+    query = (
+        select(
+            key,
+            func.count().label("sessions"),
+            func.coalesce(func.sum(UsageSession.cost), 0).label("cost"),
+            func.coalesce(func.sum(UsageSession.charged), 0).label("charged"),
+            func.coalesce(func.sum(UsageSession.unbilled), 0).label("unbilled"),
+        )
+        .where(UsageSession.started_at >= start, UsageSession.started_at < end)
+        .group_by(key)
+        .order_by(key)
+    )
+    if user is not None:
+        query = query.where(UsageSession.user == user)
+    if project is not None:
+        query = query.where(
+            UsageSession.project.is_(None)
+            if project == PERSONAL
+            else UsageSession.project == project
+        )
+    return [
+        {
+            group_by: str(row.key),
+            "sessions": int(row.sessions),
+            "cost": show(dec(row.cost)),
+            "charged": show(dec(row.charged)),
+            "unbilled": show(dec(row.unbilled)),
+        }
+        for row in session.execute(query)
+    ]
+
+
+def sessions(
+    session: Session,
+    user: str | None = None,
+    project: str | None = None,
+    status: str = "all",
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    query = select(UsageSession).order_by(UsageSession.started_at.desc()).limit(limit)
+    if user is not None:
+        query = query.where(UsageSession.user == user)
+    if project is not None:
+        query = query.where(UsageSession.project == project)
+    if status == "open":
+        query = query.where(UsageSession.status != "closed")
+    elif status == "closed":
+        query = query.where(UsageSession.status == "closed")
+    return [session_dict(s) for s in session.scalars(query)]
+
+
+def session_dict(s: UsageSession) -> dict[str, Any]:
+    return {
+        "key": s.key,
+        "user": s.user,
+        "server": s.server,
+        "project": s.project,
+        "profile": s.profile,
+        "display_name": s.display_name,
+        "resources": {
+            "cpu": float(s.cpu) if s.cpu is not None else None,
+            "mem_gib": float(s.mem_gib) if s.mem_gib is not None else None,
+            "gpus": s.gpus,
+        },
+        "price_per_hour": show(s.price_per_hour),
+        "status": s.status,
+        "started_at": iso(s.started_at),
+        "last_charged_at": iso(s.last_charged_at),
+        "ended_at": iso(s.ended_at),
+        "reserved": show(s.reserved),
+        "cost": show(s.cost),
+        "charged": show(s.charged),
+        "unbilled": show(s.unbilled),
+        "closed_by": s.closed_by,
+        "stop_reason": s.stop_reason,
+    }
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    if rows:
+        flat = [{k: v for k, v in r.items() if not isinstance(v, dict)} for r in rows]
+        writer = csv.DictWriter(out, fieldnames=list(flat[0]))
+        writer.writeheader()
+        writer.writerows(flat)
+    return out.getvalue()

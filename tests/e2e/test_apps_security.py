@@ -48,6 +48,7 @@ DEMO = {
 }
 BAD = {"id": "broken", "launch": {"command": "rm -rf ~", "ready_path": "/"}}
 APPS = ["data-explorer", "dashboards", "demo"]
+CSV = "time,temperature,pressure\n0,11.5,1012\n1,12.1,1010\n2,13.0,1009\n"
 NOTEBOOK = {
     "cells": [
         {

@@ -24,13 +24,14 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from . import usage
 from .clock import now
-from .pricing import iso
+from .pricing import iso, parse_time
 
 if TYPE_CHECKING:
     from .app import Service
 
 log = logging.getLogger("labspace.accounting")
 PAGE = 200
+OUTBOX_FRESH = 15.0  # seconds; the deliverer reports every <= 5 s
 
 
 class HubClient:
@@ -142,6 +143,15 @@ class Loops:
         if status not in (202, 204, 400, 404):
             log.error("The hub answered %s to stopping %s", status, stop["key"])
 
+    def outbox_drained(self, at, fresh: float = OUTBOX_FRESH) -> bool:
+        """The deliverer's last report (recent) said the hub's outbox is empty:
+        any stop event is delivered, so a missing server really is gone."""
+        report = self.service.outbox
+        if report.get("depth") != 0 or not report.get("reported_at"):
+            return False
+        age = (at - parse_time(report["reported_at"])).total_seconds()
+        return age <= fresh
+
     async def reconcile(self) -> list[str]:
         svc = self.service
         fetched_at = now()
@@ -154,7 +164,12 @@ class Loops:
             return True
 
         await exponential_backoff(fetch, "hub API unreachable", timeout=30, start_wait=0.5)
-        closed = await svc.db.run(usage.mark_seen, active, fetched_at, svc.policy)
+        drained = self.outbox_drained(fetched_at)
+        closed = await svc.db.run(
+            usage.mark_seen, active, fetched_at, svc.policy, may_close=drained
+        )
+        if not drained:
+            log.info("Reconcile: hub events may still be in the outbox; closing nothing")
         for key in closed:
             log.warning("Closed %s: its server is gone (reconciler, %s)", key, iso(fetched_at))
         return closed

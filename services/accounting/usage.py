@@ -290,7 +290,7 @@ def refund_after(session: Session, s: UsageSession, end: datetime, points) -> No
 def close(session: Session, s: UsageSession, at: datetime, closed_by: str, points) -> bool:
     """End ``s`` at ``at``: charge the rest (or refund the excess), release the hold."""
     if s.status == "closed":
-        return False
+        return reclose(session, s, at, closed_by, points)
     end = max(aware(at), aware(s.started_at))
     if end >= aware(s.last_charged_at):
         charge(session, s, end, points)
@@ -311,6 +311,26 @@ def close(session: Session, s: UsageSession, at: datetime, closed_by: str, point
     s.status, s.ended_at, s.closed_by = "closed", end, closed_by
     s.last_seen_at = max(aware(s.last_seen_at), end)
     log.info("Closed %s at %s (%s): cost %s", s.key, iso(end), closed_by, show(s.cost))
+    return True
+
+
+def reclose(session: Session, s: UsageSession, at: datetime, closed_by: str, points) -> bool:
+    """The hub's own stop of a session the reconciler closed: its time wins."""
+    if s.closed_by != "reconciler" or closed_by == "reconciler":
+        return False
+    end = max(aware(at), aware(s.started_at))
+    if end >= aware(s.last_charged_at):
+        charge(session, s, end, points)
+    else:
+        refund_after(session, s, end, points)
+    log.info(
+        "Re-closed %s at %s (%s; the reconciler had %s)",
+        s.key,
+        iso(end),
+        closed_by,
+        iso(s.ended_at),
+    )
+    s.ended_at, s.closed_by = end, closed_by
     return True
 
 
@@ -437,10 +457,12 @@ def mark_seen(
     fetched_at: datetime,
     policy: Policy,
     margin: float = 30.0,
+    may_close: bool = True,
 ) -> list[str]:
     """The reconciler's step: ``active`` maps ``(user, server)`` to the hub's start
     time of each live server. Open sessions whose server is live get
-    ``last_seen_at``; the others are closed at their last sighting."""
+    ``last_seen_at``; the others are closed at their last sighting, unless
+    ``may_close`` is false (hub events may still be on their way)."""
     points = load_prices(session)
     closed = []
     for s in open_sessions(session):
@@ -451,8 +473,8 @@ def mark_seen(
         if same:
             s.last_seen_at = max(aware(s.last_seen_at), fetched_at)
             continue
-        if (fetched_at - aware(s.started_at)).total_seconds() < margin:
-            continue  # too young to judge: its server may not be listed yet
+        if not may_close or (fetched_at - aware(s.started_at)).total_seconds() < margin:
+            continue  # too young to judge, or its stop event may still be in the outbox
         close(session, s, aware(s.last_seen_at), "reconciler", points)
         closed.append(s.key)
     set_status(session, "last_reconcile", iso(fetched_at))

@@ -1,0 +1,241 @@
+"""Proxy latency: a small request to a proxied app, three ways, in one run.
+
+A Labspace hub on the local backend runs one workspace whose catalog app is the
+demo app (``labspace.extensions.demo_app``: a tiny JSON page and a websocket
+echo). Each path is timed from the client, sequentially, on one kept-alive
+connection, after a warm-up:
+
+- ``hub``: hub proxy (configurable-http-proxy) → workspace (jupyter-server-proxy,
+  authenticated) → app; what a user's browser does;
+- ``workspace``: straight to the workspace's port → jupyter-server-proxy → app;
+- ``direct``: straight to the app's port.
+
+HTTP: ``GET /healthz`` (p50/p99 ms). Websocket: round-trip time of a 32-byte
+message on one open socket. "Added" is hub − direct; the target is an added
+p50 of at most 5 ms. Writes ``bench/results/proxy.json`` and ``.md``.
+
+    python bench/proxy.py [--requests 500] [--messages 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import re
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+from harness import HubAPI, HubProcess, free_port  # noqa: E402
+
+RESULTS = REPO / "bench" / "results"
+PROXY = str(REPO / "node_modules" / ".bin" / "configurable-http-proxy")
+TARGET_MS = 5.0
+DEMO = {
+    "id": "demo",
+    "title": "Demo",
+    "launch": {
+        "command": [sys.executable, "-m", "labspace.extensions.demo_app", "--port={port}"],
+        "ready_path": "/healthz",
+        "ready_status": 200,
+        "timeout": 30,
+    },
+}
+
+
+def settings(tmp: Path, token: str) -> dict:
+    return {
+        "data_dir": str(tmp / "data"),
+        "accounting": {"enabled": False},
+        "catalog": {"enabled": False},
+        "hub": {
+            "ip": "127.0.0.1",
+            "port": free_port(),
+            "hub_port": free_port(),
+            "proxy_api_port": free_port(),
+            "proxy_command": [PROXY],
+            "config": {
+                "JupyterHub": {
+                    "services": [{"name": "bench", "api_token": token}],
+                    "load_roles": [
+                        {
+                            "name": "bench",
+                            "scopes": ["admin:users", "admin:servers", "tokens"],
+                            "services": ["bench"],
+                        }
+                    ],
+                },
+                "Spawner": {
+                    "environment": {"LABSPACE_CATALOG_APPS": json.dumps([DEMO])},
+                    "args": ["--ServerApp.jpserver_extensions", "labspace.extensions.apps=True"],
+                },
+            },
+        },
+    }
+
+
+def stats(samples: list[float]) -> dict:
+    ms = sorted(s * 1000 for s in samples)
+    return {
+        "n": len(ms),
+        "p50_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+    }
+
+
+def time_http(url: str, headers: dict, count: int, warmup: int) -> dict:
+    samples = []
+    with httpx.Client(headers=headers, timeout=30) as client:
+        for i in range(warmup + count):
+            start = time.perf_counter()
+            r = client.get(url)
+            elapsed = time.perf_counter() - start
+            if r.status_code != 200:
+                raise RuntimeError(f"{url}: {r.status_code} {r.text[:200]}")
+            if i >= warmup:
+                samples.append(elapsed)
+    return stats(samples)
+
+
+async def time_ws(url: str, headers: dict, count: int, warmup: int) -> dict:
+    ws = await websocket_connect(HTTPRequest(url, headers=headers, connect_timeout=30))
+    samples = []
+    message = "x" * 32
+    try:
+        for i in range(warmup + count):
+            start = time.perf_counter()
+            await ws.write_message(message)
+            reply = await asyncio.wait_for(ws.read_message(), 30)
+            elapsed = time.perf_counter() - start
+            if reply != message:
+                raise RuntimeError(f"{url}: echo returned {reply!r}")
+            if i >= warmup:
+                samples.append(elapsed)
+    finally:
+        ws.close()
+    return stats(samples)
+
+
+def workspace_port(hub: HubProcess, user: str) -> int:
+    match = re.search(rf"http://127\.0\.0\.1:(\d+)/user/{user}/", hub.log())
+    if not match:
+        raise RuntimeError("the workspace's port is not in the hub's log")
+    return int(match.group(1))
+
+
+def measure(args) -> dict:
+    token = secrets.token_hex(16)
+    with tempfile.TemporaryDirectory(prefix="labspace-bench-proxy-") as tmp:
+        hub = HubProcess(Path(tmp), settings(Path(tmp), token))
+        api = None
+        try:
+            hub.start()
+            api = HubAPI(hub.url, token)
+            api.create_user("bench")
+            r = api.request("POST", "users/bench/tokens", json={"note": "bench"})
+            auth = {"Authorization": f"token {r.json()['token']}"}
+            api.start_server("bench")
+            base = hub.url.rstrip("/") + "/user/bench/"
+            httpx.get(base + "demo/", headers=auth, timeout=60).raise_for_status()
+            apps = httpx.get(base + "labspace-apps/api/apps", headers=auth, timeout=30).json()
+            app_port = next(a["port"] for a in apps if a["id"] == "demo")
+            ws_port = workspace_port(hub, "bench")
+            urls = {
+                "hub": base + "demo",
+                "workspace": f"http://127.0.0.1:{ws_port}/user/bench/demo",
+                "direct": f"http://127.0.0.1:{app_port}",
+            }
+            result = {"http": {}, "websocket": {}}
+            for name, url in urls.items():
+                headers = {} if name == "direct" else auth
+                result["http"][name] = time_http(url + "/healthz", headers, args.requests, 50)
+                ws_url = url.replace("http", "ws", 1) + "/echo"
+                result["websocket"][name] = asyncio.run(time_ws(ws_url, headers, args.messages, 50))
+            return result
+        finally:
+            if api:
+                api.stop_all()
+                api.close()
+            hub.stop()
+
+
+def added(result: dict, kind: str, stat: str) -> float:
+    return round(result[kind]["hub"][stat] - result[kind]["direct"][stat], 3)
+
+
+def markdown(report: dict) -> str:
+    r = report["results"]
+    verdict = "met" if report["target_met"] else "missed"
+    lines = [
+        "# Proxy latency: through the hub proxy and jupyter-server-proxy vs direct",
+        "",
+        f"{report['machine']}; {report['when']}. Sequential requests on one kept-alive "
+        f"connection after 50 warm-up; {report['requests']} HTTP requests "
+        f"(`GET /healthz`, a tiny JSON) and {report['messages']} websocket round trips "
+        "(32 bytes) per path. Milliseconds.",
+        "",
+        "| kind | path | p50 ms | p99 ms | mean ms |",
+        "|---|---|---|---|---|",
+    ]
+    for kind in ("http", "websocket"):
+        for path, s in r[kind].items():
+            lines.append(
+                f"| {kind} | {path} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['mean_ms']:.2f} |"
+            )
+    lines += [
+        "",
+        "Paths: `hub` = hub proxy (configurable-http-proxy) → workspace "
+        "(jupyter-server-proxy, token checked) → app; `workspace` = the workspace's "
+        "port → app; `direct` = the app's port.",
+        "",
+        f"Added by the proxies (hub − direct): HTTP p50 **{report['added_http_p50_ms']:.2f} ms**"
+        f" (p99 {added(r, 'http', 'p99_ms'):.2f} ms), websocket p50 "
+        f"**{report['added_ws_p50_ms']:.2f} ms** (p99 {added(r, 'websocket', 'p99_ms'):.2f} ms)."
+        f" Target: added p50 ≤ {TARGET_MS:g} ms: **{verdict}**.",
+        "",
+        "Run: `.venv/bin/python bench/proxy.py`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--messages", type=int, default=500)
+    parser.add_argument("--out", type=Path, default=RESULTS / "proxy.json")
+    args = parser.parse_args()
+    args.requests = max(10, min(args.requests, 20000))
+    args.messages = max(10, min(args.messages, 20000))
+    result = measure(args)
+    report = {
+        "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, "
+        f"Python {platform.python_version()}",
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "requests": args.requests,
+        "messages": args.messages,
+        "results": result,
+        "added_http_p50_ms": added(result, "http", "p50_ms"),
+        "added_ws_p50_ms": added(result, "websocket", "p50_ms"),
+    }
+    report["target_met"] = max(report["added_http_p50_ms"], report["added_ws_p50_ms"]) <= TARGET_MS
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()

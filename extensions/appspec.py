@@ -147,7 +147,7 @@ def _cwd(app: str, launch: dict) -> str:
 
 def _readiness(app: str, launch: dict) -> tuple[str, int, float]:
     path = _string(app, "launch.ready_path", launch.get("ready_path"), "/") or "/"
-    if not path.startswith("/"):
+    if not path.replace("{base_url}", "/").startswith("/"):
         raise AppSpecError(f"app {app}: launch.ready_path must start with '/' (got {path!r})")
     _check_template(f"app {app}: launch.ready_path", path)
     status = launch.get("ready_status", 200)

@@ -32,7 +32,12 @@ TITLES = {
 
 
 def _launcher(app_id: str) -> dict:
-    return {"title": TITLES[app_id], "icon_path": str(ICONS / f"{app_id}.svg"), "category": "Apps"}
+    icon = ICONS / f"{app_id}.svg"
+    return {
+        "title": TITLES[app_id],
+        "icon_path": str(icon) if icon.is_file() else "",
+        "category": "Apps",
+    }
 
 
 def data_explorer() -> dict | None:

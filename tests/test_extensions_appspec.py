@@ -72,6 +72,11 @@ def test_unix_socket_needs_its_placeholder():
     assert appspec.parse_app(entry).unix_socket
 
 
+def test_ready_path_may_start_with_base_url():
+    app = appspec.parse_app(with_("launch.ready_path", "{base_url}viewer/health"))
+    assert app.ready_path == "{base_url}viewer/health"
+
+
 def test_bundled_needs_no_command():
     app = appspec.parse_app({"id": "dashboards", "launch": {"bundled": True}})
     assert app.bundled and app.command == ()

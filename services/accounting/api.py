@@ -336,20 +336,7 @@ class LedgerHandler(ApiHandler):
                 account = ledger.get_account(session, kind, name, create=False)
                 if account is None:
                     raise LedgerError(404, f"No such account: {label}")
-            return [
-                {
-                    "id": r.id,
-                    "kind": r.kind,
-                    "actor": r.actor,
-                    "reason": r.reason,
-                    "at": iso(r.created_at),
-                    "reverses": r.reverses_id,
-                    "from": r.source,
-                    "to": r.target,
-                    "amount": show(r.amount),
-                }
-                for r in ledger.transaction_rows(session, limit, account)
-            ]
+            return ledger.transaction_rows(session, limit, account)
 
         try:
             rows = await self.db.run(read)

@@ -23,10 +23,21 @@ from sqlalchemy.orm import Session
 
 from .clock import now
 from .models import Account, Entry, Transaction
-from .pricing import dec, show
+from .pricing import dec, iso, show
 
 FLOORED = {"project", "personal", "hold"}
 MANUAL = ("topup", "assign", "move", "allowance", "reverse")
+
+
+MICRO = 1_000_000  # entries hold whole micro-units: sums are exact on every database
+
+
+def micro(amount: Decimal) -> int:
+    return int(dec(amount) * MICRO)
+
+
+def units(value: int | Decimal) -> Decimal:
+    return dec(Decimal(int(value)) / MICRO)
 
 
 class LedgerError(Exception):
@@ -77,7 +88,7 @@ def balance(session: Session, account: Account) -> Decimal:
     """SUM(credits) - SUM(debits) of one account, computed by the database."""
     incoming = select(func.coalesce(func.sum(Entry.amount), 0)).where(Entry.credit_id == account.id)
     outgoing = select(func.coalesce(func.sum(Entry.amount), 0)).where(Entry.debit_id == account.id)
-    return dec(session.scalar(incoming) or 0) - dec(session.scalar(outgoing) or 0)
+    return units(session.scalar(incoming) or 0) - units(session.scalar(outgoing) or 0)
 
 
 def balances(session: Session, kind: str | None = None) -> dict[str, Decimal]:
@@ -94,7 +105,7 @@ def balances(session: Session, kind: str | None = None) -> dict[str, Decimal]:
     )
     if kind:
         query = query.where(Account.kind == kind)
-    return {f"{k}:{n}": dec(total) for k, n, total in session.execute(query)}
+    return {f"{k}:{n}": units(total or 0) for k, n, total in session.execute(query)}
 
 
 def available(session: Session, account: Account) -> Decimal:
@@ -153,7 +164,7 @@ def post(
                 transaction_id=tx.id,
                 debit_id=leg.source.id,
                 credit_id=leg.target.id,
-                amount=dec(leg.amount),
+                amount=micro(leg.amount),
             )
         )
     session.flush()
@@ -175,7 +186,7 @@ def reverse(session: Session, tx_id: int, actor: str, reason: str, at: datetime)
     if done:
         raise LedgerError(409, f"Transaction {tx_id} is already reversed by {done}")
     legs = [
-        Leg(session.get(Account, e.credit_id), session.get(Account, e.debit_id), dec(e.amount))
+        Leg(session.get(Account, e.credit_id), session.get(Account, e.debit_id), units(e.amount))
         for e in session.scalars(select(Entry).where(Entry.transaction_id == tx_id))
     ]
     try:
@@ -185,7 +196,7 @@ def reverse(session: Session, tx_id: int, actor: str, reason: str, at: datetime)
 
 
 def transaction_rows(session: Session, limit: int = 100, account: Account | None = None):
-    """Recent transactions with their legs, newest first."""
+    """Recent transactions, one row per leg, newest first (JSON-ready)."""
     src = Account.__table__.alias("src")
     dst = Account.__table__.alias("dst")
     query = (
@@ -208,7 +219,20 @@ def transaction_rows(session: Session, limit: int = 100, account: Account | None
     )
     if account is not None:
         query = query.where((Entry.debit_id == account.id) | (Entry.credit_id == account.id))
-    return session.execute(query).all()
+    return [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "actor": r.actor,
+            "reason": r.reason,
+            "at": iso(r.created_at),
+            "reverses": r.reverses_id,
+            "from": r.source,
+            "to": r.target,
+            "amount": show(units(r.amount)),
+        }
+        for r in session.execute(query)
+    ]
 
 
 def totals_check(session: Session) -> tuple[Decimal, int]:
@@ -227,6 +251,6 @@ def totals_check(session: Session) -> tuple[Decimal, int]:
         select(func.count())
         .select_from(per)
         .join(Account, Account.id == per.c.account_id)
-        .where(Account.floor.is_not(None), per.c.bal < Account.floor)
+        .where(Account.floor.is_not(None), per.c.bal < Account.floor * MICRO)
     )
-    return dec(total), int(below or 0)
+    return units(total or 0), int(below or 0)

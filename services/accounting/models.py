@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -100,7 +101,7 @@ class Entry(Base):
     transaction_id: Mapped[int] = mapped_column(ForeignKey("transactions.id"), index=True)
     debit_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     credit_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
-    amount: Mapped[Decimal] = mapped_column(Amount)
+    amount: Mapped[int] = mapped_column(BigInteger)  # micro-units (1e-6), exact sums
 
 
 class UsageSession(Base):

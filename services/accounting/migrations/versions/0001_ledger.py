@@ -110,7 +110,8 @@ def upgrade() -> None:
         sa.Column("transaction_id", sa.Integer, sa.ForeignKey("transactions.id"), nullable=False),
         sa.Column("debit_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
         sa.Column("credit_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
-        sa.Column("amount", AMOUNT, nullable=False),
+        # whole micro-units (1e-6 of the currency): sums are exact on SQLite too
+        sa.Column("amount", sa.BigInteger, nullable=False),
         sa.CheckConstraint("amount > 0", name="ck_entries_positive"),
         sa.CheckConstraint("debit_id <> credit_id", name="ck_entries_two_accounts"),
     )

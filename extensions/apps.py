@@ -127,7 +127,11 @@ def catalog_processes(
             timeout=app.timeout,
             absolute_url=app.absolute_url,
             unix_socket=app.unix_socket,
-            launcher_entry={"title": app.title, "icon_path": icon, "category": app.category},
+            launcher_entry={
+                "title": app.title,
+                "icon_path": icon,
+                "category": bundled.LAUNCHER_CATEGORY,
+            },
             new_browser_tab=True,
         )
         config = AppConfig(

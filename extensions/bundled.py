@@ -24,6 +24,9 @@ READINESS: dict[str, tuple[str, int]] = {
     "dashboards": ("/", 200),
     "tensorboard": ("{base_url}tensorboard/", 200),
 }
+# JupyterLab's launcher shows an entry's icon (kernelIconUrl) only in the kernel
+# sections, so apps sit next to the notebooks, as jupyter-server-proxy's do
+LAUNCHER_CATEGORY = "Notebook"
 TITLES = {
     "data-explorer": "Data Explorer",
     "dashboards": "Dashboards",
@@ -36,7 +39,7 @@ def _launcher(app_id: str) -> dict:
     return {
         "title": TITLES[app_id],
         "icon_path": str(icon) if icon.is_file() else "",
-        "category": "Apps",
+        "category": LAUNCHER_CATEGORY,
     }
 
 

@@ -25,7 +25,8 @@ def frame_view(frame, title: str):
     columns = [str(c) for c in frame.columns]
     numeric = datafiles.numeric_columns(frame) or columns
     x = pn.widgets.Select(name="x", options=["(index)", *columns], value=columns[0])
-    y = pn.widgets.MultiSelect(name="y", options=numeric, value=numeric[-1:], size=6)
+    chosen = [c for c in numeric if c != columns[0]][:3] or numeric[-1:]
+    y = pn.widgets.MultiSelect(name="y", options=numeric, value=chosen, size=6)
     kind = pn.widgets.Select(name="Plot", options=KINDS, value="line")
 
     def plot(x, y, kind):

@@ -99,10 +99,20 @@ class AccountingServer:
         self.url = f"http://127.0.0.1:{port}{PREFIX}"
         self.http = httpx.AsyncClient(base_url=self.url, timeout=30)
 
-    async def call(self, method: str, path: str, token: str | None = None, body=None, **kw):
-        headers = {"Authorization": f"token {token}"} if token else {}
-        content = json.dumps(body) if body is not None and not isinstance(body, str) else body
-        return await self.http.request(method, path, headers=headers, content=content, **kw)
+    async def call(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        body=None,
+        headers: dict | None = None,
+        **kw,
+    ):
+        sent = {"Authorization": f"token {token}"} if token else {}
+        sent.update(headers or {})
+        if body is not None:
+            kw["content"] = body if isinstance(body, str | bytes) else json.dumps(body)
+        return await self.http.request(method, path, headers=sent, **kw)
 
     async def internal(self, method: str, path: str, body=None, **kw):
         return await self.call(method, "api/internal/" + path, SERVICE_TOKEN, body, **kw)

@@ -61,7 +61,7 @@ USERS = {
     "carol-token": user("carol", []),
     "auditor-token": user("auditor", [], [READ, READ_ALL]),
     "admin-token": user("admin", [], [READ, READ_ALL, ADMIN]),
-    "noscope-token": user("nobody", ["proj-a"], []),
+    "nobody-token": user("nobody", ["proj-a"], []),
 }
 
 

@@ -51,7 +51,8 @@ def check_reserve(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
         raise web.HTTPError(400, "'groups' must be a list of group names")
     req["groups"] = groups
-    res = body.get("resources") or {}
+    res = body.get("resources")
+    res = {} if res is None else res
     if not isinstance(res, dict):
         raise web.HTTPError(400, "'resources' must be an object {cpu, mem_gib, gpus}")
     for key in ("cpu", "mem_gib", "gpus"):

@@ -78,7 +78,6 @@ def settings(tmp: Path, token: str) -> dict:
                 },
                 "Spawner": {
                     "environment": {"LABSPACE_CATALOG_APPS": json.dumps([DEMO])},
-                    "args": ["--ServerApp.jpserver_extensions", "labspace.extensions.apps=True"],
                 },
             },
         },

@@ -42,10 +42,6 @@ NOTEBOOK = {
 
 @pytest.fixture
 def hub(hub_factory, hub_settings):
-    hub_settings["hub"]["config"]["Spawner"] = {
-        # until the package's jupyter config enables the extension
-        "args": ["--ServerApp.jpserver_extensions", "labspace.extensions.apps=True"],
-    }
     return hub_factory(hub_settings).start()
 
 

@@ -99,8 +99,6 @@ def settings_for(tmp: Path, proxy_command: list[str], token: str) -> dict:
                 # what the catalog's hook puts into the spawner's environment
                 "Spawner": {
                     "environment": {"LABSPACE_CATALOG_APPS": json.dumps([DEMO, BAD])},
-                    # until the package's jupyter config enables the extension
-                    "args": ["--ServerApp.jpserver_extensions", "labspace.extensions.apps=True"],
                 },
             },
         },

@@ -33,11 +33,11 @@ def used_this_month(session: Session, account: Account, now: datetime) -> Decima
 def crossed(policy: Policy, left: Decimal, reference: Decimal) -> float | None:
     """The lowest ``warn_at`` mark ``left`` is at or below (fractions of
     ``reference`` below 1, amounts from 1 up); None if none."""
-    hit = None
+    hit, lowest = None, None
     for mark in policy.warn_at:
         limit = dec(reference * dec(mark)) if mark < 1 else dec(mark)
-        if left <= limit:
-            hit = mark if hit is None else min(hit, mark)
+        if left <= limit and (lowest is None or limit < lowest):
+            hit, lowest = mark, limit  # the most severe mark crossed
     return hit
 
 

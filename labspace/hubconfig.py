@@ -8,6 +8,7 @@ applies the table to the hub's config object.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import Callable
@@ -151,6 +152,8 @@ def _services(settings: Settings, state: State, out: dict) -> None:
                 spawner[trait] = value
     if not services:
         return
+    for service in services:  # every service page shows the hub's links
+        service.setdefault("environment", {})["LABSPACE_NAV"] = json.dumps(nav)
     roles.append({"name": "user", "description": "Every Labspace user", "scopes": user_scopes})
     if admin_scopes:
         roles.append(

@@ -113,6 +113,10 @@ class AppListHandler(AppsAPIHandler):
     @web.authenticated
     @authorized
     def get(self):
+        # a page elsewhere on this origin (the catalog at /services/catalog/) cannot read
+        # the workspace's _xsrf cookie (its path is the workspace's); it reads the token
+        # here and sends it back as X-XSRFToken with POST. Other origins cannot read it.
+        self.set_header("X-XSRFToken", self.xsrf_token.decode())
         self.finish(json.dumps([rt.state() for rt in self.runtimes.values()]))
 
 

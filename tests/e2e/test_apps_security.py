@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import HubAPI, HubProcess, free_port, wait_for, workspace_pids
+from harness import HubAPI, HubProcess, free_port, login, wait_for, workspace_pids
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -48,6 +48,7 @@ DEMO = {
 }
 BAD = {"id": "broken", "launch": {"command": "rm -rf ~", "ready_path": "/"}}
 APPS = ["data-explorer", "dashboards", "demo"]
+PASSWORD = secrets.token_hex(12)
 CSV = "time,temperature,pressure\n0,11.5,1012\n1,12.1,1010\n2,13.0,1009\n"
 NOTEBOOK = {
     "cells": [
@@ -70,6 +71,7 @@ NOTEBOOK = {
 def settings_for(tmp: Path, proxy_command: list[str], token: str) -> dict:
     return {
         "data_dir": str(tmp / "data"),
+        "auth": {"user_password": PASSWORD},
         "accounting": {"enabled": False},
         "catalog": {"enabled": False},
         "hub": {
@@ -263,3 +265,22 @@ def test_workspace_started_despite_bad_catalog_entry(world):
         timeout=30,
     ).json()
     assert "broken" not in {a["id"] for a in apps}
+
+
+def test_lifecycle_with_a_browser_session(world):
+    """A page on the hub's origin (the catalog) calls the API with the user's cookie:
+    it reads the XSRF token from the list and sends it with POST."""
+    browser = login(world["url"] + "/", "alice", PASSWORD)
+    try:
+        r = browser.get("user/alice/lab")  # the OAuth dance sets the workspace's cookie
+        assert r.status_code == 200
+        r = browser.get("user/alice/labspace-apps/api/apps")
+        assert r.status_code == 200
+        token = r.headers["X-XSRFToken"]
+        assert browser.post("user/alice/labspace-apps/api/apps/demo/stop").status_code == 403
+        r = browser.post(
+            "user/alice/labspace-apps/api/apps/demo/stop", headers={"X-XSRFToken": token}
+        )
+        assert r.status_code == 200 and r.json()["running"] is False
+    finally:
+        browser.close()

@@ -24,10 +24,10 @@ KINDS = ["line", "scatter", "bar", "area", "hist", "box"]
 def frame_view(frame, title: str):
     columns = [str(c) for c in frame.columns]
     numeric = datafiles.numeric_columns(frame) or columns
-    x = pn.widgets.Select(name="x", options=["(index)", *columns], value=columns[0])
+    x = pn.widgets.Select(label="x", options=["(index)", *columns], value=columns[0])
     chosen = [c for c in numeric if c != columns[0]][:3] or numeric[-1:]
-    y = pn.widgets.MultiSelect(name="y", options=numeric, value=chosen, size=6)
-    kind = pn.widgets.Select(name="Plot", options=KINDS, value="line")
+    y = pn.widgets.MultiSelect(label="y", options=numeric, value=chosen, size=6)
+    kind = pn.widgets.Select(label="Plot", options=KINDS, value="line")
 
     def plot(x, y, kind):
         if not y:
@@ -56,13 +56,18 @@ def dataset_view(dataset, title: str):
     variables = datafiles.plottable_variables(dataset)
     if not variables:
         return pn.pane.Markdown("This file has no variables with dimensions to plot.")
-    var = pn.widgets.Select(name="Variable", options=variables, value=variables[0])
+    var = pn.widgets.Select(label="Variable", options=variables, value=variables[0])
 
     def plot(var):
         array = dataset[var]
+        options = {"title": f"{title}: {var}", "responsive": True, "height": 440}
         try:
-            return array.hvplot(
-                title=f"{title}: {var}", responsive=True, height=440, widget_location="bottom"
+            if array.ndim == 1:
+                return array.hvplot.line(**options)
+            # a map of the last two dimensions, a slider for each other one
+            *others, y, x = array.dims
+            return array.hvplot.image(
+                x=x, y=y, groupby=list(others), widget_location="bottom", **options
             )
         except Exception as e:
             return pn.pane.Alert(f"Cannot plot {var}: {e}", alert_type="warning")
@@ -88,7 +93,7 @@ def build():
     roots = datafiles.data_roots(home)
     files = datafiles.list_data_files(roots, home)
     options = {f.label: str(f.path) for f in files}
-    picker = pn.widgets.Select(name="File", options={"(choose a file)": "", **options})
+    picker = pn.widgets.Select(label="File", options={"(choose a file)": "", **options})
     requested = (
         pn.state.session_args.get("file", [b""])[0].decode() if pn.state.session_args else ""
     )

@@ -504,8 +504,10 @@ def _semantic_problems(data: dict[str, Any], skip: set[str] = frozenset()) -> li
 
         problems += profile_problems(values["profiles"], values["backend"])
     for name in SERVICE_SECTIONS:
+        # services read other sections too (profiles, hub ports): only a file
+        # the schema accepted as a whole reaches their checks
         module = service_config(name)
-        if name not in skip and module is not None and isinstance(values.get(name), dict):
+        if not skip and module is not None:
             problems += module.problems(values)
     if _typed(values, "hub.admin_users", list) == []:
         problems.append(

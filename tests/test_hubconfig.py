@@ -73,11 +73,34 @@ def fake_proxy(folder: Path) -> Path:
 
 # -- build -------------------------------------------------------------------
 
+# what the services add (tested in tests/test_hubservices.py and with each service)
+SERVICE_TRAITS = {
+    "JupyterHub": {"services", "load_roles", "custom_scopes", "template_vars"},
+    "LabspaceSpawnerMixin": {
+        "before_start",
+        "after_stop",
+        "check_options",
+        "form_parts",
+        "option_keys",
+    },
+}
+
+
+def without_services(values: dict) -> dict:
+    """``values`` without what the accounting and catalog services add; each of
+    those traits must be there (both services are on by default)."""
+    out = {}
+    for cls, traits in values.items():
+        extra = SERVICE_TRAITS.get(cls, set())
+        assert extra <= set(traits), f"{cls} lacks {extra - set(traits)}"
+        out[cls] = {k: v for k, v in traits.items() if k not in extra}
+    return out
+
 
 def test_build_empty_file(setup, base):
     settings, state = setup("")
     data = base / "labspace-data"
-    assert build(settings, state, PROXY) == {
+    assert without_services(build(settings, state, PROXY)) == {
         "JupyterHub": {
             "ip": "127.0.0.1",
             "port": 8000,
@@ -134,7 +157,7 @@ def test_build_realistic_file(setup, base):
         f"auth:\n  admin_password: {ADMIN_PW}\n  allow_all: true\n  user_password: users-pw\n"
         "  refresh_interval: 0\n"
     )
-    values = build(settings, state, PROXY)
+    values = without_services(build(settings, state, PROXY))
     data = base / "state"
     assert values["JupyterHub"] == {
         "ip": "0.0.0.0",  # noqa: S104
@@ -373,8 +396,9 @@ def test_configure_sets_values(base, monkeypatch, capsys):
     c = Config()
     settings = configure(c)
     assert settings.source == path
-    expected = build(settings, State(settings), ["/usr/bin/chp"])
-    assert {cls: dict(c[cls]) for cls in expected} == expected
+    expected = without_services(build(settings, State(settings), ["/usr/bin/chp"]))
+    got = without_services({cls: dict(c[cls]) for cls in expected})
+    assert got == expected
     assert c.JupyterHub.port == 8123
     assert c.Spawner.mem_limit == "2G"
     assert c.ConfigurableHTTPProxy.command == ["/usr/bin/chp"]

@@ -6,6 +6,7 @@ as a Voilà dashboard. Screenshots go to tests/artifacts/ (apps-*.png)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -40,6 +41,27 @@ NOTEBOOK = {
 }
 
 
+def netcdf_base64() -> str:
+    """A small temperature field (time, lat, lon) as NetCDF-4, base64."""
+    import base64
+    import tempfile
+
+    import numpy as np
+    import xarray as xr
+
+    lat, lon = np.linspace(40, 60, 21), np.linspace(-10, 20, 31)
+    field = np.array(
+        [np.add.outer(np.cos(np.radians(lat)) * 20, np.sin(lon / 5 + t)) for t in range(3)]
+    )
+    ds = xr.Dataset(
+        {"t2m": (("time", "lat", "lon"), field)},
+        coords={"time": [0, 6, 12], "lat": lat, "lon": lon},
+    )
+    with tempfile.NamedTemporaryFile(suffix=".nc") as f:
+        ds.to_netcdf(f.name, engine="h5netcdf")
+        return base64.b64encode(Path(f.name).read_bytes()).decode()
+
+
 @pytest.fixture
 def hub(hub_factory, hub_settings):
     return hub_factory(hub_settings).start()
@@ -67,6 +89,7 @@ def test_launcher_data_explorer_and_dashboard(hub, service_token, chromium):
         base = hub.url.rstrip("/") + "/user/admin/"
         for path, body in [
             ("weather.csv", {"type": "file", "format": "text", "content": CSV}),
+            ("era5.nc", {"type": "file", "format": "base64", "content": netcdf_base64()}),
             ("rainfall.ipynb", {"type": "notebook", "content": NOTEBOOK}),
         ]:
             r = httpx.put(base + f"api/contents/{path}", json=body, headers=headers, timeout=30)
@@ -98,6 +121,13 @@ def test_launcher_data_explorer_and_dashboard(hub, service_token, chromium):
         expect(page.get_by_text("30 rows × 3 columns")).to_be_visible()
         page.wait_for_timeout(1500)  # let Bokeh finish drawing
         shoot(page, "apps-data-explorer")
+
+        # a NetCDF variable as a map, with a slider for time
+        page.goto(base + "data-explorer/?file=~/era5.nc")
+        page.locator("canvas").first.wait_for(state="visible", timeout=60_000)
+        expect(page.get_by_text("time", exact=False).first).to_be_visible()
+        page.wait_for_timeout(1500)
+        shoot(page, "apps-data-explorer-netcdf")
 
         # a notebook as a Voilà dashboard, without its code
         page.goto(base + "dashboards/voila/render/rainfall.ipynb")

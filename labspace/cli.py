@@ -272,6 +272,120 @@ def groups_remove(url, group, members):
         out.print(f"{group}: removed {', '.join(members)}", markup=False)
 
 
+@main.group()
+def usage():
+    """Usage, budgets and the ledger (the accounting service)."""
+
+
+@usage.command("me")
+@_URL
+def usage_me(url):
+    """My balances, projects and current sessions (JSON)."""
+    with _client(url) as ls:
+        click.echo(json.dumps(_call(ls.my_usage), indent=2))
+
+
+@usage.command("report")
+@_URL
+@click.option("--from", "start", required=True, help="First day, e.g. 2026-11-01.")
+@click.option("--to", "end", required=True, help="Day after the last, e.g. 2026-12-01.")
+@click.option(
+    "--by",
+    type=click.Choice(["day", "user", "project", "profile"]),
+    default="project",
+    show_default=True,
+)
+@click.option("--user", default=None, help="Only this user.")
+@click.option("--project", default=None, help="Only this project.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+def usage_report(url, start, end, by, user, project, fmt):
+    """Usage over a date range, grouped by day, user, project or profile."""
+    with _client(url) as ls:
+        result = _call(
+            ls.usage_report,
+            start,
+            end,
+            by,
+            "csv" if fmt == "csv" else "json",
+            user=user,
+            project=project,
+        )
+    if fmt == "csv":
+        click.echo(result, nl=False)
+    elif fmt == "json":
+        click.echo(json.dumps(result, indent=2))
+    else:
+        rows = result.get("rows", [])
+        _show(rows, False, list(rows[0]) if rows else [by])
+
+
+@usage.command("top-up")
+@_URL
+@click.argument("project")
+@click.argument("amount")
+@click.option("--reason", required=True, help="Why (kept in the ledger).")
+def usage_top_up(url, project, amount, reason):
+    """Add AMOUNT to PROJECT's budget (needs accounting admin)."""
+    with _client(url) as ls:
+        result = _call(ls.top_up, project, amount, reason)
+    balance = (result.get("balances") or {}).get(project, "?")
+    out.print(f"{project}: topped up {amount}; balance {balance}", markup=False)
+
+
+@main.group()
+def apps():
+    """Interactive apps of the catalog: list, launch, stop."""
+
+
+@apps.command("list")
+@_URL
+@_JSON
+@click.option("--category", default=None)
+@click.option("--search", "query", default=None)
+def apps_list(url, as_json, category, query):
+    """Apps you may launch."""
+    with _client(url) as ls:
+        rows = _call(ls.apps, category, query)
+    _show(rows, as_json, ["id", "title", "version", "kind", "category"])
+
+
+@apps.command("launch")
+@_URL
+@click.argument("app")
+@click.option("--version", default=None, help="A version (default: the current one).")
+def apps_launch(url, app, version):
+    """Launch APP; prints where it opens."""
+    with _client(url) as ls:
+        launch = _call(ls.launch, app, version)
+    click.echo(json.dumps(launch, indent=2))
+
+
+@apps.command("launches")
+@_URL
+@_JSON
+def apps_launches(url, as_json):
+    """My launches that are still running."""
+    with _client(url) as ls:
+        rows = _call(ls.launches, True)
+    _show(rows, as_json, ["id", "app", "version", "kind", "state", "url"])
+
+
+@apps.command("stop")
+@_URL
+@click.argument("launch_id", type=int)
+def apps_stop(url, launch_id):
+    """Stop a launch (its id from `labspace apps launches`)."""
+    with _client(url) as ls:
+        _call(ls.stop_launch, launch_id)
+    out.print(f"stopped launch {launch_id}", markup=False)
+
+
 @main.command("api")
 @_URL
 @click.argument("method", type=click.Choice(["GET", "POST", "PATCH", "PUT", "DELETE"], False))

@@ -128,26 +128,45 @@ class Client:
         return self.service("accounting", "GET", "projects")
 
     def usage_report(
-        self, start: str, end: str, by: str = "project", fmt: str = "json", **filters: str
+        self,
+        start: str,
+        end: str,
+        by: str = "project",
+        fmt: str = "json",
+        user: str | None = None,
+        project: str | None = None,
     ) -> Any:
-        params = {"from": start, "to": end, "group_by": by, "format": fmt, **filters}
-        return self.service("accounting", "GET", "reports/usage", params=params)
+        """Usage from ``start`` to ``end`` (dates) grouped by day, user, project or
+        profile; ``fmt="csv"`` returns the CSV text."""
+        params = {"from": start, "to": end, "group_by": by, "format": fmt}
+        params.update({k: v for k, v in (("user", user), ("project", project)) if v})
+        return self.service("accounting", "GET", "usage", params=params)
+
+    def sessions(self, status: str = "open", **filters: str) -> Any:
+        return self.service("accounting", "GET", "sessions", params={"status": status, **filters})
+
+    def ledger(self, op: str, **body: Any) -> Any:
+        """A ledger operation: ``topup`` (project, amount, reason), ``assign``
+        (parent, child, amount, reason), ``move`` (from, to, amount, reason),
+        ``reverse`` (transaction, reason) or ``renew`` (reason)."""
+        return self.service("accounting", "POST", f"ledger/{op}", json=body)
 
     def top_up(self, project: str, amount: str, reason: str) -> Any:
-        body = {"op": "top-up", "project": project, "amount": amount, "reason": reason}
-        return self.service("accounting", "POST", "ledger", json=body)
+        return self.ledger("topup", project=project, amount=amount, reason=reason)
 
     # -- catalog --------------------------------------------------------------
 
-    def apps(self) -> Any:
-        return self.service("catalog", "GET", "apps")
+    def apps(self, category: str | None = None, query: str | None = None) -> Any:
+        params = {k: v for k, v in (("category", category), ("q", query)) if v}
+        return self.service("catalog", "GET", "apps", params=params)["apps"]
 
     def launch(self, app: str, version: str | None = None) -> Any:
         body = {"version": version} if version else {}
         return self.service("catalog", "POST", f"apps/{quote(app)}/launch", json=body)
 
-    def launches(self) -> Any:
-        return self.service("catalog", "GET", "launches")
+    def launches(self, active: bool = False) -> Any:
+        params = {"active": "1"} if active else {}
+        return self.service("catalog", "GET", "launches", params=params)["launches"]
 
-    def stop(self, app: str) -> Any:
-        return self.service("catalog", "POST", f"apps/{quote(app)}/stop")
+    def stop_launch(self, launch_id: int) -> Any:
+        return self.service("catalog", "POST", f"launches/{int(launch_id)}/stop")

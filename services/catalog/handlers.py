@@ -12,9 +12,10 @@ An app outside the caller's groups is invisible: 404, as for an unknown one.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
-from jupyterhub.services.auth import HubOAuthenticated
+from jupyterhub.services.auth import HubOAuthenticated, UserNotAllowed
 from tornado import web
 
 from .hubapi import HubError
@@ -30,6 +31,31 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     def initialize(self):
         self.hub_auth = self.settings["hub_auth"]
+
+    async def prepare(self):
+        """Ask the hub who this is without blocking the loop (HubAuth's sync
+        ``get_current_user`` would wait on a thread)."""
+        if hasattr(self, "_hub_auth_user_cache"):
+            return
+        model = await self.hub_auth.get_user(self, sync=False)
+        try:
+            self._hub_auth_user_cache = self.check_hub_user(model) if model else None
+        except UserNotAllowed:
+            self._hub_auth_user_cache = None
+        if self._xsrf_deferred and not getattr(self, "_token_authenticated", False):
+            self.hub_auth.check_xsrf_cookie(self)
+
+    _xsrf_deferred = False
+
+    def check_xsrf_cookie(self):
+        """Tornado checks XSRF before ``prepare`` identifies the caller: a request
+        with a token is checked after, when it is known whether the token was used."""
+        if self.request.headers.get("Authorization", "").startswith(("token ", "bearer ")):
+            self._xsrf_deferred = True
+            return
+        self.hub_auth.check_xsrf_cookie(self)
+
+    log = logging.getLogger("labspace.catalog")
 
     @property
     def catalog(self):
@@ -70,7 +96,8 @@ class APIHandler(BaseHandler):
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
 
-    def prepare(self):
+    async def prepare(self):
+        await super().prepare()
         if self.current_user is None:
             raise web.HTTPError(403, "Not signed in: send a hub token with the catalog's scopes")
 

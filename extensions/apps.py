@@ -29,10 +29,10 @@ from tempfile import mkdtemp
 from jupyter_server.utils import url_path_join as ujoin
 from jupyter_server_proxy.api import IconHandler, ServersInfoHandler
 from jupyter_server_proxy.config import ServerProcess, ServerProxy
-from jupyter_server_proxy.handlers import AddSlashHandler, setup_handlers
+from jupyter_server_proxy.handlers import setup_handlers
 
 from . import appspec, bundled
-from .handlers import AppProxyHandler, api_handlers
+from .handlers import AppAddSlashHandler, AppProxyHandler, api_handlers
 from .runtime import AppConfig, AppRuntime
 
 log = logging.getLogger("labspace.apps")
@@ -224,7 +224,7 @@ def _load_jupyter_server_extension(serverapp):
             handler, kwargs = AppProxyHandler, {"runtime": runtime, "attributes": attributes}
         if handler is not None:
             handlers.append((ujoin(base_url, sp.name, r"(.*)"), handler, kwargs))
-            handlers.append((ujoin(base_url, sp.name), AddSlashHandler))
+            handlers.append((ujoin(base_url, sp.name), AppAddSlashHandler))
     processes = [sp for sp, _ in apps]
     icons = {
         sp.name: sp.launcher_entry.icon_path

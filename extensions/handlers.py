@@ -16,7 +16,7 @@ import json
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
-from jupyter_server_proxy.handlers import ProxyHandler, SuperviseAndProxyHandler
+from jupyter_server_proxy.handlers import AddSlashHandler, ProxyHandler, SuperviseAndProxyHandler
 from tornado import web
 
 from .runtime import AppRuntime, AppStartError
@@ -24,6 +24,27 @@ from .runtime import AppRuntime, AppStartError
 AUTH_RESOURCE = "servers"  # jupyter-server's permission for server-level actions
 MAX_LOG_LINES = 1000
 FAILURE_LINES = 30
+
+
+def refuse_api_clients_without_credentials(handler) -> None:
+    """jupyter-server sends a GET without credentials to the login page: right for a
+    browser (it asks for HTML); an API client, a script or a websocket gets 403."""
+    if handler.current_user:
+        return
+    websocket = handler.request.headers.get("Upgrade", "").lower() == "websocket"
+    if websocket or "text/html" not in handler.request.headers.get("Accept", ""):
+        raise web.HTTPError(403, "Authentication required")
+
+
+class AppAddSlashHandler(AddSlashHandler):
+    """``/<app>`` -> ``/<app>/``, with the same answer as the app to a client
+    without credentials."""
+
+    async def prepare(self, *args, **kwargs):
+        prepared = super().prepare(*args, **kwargs)
+        if prepared is not None:
+            await prepared
+        refuse_api_clients_without_credentials(self)
 
 
 class AppProxyHandler(SuperviseAndProxyHandler):
@@ -44,17 +65,12 @@ class AppProxyHandler(SuperviseAndProxyHandler):
         return self.runtime.unix_socket
 
     async def prepare(self, *args, **kwargs):
-        """Every request must be authenticated. jupyter-server answers a GET without
-        credentials with a redirect to the login page; that is right for a browser
-        (it asks for HTML), but an API client, a script or a websocket gets 403."""
+        """Every request must be authenticated; without credentials a browser is
+        sent to sign in, anything else gets 403 (see above)."""
         prepared = super(ProxyHandler, self).prepare(*args, **kwargs)
         if prepared is not None:
             await prepared
-        if self.current_user:
-            return
-        websocket = self.request.headers.get("Upgrade", "").lower() == "websocket"
-        if websocket or "text/html" not in self.request.headers.get("Accept", ""):
-            raise web.HTTPError(403, "Authentication required")
+        refuse_api_clients_without_credentials(self)
         web.authenticated(lambda handler: None)(self)
 
     def get_request_headers_override(self):

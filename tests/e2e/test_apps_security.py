@@ -194,6 +194,7 @@ def test_no_credentials_403(world, app):
     url = f"{world['url']}/user/alice/{app}/"
     assert httpx.get(url, timeout=30).status_code == 403
     assert httpx.post(url, timeout=30).status_code == 403
+    assert httpx.get(url.rstrip("/"), timeout=30).status_code == 403
     # a browser is sent to sign in instead
     r = httpx.get(url, headers={"Accept": "text/html"}, timeout=30)
     assert r.status_code == 302 and "/hub/" in r.headers["location"]

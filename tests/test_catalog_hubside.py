@@ -1,0 +1,235 @@
+"""Tier 1/2: catalog settings checks, hub parts, and the spawner hook on a real
+SQLite catalog (no hub): which options are refused, what a workspace gets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from tornado import web
+
+from labspace import settings as settings_mod
+from labspace.services.catalog import apps as appdefs
+from labspace.services.catalog import config
+from labspace.services.catalog.hubside import CatalogOptions
+from labspace.services.catalog.store import Catalog
+
+WEB = {
+    "id": "web",
+    "title": "Web",
+    "kind": "proxied",
+    "launch": {"command": ["python3", "-m", "http.server", "{port}"]},
+}
+PHYS = {**WEB, "id": "phys-web", "title": "Physics web", "groups": ["physics"]}
+VIEWER = {
+    "id": "viewer",
+    "version": "2.0",
+    "title": "Viewer",
+    "kind": "standalone",
+    "groups": ["physics"],
+    "launch": {"command": ["python3", "-m", "http.server", "{port}"], "ready_path": "/index"},
+}
+
+
+def spawner(name="ada", groups=("physics",), server=""):
+    user = SimpleNamespace(name=name, groups=[SimpleNamespace(name=g) for g in groups])
+    return SimpleNamespace(user=user, name=server, extra_env={}, default_url="")
+
+
+@pytest.fixture
+def hook(tmp_path) -> CatalogOptions:
+    url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    Catalog.open(url).seed([WEB, PHYS, VIEWER, *appdefs.bundled_definitions()], "settings")
+    return CatalogOptions(url, ["default"])
+
+
+def test_default_workspace_gets_the_proxied_apps_of_its_groups(hook):
+    s = spawner()
+    hook(s, {})
+    apps = json.loads(s.extra_env["LABSPACE_CATALOG_APPS"])
+    assert [a["id"] for a in apps] == ["phys-web", "web"]
+    assert apps[1] == {
+        "id": "web",
+        "version": "1",
+        "title": "Web",
+        "description": "",
+        "category": "Apps",
+        "icon": "",
+        "launch": {
+            "command": ["python3", "-m", "http.server", "{port}"],
+            "unix_socket": False,
+            "ready_path": "/",
+            "ready_status": 200,
+            "timeout": 30,
+            "environment": {},
+            "cwd": "",
+        },
+    }
+    s = spawner("bob", groups=["chemistry"])
+    hook(s, {"profile": "default"})
+    assert [a["id"] for a in json.loads(s.extra_env["LABSPACE_CATALOG_APPS"])] == ["web"]
+    assert "LABSPACE_STANDALONE_APP" not in s.extra_env
+
+
+def test_standalone_app_gets_its_spec_and_default_url(hook):
+    s = spawner(server="viewer")
+    hook(s, {"app": "viewer", "version": "2.0"})
+    assert s.extra_env["LABSPACE_STANDALONE_APP"] == "viewer"
+    assert [a["id"] for a in json.loads(s.extra_env["LABSPACE_CATALOG_APPS"])] == ["viewer"]
+    assert s.default_url == "/viewer/"
+    s = spawner(server="viewer")
+    hook(s, {"app": "viewer"})  # no version: the current one
+    assert s.extra_env["LABSPACE_CATALOG_APP_VERSION"] == "2.0"
+
+
+REFUSED = [
+    pytest.param({"app": "nope"}, "viewer", ("physics",), "No such app: nope", id="unknown-app"),
+    pytest.param(
+        {"app": "viewer", "version": "9"}, "viewer", ("physics",), "No version '9'", id="unknown-version"
+    ),
+    pytest.param(
+        {"app": "viewer"}, "viewer", ("chemistry",), "No such app: viewer", id="outside-groups"
+    ),
+    pytest.param({"app": "web"}, "web", ("physics",), "runs inside your workspace", id="proxied"),
+    pytest.param({"app": "viewer"}, "other", ("physics",), "named server 'viewer'", id="server"),
+    pytest.param({"version": "2.0"}, "viewer", ("physics",), "needs 'app'", id="version-alone"),
+    pytest.param({"app": 3}, "viewer", ("physics",), "must be strings", id="not-a-string"),
+]
+
+
+@pytest.mark.parametrize("options, server, groups, message", REFUSED)
+def test_bad_options_are_refused_with_400(hook, options, server, groups, message):
+    s = spawner(groups=groups, server=server)
+    with pytest.raises(web.HTTPError) as e:
+        hook(s, options)
+    assert e.value.status_code == 400
+    assert message in e.value.log_message
+    assert s.default_url == ""
+
+
+def test_disabled_app_is_refused(hook):
+    hook.catalog.set_disabled("viewer", True)
+    with pytest.raises(web.HTTPError) as e:
+        hook(spawner(server="viewer"), {"app": "viewer"})
+    assert e.value.status_code == 400
+
+
+def test_standalone_profile_must_be_sent(tmp_path):
+    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    big = {**VIEWER, "launch": {**VIEWER["launch"], "profile": "big"}}
+    Catalog.open(url, ["default", "big"]).seed([big], "settings")
+    hook = CatalogOptions(url, ["default", "big"])
+    with pytest.raises(web.HTTPError, match="profile"):
+        hook(spawner(server="viewer"), {"app": "viewer"})
+    hook(spawner(server="viewer"), {"app": "viewer", "profile": "big"})
+
+
+# -- settings ------------------------------------------------------------------
+
+
+def full(catalog: dict, **more) -> dict:
+    return settings_mod.with_defaults({"catalog": catalog, **more})
+
+
+PROBLEMS = [
+    pytest.param([WEB, WEB], "catalog.apps[1].id: 'web' is also catalog.apps[0]", id="duplicate"),
+    pytest.param([{**WEB, "launch": {}}], "needs a command", id="no-command"),
+    pytest.param(
+        [{**WEB, "launch": {"command": ["x", "{port}"], "unix_socket": True}}],
+        "'{unix_socket}' is missing",
+        id="socket",
+    ),
+    pytest.param(
+        [{**VIEWER, "launch": {**VIEWER["launch"], "profile": "gpu"}}],
+        "catalog.apps[0].launch.profile: no profile 'gpu' (profiles: default)",
+        id="profile",
+    ),
+    pytest.param(
+        [{**WEB, "launch": {**WEB["launch"], "profile": "default"}}],
+        "only standalone apps have a profile",
+        id="profile-proxied",
+    ),
+]
+
+
+@pytest.mark.parametrize("apps, line", PROBLEMS)
+def test_settings_problems(apps, line):
+    assert any(line in p for p in config.problems(full({"apps": apps}))), config.problems(
+        full({"apps": apps})
+    )
+
+
+def test_schema_refuses_unknown_keys_and_shell_strings():
+    problems = settings_mod.validate(
+        {"catalog": {"apps": [{**WEB, "launch": {"command": "python -m http.server"}}]}}
+    )
+    assert any("catalog.apps[0].launch.command" in p for p in problems)
+    problems = settings_mod.validate({"catalog": {"apps": [{**WEB, "colour": "red"}]}})
+    assert any("catalog.apps[0].colour" in p for p in problems)
+    assert settings_mod.validate({"catalog": {"apps": [WEB, VIEWER]}}) == []
+
+
+def test_every_key_has_a_description_and_default():
+    def walk(node, path):
+        for name, sub in node.get("properties", {}).items():
+            assert "description" in sub, f"{path}.{name}"
+            walk(sub, f"{path}.{name}")
+        if "items" in node:
+            walk(node["items"], f"{path}[]")
+
+    section = appdefs.section_schema()
+    assert section["additionalProperties"] is False and section["default"] == {}
+    for name, sub in section["properties"].items():
+        assert "default" in sub, name
+    walk(section, "catalog")
+
+
+def test_hub_parts(tmp_path):
+    (tmp_path / "labspace.yaml").write_text("")
+    values = full({"enabled": True, "port": 18011, "apps": [WEB]}, data_dir=str(tmp_path))
+    settings = settings_mod.Settings(values, source=tmp_path / "labspace.yaml")
+    state = SimpleNamespace(
+        service_token=lambda name: "t0ken",
+        service_db_url=lambda name: f"sqlite:///{tmp_path}/{name}.sqlite",
+        data_dir=tmp_path,
+    )
+    parts = config.hub_parts(settings, state)
+    (service,) = parts["services"]
+    assert service["url"] == "http://127.0.0.1:18011"
+    assert service["command"][1:] == ["-m", "labspace.services.catalog"]
+    env = json.loads(service["environment"]["LABSPACE_CATALOG_CONFIG"])
+    assert env["apps"][0]["id"] == "web" and env["db_url"].endswith("catalog.sqlite")
+    (role,) = parts["roles"]
+    assert set(role["scopes"]) == {
+        "read:users:name",
+        "read:users:groups",
+        "servers",
+        "shares",
+        "read:groups:name",
+    }
+    from jupyterhub.scopes import scope_definitions
+
+    assert all(s.split("!")[0] in scope_definitions for s in role["scopes"])
+    assert set(parts["custom_scopes"]) == {
+        "custom:labspace-catalog:read",
+        "custom:labspace-catalog:launch",
+        "custom:labspace-catalog:admin",
+    }
+    assert "custom:labspace-catalog:launch" in parts["user_scopes"]
+    assert "custom:labspace-catalog:admin" in parts["admin_scopes"]
+    assert set(parts["spawner"]["option_keys"]) == {"app", "version"}
+    assert isinstance(parts["spawner"]["check_options"][0], CatalogOptions)
+    assert parts["nav"] == [{"title": "Apps", "url": "/services/catalog/", "admin": False}]
+    disabled = settings_mod.Settings(full({"enabled": False}), source=tmp_path / "x.yaml")
+    assert config.hub_parts(disabled, state) == {}
+
+
+def test_icon_paths_become_data_urls(tmp_path):
+    (tmp_path / "i.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    assert appdefs.icon_data("i.svg", tmp_path).startswith("data:image/svg+xml;base64,")
+    with pytest.raises(ValueError, match="svg or .png"):
+        (tmp_path / "i.gif").write_bytes(b"GIF89a")
+        appdefs.icon_data("i.gif", tmp_path)
+    assert appdefs.icon_data("", Path("/")) == ""

@@ -55,7 +55,9 @@ def make_db(url: str) -> Database:
 def topup(session, project: str, amount, at=T0, actor="admin"):
     source = ledger.get_account(session, "external", "topup")
     target = ledger.get_account(session, "project", project)
-    return ledger.post(session, "topup", [Leg(source, target, Decimal(amount))], actor, "t", at=at)
+    tx = ledger.post(session, "topup", [Leg(source, target, Decimal(amount))], actor, "t", at=at)
+    session.flush()
+    return tx
 
 
 def reserve_body(key: str, project: str, at=T0, profile="small") -> dict:
@@ -122,9 +124,11 @@ class LedgerMachine(RuleBasedStateMachine):
             dst = ledger.get_account(session, "project", self.projects[b])
             before = ledger.available(session, src)
             try:
-                return ledger.post(
+                tx = ledger.post(
                     session, "move", [Leg(src, dst, amount)], "admin", "m", at=self.tick(1)
-                ).id
+                )
+                session.flush()
+                return tx.id
             except LedgerError as e:
                 assert e.status == 402 and before < amount
                 return None

@@ -53,7 +53,7 @@ def for_user(
     for s in mine:
         by_account.setdefault(s.account_id, []).append(s)
     for account_id, sessions in sorted(by_account.items()):
-        account = session.get(Account, account_id)
+        account = ledger.account_by_id(session, account_id)
         who = f"Project {account.name}" if account.kind == "project" else "Your personal allowance"
         left = ledger.available(session, account)
         exhausted = [s for s in sessions if s.exhausted_at is not None]

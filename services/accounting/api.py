@@ -400,6 +400,7 @@ def run_operation(session, policy, op: str, args: dict[str, Any], actor: str) ->
         tx = ledger.post(
             session, op, [Leg(source, target, args["amount"])], actor, args["reason"], at=at
         )
+    session.flush()  # the transaction's id
     balances = ledger.balances(session, "project")
     return {
         "transaction": tx.id,

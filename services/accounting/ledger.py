@@ -56,7 +56,12 @@ class Leg:
 
 def get_account(session: Session, kind: str, name: str, create: bool = True) -> Account | None:
     """The account ``kind:name``, created (floor 0 for budgets and holds) if asked."""
+    cache = session.info.setdefault("ledger_accounts", {})
+    if (kind, name) in cache:
+        return cache[kind, name]
     found = session.scalar(select(Account).where(Account.kind == kind, Account.name == name))
+    if found:
+        cache[kind, name] = found
     if found or not create:
         return found
     account = Account(
@@ -67,7 +72,16 @@ def get_account(session: Session, kind: str, name: str, create: bool = True) -> 
             session.add(account)
     except IntegrityError:  # made by a concurrent transaction meanwhile
         return session.scalar(select(Account).where(Account.kind == kind, Account.name == name))
+    cache[kind, name] = account
     return account
+
+
+def account_by_id(session: Session, account_id: int) -> Account:
+    """An account by id, kept for the whole unit of work (no repeated SELECT)."""
+    cache = session.info.setdefault("ledger_accounts_by_id", {})
+    if account_id not in cache:
+        cache[account_id] = session.get(Account, account_id)
+    return cache[account_id]
 
 
 def hold_for(session: Session, account: Account) -> Account:
@@ -113,25 +127,9 @@ def available(session: Session, account: Account) -> Decimal:
     return balance(session, account) - (account.floor or Decimal(0))
 
 
-def post(
-    session: Session,
-    kind: str,
-    legs: list[Leg],
-    actor: str,
-    reason: str = "",
-    *,
-    at: datetime,
-    key: str | None = None,
-    reverses: Transaction | None = None,
-    session_id: int | None = None,
-) -> Transaction:
-    """Record one transaction; refuses (402) if an account would go below its floor."""
-    legs = [leg for leg in legs if leg.amount > 0]
-    if not legs:
-        raise LedgerError(400, "Nothing to record: the amount must be above 0")
-    for leg in legs:
-        if leg.source.id == leg.target.id:
-            raise LedgerError(400, f"{leg.source.label}: cannot move money to itself")
+def check_floors(session: Session, legs: list[Leg]) -> None:
+    """Lock the accounts the legs take from, and refuse (402) if one would go
+    below its floor."""
     lock(session, [leg.source for leg in legs if leg.source.floor is not None])
     spend: dict[int, Decimal] = {}
     for leg in legs:
@@ -147,6 +145,33 @@ def post(
                     f"{leg.source.label.split(':', 1)[1]} has {show(left)} left, "
                     f"{show(out)} needed",
                 )
+
+
+def post(
+    session: Session,
+    kind: str,
+    legs: list[Leg],
+    actor: str,
+    reason: str = "",
+    *,
+    at: datetime,
+    key: str | None = None,
+    reverses: Transaction | None = None,
+    session_id: int | None = None,
+    covered: bool = False,
+) -> Transaction:
+    """Record one transaction; refuses (402) if an account would go below its floor.
+    ``covered``: the caller has just checked (under lock) that the sources can pay,
+    or spends a usage session's own hold (``UsageSession.held``, which the hold's
+    balance always covers): the floor check is skipped."""
+    legs = [leg for leg in legs if leg.amount > 0]
+    if not legs:
+        raise LedgerError(400, "Nothing to record: the amount must be above 0")
+    for leg in legs:
+        if leg.source.id == leg.target.id:
+            raise LedgerError(400, f"{leg.source.label}: cannot move money to itself")
+    if not covered:
+        check_floors(session, legs)
     tx = Transaction(
         kind=kind,
         actor=actor,
@@ -156,18 +181,11 @@ def post(
         reverses_id=reverses.id if reverses else None,
         session_id=session_id,
     )
-    session.add(tx)
-    session.flush()
-    for leg in legs:
-        session.add(
-            Entry(
-                transaction_id=tx.id,
-                debit_id=leg.source.id,
-                credit_id=leg.target.id,
-                amount=micro(leg.amount),
-            )
-        )
-    session.flush()
+    tx.entries = [
+        Entry(debit_id=leg.source.id, credit_id=leg.target.id, amount=micro(leg.amount))
+        for leg in legs
+    ]
+    session.add(tx)  # written at the next flush, batched with the others
     return tx
 
 
@@ -186,11 +204,15 @@ def reverse(session: Session, tx_id: int, actor: str, reason: str, at: datetime)
     if done:
         raise LedgerError(409, f"Transaction {tx_id} is already reversed by {done}")
     legs = [
-        Leg(session.get(Account, e.credit_id), session.get(Account, e.debit_id), units(e.amount))
+        Leg(
+            account_by_id(session, e.credit_id), account_by_id(session, e.debit_id), units(e.amount)
+        )
         for e in session.scalars(select(Entry).where(Entry.transaction_id == tx_id))
     ]
     try:
-        return post(session, "reverse", legs, actor, reason, at=at, reverses=tx)
+        with session.begin_nested():
+            undo = post(session, "reverse", legs, actor, reason, at=at, reverses=tx)
+        return undo
     except IntegrityError:
         raise LedgerError(409, f"Transaction {tx_id} is already reversed") from None
 

@@ -26,7 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 Amount = Numeric(20, 6)
 
@@ -89,6 +89,7 @@ class Transaction(Base):
     session_id: Mapped[int | None] = mapped_column(
         ForeignKey("usage_sessions.id"), nullable=True, index=True
     )
+    entries: Mapped[list[Entry]] = relationship(lazy="raise")
 
 
 class Entry(Base):

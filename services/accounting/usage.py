@@ -183,6 +183,7 @@ def reserve(session: Session, policy: Policy, req: dict[str, Any], now: datetime
             f"minimum period of {s.key}",
             at=at,
             session_id=s.id,
+            covered=True,  # checked above, under the account's lock
         )
         s.reserved = s.held = amount
     apply_waiting(session, policy, s.key, now)
@@ -230,12 +231,14 @@ def charge(session: Session, s: UsageSession, until: datetime, points) -> Decima
     due = cost(
         points.get(s.profile) or [Point(aware(s.started_at), dec(s.price_per_hour))], start, until
     )
-    account = session.get(Account, s.account_id)
+    account = ledger.account_by_id(session, s.account_id)
     usage = ledger.get_account(session, "usage", "all")
     from_hold = min(due, dec(s.held))
     rest = due - from_hold
-    ledger.lock(session, [account])
-    from_account = min(rest, max(ledger.available(session, account), Decimal(0)))
+    from_account = Decimal(0)
+    if rest > 0:  # past the reservation: what the account can still pay (locked)
+        ledger.lock(session, [account])
+        from_account = min(rest, max(ledger.available(session, account), Decimal(0)))
     legs = []
     if from_hold > 0:
         legs.append(Leg(ledger.hold_for(session, account), usage, from_hold))
@@ -250,6 +253,7 @@ def charge(session: Session, s: UsageSession, until: datetime, points) -> Decima
             f"usage of {s.key} to {iso(until)}",
             at=until,
             session_id=s.id,
+            covered=True,  # the session's own hold, and what the locked account has left
         )
     s.held = dec(s.held) - from_hold
     s.charged = dec(s.charged) + from_hold + from_account
@@ -270,7 +274,7 @@ def refund_after(session: Session, s: UsageSession, end: datetime, points) -> No
     from_unbilled = min(over, dec(s.unbilled))
     back = over - from_unbilled
     if back > 0:
-        account = session.get(Account, s.account_id)
+        account = ledger.account_by_id(session, s.account_id)
         usage = ledger.get_account(session, "usage", "all")
         ledger.post(
             session,
@@ -297,7 +301,7 @@ def close(session: Session, s: UsageSession, at: datetime, closed_by: str, point
     else:
         refund_after(session, s, end, points)
     if dec(s.held) > 0:
-        account = session.get(Account, s.account_id)
+        account = ledger.account_by_id(session, s.account_id)
         ledger.post(
             session,
             "release",
@@ -306,6 +310,7 @@ def close(session: Session, s: UsageSession, at: datetime, closed_by: str, point
             f"end of {s.key}",
             at=end,
             session_id=s.id,
+            covered=True,  # the session's own hold
         )
         s.held = Decimal(0)
     s.status, s.ended_at, s.closed_by = "closed", end, closed_by
@@ -343,6 +348,10 @@ def ingest(session: Session, policy: Policy, events: list[dict], now: datetime) 
     seen = set(session.scalars(select(Event.id).where(Event.id.in_(ids))))
     accepted = duplicates = 0
     points = load_prices(session)
+    keys = {e["key"] for e in events}
+    known = {
+        s.key: s for s in session.scalars(select(UsageSession).where(UsageSession.key.in_(keys)))
+    }
     for e in events:
         if e["id"] in seen:
             duplicates += 1
@@ -360,19 +369,25 @@ def ingest(session: Session, policy: Policy, events: list[dict], now: datetime) 
             applied=0,
         )
         session.add(row)
-        row.applied = int(apply(session, policy, row, e, points, now))
+        row.applied = int(apply(session, policy, row, e, points, now, known))
         accepted += 1
     session.flush()
     return {"accepted": accepted, "duplicates": duplicates}
 
 
-def apply(session, policy, row: Event, e: dict, points, now) -> bool:
-    s = session.scalar(select(UsageSession).where(UsageSession.key == row.key))
+def apply(session, policy, row: Event, e: dict, points, now, known=None) -> bool:
+    """Apply one event; ``known``: the batch's sessions by key (else looked up)."""
+    if known is None:
+        known = {}
+        found = session.scalar(select(UsageSession).where(UsageSession.key == row.key))
+        if found is not None:
+            known[row.key] = found
+    s = known.get(row.key)
     if row.type == "unreachable":
         return True
     if row.type == "start":
         if s is None and isinstance(e.get("reserve"), dict):
-            s = open_unreserved(session, policy, e["reserve"], row.at)
+            s = known[row.key] = open_unreserved(session, policy, e["reserve"], row.at)
         if s is None:
             return False
         if s.status == "reserved":
@@ -426,7 +441,7 @@ def charge_all(session: Session, policy: Policy, now: datetime) -> list[dict]:
     stops = []
     for s in open_sessions(session):
         charge(session, s, now, points)
-        account = session.get(Account, s.account_id)
+        account = ledger.account_by_id(session, s.account_id)
         left = ledger.available(session, account)
         exhausted = dec(s.held) <= 0 and (left <= 0 or dec(s.unbilled) > 0)
         if not exhausted:

@@ -24,7 +24,6 @@ import logging
 import os
 import urllib.parse
 from importlib.metadata import entry_points
-from tempfile import mkdtemp
 
 from jupyter_server.utils import url_path_join as ujoin
 from jupyter_server_proxy.api import IconHandler, ServersInfoHandler
@@ -83,6 +82,7 @@ def icon_file(app_id: str, icon: str, folder: str) -> str:
         return ""
     if not data or len(data) > MAX_ICON_BYTES:
         return ""
+    os.makedirs(folder, mode=0o700, exist_ok=True)
     path = os.path.join(folder, app_id + suffix)
     with open(path, "wb") as f:
         f.write(data)
@@ -204,7 +204,8 @@ def _load_jupyter_server_extension(serverapp):
     base_url = web_app.settings["base_url"]
     home = os.path.expanduser("~")
     config = ServerProxy(parent=serverapp)
-    icon_dir = mkdtemp(prefix="labspace-icons-")
+    # the catalog's icons as files, next to the server's other runtime files
+    icon_dir = os.path.join(serverapp.runtime_dir, "labspace-icons")
     apps = collect(config, os.environ.get("LABSPACE_CATALOG_APPS"), icon_dir, serverapp.log)
     runtimes: dict[str, AppRuntime] = {}
     handlers = []

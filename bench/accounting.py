@@ -8,8 +8,8 @@ It loads ``--sessions`` usage sessions across 10,000 users and 200 projects over
 
 1. the monthly report grouped by project, and grouped by user for one project
    (``reports.usage``, aggregated by the database), median of 7 runs;
-2. start/stop event ingestion through the service's HTTP endpoint
-   (``POST api/internal/events``, batches of 100 as the deliverer sends them):
+2. start/stop event ingestion by the real service process over HTTP
+   (``POST api/internal/events``, batches of 500, one at a time, as the deliverer sends them):
    each stop closes its session (charge to the end, release the hold).
 
 Targets (issue 4): report <= 300 ms; ingestion >= 2,000 events/s.
@@ -21,9 +21,13 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import random
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,10 +35,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+import httpx  # noqa: E402
 from harness import free_port  # noqa: E402
-from test_accounting_fixtures import AccountingServer  # noqa: E402
 
 from labspace.services.accounting import ledger, reports  # noqa: E402
+from labspace.services.accounting.db import Database  # noqa: E402
 
 USERS, PROJECTS = 10_000, 200
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -116,18 +121,57 @@ def time_report(db, *args, **kw) -> tuple[float, int]:
     return statistics.median(runs) * 1000, len(rows)
 
 
-async def ingestion(acct, sessions: int) -> float:
-    """Reserve ``sessions`` sessions (not timed), then post their start and stop
-    events in batches of 100; returns events per second."""
-    await acct.call(
-        "POST",
-        "api/ledger/topup",
-        "admin-token",
-        {"project": "proj-a", "amount": "100000000", "reason": "bench"},
+def start_service(url: str, workdir: Path) -> tuple[subprocess.Popen, str, str]:
+    """The real service process (``python -m labspace.services.accounting``); no hub
+    behind it (its reconciler logs that the hub is unreachable and closes nothing)."""
+    port = free_port()
+    token = "bench-service-token"
+    config = {
+        "accounting": {"prices": {"profiles": {"small": 1.0}}, "projects": {"prefix": "proj-"}},
+        "profiles": [{"slug": "small"}],
+        "db_url": url,
+        "data_dir": str(workdir),
+    }
+    env = {
+        **os.environ,
+        "LABSPACE_ACCOUNTING_CONFIG": json.dumps(config),
+        "JUPYTERHUB_API_TOKEN": token,
+        "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api",
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
+        "JUPYTERHUB_SERVICE_PREFIX": "/services/accounting/",
+        "JUPYTERHUB_CLIENT_ID": "service-accounting",
+    }
+    log = open(workdir / "service.log", "w")  # noqa: SIM115 (closed with the process)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labspace.services.accounting"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
+    base = f"http://127.0.0.1:{port}/services/accounting/"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "api/openapi.json", timeout=1).status_code == 200:
+                return proc, base, token
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"the service did not start; see {workdir / 'service.log'}")
+
+
+async def ingestion(
+    base: str, token: str, sessions: int, batch: int = 500, parallel: int = 1
+) -> tuple[float, float]:
+    """Reserve ``sessions`` sessions, then post their start and stop events in
+    batches (as the deliverer sends them); returns (reserves/s, events/s)."""
     at = datetime.now(UTC) - timedelta(hours=1)
+    headers = {"Authorization": f"token {token}"}
+    client = httpx.AsyncClient(base_url=base + "api/internal/", headers=headers, timeout=60)
+    sem = asyncio.Semaphore(4)
     keys = []
-    for i in range(sessions):
+
+    async def reserve(i):
         when = (at + timedelta(microseconds=i)).isoformat()
         body = {
             "key": f"bench{i}//{when}",
@@ -140,9 +184,14 @@ async def ingestion(acct, sessions: int) -> float:
             "resources": {},
             "at": when,
         }
-        r = await acct.internal("POST", "reserve", body)
+        async with sem:
+            r = await client.post("reserve", json=body)
         assert r.status_code == 200, r.text
         keys.append((body["key"], when))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(reserve(i) for i in range(sessions)))
+    reserves = sessions / (time.perf_counter() - t0)
     events = []
     for key, when in keys:
         events.append(
@@ -168,17 +217,19 @@ async def ingestion(acct, sessions: int) -> float:
                 "reason": "stopped",
             }
         )
-    batches = [events[i : i + 100] for i in range(0, len(events), 100)]
-    t0 = time.perf_counter()
-    sem = asyncio.Semaphore(4)  # a few deliverers' worth of concurrency
+    batches = [events[i : i + batch] for i in range(0, len(events), batch)]
+    sem = asyncio.Semaphore(parallel)
 
-    async def send(batch):
+    async def send(chunk):
         async with sem:
-            r = await acct.internal("POST", "events", {"events": batch})
-            assert r.status_code == 200 and r.json()["accepted"] == len(batch), r.text
+            r = await client.post("events", json={"events": chunk})
+        assert r.status_code == 200 and r.json()["accepted"] == len(chunk), r.text
 
+    t0 = time.perf_counter()
     await asyncio.gather(*(send(b) for b in batches))
-    return len(events) / (time.perf_counter() - t0)
+    rate = len(events) / (time.perf_counter() - t0)
+    await client.aclose()
+    return reserves, rate
 
 
 async def main() -> None:
@@ -186,6 +237,8 @@ async def main() -> None:
     parser.add_argument("--db-url", default="")
     parser.add_argument("--sessions", type=int, default=1_000_000)
     parser.add_argument("--ingest", type=int, default=2000, help="sessions for ingestion")
+    parser.add_argument("--batch", type=int, default=500, help="events per POST (deliverer: 500)")
+    parser.add_argument("--parallel", type=int, default=1, help="POSTs in flight (deliverer: 1)")
     args = parser.parse_args()
     cluster = None
     url = args.db_url
@@ -194,13 +247,33 @@ async def main() -> None:
 
         cluster = PostgresCluster(find_bindir()).start()
         url = cluster.create_database("bench_accounting")
-    acct = AccountingServer(url, free_port())
+    workdir = Path(tempfile.mkdtemp(prefix="labspace-bench-acct-"))
+    db = Database(url)
+    db.upgrade()
+    proc = None
     try:
-        load_s = load(acct.db, args.sessions)
+        db.work(
+            lambda s: ledger.post(
+                s,
+                "topup",
+                [
+                    ledger.Leg(
+                        ledger.get_account(s, "external", "topup"),
+                        ledger.get_account(s, "project", "proj-a"),
+                        ledger.dec(10**8),
+                    )
+                ],
+                "bench",
+                "bench budget",
+                at=datetime.now(UTC),
+            )
+        )
+        load_s = load(db, args.sessions)
         month = (datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC))
-        by_project = time_report(acct.db, "project", *month)
-        by_user = time_report(acct.db, "user", *month, project="proj-007")
-        rate = await ingestion(acct, args.ingest)
+        by_project = time_report(db, "project", *month)
+        by_user = time_report(db, "user", *month, project="proj-007")
+        proc, base, token = start_service(url, workdir)
+        reserves, rate = await ingestion(base, token, args.ingest, args.batch, args.parallel)
         result = {
             "sessions": args.sessions,
             "users": USERS,
@@ -210,14 +283,22 @@ async def main() -> None:
             "report_by_project_rows": by_project[1],
             "report_by_user_one_project_ms": round(by_user[0], 1),
             "report_by_user_rows": by_user[1],
+            "reserves_per_s": round(reserves),
             "ingestion_events_per_s": round(rate),
+            "ingestion_batch": args.batch,
+            "ingestion_parallel": args.parallel,
+            "cpus": os.cpu_count(),
         }
         print(json.dumps(result, indent=2))
         out = REPO / "bench" / "results"
         out.mkdir(exist_ok=True)
         (out / "accounting.json").write_text(json.dumps(result, indent=2) + "\n")
     finally:
-        await acct.close()
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+        db.close()
+        shutil.rmtree(workdir, ignore_errors=True)
         if cluster:
             cluster.stop()
 

@@ -198,7 +198,13 @@ def bundled_definitions() -> list[dict[str, Any]]:
     out = []
     for entry in _BUNDLED:
         defn = {**entry, "version": "1", "kind": "proxied", "launch": {"bundled": True}}
-        defn["icon"] = icon_data(entry["icon"], here)
+        # the workspace extension's own icon (the one its launcher shows), else ours
+        try:
+            shipped = resources.files("labspace.extensions").joinpath(entry["icon"])
+            icon = str(shipped) if shipped.is_file() else entry["icon"]
+        except ModuleNotFoundError:
+            icon = entry["icon"]
+        defn["icon"] = icon_data(icon, here)
         out.append(with_defaults(defn))
     return out
 

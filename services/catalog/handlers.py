@@ -221,7 +221,8 @@ class LaunchesHandler(APIHandler):
     def get(self):
         self.need(LAUNCH)
         active = self.get_argument("active", "") in ("1", "true")
-        self.send({"launches": self.catalog.launches(self.user["name"], active=active)})
+        launches = self.catalog.launches(self.user["name"], active=active)
+        self.send({"launches": [self.launcher.with_url(x) for x in launches]})
 
 
 class LaunchHandler(APIHandler):

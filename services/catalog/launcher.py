@@ -87,9 +87,13 @@ class Launcher:
             self.catalog.set_launch(launch["id"], state)
             if state == "starting":
                 self._follow(launch["id"], user, server_name)
-        out = self.catalog.launch(launch["id"])
-        out["url"] = app_url(self.base_url, user, app_id, defn["kind"])
-        return out
+        return self.with_url(self.catalog.launch(launch["id"]))
+
+    def with_url(self, launch: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The launch with the URL that opens its app."""
+        if launch is not None:
+            launch["url"] = app_url(self.base_url, launch["user"], launch["app"], launch["kind"])
+        return launch
 
     def _follow(self, launch_id: int, user: str, server: str) -> None:
         task = asyncio.ensure_future(self.follow(launch_id, user, server))
@@ -120,7 +124,7 @@ class Launcher:
         """The launch with its state as the hub sees it now."""
         launch = self.catalog.launch(launch_id)
         if launch is None or launch["state"] in ("failed", "stopped"):
-            return launch
+            return self.with_url(launch)
         server = await self.hub.server(launch["user"], launch["server_name"])
         state = live_state(server)
         if state == "stopped" and launch["state"] == "starting":
@@ -128,7 +132,7 @@ class Launcher:
             self.catalog.set_launch(launch_id, "failed", f"Start failed: {message}")
         elif state in ("running", "starting", "stopped"):
             self.catalog.set_launch(launch_id, state)
-        return self.catalog.launch(launch_id)
+        return self.with_url(self.catalog.launch(launch_id))
 
     async def stop(self, launch: dict[str, Any]) -> dict[str, Any]:
         """Standalone: stop the named server; proxied: stop the app in the workspace."""
@@ -147,7 +151,7 @@ class Launcher:
                 if e.status not in (404, 503):
                     raise CatalogError(502, f"Stopping {launch['app']} failed: {e.message}") from e
         self.catalog.set_launch(launch["id"], "stopped", "Stopped")
-        return self.catalog.launch(launch["id"])
+        return self.with_url(self.catalog.launch(launch["id"]))
 
     async def logs(self, launch: dict[str, Any], lines: int) -> list[str]:
         """The app's last log lines from the workspace lifecycle endpoint."""

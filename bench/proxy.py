@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import re
 import secrets
@@ -180,7 +181,9 @@ def markdown(report: dict) -> str:
     lines = [
         "# Proxy latency: through the hub proxy and jupyter-server-proxy vs direct",
         "",
-        f"{report['machine']}; {report['when']}. Sequential requests on one kept-alive "
+        f"{report['machine']}; {report['when']}; load average (1/5/15 min) "
+        f"{report['load_before']} before, {report['load_after']} after (other work on the "
+        "machine inflates every path). Sequential requests on one kept-alive "
         f"connection after 50 warm-up; {report['requests']} HTTP requests "
         f"(`GET /healthz`, a tiny JSON) and {report['messages']} websocket round trips "
         "(32 bytes) per path. Milliseconds.",
@@ -218,11 +221,14 @@ def main() -> None:
     args = parser.parse_args()
     args.requests = max(10, min(args.requests, 20000))
     args.messages = max(10, min(args.messages, 20000))
+    load = [round(x, 2) for x in os.getloadavg()]
     result = measure(args)
     report = {
-        "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, "
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
         f"Python {platform.python_version()}",
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_before": load,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
         "requests": args.requests,
         "messages": args.messages,
         "results": result,

@@ -73,6 +73,12 @@ class AppProxyHandler(SuperviseAndProxyHandler):
         refuse_api_clients_without_credentials(self)
         web.authenticated(lambda handler: None)(self)
 
+    def get_client_uri(self, protocol, host, port, proxied_path):
+        # the app listens on 127.0.0.1: no name lookup (in a thread) per request
+        if host == "localhost" and not self.runtime.unix_socket:
+            host = "127.0.0.1"
+        return super().get_client_uri(protocol, host, port, proxied_path)
+
     def get_request_headers_override(self):
         return self._realize_rendered_template(self.request_headers_override)
 

@@ -192,6 +192,12 @@ def icon_data(icon: str, base_dir: Path | None = None) -> str:
     return f"data:{kind};base64,{base64.b64encode(data).decode()}"
 
 
+@cache
+def default_icon() -> str:
+    """The icon of an app that has none."""
+    return icon_data("icons/app.svg", Path(__file__).resolve().parent)
+
+
 def bundled_definitions() -> list[dict[str, Any]]:
     """Catalog entries for the apps of the workspace image, icons inlined."""
     here = Path(__file__).resolve().parent

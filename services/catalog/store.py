@@ -96,7 +96,7 @@ def app_model(app: App, version: AppVersion | None = None) -> dict[str, Any]:
         "title": d["title"],
         "description": d.get("description", ""),
         "category": d.get("category", ""),
-        "icon": d.get("icon", ""),
+        "icon": d.get("icon") or appdefs.default_icon(),
         "groups": d.get("groups", []),
         "kind": d["kind"],
         "bundled": d.get("launch", {}).get("bundled", False),

@@ -93,7 +93,8 @@
   async function checkApp(app, launch) {
     // proxied apps start on their first request; a failure answers an error page
     try {
-      const r = await fetch(launch.url, { credentials: "same-origin" });
+      // asking for HTML, as a browser tab does: a workspace not visited yet signs us in
+      const r = await fetch(launch.url, { credentials: "same-origin", headers: { Accept: "text/html" } });
       if (!r.ok) return fail(app, launch, `${app.title} did not start: HTTP ${r.status} from ${launch.url}`);
     } catch (e) {
       return fail(app, launch, `${app.title} did not answer: ${e.message}`);

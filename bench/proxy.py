@@ -2,8 +2,9 @@
 
 A Labspace hub on the local backend runs one workspace whose catalog app is the
 demo app (``labspace.extensions.demo_app``: a tiny JSON page and a websocket
-echo). Each path is timed from the client, sequentially, on one kept-alive
-connection, after a warm-up:
+echo). Each path is timed from the client, sequentially, with one kept-alive
+connection per path, after a warm-up; the paths take turns request by request,
+so other work on the machine weighs on all of them alike:
 
 - ``hub``: hub proxy (configurable-http-proxy) → workspace (jupyter-server-proxy,
   authenticated) → app; what a user's browser does;
@@ -95,37 +96,50 @@ def stats(samples: list[float]) -> dict:
     }
 
 
-def time_http(url: str, headers: dict, count: int, warmup: int) -> dict:
-    samples = []
-    with httpx.Client(headers=headers, timeout=30) as client:
-        for i in range(warmup + count):
-            start = time.perf_counter()
-            r = client.get(url)
-            elapsed = time.perf_counter() - start
-            if r.status_code != 200:
-                raise RuntimeError(f"{url}: {r.status_code} {r.text[:200]}")
-            if i >= warmup:
-                samples.append(elapsed)
-    return stats(samples)
-
-
-async def time_ws(url: str, headers: dict, count: int, warmup: int) -> dict:
-    ws = await websocket_connect(HTTPRequest(url, headers=headers, connect_timeout=30))
-    samples = []
-    message = "x" * 32
+def time_http(urls: dict[str, str], headers: dict, count: int, warmup: int) -> dict:
+    """Interleaved: one request on each path in turn, so load from other work on
+    the machine falls on every path alike."""
+    samples: dict[str, list[float]] = {name: [] for name in urls}
+    clients = {name: httpx.Client(headers=headers.get(name, {}), timeout=30) for name in urls}
     try:
         for i in range(warmup + count):
-            start = time.perf_counter()
-            await ws.write_message(message)
-            reply = await asyncio.wait_for(ws.read_message(), 30)
-            elapsed = time.perf_counter() - start
-            if reply != message:
-                raise RuntimeError(f"{url}: echo returned {reply!r}")
-            if i >= warmup:
-                samples.append(elapsed)
+            for name, url in urls.items():
+                start = time.perf_counter()
+                r = clients[name].get(url)
+                elapsed = time.perf_counter() - start
+                if r.status_code != 200:
+                    raise RuntimeError(f"{url}: {r.status_code} {r.text[:200]}")
+                if i >= warmup:
+                    samples[name].append(elapsed)
     finally:
-        ws.close()
-    return stats(samples)
+        for client in clients.values():
+            client.close()
+    return {name: stats(s) for name, s in samples.items()}
+
+
+async def time_ws(urls: dict[str, str], headers: dict, count: int, warmup: int) -> dict:
+    """Websocket round trips, interleaved across the paths like time_http."""
+    sockets = {}
+    samples: dict[str, list[float]] = {name: [] for name in urls}
+    message = "x" * 32
+    try:
+        for name, url in urls.items():
+            request = HTTPRequest(url, headers=headers.get(name, {}), connect_timeout=30)
+            sockets[name] = await websocket_connect(request)
+        for i in range(warmup + count):
+            for name, ws in sockets.items():
+                start = time.perf_counter()
+                await ws.write_message(message)
+                reply = await asyncio.wait_for(ws.read_message(), 30)
+                elapsed = time.perf_counter() - start
+                if reply != message:
+                    raise RuntimeError(f"{urls[name]}: echo returned {reply!r}")
+                if i >= warmup:
+                    samples[name].append(elapsed)
+    finally:
+        for ws in sockets.values():
+            ws.close()
+    return {name: stats(s) for name, s in samples.items()}
 
 
 def workspace_port(hub: HubProcess, user: str) -> int:
@@ -157,12 +171,13 @@ def measure(args) -> dict:
                 "workspace": f"http://127.0.0.1:{ws_port}/user/bench/demo",
                 "direct": f"http://127.0.0.1:{app_port}",
             }
-            result = {"http": {}, "websocket": {}}
-            for name, url in urls.items():
-                headers = {} if name == "direct" else auth
-                result["http"][name] = time_http(url + "/healthz", headers, args.requests, 50)
-                ws_url = url.replace("http", "ws", 1) + "/echo"
-                result["websocket"][name] = asyncio.run(time_ws(ws_url, headers, args.messages, 50))
+            headers = {"hub": auth, "workspace": auth}
+            ws_urls = {k: u.replace("http", "ws", 1) + "/echo" for k, u in urls.items()}
+            http_urls = {k: u + "/healthz" for k, u in urls.items()}
+            result = {
+                "http": time_http(http_urls, headers, args.requests, 50),
+                "websocket": asyncio.run(time_ws(ws_urls, headers, args.messages, 50)),
+            }
             return result
         finally:
             if api:
@@ -183,8 +198,9 @@ def markdown(report: dict) -> str:
         "",
         f"{report['machine']}; {report['when']}; load average (1/5/15 min) "
         f"{report['load_before']} before, {report['load_after']} after (other work on the "
-        "machine inflates every path). Sequential requests on one kept-alive "
-        f"connection after 50 warm-up; {report['requests']} HTTP requests "
+        "machine inflates every path). Sequential requests, one kept-alive connection per "
+        "path, the paths interleaved (one request on each in turn), "
+        f"after 50 warm-up; {report['requests']} HTTP requests "
         f"(`GET /healthz`, a tiny JSON) and {report['messages']} websocket round trips "
         "(32 bytes) per path. Milliseconds.",
         "",

@@ -118,4 +118,23 @@ def test_launch_data_explorer_from_the_catalog_page(hub, chromium, api):
     expect(explorer).to_have_attribute("data-state", "running", timeout=60_000)
     explorer.get_by_role("button", name="Stop").click()
     expect(explorer).to_have_attribute("data-state", "stopped")
+
+    # an admin edits an app on the admin page: a new version, the old one listed
+    page.goto(hub.url + "services/catalog/admin")
+    row = page.locator('tr[data-app="broken"]')
+    row.get_by_role("button", name="Edit").click()
+    expect(page.locator("#versions li")).to_have_count(1)
+    text = page.locator("#definition")
+    text.fill(text.input_value().replace("Exits at once, saying why", "Fails on purpose"))
+    page.get_by_role("button", name="Save new version").click()
+    expect(page.locator("#alert")).to_contain_text("broken saved as version 1+r2")
+    expect(page.locator("#versions li")).to_have_count(2)
+    shoot(page, "catalog-admin")
+    page.get_by_role("button", name="New app").click()
+    text.fill(
+        '{"id": "shell", "title": "Shell", "kind": "proxied", '
+        '"launch": {"command": "bash -c serve {port}"}}'
+    )
+    page.get_by_role("button", name="Add app").click()
+    expect(page.locator("#alert")).to_contain_text("app.launch.command")
     context.close()

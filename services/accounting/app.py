@@ -88,7 +88,10 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         return self.request.path.startswith(self.settings["prefix"] + "api/")
 
     def check_xsrf_cookie(self):
-        self.get_current_user()  # token-authenticated requests need no XSRF token
+        if self.request.headers.get("Authorization"):
+            # identify first: token-authenticated requests need no XSRF token
+            # (cookie requests must not: the hub's cookie check runs this check itself)
+            self.get_current_user()
         return super().check_xsrf_cookie()
 
     def write_json(self, data: Any, status: int = 200) -> None:
@@ -200,6 +203,15 @@ class InternalHandler(web.RequestHandler):
         self.finish(json.dumps({"status": status_code, "message": message}))
 
 
+class OAuthCallbackHandler(HubOAuthCallbackHandler):
+    """The OAuth callback, with the application's one ``HubOAuth`` (it keeps the
+    OAuth state and PKCE verifier of the login it completes)."""
+
+    @property
+    def hub_auth(self):
+        return self.settings["hub_auth"]
+
+
 def make_app(service: Service, hub_auth: HubOAuth | None = None) -> web.Application:
     from . import api, internal, pages
 
@@ -209,7 +221,7 @@ def make_app(service: Service, hub_auth: HubOAuth | None = None) -> web.Applicat
         *api.routes(prefix),
         *internal.routes(prefix),
         *pages.routes(prefix),
-        (prefix + "oauth_callback", HubOAuthCallbackHandler),
+        (prefix + "oauth_callback", OAuthCallbackHandler),
     ]
     here = os.path.dirname(__file__)
     hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/"

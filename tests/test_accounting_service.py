@@ -230,7 +230,7 @@ class RecordingHub:
         return 204
 
 
-async def test_charger_warns_then_stops_after_grace(acct, monkeypatch):
+async def test_charger_warns_then_stops_after_grace(acct, monkeypatch, caplog):
     await topup(acct, amount="2")
     body = reserve_body(when=at(1.9))
     assert (await acct.internal("POST", "reserve", body)).status_code == 200
@@ -240,6 +240,8 @@ async def test_charger_warns_then_stops_after_grace(acct, monkeypatch):
     assert alerts[0]["level"] == "warning"
     assert alerts[0]["text"].startswith("Project proj-a has 0.10 credits left (below 10%)")
     assert acct.service.hub.stopped == []
+    warned = [r.getMessage() for r in caplog.records if "Budget warning" in r.getMessage()]
+    assert len(warned) == 1 and "project:proj-a has 0.10 left (below 0.1)" in warned[0]
     later = now() + timedelta(minutes=30)
     monkeypatch.setattr("labspace.services.accounting.loops.now", lambda: later)
     await acct.service.loops.charge()  # 30 min later: exhausted, grace 0: stopped

@@ -434,36 +434,66 @@ def open_sessions(session: Session) -> list[UsageSession]:
 
 
 def charge_all(session: Session, policy: Policy, now: datetime) -> list[dict]:
-    """Charge every open session to ``now``; returns the stops that are due
-    (``[{"key","user","server","reason"}]``), marking them requested."""
+    """Charge every open session to ``now``, log budget warnings (once per mark),
+    and return the stops that are due (``[{"key","user","server","reason"}]``),
+    marking them requested."""
     points = load_prices(session)
     renew_all(session, policy, now)
-    stops = []
+    by_account: dict[int, list[UsageSession]] = {}
     for s in open_sessions(session):
         charge(session, s, now, points)
-        account = ledger.account_by_id(session, s.account_id)
+        by_account.setdefault(s.account_id, []).append(s)
+    stops = []
+    for account_id, sessions in by_account.items():
+        account = ledger.account_by_id(session, account_id)
         left = ledger.available(session, account)
-        exhausted = dec(s.held) <= 0 and (left <= 0 or dec(s.unbilled) > 0)
-        if not exhausted:
-            s.exhausted_at = None
-            continue
-        if s.exhausted_at is None:
-            s.exhausted_at = now
-            log.warning("Budget of %s exhausted for %s", account.label, s.key)
-        due = aware(s.exhausted_at) + timedelta(seconds=policy.grace_period)
-        retry = s.stop_requested_at is None or now - aware(s.stop_requested_at) > timedelta(
-            minutes=5
-        )
-        if now >= due and retry:
-            s.stop_requested_at = now
-            s.stop_reason = (
-                f"budget of {account.name} exhausted at {iso(s.exhausted_at)}; "
-                f"grace period of {policy.grace_period}s over"
-            )
-            stops.append(
-                {"key": s.key, "user": s.user, "server": s.server, "reason": s.stop_reason}
-            )
+        warn(session, policy, account, sessions, left, now)
+        for s in sessions:
+            stop = enforce(policy, account, s, left, now)
+            if stop:
+                stops.append(stop)
     return stops
+
+
+def warn(session, policy: Policy, account: Account, sessions, left: Decimal, now) -> None:
+    """Log when an account's budget falls below a new ``warn_at`` mark (the
+    banner shows it to the users, see ``alerts``)."""
+    from .alerts import crossed, used_this_month
+
+    held = sum((dec(s.held) for s in sessions), Decimal(0))
+    mark = crossed(policy, left + held, left + held + used_this_month(session, account, now))
+    level = 0 if mark is None else policy.warn_at.index(mark) + 1
+    for s in sessions:
+        if level > s.warned:
+            log.warning(
+                "Budget warning for %s: %s has %s left (below %s)",
+                s.key,
+                account.label,
+                show(left + held),
+                mark,
+            )
+        s.warned = level
+
+
+def enforce(policy: Policy, account: Account, s: UsageSession, left: Decimal, now):
+    """Mark ``s`` exhausted, and return its stop once the grace period is over."""
+    exhausted = dec(s.held) <= 0 and (left <= 0 or dec(s.unbilled) > 0)
+    if not exhausted:
+        s.exhausted_at = None
+        return None
+    if s.exhausted_at is None:
+        s.exhausted_at = now
+        log.warning("Budget of %s exhausted for %s", account.label, s.key)
+    due = aware(s.exhausted_at) + timedelta(seconds=policy.grace_period)
+    retry = s.stop_requested_at is None or now - aware(s.stop_requested_at) > timedelta(minutes=5)
+    if now < due or not retry:
+        return None
+    s.stop_requested_at = now
+    s.stop_reason = (
+        f"budget of {account.name} exhausted at {iso(s.exhausted_at)}; "
+        f"grace period of {policy.grace_period}s over"
+    )
+    return {"key": s.key, "user": s.user, "server": s.server, "reason": s.stop_reason}
 
 
 def mark_seen(

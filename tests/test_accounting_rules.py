@@ -277,3 +277,10 @@ def test_hub_parts(tmp_path):
     }
     s.values["accounting"]["enabled"] = False
     assert config.hub_parts(s, state) == {}
+
+
+def test_csv_cells_are_never_formulas():
+    from labspace.services.accounting.reports import to_csv
+
+    text = to_csv([{"user": "=HYPERLINK(1)", "cost": "1.00", "resources": {"cpu": 1}}])
+    assert text.splitlines() == ["user,cost", "'=HYPERLINK(1),1.00"]

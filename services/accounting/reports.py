@@ -119,10 +119,17 @@ def session_dict(s: UsageSession) -> dict[str, Any]:
     }
 
 
+def _cell(value: Any) -> Any:
+    """A spreadsheet never runs a cell as a formula (names come from users)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def to_csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     if rows:
-        flat = [{k: v for k, v in r.items() if not isinstance(v, dict)} for r in rows]
+        flat = [{k: _cell(v) for k, v in r.items() if not isinstance(v, dict)} for r in rows]
         writer = csv.DictWriter(out, fieldnames=list(flat[0]))
         writer.writeheader()
         writer.writerows(flat)

@@ -68,9 +68,22 @@ def seed(catalog: Catalog, config: ServiceConfig) -> None:
         log.info("New versions from the settings: %s", ", ".join(changed))
 
 
+def nav_links(base_url: str, admin: bool) -> list[dict[str, str]]:
+    """The hub's links of every service (``LABSPACE_NAV``, set by the hub)."""
+    links = json.loads(os.environ.get("LABSPACE_NAV") or "[]") or [
+        {"title": "Apps", "url": "/services/catalog/", "admin": False}
+    ]
+    return [
+        {"title": x["title"], "url": base_url + x["url"].lstrip("/")}
+        for x in links
+        if admin or not x.get("admin")
+    ]
+
+
 class PageHandler(h.BaseHandler):
     def page(self, template: str, **kw) -> None:
         prefix = self.settings["prefix"]
+        admin = bool(self.user.get("admin")) or self.has(h.ADMIN)
         self.render(
             template,
             prefix=prefix,
@@ -78,6 +91,8 @@ class PageHandler(h.BaseHandler):
             base_url=self.settings["base_url"],
             user_name=self.user["name"],
             is_admin=self.has(h.ADMIN),
+            nav=nav_links(self.settings["base_url"], admin),
+            here=self.request.path,
             xsrf=self.xsrf_token.decode()
             if isinstance(self.xsrf_token, bytes)
             else self.xsrf_token,

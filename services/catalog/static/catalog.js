@@ -40,7 +40,7 @@
   }
 
   const LABELS = { starting: "Starting", running: "Running", failed: "Failed", stopped: "Not running" };
-  const BADGES = { starting: "warning", running: "success", failed: "danger", stopped: "secondary" };
+  const BADGES = { starting: "text-bg-warning", running: "ls-running", failed: "text-bg-danger", stopped: "text-bg-secondary" };
 
   function card(app) {
     const launch = state.launches[app.id];
@@ -65,7 +65,7 @@
           el("div", {}, el("h2", { class: "h6 mb-0" }, app.title),
             el("div", { class: "small text-muted" }, `${app.category} · version ${app.version}` + (app.kind === "standalone" ? " · own server" : "")))),
         el("p", { class: "small flex-grow-1" }, app.description),
-        el("div", { class: "mb-2" }, el("span", { class: `badge text-bg-${BADGES[s] || "secondary"} app-state` }, LABELS[s] || s)),
+        el("div", { class: "mb-2" }, el("span", { class: `badge ${BADGES[s] || "text-bg-secondary"} app-state` }, LABELS[s] || s)),
         buttons, info, failure)));
   }
 

@@ -203,10 +203,18 @@ def test_launch_proxied_app_and_read_its_page(world):
     assert "catalog web app" in r.text
     r = catalog(world, "ada", "GET", "launches?active=1")
     assert launch["id"] in [x["id"] for x in r.json()["launches"]]
+    with client(world, "ada") as c:
+        apps = c.get("user/ada/labspace-apps/api/apps").json()
+    assert {a["id"]: a["running"] for a in apps}["web"] is True
+    r = catalog(world, "ada", "GET", f"launches/{launch['id']}/logs?lines=20")
+    assert r.status_code == 200 and isinstance(r.json()["lines"], list), r.text
     r = catalog(world, "ada", "POST", f"launches/{launch['id']}/stop")
     assert r.status_code == 200 and r.json()["state"] == "stopped", r.text
     # the workspace keeps running; the app was stopped inside it
     assert servers(world, "ada")[""]["ready"]
+    with client(world, "ada") as c:
+        apps = c.get("user/ada/labspace-apps/api/apps").json()
+    assert {a["id"]: a["running"] for a in apps}["web"] is False
 
 
 def test_launch_standalone_app_keeps_its_version_after_an_edit(world):

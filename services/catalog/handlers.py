@@ -20,7 +20,7 @@ from tornado import web
 
 from .hubapi import HubError
 from .openapi import document
-from .store import CatalogError
+from .store import CatalogError, app_model, version_model
 
 SCOPE = "custom:labspace-catalog:"
 READ, LAUNCH, ADMIN = SCOPE + "read", SCOPE + "launch", SCOPE + "admin"
@@ -160,8 +160,6 @@ class AppHandler(APIHandler):
             raise fail(e) from None
 
     def get(self, app_id):
-        from .store import app_model
-
         self.send(app_model(self._app(app_id)))
 
     def patch(self, app_id):
@@ -186,8 +184,6 @@ class AppHandler(APIHandler):
 
 class VersionsHandler(AppHandler):
     def get(self, app_id):
-        from .store import version_model
-
         app = self._app(app_id)
         self.send({"id": app.id, "versions": [version_model(v) for v in reversed(app.versions)]})
 

@@ -80,6 +80,11 @@ def test_launch_data_explorer_from_the_catalog_page(hub, chromium, api):
     expect(page.locator('.app-card[data-app="dashboards"]')).to_be_visible()
     shoot(page, "catalog-page")
 
+    # the session cookie alone, without the page's XSRF token, cannot launch
+    r = page.request.post(hub.url + "services/catalog/api/apps/broken/launch", data="{}")
+    assert r.status == 403, r.text()
+    assert "_xsrf" in r.json()["message"] or "XSRF" in r.json()["message"]
+
     # category filter and search
     page.locator("#category").select_option("Testing")
     expect(page.locator(".app-card")).to_have_count(1)

@@ -463,3 +463,12 @@ async def test_catalog_page_redirects_to_hub_login(svc):
         r = await c.get(PREFIX)
     assert r.status_code == 302
     assert "/hub/api/oauth2/authorize" in r.headers["location"]
+
+
+async def test_logs_say_why_there_are_none(svc):
+    token = user_token(svc)
+    launch = (await svc.call(token, "POST", "api/apps/viewer/launch", {})).json()
+    await svc.call(token, "POST", f"api/launches/{launch['id']}/stop")
+    r = await svc.call(token, "GET", f"api/launches/{launch['id']}/logs?lines=5")
+    assert r.status_code == 200
+    assert r.json()["lines"] == ["(no app log: your server 'viewer' is not running)"]

@@ -156,6 +156,10 @@ class Launcher:
     async def logs(self, launch: dict[str, Any], lines: int) -> list[str]:
         """The app's last log lines from the workspace lifecycle endpoint."""
         path = f"labspace-apps/api/apps/{launch['app']}/logs?lines={lines}"
+        server = await self.hub.server(launch["user"], launch["server_name"])
+        if not (server or {}).get("ready"):
+            where = f"server {launch['server_name']!r}" if launch["server_name"] else "workspace"
+            return [f"(no app log: your {where} is not running)"]
         try:
             body = await self.hub.workspace(launch["user"], launch["server_name"], "GET", path)
         except HubError as e:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, literal, select, union_all
+from sqlalchemy import event, func, insert, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -100,6 +100,7 @@ def lock(session: Session, accounts: list[Account]) -> None:
 
 def balance(session: Session, account: Account) -> Decimal:
     """SUM(credits) - SUM(debits) of one account, computed by the database."""
+    flush_pending(session)
     incoming = select(func.coalesce(func.sum(Entry.amount), 0)).where(Entry.credit_id == account.id)
     outgoing = select(func.coalesce(func.sum(Entry.amount), 0)).where(Entry.debit_id == account.id)
     return units(session.scalar(incoming) or 0) - units(session.scalar(outgoing) or 0)
@@ -107,6 +108,7 @@ def balance(session: Session, account: Account) -> Decimal:
 
 def balances(session: Session, kind: str | None = None) -> dict[str, Decimal]:
     """Every account's balance by label (``kind:name``), in one query."""
+    flush_pending(session)
     legs = union_all(
         select(Entry.credit_id.label("account_id"), Entry.amount.label("amount")),
         select(Entry.debit_id.label("account_id"), (-Entry.amount).label("amount")),
@@ -189,6 +191,64 @@ def post(
     return tx
 
 
+PENDING = "ledger_pending"
+
+
+def record(
+    session: Session,
+    kind: str,
+    legs: list[Leg],
+    reason: str,
+    *,
+    at: datetime,
+    session_id: int,
+    actor: str = "labspace-accounting",
+) -> None:
+    """``post`` for the charger and hub events: legs that spend a usage session's
+    own hold, or what its locked account was just found to have (no floor
+    check). Queued, then written in bulk (``flush_pending``) before anything
+    reads the ledger and before the commit."""
+    legs = [leg for leg in legs if leg.amount > 0]
+    if legs:
+        values = {
+            "kind": kind,
+            "actor": actor,
+            "reason": reason,
+            "created_at": at,
+            "session_id": session_id,
+        }
+        session.info.setdefault(PENDING, []).append((values, legs))
+
+
+def flush_pending(session: Session) -> None:
+    """Write the queued transactions (one INSERT ... RETURNING) and their entries."""
+    pending = session.info.pop(PENDING, None)
+    if not pending:
+        return
+    ids = session.scalars(
+        insert(Transaction).returning(Transaction.id, sort_by_parameter_order=True),
+        [values for values, _ in pending],
+    ).all()
+    session.execute(
+        insert(Entry),
+        [
+            {
+                "transaction_id": tx_id,
+                "debit_id": leg.source.id,
+                "credit_id": leg.target.id,
+                "amount": micro(leg.amount),
+            }
+            for tx_id, (_, legs) in zip(ids, pending, strict=True)
+            for leg in legs
+        ],
+    )
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    flush_pending(session)
+
+
 def reverse(session: Session, tx_id: int, actor: str, reason: str, at: datetime) -> Transaction:
     """Undo a manual transaction with its mirror image (once)."""
     tx = session.get(Transaction, tx_id)
@@ -219,6 +279,7 @@ def reverse(session: Session, tx_id: int, actor: str, reason: str, at: datetime)
 
 def transaction_rows(session: Session, limit: int = 100, account: Account | None = None):
     """Recent transactions, one row per leg, newest first (JSON-ready)."""
+    flush_pending(session)
     src = Account.__table__.alias("src")
     dst = Account.__table__.alias("dst")
     query = (
@@ -259,6 +320,7 @@ def transaction_rows(session: Session, limit: int = 100, account: Account | None
 
 def totals_check(session: Session) -> tuple[Decimal, int]:
     """``(sum of all balances, accounts below their floor)``: (0, 0) when sound."""
+    flush_pending(session)
     legs = union_all(
         select(Entry.credit_id.label("account_id"), Entry.amount.label("amount")),
         select(Entry.debit_id.label("account_id"), (-Entry.amount).label("amount")),

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -245,15 +245,13 @@ def charge(session: Session, s: UsageSession, until: datetime, points) -> Decima
     if from_account > 0:
         legs.append(Leg(account, usage, from_account))
     if legs:
-        ledger.post(
+        ledger.record(
             session,
             "charge",
             legs,
-            SYSTEM,
             f"usage of {s.key} to {iso(until)}",
             at=until,
             session_id=s.id,
-            covered=True,  # the session's own hold, and what the locked account has left
         )
     s.held = dec(s.held) - from_hold
     s.charged = dec(s.charged) + from_hold + from_account
@@ -276,11 +274,10 @@ def refund_after(session: Session, s: UsageSession, end: datetime, points) -> No
     if back > 0:
         account = ledger.account_by_id(session, s.account_id)
         usage = ledger.get_account(session, "usage", "all")
-        ledger.post(
+        ledger.record(
             session,
             "refund",
             [Leg(usage, account, back)],
-            SYSTEM,
             f"{s.key} ended at {iso(end)}",
             at=end,
             session_id=s.id,
@@ -302,15 +299,14 @@ def close(session: Session, s: UsageSession, at: datetime, closed_by: str, point
         refund_after(session, s, end, points)
     if dec(s.held) > 0:
         account = ledger.account_by_id(session, s.account_id)
-        ledger.post(
+        hold = ledger.hold_for(session, account)
+        ledger.record(
             session,
             "release",
-            [Leg(ledger.hold_for(session, account), account, dec(s.held))],
-            SYSTEM,
+            [Leg(hold, account, dec(s.held))],
             f"end of {s.key}",
             at=end,
             session_id=s.id,
-            covered=True,  # the session's own hold
         )
         s.held = Decimal(0)
     s.status, s.ended_at, s.closed_by = "closed", end, closed_by
@@ -343,15 +339,16 @@ def reclose(session: Session, s: UsageSession, at: datetime, closed_by: str, poi
 
 
 def ingest(session: Session, policy: Policy, events: list[dict], now: datetime) -> dict:
-    """Record and apply hub events, deduplicated by id."""
+    """Record and apply hub events, deduplicated by id (written in bulk)."""
     ids = [e["id"] for e in events]
     seen = set(session.scalars(select(Event.id).where(Event.id.in_(ids))))
-    accepted = duplicates = 0
+    duplicates = 0
     points = load_prices(session)
     keys = {e["key"] for e in events}
     known = {
         s.key: s for s in session.scalars(select(UsageSession).where(UsageSession.key.in_(keys)))
     }
+    rows = []
     for e in events:
         if e["id"] in seen:
             duplicates += 1
@@ -368,11 +365,14 @@ def ingest(session: Session, policy: Policy, events: list[dict], now: datetime) 
             received_at=now,
             applied=0,
         )
-        session.add(row)
         row.applied = int(apply(session, policy, row, e, points, now, known))
-        accepted += 1
-    session.flush()
-    return {"accepted": accepted, "duplicates": duplicates}
+        rows.append({c: getattr(row, c) for c in EVENT_COLUMNS})
+    if rows:
+        session.execute(insert(Event), rows)
+    return {"accepted": len(rows), "duplicates": duplicates}
+
+
+EVENT_COLUMNS = ("id", "key", "type", "at", "user", "server", "reason", "received_at", "applied")
 
 
 def apply(session, policy, row: Event, e: dict, points, now, known=None) -> bool:

@@ -212,6 +212,22 @@ class OAuthCallbackHandler(HubOAuthCallbackHandler):
         return self.settings["hub_auth"]
 
 
+access_log = logging.getLogger("tornado.access")
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """Tornado's access log, with the hub side's routine internal calls at DEBUG
+    (the deliverer reports every few seconds)."""
+    status = handler.get_status()
+    internal = "/api/internal/" in handler.request.path
+    if status < 400:
+        level = logging.DEBUG if internal else logging.INFO
+    else:
+        level = logging.WARNING if status < 500 else logging.ERROR
+    ms = 1000.0 * handler.request.request_time()
+    access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), ms)
+
+
 def make_app(service: Service, hub_auth: HubOAuth | None = None) -> web.Application:
     from . import api, internal, pages
 
@@ -236,4 +252,5 @@ def make_app(service: Service, hub_auth: HubOAuth | None = None) -> web.Applicat
         or secrets.token_bytes(32),
         xsrf_cookies=True,
         login_url=hub_auth.login_url,
+        log_function=log_request,
     )

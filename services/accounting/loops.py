@@ -169,7 +169,7 @@ class Loops:
             usage.mark_seen, active, fetched_at, svc.policy, may_close=drained
         )
         if not drained:
-            log.info("Reconcile: hub events may still be in the outbox; closing nothing")
+            log.debug("Reconcile: hub events may still be in the outbox; closing nothing")
         for key in closed:
             log.warning("Closed %s: its server is gone (reconciler, %s)", key, iso(fetched_at))
         return closed

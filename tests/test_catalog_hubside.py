@@ -87,7 +87,11 @@ def test_standalone_app_gets_its_spec_and_default_url(hook):
 REFUSED = [
     pytest.param({"app": "nope"}, "viewer", ("physics",), "No such app: nope", id="unknown-app"),
     pytest.param(
-        {"app": "viewer", "version": "9"}, "viewer", ("physics",), "No version '9'", id="unknown-version"
+        {"app": "viewer", "version": "9"},
+        "viewer",
+        ("physics",),
+        "No version '9'",
+        id="unknown-version",
     ),
     pytest.param(
         {"app": "viewer"}, "viewer", ("chemistry",), "No such app: viewer", id="outside-groups"

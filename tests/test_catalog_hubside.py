@@ -151,6 +151,11 @@ PROBLEMS = [
         id="profile",
     ),
     pytest.param(
+        [{**WEB, "id": "dashboards"}],
+        "catalog.apps[0].id: 'dashboards' is the id of a bundled app",
+        id="bundled-id",
+    ),
+    pytest.param(
         [{**WEB, "launch": {**WEB["launch"], "profile": "default"}}],
         "only standalone apps have a profile",
         id="profile-proxied",

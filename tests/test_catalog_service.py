@@ -472,3 +472,20 @@ async def test_logs_say_why_there_are_none(svc):
     r = await svc.call(token, "GET", f"api/launches/{launch['id']}/logs?lines=5")
     assert r.status_code == 200
     assert r.json()["lines"] == ["(no app log: your server 'viewer' is not running)"]
+
+
+async def test_settings_may_restrict_a_bundled_app(svc, catalog_db):
+    explorer = {
+        "id": "data-explorer",
+        "title": "Data Explorer",
+        "kind": "proxied",
+        "groups": ["physics"],
+        "launch": {"bundled": True},
+    }
+    config = service.ServiceConfig(db_url=catalog_db, apps=[explorer])
+    for _ in range(2):  # a restart adds no version
+        service.seed(svc.catalog, config)
+    outsider = user_token(svc, "bob", groups=["chemistry"])
+    assert (await svc.call(outsider, "GET", "api/apps/data-explorer")).status_code == 404
+    r = await svc.call(user_token(svc), "GET", "api/apps/data-explorer/versions")
+    assert [v["source"] for v in r.json()["versions"]] == ["settings", "bundled"]

@@ -52,7 +52,10 @@ class ServiceConfig:
 def seed(catalog: Catalog, config: ServiceConfig) -> None:
     """Bundled and settings-defined apps; a changed definition is a new version."""
     if config.bundled:
-        catalog.seed(appdefs.bundled_definitions(), "bundled")
+        # an app of the settings with a bundled id re-describes that app (groups, title...)
+        mine = {a.get("id") for a in config.apps}
+        bundled = [d for d in appdefs.bundled_definitions() if d["id"] not in mine]
+        catalog.seed(bundled, "bundled")
     base = Path(config.base_dir) if config.base_dir else Path.cwd()
     defs = []
     for raw in config.apps:

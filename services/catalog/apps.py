@@ -165,12 +165,12 @@ def problems(values: dict[str, Any]) -> list[str]:
             out.append(f"{where}.id: {app_id!r} is also catalog.apps[{seen[app_id]}] (one each)")
         elif isinstance(app_id, str):
             seen[app_id] = i
-        if (
-            section.get("bundled", True)
-            and app_id in BUNDLED_IDS
-            and app.get("launch", {}).get("bundled")
-        ):
-            out.append(f"{where}.id: {app_id!r} is a bundled app already (rename it)")
+        launch = app.get("launch") if isinstance(app.get("launch"), dict) else {}
+        if app_id in BUNDLED_IDS and not launch.get("bundled"):
+            out.append(
+                f"{where}.id: {app_id!r} is the id of a bundled app (rename it, or set "
+                "launch.bundled: true to change the bundled app's title, groups or icon)"
+            )
         if isinstance(app.get("kind"), str) and isinstance(app.get("launch", {}), dict):
             out += launch_problems(with_defaults(app), where, slugs)
     return out

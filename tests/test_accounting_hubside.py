@@ -154,6 +154,19 @@ def test_outbox_claims_acks_and_releases(outbox_path):
     assert box.status() == {"depth": 0, "oldest": None}
 
 
+def test_outbox_keeps_a_sessions_events_in_order(outbox_path):
+    """A stop never overtakes its start that is claimed elsewhere or set back."""
+    box = Outbox(outbox_path)
+    box.append({"id": "a:start", "key": "a"}, {"id": "a:stop", "key": "a"})
+    box.append({"id": "b:start", "key": "b"})
+    ((seq, _),) = box.claim(ids=["a:start"])  # the hub's own try, under way
+    assert [e["id"] for _, e in box.claim()] == ["b:start"]
+    box.release([seq], "refused", delay=60)  # set back
+    assert box.claim() == []
+    box.release([seq], "again", delay=0)
+    assert [e["id"] for _, e in box.claim()] == ["a:start", "a:stop"]
+
+
 def test_outbox_keys_open_and_close(outbox_path):
     box = Outbox(outbox_path)
     box.append({"id": "a:start"}, open_key=("ann", "", "a"))

@@ -38,7 +38,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .outbox import Outbox, path_in
 
-log = logging.getLogger("labspace.accounting.hub")
+# a child of the hub's own logger: these lines appear in the hub's log, in its format
+log = logging.getLogger("JupyterHub.accounting")
 
 SERVICE = "accounting"
 DELIVERER = "accounting-deliverer"

@@ -29,18 +29,34 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
+    key TEXT,  -- the usage session; NULL: in no order with others
     body TEXT NOT NULL,
     created REAL NOT NULL,
     not_before REAL NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT
 );
+CREATE INDEX IF NOT EXISTS events_key ON events (key, seq);
 CREATE TABLE IF NOT EXISTS open_keys (
     user TEXT NOT NULL,
     server TEXT NOT NULL,
     key TEXT NOT NULL,
     PRIMARY KEY (user, server)
 );
+"""
+
+
+# due, and no earlier event of the same session still waiting for a try
+CLAIM_NEXT = """
+SELECT seq, body FROM events e
+WHERE e.not_before <= ? AND NOT EXISTS (
+    SELECT 1 FROM events p WHERE p.key = e.key AND p.seq < e.seq AND p.not_before > ?)
+ORDER BY seq LIMIT ?
+"""
+CLAIM_ONE = """
+SELECT seq, body FROM events e
+WHERE e.id = ? AND e.not_before <= ? AND NOT EXISTS (
+    SELECT 1 FROM events p WHERE p.key = e.key AND p.seq < e.seq AND p.not_before > ?)
 """
 
 
@@ -111,8 +127,8 @@ class Outbox:
         with self._write() as db:
             for event in events:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO events (id, body, created) VALUES (?, ?, ?)",
-                    (event["id"], json.dumps(event, sort_keys=True), now),
+                    "INSERT OR IGNORE INTO events (id, key, body, created) VALUES (?, ?, ?, ?)",
+                    (event["id"], event.get("key"), json.dumps(event, sort_keys=True), now),
                 )
                 added += cur.rowcount
             if open_key:
@@ -136,21 +152,17 @@ class Outbox:
     ) -> list[tuple[int, dict[str, Any]]]:
         """Up to ``limit`` due events, oldest first, hidden from other claimers
         for ``lease`` seconds (a claimer that dies releases them by timing out).
+        An event waits while an earlier one of its session is pending elsewhere
+        (claimed or set back), so a session's events reach the service in order.
         ``ids``: only those events. Returns ``[(seq, event)]``."""
         now = time.time()
         with self._write() as db:
             if ids:
                 rows = []
                 for event_id in ids[:limit]:
-                    rows += db.execute(
-                        "SELECT seq, body FROM events WHERE id = ? AND not_before <= ?",
-                        (event_id, now),
-                    ).fetchall()
+                    rows += db.execute(CLAIM_ONE, (event_id, now, now)).fetchall()
             else:
-                rows = db.execute(
-                    "SELECT seq, body FROM events WHERE not_before <= ? ORDER BY seq LIMIT ?",
-                    (now, limit),
-                ).fetchall()
+                rows = db.execute(CLAIM_NEXT, (now, now, limit)).fetchall()
             db.executemany(
                 "UPDATE events SET not_before = ? WHERE seq = ?",
                 [(now + lease, seq) for seq, _ in rows],

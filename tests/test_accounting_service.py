@@ -411,3 +411,35 @@ async def test_form_post_without_xsrf_is_refused(acct):
     )
     assert r.status_code == 403
     assert SERVICE_TOKEN not in r.text
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["one-batch", "two-batches"])
+async def test_stop_before_an_unreserved_start(acct, together):
+    """Fail-open start whose stop reaches the service first: the session is
+    opened from the start's ``reserve`` and closed at the stop's time."""
+    await topup(acct)
+    body = reserve_body(when=at(1))
+    key = body["key"]
+    stop = {
+        "id": f"{key}:stop",
+        "key": key,
+        "type": "stop",
+        "at": at(0.5),
+        "user": "alice",
+        "server": "",
+    }
+    start = {
+        "id": f"{key}:start",
+        "key": key,
+        "type": "start",
+        "at": body["at"],
+        "user": "alice",
+        "server": "",
+        "reserve": body,
+    }
+    batches = [[stop, start]] if together else [[stop], [start]]
+    for batch in batches:
+        r = await acct.internal("POST", "events", {"events": batch})
+        assert r.status_code == 200, r.text
+    s = (await acct.call("GET", "api/sessions", "alice-token")).json()["sessions"][0]
+    assert (s["status"], s["closed_by"], s["cost"]) == ("closed", "stop", "0.50")

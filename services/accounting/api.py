@@ -14,6 +14,7 @@ import logging
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote
 
 from tornado import web
 
@@ -310,7 +311,29 @@ async def project_detail(handler: BaseHandler, name: str) -> dict[str, Any]:
             else [],
         }
 
-    return await handler.db.run(read)
+    detail = await handler.db.run(read)
+    if members_visible:
+        members = await group_members(handler, name)
+        have = {r["user"] for r in detail["members"]}
+        detail["members"] += [
+            {"user": u, "sessions": 0, "cost": "0.00", "charged": "0.00", "unbilled": "0.00"}
+            for u in sorted(set(members) - have)
+        ]
+    return detail
+
+
+async def group_members(handler: BaseHandler, group: str) -> list[str]:
+    """The hub group's members (the service may read groups); [] if the hub
+    cannot say right now."""
+    hub = handler.service.hub
+    if hub is None:
+        return []
+    try:
+        status, data = await hub.request("GET", f"groups/{quote(group, safe='')}")
+    except Exception as e:  # the page still shows who used the budget
+        log.warning("Members of %s unknown: %s", group, e)
+        return []
+    return list((data or {}).get("users") or []) if status == 200 else []
 
 
 # -- ledger (admin) -------------------------------------------------------------

@@ -348,7 +348,8 @@ def ingest(session: Session, policy: Policy, events: list[dict], now: datetime) 
     known = {
         s.key: s for s in session.scalars(select(UsageSession).where(UsageSession.key.in_(keys)))
     }
-    rows = []
+    rows: list[Event] = []
+    waiting: dict[str, list[Event]] = {}  # stops of this batch before their session
     for e in events:
         if e["id"] in seen:
             duplicates += 1
@@ -366,9 +367,14 @@ def ingest(session: Session, policy: Policy, events: list[dict], now: datetime) 
             applied=0,
         )
         row.applied = int(apply(session, policy, row, e, points, now, known))
-        rows.append({c: getattr(row, c) for c in EVENT_COLUMNS})
+        rows.append(row)
+        if not row.applied:
+            waiting.setdefault(row.key, []).append(row)
+        elif row.key in known:
+            for early in waiting.pop(row.key, []):
+                early.applied = int(apply(session, policy, early, {}, points, now, known))
     if rows:
-        session.execute(insert(Event), rows)
+        session.execute(insert(Event), [{c: getattr(r, c) for c in EVENT_COLUMNS} for r in rows])
     return {"accepted": len(rows), "duplicates": duplicates}
 
 
@@ -388,6 +394,7 @@ def apply(session, policy, row: Event, e: dict, points, now, known=None) -> bool
     if row.type == "start":
         if s is None and isinstance(e.get("reserve"), dict):
             s = known[row.key] = open_unreserved(session, policy, e["reserve"], row.at)
+            apply_waiting(session, policy, row.key, now)  # its stop may have come first
         if s is None:
             return False
         if s.status == "reserved":

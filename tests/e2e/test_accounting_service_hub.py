@@ -78,6 +78,9 @@ def test_real_tokens_carry_the_scopes(hub_with_accounting):
     assert r.status_code == 201, r.text
     assert admin.get("api/ledger").json()["transactions"][0]["actor"] == "admin"
     assert alice.get("api/me").json()["projects"][0]["balance"] == "5.00"
+    # members come from the hub's group, with or without usage
+    members = admin.get("api/projects/lab-a").json()["members"]
+    assert [m["user"] for m in members] == ["alice"]
 
 
 def test_pages_through_oauth_and_admin_form_with_xsrf(hub_with_accounting):

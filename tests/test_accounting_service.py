@@ -390,8 +390,10 @@ async def test_pages_render_for_members_and_leads(acct):
     assert page.status_code == 200 and "Usage per member" in page.text and "alice" in page.text
     page = await acct.call("GET", "projects/proj-a", "bob-token")
     assert "Your usage in this project" in page.text and ">alice<" not in page.text
+    assert "Accounting admin" not in page.text  # the admin link is for read-all only
     page = await acct.call("GET", "admin", "admin-token")
     assert 'name="_xsrf"' in page.text and "Top up" in page.text
+    assert '<a class="nav-link" href="/services/accounting/admin">Accounting admin</a>' in page.text
     page = await acct.call("GET", "admin", "auditor-token")
     assert page.status_code == 200 and 'action="/services/accounting/admin/topup"' not in page.text
     r = await acct.call(

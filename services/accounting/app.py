@@ -165,7 +165,14 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     def page_vars(self) -> dict[str, Any]:
         user = self.current_user or {}
         prefix = self.settings["prefix"]
+        privileged = bool(user) and self.can(READ_ALL)
+        nav = [
+            (item["title"], self.settings["base_url"].rstrip("/") + item["url"])
+            for item in self.settings["nav"]
+            if privileged or not item.get("admin")
+        ]
         return {
+            "nav": nav,
             "prefix": prefix,
             "hub_prefix": self.settings["hub_prefix"],
             "user": user,
@@ -240,13 +247,25 @@ def make_app(service: Service, hub_auth: HubOAuth | None = None) -> web.Applicat
         (prefix + "oauth_callback", OAuthCallbackHandler),
     ]
     here = os.path.dirname(__file__)
-    hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/"
+    base_url = os.environ.get("JUPYTERHUB_BASE_URL", "/")
+    hub_prefix = base_url + "hub/"
+    try:  # the hub's navigation links of every service (set by labspace.hubconfig)
+        nav = json.loads(os.environ.get("LABSPACE_NAV") or "[]")
+    except ValueError:
+        nav = []
+    nav = nav or [
+        {"title": "My usage", "url": "/services/accounting/", "admin": False},
+        {"title": "Projects", "url": "/services/accounting/projects", "admin": False},
+        {"title": "Accounting admin", "url": "/services/accounting/admin", "admin": True},
+    ]
     return web.Application(
         routes,
         service=service,
         hub_auth=hub_auth,
         prefix=prefix,
         hub_prefix=hub_prefix,
+        base_url=base_url,
+        nav=nav,
         template_path=os.path.join(here, "templates"),
         cookie_secret=os.environ.get("JUPYTERHUB_COOKIE_SECRET", "").encode()
         or secrets.token_bytes(32),

@@ -92,6 +92,7 @@ def test_pages_through_oauth_and_admin_form_with_xsrf(hub_with_accounting):
     page = browser.get("services/accounting/")
     assert page.status_code == 200, page.text[-500:]
     assert "My usage" in page.text and "Personal allowance" in page.text
+    assert 'href="/services/accounting/projects">Project<' in page.text  # the hub's nav links
     assert browser.get("services/accounting/admin").status_code == 403
     home = browser.get("hub/home")
     assert "/services/accounting/" in home.text  # the navigation link

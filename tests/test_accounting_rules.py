@@ -282,5 +282,13 @@ def test_hub_parts(tmp_path):
 def test_csv_cells_are_never_formulas():
     from labspace.services.accounting.reports import to_csv
 
-    text = to_csv([{"user": "=HYPERLINK(1)", "cost": "1.00", "resources": {"cpu": 1}}])
+    text = to_csv(
+        [{"user": "=HYPERLINK(1)", "cost": "1.00", "resources": {"cpu": 1}}], ("user", "cost")
+    )
     assert text.splitlines() == ["user,cost", "'=HYPERLINK(1),1.00"]
+
+
+def test_csv_without_rows_keeps_its_header():
+    from labspace.services.accounting.reports import USAGE_COLUMNS, to_csv
+
+    assert to_csv([], ("project", *USAGE_COLUMNS)) == "project,sessions,cost,charged,unbilled\r\n"

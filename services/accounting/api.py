@@ -188,7 +188,7 @@ class UsageHandler(ApiHandler):
         if fmt == "csv":
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.set_header("Content-Disposition", f'attachment; filename="usage-{group_by}.csv"')
-            self.finish(reports.to_csv(rows))
+            self.finish(reports.to_csv(rows, (group_by, *reports.USAGE_COLUMNS)))
             return
         self.write_json(
             {
@@ -227,7 +227,7 @@ class SessionsHandler(ApiHandler):
         rows = await self.db.run(reports.sessions, user, project, status, limit)
         if self.get_query_argument("format", "json") == "csv":
             self.set_header("Content-Type", "text/csv; charset=utf-8")
-            self.finish(reports.to_csv(rows))
+            self.finish(reports.to_csv(rows, reports.SESSION_COLUMNS))
             return
         self.write_json({"sessions": rows})
 

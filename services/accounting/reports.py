@@ -126,11 +126,18 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
+USAGE_COLUMNS = ("sessions", "cost", "charged", "unbilled")  # after the group column
+SESSION_COLUMNS = (
+    "key", "user", "server", "project", "profile", "display_name", "price_per_hour", "status",
+    "started_at", "last_charged_at", "ended_at", "reserved", "cost", "charged", "unbilled",
+    "closed_by", "stop_reason",
+)  # fmt: skip
+
+
+def to_csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    """CSV with a header line of ``columns``, also when there are no rows."""
     out = io.StringIO()
-    if rows:
-        flat = [{k: _cell(v) for k, v in r.items() if not isinstance(v, dict)} for r in rows]
-        writer = csv.DictWriter(out, fieldnames=list(flat[0]))
-        writer.writeheader()
-        writer.writerows(flat)
+    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows({k: _cell(r.get(k)) for k in columns} for r in rows)
     return out.getvalue()

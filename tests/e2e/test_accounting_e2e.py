@@ -84,7 +84,7 @@ def test_budget_runs_out_and_a_top_up_restores_it(acct):
     assert (session["key"], session["project"], session["status"]) == (key, "lab-x", "running")
 
     # the budget runs out; after the 2 s grace period the service stops the server
-    stopped = wait_gone(api, "ann", timeout=60)
+    stopped = wait_gone(api, "ann", timeout=90)
     (session,) = accounting.sessions(user="ann")
     assert session["status"] == "closed"
     assert "budget of lab-x exhausted" in session["stop_reason"]

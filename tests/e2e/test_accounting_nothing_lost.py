@@ -70,7 +70,7 @@ def make(hub_factory, hub_settings, service_token):
         acct.close()
 
 
-def drained(acct: Accounting, keys: set[str], timeout: float = 120) -> dict[str, dict]:
+def drained(acct: Accounting, keys: set[str], timeout: float = 180) -> dict[str, dict]:
     """Wait until the outbox is empty and every session in ``keys`` is closed."""
 
     def done():

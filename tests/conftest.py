@@ -6,13 +6,15 @@ Fixtures:
   never reach a test (tests that want one set it themselves).
 - ``need(component, available, why)``: skip a test whose real component is
   missing, or fail it under ``CI=true``, where every component must be present.
+- ``chromium`` (module): a headless Chromium browser (Playwright).
 - ``pg_cluster`` (session): a private PostgreSQL cluster (``initdb``/``pg_ctl``)
   on a free loopback port.
 - ``db_url`` (parametrised ``sqlite`` / ``postgres``): an empty hub database
   URL; ``""`` for SQLite under ``data_dir``, else a new PostgreSQL database.
-- ``hub_settings``: settings for a test hub: free loopback ports, a temporary
-  ``data_dir``, a ``test`` service with an API token and admin scopes, and the
-  accounting and catalog services off (tests about them turn them on).
+- ``hub_settings``: settings for a test hub (``harness.hub_settings_for``): free
+  loopback ports, a temporary ``data_dir``, a ``test`` service with an API token
+  and admin scopes, and the accounting and catalog services off (tests about them
+  turn them on).
 - ``hub_factory``: makes ``HubProcess`` objects (``labspace up`` subprocesses)
   from settings and stops every one of them at teardown, by PID.
 - ``hub``: a running hub on ``db_url``; ``api``: a ``HubAPI`` client for it
@@ -36,7 +38,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import HubAPI, HubProcess, free_port, workspace_pids  # noqa: E402
+from harness import HubAPI, HubProcess, hub_settings_for, workspace_pids  # noqa: E402
 from oidc_provider import OIDCProvider  # noqa: E402
 from oidc_provider import available as oidc_available  # noqa: E402
 from postgres import PostgresCluster, find_bindir  # noqa: E402
@@ -65,6 +67,21 @@ def no_labspace_env(monkeypatch):
 @pytest.fixture(scope="session")
 def need():
     return require
+
+
+@pytest.fixture(scope="module")
+def chromium(need):
+    """A headless Chromium (Playwright), one per test module."""
+    from browser import available, launch
+
+    ok, why = available()
+    need("Chromium", ok, why)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")
@@ -99,38 +116,7 @@ def service_token() -> str:
 
 @pytest.fixture
 def hub_settings(tmp_path, proxy_command, service_token) -> dict:
-    return {
-        "data_dir": str(tmp_path / "data"),
-        # services start only in the tests about them
-        "accounting": {"enabled": False},
-        "catalog": {"enabled": False},
-        "hub": {
-            "ip": "127.0.0.1",
-            "port": free_port(),
-            "hub_port": free_port(),
-            "proxy_api_port": free_port(),
-            "proxy_command": proxy_command,
-            "config": {
-                "JupyterHub": {
-                    "services": [{"name": "test", "api_token": service_token}],
-                    "load_roles": [
-                        {
-                            "name": "test-service",
-                            "scopes": [
-                                "admin:users",
-                                "admin:groups",
-                                "admin:servers",
-                                "access:servers",
-                                "read:users",
-                                "list:users",
-                            ],
-                            "services": ["test"],
-                        }
-                    ],
-                },
-            },
-        },
-    }
+    return hub_settings_for(tmp_path / "data", proxy_command, service_token)
 
 
 @pytest.fixture

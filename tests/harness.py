@@ -32,6 +32,47 @@ BANNER = re.compile(
 )
 
 
+TEST_SERVICE_SCOPES = [
+    "admin:users",
+    "admin:groups",
+    "admin:servers",
+    "access:servers",
+    "read:users",
+    "list:users",
+    "tokens",
+]
+
+
+def hub_settings_for(data_dir: Path, proxy_command: list[str], token: str) -> dict[str, Any]:
+    """Settings for a test hub: free loopback ports, ``data_dir``, the accounting
+    and catalog services off (tests about them turn them on), and a ``test``
+    service whose ``token`` may manage users, groups, servers and tokens."""
+    return {
+        "data_dir": str(data_dir),
+        "accounting": {"enabled": False},
+        "catalog": {"enabled": False},
+        "hub": {
+            "ip": "127.0.0.1",
+            "port": free_port(),
+            "hub_port": free_port(),
+            "proxy_api_port": free_port(),
+            "proxy_command": proxy_command,
+            "config": {
+                "JupyterHub": {
+                    "services": [{"name": "test", "api_token": token}],
+                    "load_roles": [
+                        {
+                            "name": "test-service",
+                            "scopes": list(TEST_SERVICE_SCOPES),
+                            "services": ["test"],
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

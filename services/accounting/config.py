@@ -10,9 +10,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 from urllib.parse import urlsplit
+
+from labspace.services import managed_service, service_role
 
 from .policy import Policy
 from .pricing import parse_time
@@ -142,27 +143,20 @@ def hub_parts(settings, state) -> dict[str, Any]:
         return {}
     from . import hubside
 
-    port = settings.get("accounting.port")
-    service = {
-        "name": NAME,
-        "url": f"http://127.0.0.1:{port}",
-        "command": [sys.executable, "-m", "labspace.services.accounting"],
-        "api_token": state.service_token(NAME),
-        "environment": service_environment(settings, state),
-        "oauth_client_allowed_scopes": [READ, READ_ALL, ADMIN],
-        "oauth_no_confirm": True,
-        "display": True,
-        "info": {"description": "Prices, budgets and usage"},
-    }
+    service = managed_service(
+        NAME,
+        settings,
+        state,
+        description="Prices, budgets and usage",
+        scopes=[READ, READ_ALL, ADMIN],
+        environment=service_environment(settings, state),
+    )
     return {
         "services": [service, hubside.deliverer_service(settings, state)],
         "roles": [
-            {
-                "name": "labspace-accounting-service",
-                "description": "What the accounting service may do: see servers, stop them",
-                "scopes": SERVICE_SCOPES,
-                "services": [NAME],
-            }
+            service_role(
+                NAME, "What the accounting service may do: see servers, stop them", SERVICE_SCOPES
+            )
         ],
         "custom_scopes": {
             READ: {"description": "Read your own usage, your projects' balances and prices."},

@@ -11,9 +11,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 from urllib.parse import urlsplit
+
+from labspace.services import managed_service, service_role
 
 from . import apps as appdefs
 
@@ -86,28 +87,23 @@ def hub_parts(settings, state) -> dict[str, Any]:
         return {}
     from .hubside import CatalogOptions
 
-    port = settings.get("catalog.port")
-    service = {
-        "name": NAME,
-        "url": f"http://127.0.0.1:{port}",
-        "command": [sys.executable, "-m", "labspace.services.catalog"],
-        "api_token": state.service_token(NAME),
-        "environment": service_environment(settings, state),
-        "oauth_client_allowed_scopes": [READ, LAUNCH, ADMIN],
-        "oauth_no_confirm": True,
-        "display": True,
-        "info": {"description": "Interactive apps: launch them next to your notebooks"},
-    }
+    service = managed_service(
+        NAME,
+        settings,
+        state,
+        description="Interactive apps: launch them next to your notebooks",
+        scopes=[READ, LAUNCH, ADMIN],
+        environment=service_environment(settings, state),
+    )
     hook = CatalogOptions(state.service_db_url(NAME), appdefs.profile_slugs(settings.values))
     return {
         "services": [service],
         "roles": [
-            {
-                "name": "labspace-catalog-service",
-                "description": "What the catalog may do: start, stop and share users' servers",
-                "scopes": SERVICE_SCOPES,
-                "services": [NAME],
-            }
+            service_role(
+                NAME,
+                "What the catalog may do: start, stop and share users' servers",
+                SERVICE_SCOPES,
+            )
         ],
         "custom_scopes": {
             READ: {"description": "See the catalog apps open to your groups."},

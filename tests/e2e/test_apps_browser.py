@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser import VIEWPORT, available, launch, shoot
+from browser import VIEWPORT, shoot
 from harness import HubAPI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -65,18 +65,6 @@ def netcdf_base64() -> str:
 @pytest.fixture
 def hub(hub_factory, hub_settings):
     return hub_factory(hub_settings).start()
-
-
-@pytest.fixture
-def chromium(need):
-    ok, why = available()
-    need("Chromium", ok, why)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
 
 
 def test_launcher_data_explorer_and_dashboard(hub, service_token, chromium):

@@ -23,7 +23,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import HubAPI, HubProcess, free_port, login, wait_for, workspace_pids
+from harness import (
+    HubAPI,
+    HubProcess,
+    hub_settings_for,
+    login,
+    wait_for,
+    workspace_pids,
+)
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -69,42 +76,13 @@ NOTEBOOK = {
 
 
 def settings_for(tmp: Path, proxy_command: list[str], token: str) -> dict:
-    return {
-        "data_dir": str(tmp / "data"),
-        "auth": {"user_password": PASSWORD},
-        "accounting": {"enabled": False},
-        "catalog": {"enabled": False},
-        "hub": {
-            "ip": "127.0.0.1",
-            "port": free_port(),
-            "hub_port": free_port(),
-            "proxy_api_port": free_port(),
-            "proxy_command": proxy_command,
-            "config": {
-                "JupyterHub": {
-                    "services": [{"name": "test", "api_token": token}],
-                    "load_roles": [
-                        {
-                            "name": "test-service",
-                            "scopes": [
-                                "admin:users",
-                                "admin:servers",
-                                "access:servers",
-                                "read:users",
-                                "list:users",
-                                "tokens",
-                            ],
-                            "services": ["test"],
-                        }
-                    ],
-                },
-                # what the catalog's hook puts into the spawner's environment
-                "Spawner": {
-                    "environment": {"LABSPACE_CATALOG_APPS": json.dumps([DEMO, BAD])},
-                },
-            },
-        },
+    settings = hub_settings_for(tmp / "data", proxy_command, token)
+    settings["auth"] = {"user_password": PASSWORD}
+    # what the catalog's hook puts into the spawner's environment
+    settings["hub"]["config"]["Spawner"] = {
+        "environment": {"LABSPACE_CATALOG_APPS": json.dumps([DEMO, BAD])},
     }
+    return settings
 
 
 @pytest.fixture(scope="module")

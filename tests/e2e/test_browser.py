@@ -10,24 +10,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import VIEWPORT, available, launch, shoot
+from browser import VIEWPORT, shoot
 from harness import HubAPI, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
 LAB_TIMEOUT = 120_000  # ms: spawn plus JupyterLab's first load
-
-
-@pytest.fixture(scope="module")
-def chromium(need):
-    ok, why = available()
-    need("Chromium", ok, why)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

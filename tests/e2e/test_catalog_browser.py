@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from browser import VIEWPORT, available, launch, shoot
+from browser import VIEWPORT, shoot
 from harness import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -36,18 +36,6 @@ BROKEN = {
         "timeout": 10,
     },
 }
-
-
-@pytest.fixture
-def chromium(need):
-    ok, why = available()
-    need("Chromium", ok, why)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

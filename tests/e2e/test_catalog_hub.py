@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import HubAPI, HubProcess, free_port, wait_for, workspace_pids
+from harness import HubAPI, HubProcess, free_port, hub_settings_for, wait_for, workspace_pids
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -62,39 +62,10 @@ def settings_for(tmp: Path, proxy_command: list[str], token: str) -> dict:
         "viewer", page(tmp / "viewer-v1", "viewer one"), kind="standalone", version="1.0"
     )
     viewer["groups"] = ["physics"]
-    return {
-        "data_dir": str(tmp / "data"),
-        "auth": {"user_password": PASSWORD},
-        "accounting": {"enabled": False},
-        "catalog": {"enabled": True, "port": free_port(), "apps": [web, viewer]},
-        "hub": {
-            "ip": "127.0.0.1",
-            "port": free_port(),
-            "hub_port": free_port(),
-            "proxy_api_port": free_port(),
-            "proxy_command": proxy_command,
-            "config": {
-                "JupyterHub": {
-                    "services": [{"name": "test", "api_token": token}],
-                    "load_roles": [
-                        {
-                            "name": "test-service",
-                            "scopes": [
-                                "admin:users",
-                                "admin:servers",
-                                "admin:groups",
-                                "access:servers",
-                                "read:users",
-                                "list:users",
-                                "tokens",
-                            ],
-                            "services": ["test"],
-                        }
-                    ],
-                },
-            },
-        },
-    }
+    settings = hub_settings_for(tmp / "data", proxy_command, token)
+    settings["auth"] = {"user_password": PASSWORD}
+    settings["catalog"] = {"enabled": True, "port": free_port(), "apps": [web, viewer]}
+    return settings
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,8 @@ pytestmark = [pytest.mark.e2e]
 def hub(hub_factory, hub_settings):
     """One hub on SQLite (the API calls are the same on PostgreSQL)."""
     return hub_factory(hub_settings).start()
+
+
 LABSPACE = str(Path(sys.executable).parent / "labspace")
 
 

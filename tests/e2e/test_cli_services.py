@@ -27,8 +27,6 @@ def hub(hub_factory, hub_settings, service_token):
         "prices": {"profiles": {"default": 2}},
     }
     hub_settings["catalog"] = {"enabled": True, "port": free_port()}
-    roles = hub_settings["hub"]["config"]["JupyterHub"]["load_roles"]
-    roles[0]["scopes"].append("tokens")
     hub = hub_factory(hub_settings).start()
     api = HubAPI(hub.url, service_token)
     yield hub, api

@@ -81,8 +81,6 @@ def settings(hub_settings, tmp_path) -> dict:
             },
         ],
     }
-    (role,) = hub_settings["hub"]["config"]["JupyterHub"]["load_roles"]
-    role["scopes"].append("admin:groups")
     return hub_settings
 
 

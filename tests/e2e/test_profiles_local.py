@@ -65,8 +65,6 @@ def settings(hub_settings, tmp_path) -> dict:
             {"name": "reference", "type": "host", "source": str(reference), "target": "/ref"}
         ],
     }
-    (role,) = hub_settings["hub"]["config"]["JupyterHub"]["load_roles"]
-    role["scopes"].append("admin:groups")
     return hub_settings
 
 

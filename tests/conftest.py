@@ -6,6 +6,8 @@ Fixtures:
   never reach a test (tests that want one set it themselves).
 - ``need(component, available, why)``: skip a test whose real component is
   missing, or fail it under ``CI=true``, where every component must be present.
+- ``docker_objects``: Docker containers and volumes a test records, removed at
+  teardown (the test fails if one was left behind); skips without Docker.
 - ``chromium`` (module): a headless Chromium browser (Playwright).
 - ``pg_cluster`` (session): a private PostgreSQL cluster (``initdb``/``pg_ctl``)
   on a free loopback port.
@@ -82,6 +84,21 @@ def chromium(need):
         browser = launch(playwright)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def docker_objects(need):
+    """Skips without Docker and the workspace image; removes at the end what
+    the test recorded, and fails the test if a container was left behind."""
+    import docker_env
+    from docker_env import DockerObjects
+
+    why = docker_env.problem()
+    need("Docker", why is None, why or "")
+    objects = DockerObjects()
+    yield objects
+    left = objects.cleanup()
+    assert not left, f"left behind after the hub stopped: {left}"
 
 
 @pytest.fixture(scope="session")

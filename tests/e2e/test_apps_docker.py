@@ -14,7 +14,6 @@ import secrets
 import docker_env
 import httpx
 import pytest
-from docker_env import DockerObjects
 from harness import HubAPI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -46,16 +45,6 @@ NOTEBOOK = {
     "nbformat": 4,
     "nbformat_minor": 5,
 }
-
-
-@pytest.fixture
-def docker_objects(need):
-    why = docker_env.problem()
-    need("Docker", why is None, why or "")
-    objects = DockerObjects()
-    yield objects
-    left = objects.cleanup()
-    assert not left, f"left behind after the hub stopped: {left}"
 
 
 def test_apps_in_the_workspace_image(docker_objects, hub_factory, hub_settings):

@@ -14,7 +14,6 @@ import secrets
 import docker_env
 import httpx
 import pytest
-from docker_env import DockerObjects
 from harness import HubAPI, free_port, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -32,16 +31,6 @@ def demo(app_id: str, kind: str, greeting: str) -> dict:
             "environment": {"DEMO_GREETING": greeting},
         },
     }
-
-
-@pytest.fixture
-def docker_objects(need):
-    why = docker_env.problem()
-    need("Docker", why is None, why or "")
-    objects = DockerObjects()
-    yield objects
-    left = objects.cleanup()
-    assert not left, f"left behind after the hub stopped: {left}"
 
 
 def test_catalog_apps_in_containers(docker_objects, hub_factory, hub_settings):

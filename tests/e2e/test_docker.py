@@ -19,7 +19,7 @@ from pathlib import Path
 import docker_env
 import httpx
 import pytest
-from docker_env import DockerObjects, run, start, stop, wait_ready
+from docker_env import run, start, stop, wait_ready
 from harness import HubAPI
 from jupyterhub.slugs import safe_slug
 
@@ -43,18 +43,6 @@ PROFILES = [
         "env": {"LARGE": "yes"},
     },
 ]
-
-
-@pytest.fixture
-def docker_objects(need):
-    """Skips without Docker and the workspace image; removes at the end what
-    the test recorded, and fails the test if a container was left behind."""
-    why = docker_env.problem()
-    need("Docker", why is None, why or "")
-    objects = DockerObjects()
-    yield objects
-    left = objects.cleanup()
-    assert not left, f"left behind after the hub stopped: {left}"
 
 
 @pytest.fixture

@@ -48,6 +48,9 @@ def busy_ports(settings: Settings) -> list[str]:
         ("hub.hub_port", "127.0.0.1", settings.get("hub.hub_port")),
         ("hub.proxy_api_port", "127.0.0.1", settings.get("hub.proxy_api_port")),
     ]
+    for name in settings_mod.SERVICE_SECTIONS:  # the services the hub will start
+        if settings.get(f"{name}.enabled"):
+            wanted.append((f"{name}.port", "127.0.0.1", settings.get(f"{name}.port")))
     problems = []
     for key, ip, port in wanted:
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET

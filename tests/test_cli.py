@@ -94,11 +94,13 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def free_ports_yaml(port: int | None = None) -> str:
-    """A hub section on free loopback ports, as ``labspace up`` checks them."""
+def free_ports_yaml(port: int | None = None, catalog_port: int | None = None) -> str:
+    """The hub and its services on free loopback ports, as ``labspace up`` checks them."""
     return (
         f"hub:\n  port: {port or free_port()}\n  hub_port: {free_port()}\n"
         f"  proxy_api_port: {free_port()}\n"
+        f"accounting:\n  port: {free_port()}\n"
+        f"catalog:\n  port: {catalog_port or free_port()}\n"
     )
 
 
@@ -431,6 +433,21 @@ def test_up_busy_port(invoke, tmp_path, fake_hub, proxy_on_path):
         f"  hub.port: 127.0.0.1:{port} is not free (Address already in use); stop what uses "
         "it or choose another port (labspace up --port N)",
     ]
+    assert fake_hub.calls == []
+
+
+def test_up_busy_service_port(invoke, tmp_path, fake_hub, proxy_on_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = write(tmp_path / "labspace.yaml", free_ports_yaml(catalog_port=port))
+        result = invoke("up", "--config", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[1] == (
+        f"  catalog.port: 127.0.0.1:{port} is not free (Address already in use); stop what "
+        "uses it or choose another port (set catalog.port)"
+    )
     assert fake_hub.calls == []
 
 

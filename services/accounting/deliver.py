@@ -118,6 +118,8 @@ def main() -> None:
         format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s",
         stream=sys.stderr,
     )
+    # a line per request every few seconds would drown the hub's log
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         outbox = Outbox(os.environ["LABSPACE_ACCOUNTING_OUTBOX"])
         base_url = os.environ["LABSPACE_ACCOUNTING_URL"]

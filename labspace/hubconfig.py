@@ -9,6 +9,7 @@ applies the table to the hub's config object.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from .settings import Settings, SettingsError
 from .state import State, StateError
 
 PROXY_BIN = "configurable-http-proxy"
+log = logging.getLogger("labspace")
 
 # settings key -> (Class, trait, conversion); copied as they are.
 DIRECT: list[tuple[str, str, str, Callable[[Any], Any] | None]] = [
@@ -194,9 +196,7 @@ class Alerts:
             try:
                 found += source(user) or []
             except Exception:  # noqa: BLE001 - a banner is never worth a broken page
-                import logging
-
-                logging.getLogger("labspace").exception("Alerts from %r failed", source)
+                log.exception("Alerts from %r failed", source)
         return found
 
     def __eq__(self, other):

@@ -69,6 +69,7 @@ class StartProgress:
     def __init__(self):
         self.events: list[dict[str, Any]] = []
         self.started = False
+        self.up = False  # the workspace answered: the start succeeded
         self.done = False
         self._changed = asyncio.Event()
 
@@ -375,6 +376,12 @@ class LabspaceSpawnerMixin(Configurable):
         async for event in self._start_progress().follow():
             yield event
 
+    @property
+    def start_failed(self) -> bool:
+        """The last start in this hub process ended without the workspace up."""
+        p = self._progress
+        return p is not None and p.started and p.done and not p.up
+
     def get_state(self):
         state = super().get_state()
         if self._hooks_started:
@@ -433,6 +440,7 @@ class LabspaceSpawnerMixin(Configurable):
             url = await super().start()
             self.emit("Starting JupyterLab", 60)
             await self._wait_up(url)
+        self._start_progress().up = True
         self.emit("Workspace is up", 95)
         return url
 

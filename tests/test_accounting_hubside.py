@@ -119,10 +119,12 @@ def hub(service, outbox_path):
 
 def spawner(options=None, name="") -> SimpleNamespace:
     return SimpleNamespace(
-        user=SimpleNamespace(name="ann", groups=[SimpleNamespace(name="lab-x")]),
+        user=SimpleNamespace(name="ann"),
+        user_groups=lambda: {"lab-x"},
         name=name,
         orm_spawner=SimpleNamespace(started=STARTED),
         user_options=options or {},
+        start_failed=False,
     )
 
 

@@ -34,8 +34,13 @@ VIEWER = {
 
 
 def spawner(name="ada", groups=("physics",), server=""):
-    user = SimpleNamespace(name=name, groups=[SimpleNamespace(name=g) for g in groups])
-    return SimpleNamespace(user=user, name=server, extra_env={}, default_url="")
+    return SimpleNamespace(
+        user=SimpleNamespace(name=name),
+        user_groups=lambda: set(groups),
+        name=server,
+        extra_env={},
+        default_url="",
+    )
 
 
 @pytest.fixture

@@ -62,3 +62,19 @@ def test_hook_that_cannot_be_imported_names_itself():
     config.LabspaceSpawnerMixin.after_stop = ["no_such_module.close_usage"]
     with pytest.raises(TraitError, match="after_stop hook 'no_such_module.close_usage' cannot"):
         build_spawner(LabspaceLocalSpawner, "ann", "", settings_from("{}"), config)
+
+
+def test_start_failed_only_when_a_start_ended_without_the_workspace_up():
+    from labspace.spawners.mixin import StartProgress
+
+    spawner = build_spawner(LabspaceLocalSpawner, "ann", "", settings_from("{}"), Config())
+    assert not spawner.start_failed  # no start in this hub process
+    progress = spawner._start_progress()
+    progress.started = True
+    assert not spawner.start_failed  # still starting
+    progress.finish()
+    assert spawner.start_failed
+    spawner._progress = up = StartProgress()
+    up.started, up.up = True, True
+    up.finish()
+    assert not spawner.start_failed

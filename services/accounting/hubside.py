@@ -155,7 +155,7 @@ class HubSide:
         raise AssertionError("unreachable")
 
     async def spawn_info(self, spawner) -> dict[str, Any]:
-        groups = ",".join(sorted(g.name for g in spawner.user.groups))
+        groups = ",".join(sorted(spawner.user_groups()))
         query = urlencode({"user": spawner.user.name, "groups": groups})
         status, data = await self._call("GET", f"spawn-info?{query}", timeout=3)
         if status != 200:
@@ -205,7 +205,7 @@ class HubSide:
             "key": key,
             "user": user,
             "server": server,
-            "groups": sorted(g.name for g in spawner.user.groups),
+            "groups": sorted(spawner.user_groups()),
             "project": project,
             "profile": spec.profile,
             "display_name": spec.display_name,
@@ -350,12 +350,7 @@ class HubSide:
 
 def stop_reason(spawner) -> str:
     """Why the server ended, as well as the hub can tell."""
-    progress = getattr(spawner, "_progress", None)
-    if progress is not None and progress.started:
-        came_up = any(e.get("progress", 0) >= 95 for e in progress.events)
-        if progress.done and not came_up:
-            return "start failed"
-    return "stopped"
+    return "start failed" if spawner.start_failed else "stopped"
 
 
 def render_form(info: dict[str, Any]) -> dict[str, Any]:

@@ -50,10 +50,8 @@ class CatalogOptions:
         return self._catalog
 
     def __call__(self, spawner, user_options: dict[str, Any]) -> None:
-        groups = {g.name for g in spawner.user.groups}
-        env = getattr(spawner, "extra_env", None)
-        if env is None:
-            env = spawner.extra_env = {}
+        groups = spawner.user_groups()
+        env = spawner.extra_env
         app_id = user_options.get("app")
         version = user_options.get("version")
         if app_id is None:

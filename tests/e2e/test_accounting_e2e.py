@@ -11,8 +11,7 @@ import pytest
 from harness import HubAPI, login, wait_for
 from test_accounting_e2e_support import (
     PRICE,
-    Accounting,
-    accounting_settings,
+    AccountingHubs,
     key_of,
     post_start,
     start_time,
@@ -27,23 +26,10 @@ PASSWORD = "user-pw-for-tests"  # noqa: S105 (a test hub's shared user password)
 @pytest.fixture
 def make(hub_factory, hub_settings, service_token):
     """Start a hub with accounting (``accounting`` overrides the test settings)."""
-    made = []
-
-    def start(**accounting):
-        accounting_settings(hub_settings, **accounting)
-        hub_settings["auth"] = {"user_password": PASSWORD}
-        hub = hub_factory(hub_settings).start()
-        api = HubAPI(hub.url, service_token)
-        acct = Accounting(hub, service_token)
-        made.append((api, acct))
-        acct.wait_up()
-        return hub, api, acct
-
-    yield start
-    for api, acct in made:
-        api.stop_all()
-        api.close()
-        acct.close()
+    hub_settings["auth"] = {"user_password": PASSWORD}
+    hubs = AccountingHubs(hub_factory, hub_settings, service_token)
+    yield hubs.start
+    hubs.close()
 
 
 @pytest.fixture

@@ -52,6 +52,34 @@ def accounting_settings(hub_settings: dict, **accounting) -> dict:
     return hub_settings
 
 
+class AccountingHubs:
+    """Starts hubs with accounting for one test (``start(**accounting)`` ->
+    ``(hub, api, acct)``) and closes their clients at ``close()``; ``defaults``
+    are accounting settings every hub of the test gets."""
+
+    def __init__(self, hub_factory, hub_settings: dict, token: str, **defaults):
+        self.hub_factory = hub_factory
+        self.hub_settings = hub_settings
+        self.token = token
+        self.defaults = defaults
+        self.made: list[tuple[HubAPI, Accounting]] = []
+
+    def start(self, **accounting) -> tuple[HubProcess, HubAPI, Accounting]:
+        accounting_settings(self.hub_settings, **{**self.defaults, **accounting})
+        hub = self.hub_factory(self.hub_settings).start()
+        api = HubAPI(hub.url, self.token)
+        acct = Accounting(hub, self.token)
+        self.made.append((api, acct))
+        acct.wait_up()
+        return hub, api, acct
+
+    def close(self) -> None:
+        for api, acct in self.made:
+            api.stop_all()
+            api.close()
+            acct.close()
+
+
 class Accounting:
     """The accounting service of a running hub, as tests drive it."""
 

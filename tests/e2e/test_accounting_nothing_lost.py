@@ -26,11 +26,11 @@ from datetime import datetime
 from decimal import Decimal
 
 import pytest
-from harness import HubAPI, wait_for
+from harness import wait_for
 from test_accounting_e2e_support import (
     PRICE,
     Accounting,
-    accounting_settings,
+    AccountingHubs,
     key_of,
     post_start,
     start_time,
@@ -45,29 +45,17 @@ PER_SECOND = Decimal(PRICE) / 3600
 
 @pytest.fixture
 def make(hub_factory, hub_settings, service_token):
-    made = []
-
-    def start(**accounting):
-        accounting_settings(
-            hub_settings,
-            no_project="personal",
-            personal_allowance=100000,
-            charge_interval=CHARGE_INTERVAL,
-            grace_period=3600,
-            **accounting,
-        )
-        hub = hub_factory(hub_settings).start()
-        api = HubAPI(hub.url, service_token)
-        acct = Accounting(hub, service_token)
-        made.append((api, acct))
-        acct.wait_up()
-        return hub, api, acct
-
-    yield start
-    for api, acct in made:
-        api.stop_all()
-        api.close()
-        acct.close()
+    hubs = AccountingHubs(
+        hub_factory,
+        hub_settings,
+        service_token,
+        no_project="personal",
+        personal_allowance=100000,
+        charge_interval=CHARGE_INTERVAL,
+        grace_period=3600,
+    )
+    yield hubs.start
+    hubs.close()
 
 
 def drained(acct: Accounting, keys: set[str], timeout: float = 180) -> dict[str, dict]:

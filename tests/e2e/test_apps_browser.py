@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser import VIEWPORT, shoot
+from browser import VIEWPORT, shoot, sign_in
 from harness import HubAPI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -87,9 +87,7 @@ def test_launcher_data_explorer_and_dashboard(hub, service_token, chromium):
         page = context.new_page()
         page.set_default_timeout(60_000)
         page.goto(hub.url + "hub/login")
-        page.get_by_label("Username").fill("admin")
-        page.get_by_label("Password").fill(hub.admin_password)
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(page, "admin", hub.admin_password)
         page.wait_for_url(re.compile(r"/hub/"))
 
         # JupyterLab's launcher offers the bundled apps

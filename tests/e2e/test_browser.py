@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import VIEWPORT, shoot
+from browser import VIEWPORT, shoot, sign_in
 from harness import HubAPI, wait_for
 
 pytestmark = [pytest.mark.e2e]
@@ -25,12 +25,6 @@ def page(chromium):
     page.set_default_timeout(15_000)
     yield page
     context.close()
-
-
-def sign_in(page, username: str, password: str) -> None:
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

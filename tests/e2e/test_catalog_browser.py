@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from browser import VIEWPORT, shoot
+from browser import VIEWPORT, shoot, sign_in
 from harness import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -54,9 +54,7 @@ def test_launch_data_explorer_from_the_catalog_page(hub, chromium, api):
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.goto(hub.url + "hub/login")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(hub.admin_password)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, "admin", hub.admin_password)
     page.wait_for_url(re.compile(r"/hub/"))
     api.started.add("admin")
 

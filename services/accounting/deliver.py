@@ -52,8 +52,20 @@ class Deliverer:
         )
 
     async def run(self) -> None:
-        """Deliver until SIGTERM (``stopping`` set)."""
+        """Deliver until SIGTERM (``stopping`` set). A stop interrupts even a
+        request in flight: what it carried stays claimed in the outbox and is
+        sent again later (the service drops duplicates by event id)."""
         log.info("Delivering accounting events from %s", self.outbox.path)
+        work = asyncio.ensure_future(self._deliver_until_stopped())
+        stop = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (work, stop):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        log.info("Deliverer stopped")
+
+    async def _deliver_until_stopped(self) -> None:
         async with self.client() as client:
             reported = None
             last_report = 0.0
@@ -70,7 +82,6 @@ class Deliverer:
                 pause = self.delay or self.poll
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), pause)
-        log.info("Deliverer stopped")
 
     async def deliver_once(self, client: httpx.AsyncClient) -> int:
         """Send one batch; returns how many events the service took."""

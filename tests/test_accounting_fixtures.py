@@ -73,7 +73,13 @@ class TokenTableAuth(HubOAuth):
         model = USERS.get(header.partition(" ")[2].strip())
         if model is not None:
             handler._token_authenticated = True
-        return model
+        if sync:
+            return model
+
+        async def found():
+            return model
+
+        return found()
 
 
 class AccountingServer:

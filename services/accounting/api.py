@@ -67,7 +67,8 @@ class ApiHandler(BaseHandler):
     def get_login_url(self):
         raise web.HTTPError(403, "Authenticate with a hub token or the hub's login cookie")
 
-    def prepare(self):
+    async def prepare(self):
+        await super().prepare()
         if not self.current_user:
             raise web.HTTPError(403, "Authenticate with a hub token or the hub's login cookie")
 

@@ -24,7 +24,12 @@ from decimal import Decimal
 from http.client import responses
 from typing import Any
 
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import (
+    HubOAuth,
+    HubOAuthCallbackHandler,
+    HubOAuthenticated,
+    UserNotAllowed,
+)
 from tornado import web
 
 from .config import ADMIN, READ, READ_ALL
@@ -87,12 +92,34 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     def is_api(self) -> bool:
         return self.request.path.startswith(self.settings["prefix"] + "api/")
 
+    async def prepare(self):
+        """Ask the hub who this is without blocking the loop. HubAuth's
+        synchronous ``get_current_user`` waits on its one-thread pool; called from
+        the XSRF check of a request with a bogus token and a cookie, it would wait
+        on itself for good (the cookie path runs the XSRF check again)."""
+        if hasattr(self, "_hub_auth_user_cache"):
+            return
+        model = await self.hub_auth.get_user(self, sync=False)
+        try:
+            self._hub_auth_user_cache = self.check_hub_user(model) if model else None
+        except UserNotAllowed:
+            self._hub_auth_user_cache = None
+        if self._xsrf_deferred and not getattr(self, "_token_authenticated", False):
+            self.hub_auth.check_xsrf_cookie(self)  # a bad token: the cookie needs XSRF
+
+    _xsrf_deferred = False
+
     def check_xsrf_cookie(self):
+        """Tornado checks XSRF before ``prepare`` identifies the caller: a request
+        with a token is checked after, when it is known whether the token was used."""
         if self.request.headers.get("Authorization"):
-            # identify first: token-authenticated requests need no XSRF token
-            # (cookie requests must not: the hub's cookie check runs this check itself)
-            self.get_current_user()
-        return super().check_xsrf_cookie()
+            self._xsrf_deferred = True
+            return
+        self.hub_auth.check_xsrf_cookie(self)
+
+    def get_current_user(self):
+        """Who ``prepare`` identified; never a blocking call to the hub."""
+        return getattr(self, "_hub_auth_user_cache", None)
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)

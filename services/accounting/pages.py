@@ -50,7 +50,8 @@ def bar_chart(daily: list[dict], days: int = 30, width: int = 720, height: int =
 
 
 class PageHandler(BaseHandler):
-    def prepare(self):
+    async def prepare(self):
+        await super().prepare()
         if self.current_user and not self.can(READ):
             raise web.HTTPError(403, "Your account may not read accounting (scope " + READ + ")")
 

@@ -1,0 +1,1 @@
+"""Attacks on the running platform that must keep failing (issue 10)."""

@@ -152,6 +152,8 @@ PROVIDERS: dict[str, Provider] = {
     ),
 }
 
+# provider-specific keys that let people in (GitHub organisations and teams)
+ALLOW_RULES = frozenset({"allowed_organizations"})
 # keys that only some providers use, for the checks below
 PROVIDER_KEYS = frozenset().union(*(p.only for p in PROVIDERS.values()))
 SHARED_PASSWORD_KEYS = ("admin_password", "user_password")
@@ -239,12 +241,17 @@ def warnings(auth: dict[str, Any], admin_users: list[str]) -> list[str]:
     """Settings that work but are probably not what the operator meant."""
     if auth["type"] == "shared-password":
         return []
-    if auth.get("allow_all") or auth.get("allowed_users") or auth.get("allowed_groups"):
+    provider = PROVIDERS[auth["type"]]
+    rules = ["allowed_users", *sorted(ALLOW_RULES & provider.only)]
+    if provider.groups != "none":
+        rules.insert(0, "allowed_groups")
+    if auth.get("allow_all") or any(auth.get(rule) for rule in rules):
         return []
     who = "admin_groups and " if auth.get("admin_groups") else ""
+    tip = ", ".join(f"auth.{rule}" for rule in rules)
     return [
         f"auth: no allow rule is set, so only {who}hub.admin_users ({', '.join(admin_users)}) "
-        "can sign in (set auth.allowed_groups, auth.allowed_users or auth.allow_all)"
+        f"can sign in (set {tip} or auth.allow_all)"
     ]
 
 
@@ -305,6 +312,10 @@ def traits(settings: Settings, callback_url: str) -> dict[str, dict[str, Any]]:
         "login_service": display_name(auth),
         "enable_auth_state": True,
         "allowed_users": set(auth["allowed_users"]),
+        # the identity provider and these settings decide who signs in: being in
+        # the hub's database (added in the admin panel, or let in by a group
+        # once) is not a pass, so leaving an allowed group ends access
+        "allow_existing_users": False,
     }
     if provider.discovery:
         t.update(endpoints(auth))

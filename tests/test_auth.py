@@ -6,6 +6,8 @@ nothing here signs anyone in (``tests/e2e/test_sso.py`` does)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 from oidc_provider import OIDCProvider, available
@@ -30,6 +32,15 @@ def issuer(need, tmp_path_factory):
     provider.stop()
 
 
+@pytest.fixture
+def keep_umask():
+    """``configure`` sets the hub's private umask: give the test process its own back."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    yield
+    os.umask(mask)
+
+
 def load(tmp_path, data: dict, env: dict | None = None) -> settings.Settings:
     path = tmp_path / "labspace.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -48,7 +59,7 @@ def build_authenticator(tmp_path, auth_settings: dict):
 PRESETS = {
     # type: (extra settings, expected traits)
     "oidc": (
-        {"groups_claim": "groups", "allowed_groups": ["staff"]},
+        {"groups_claim": "groups", "allowed_groups": ["staff"], "allowed_users": ["guest"]},
         {
             "login_service": "OpenID Connect",
             "username_claim": "preferred_username",
@@ -137,6 +148,9 @@ def test_preset_builds_its_authenticator(kind, tmp_path, request):
     assert authenticator.auth_refresh_age == 300
     assert authenticator.refresh_pre_spawn is True
     assert authenticator.admin_users == {"admin"}
+    # only the provider and the settings let people in, never being in the hub's
+    # database (JupyterHub turns this on by itself once allowed_users is set)
+    assert authenticator.allow_existing_users is False
     for trait, value in expected.items():
         assert getattr(authenticator, trait) == value, trait
     if auth.PROVIDERS[kind].discovery:
@@ -286,7 +300,26 @@ def test_no_allow_rule_warns(tmp_path):
     loaded = load(tmp_path, {"auth": {"type": "github", "client_id": "c"}})
     assert loaded.warnings == [
         "auth: no allow rule is set, so only hub.admin_users (admin) can sign in "
-        "(set auth.allowed_groups, auth.allowed_users or auth.allow_all)"
+        "(set auth.allowed_groups, auth.allowed_users, auth.allowed_organizations "
+        "or auth.allow_all)"
     ]
     allowed = load(tmp_path, {"auth": {"type": "github", "client_id": "c", "allow_all": True}})
     assert allowed.warnings == []
+    google = load(tmp_path, {"auth": {"type": "google", "client_id": "c"}})
+    assert google.warnings[0].endswith("(set auth.allowed_users or auth.allow_all)")
+
+
+def test_github_organizations_are_an_allow_rule(tmp_path, capsys, monkeypatch, keep_umask):
+    """Members of auth.allowed_organizations may sign in: start-up does not warn
+    that only admins can (as it did)."""
+    path = tmp_path / "labspace.yaml"
+    data = {
+        "auth": {"type": "github", "client_id": "c", "allowed_organizations": ["my-lab"]},
+        "hub": {"proxy_command": ["/usr/bin/chp"]},
+    }
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("LABSPACE_AUTH_CLIENT_SECRET", SECRET)
+    c = Config()
+    hubconfig.configure(c, str(path))
+    assert capsys.readouterr().err == ""
+    assert c.LabspaceGitHubAuthenticator.allowed_organizations == {"my-lab"}

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: up test lint format clean docs images images-for-tests
+.PHONY: up test check lint format clean docs images images-for-tests
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -40,6 +40,14 @@ test: $(VENV)/.installed-test
 	$(MAKE) node_modules/.installed
 	$(MAKE) images-for-tests
 	$(BIN)/python -m pytest
+
+# the fast tier for the inner loop (a few minutes): unit and in-process service
+# tests, plus smoke e2e tests (a real hub, a spawn through the proxy, a sign-in)
+SMOKE := tests/e2e/test_hub.py::test_spawn_reaches_workspace_through_proxy \
+	tests/e2e/test_hub.py::test_bad_settings_stop_labspace_up
+check: $(VENV)/.installed-test
+	$(MAKE) node_modules/.installed
+	$(BIN)/python -m pytest -q -m "not slow" --ignore=tests/e2e --ignore=tests/security tests $(SMOKE)
 
 # the base (debootstrap, when absent), workspace and hub images; each is rebuilt
 # only when its inputs changed (see images/build.sh)

@@ -174,7 +174,8 @@ def test_validate_warns(invoke, tmp_path, monkeypatch):
     assert result.stdout == f"{path}: valid\n"
     assert result.stderr == (
         "warning: auth: no allow rule is set, so only hub.admin_users (admin) can sign in "
-        "(set auth.allowed_groups, auth.allowed_users or auth.allow_all)\n"
+        "(set auth.allowed_groups, auth.allowed_users, auth.allowed_organizations "
+        "or auth.allow_all)\n"
     )
 
 

@@ -1,0 +1,164 @@
+"""schemathesis against every service's OpenAPI document, through a real hub.
+
+One hub (both services on) serves the module. Each service's document, as the
+hub's proxy serves it, drives schemathesis with a plain user's token (alice)
+and then with an admin's: the admin's runs come last, so whatever they change
+cannot break the plain user's. For every operation schemathesis generates
+valid and invalid requests; every answer must be:
+
+- no 5xx, and an answer within ``REQUEST_TIMEOUT`` (a hang fails the run);
+- what the document says (status codes, content types, response schemas,
+  invalid parameters and bodies refused, valid ones accepted);
+- refused without a token and with a bad one, whenever the operation declares
+  authentication and answered 2xx (schemathesis' ``ignored_auth``).
+
+Bounded: ``MAX_EXAMPLES`` cases per operation, no shrinking, no example
+database, and ``BUDGET`` seconds per service and caller, after which the
+operations left are skipped (and said so in the summary). Failures are
+collected, one per operation and check, and reported with a curl command that
+reproduces each. The per-run counts are printed at the end of the module.
+
+schemathesis' pytest plugin (``schemathesis.pytest.from_fixture``) does not run
+under pytest 9 (it sets ``Function._nodeid``), so each operation is driven by
+its public ``APIOperation.as_strategy`` under Hypothesis' ``@given``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.errors import FailureGroup
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+MAX_EXAMPLES = 15
+BUDGET = 50  # seconds per service and caller
+REQUEST_TIMEOUT = 10
+DOCUMENTS = {
+    "accounting": ("services/accounting/api/openapi.json", "services/accounting/api"),
+    "catalog": ("services/catalog/api/openapi.json", "services/catalog"),
+}
+# plain user first, admin last (see the module docstring)
+RUNS = [(s, who) for who in ("alice", "admin") for s in DOCUMENTS]
+
+
+@dataclass
+class Run:
+    """One service tried as one caller: its time budget and what it saw."""
+
+    service: str
+    who: str
+    deadline: float = 0.0
+    statuses: Counter = field(default_factory=Counter)
+    operations: list = field(default_factory=list)
+    failures: dict = field(default_factory=dict)  # operation -> {check title: report}
+    skipped: list = field(default_factory=list)
+
+    def record(self, case, response) -> None:
+        self.statuses[response.status_code] += 1
+
+    def fail(self, case, what: str, detail: str) -> None:
+        self.failures.setdefault(case.operation.label, {}).setdefault(what, detail)
+
+    def summary(self) -> str:
+        requests_sent = sum(self.statuses.values())
+        fives = sum(n for s, n in self.statuses.items() if s >= 500)
+        failed = sum(map(len, self.failures.values()))
+        text = (
+            f"schemathesis {self.service} as {self.who}: {len(self.operations)} operations, "
+            f"{requests_sent} requests, {fives} 5xx, {failed} failed checks, "
+            f"statuses {dict(sorted(self.statuses.items()))}"
+        )
+        if self.skipped:
+            text += f"; out of time budget, not run: {self.skipped}"
+        return text
+
+    def report(self) -> str:
+        """Each failing operation: its failed checks, then each distinct report."""
+        parts = []
+        for label, found in self.failures.items():
+            parts.append(f"== {label}: {', '.join(found)}")
+            parts += dict.fromkeys(found.values())
+        return "\n".join(parts)
+
+
+def exercise(operation, run: Run, headers: dict[str, str]) -> None:
+    """``MAX_EXAMPLES`` valid and invalid requests to ``operation``, checked."""
+    cases = st.one_of(
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
+    )
+
+    @given(case=cases)
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=timedelta(seconds=2 * REQUEST_TIMEOUT),
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    def once(case):
+        if time.monotonic() > run.deadline:
+            return
+        try:
+            response = case.call(headers=headers, timeout=REQUEST_TIMEOUT)
+        except requests.RequestException as e:  # a hang or a dropped connection
+            run.fail(case, "no answer", f"{type(e).__name__}: {e}\n{case.as_curl_command()}")
+            return
+        run.record(case, response)
+        try:
+            case.validate_response(response, headers=headers)
+        except FailureGroup as group:
+            for failure in group.exceptions:
+                run.fail(case, failure.title, str(group)[:1500])
+
+    once()
+
+
+@pytest.fixture(scope="module")
+def world(security_world_factory):
+    return security_world_factory()
+
+
+@pytest.fixture(scope="module")
+def summaries(request):
+    runs: list[Run] = []
+    yield runs
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    for run in runs:
+        if reporter:
+            reporter.write_line(run.summary())
+
+
+@pytest.mark.parametrize(("service", "who"), RUNS, ids=[f"{s}-{who}" for s, who in RUNS])
+def test_service_answers_as_its_document_says(world, summaries, service, who):
+    document, base = DOCUMENTS[service]
+    config = schemathesis.Config.from_dict(
+        {
+            "base-url": world.url + base,
+            "request-timeout": REQUEST_TIMEOUT,
+            # unknown query parameters and headers may be ignored, as HTTP allows
+            "generation": {"allow-extra-parameters": False},
+        }
+    )
+    schema = schemathesis.openapi.from_url(world.url + document, config=config, timeout=30)
+    headers = {"Authorization": f"token {world.tokens[who]}"}
+    run = Run(service, who, time.monotonic() + BUDGET)
+    summaries.append(run)
+    for result in schema.get_all_operations():
+        operation = result.ok()  # a document schemathesis cannot read fails here
+        if time.monotonic() > run.deadline:
+            run.skipped.append(operation.label)
+            continue
+        run.operations.append(operation.label)
+        exercise(operation, run, headers)
+    assert not run.failures, f"{run.summary()}\n\n{run.report()}"

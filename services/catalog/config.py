@@ -21,16 +21,26 @@ from . import apps as appdefs
 NAME = "catalog"
 SCOPE = "custom:labspace-catalog"
 READ, LAUNCH, ADMIN = f"{SCOPE}:read", f"{SCOPE}:launch", f"{SCOPE}:admin"
-# what the service may do in the hub (jupyterhub/scopes.py): read a user's groups
-# and servers, start and stop their servers, and manage shares of their servers
-# (``shares`` includes access:servers, which a share grants, and lets the service
-# reach the workspace lifecycle endpoints for logs); share targets by name
+# What the service may do in the hub (jupyterhub/scopes.py), each for a reason:
+# - ``servers``: start and stop users' servers and read their models (launches,
+#   their state and progress; includes ``read:servers``);
+# - ``shares``: share a standalone app's server and revoke it. The hub lets only
+#   a holder of what a share grants make it, so this includes ``access:servers``;
+#   that is why this token never leaves the service (see hubapi.py);
+# - ``read:users:name`` / ``read:groups:name``: the hub asks for them to share
+#   with a user or a group by name;
+# - ``tokens``: mint, for a call to a workspace's lifecycle API (an app's log, a
+#   proxied app's stop), a short-lived token of that user for that one server
+#   (``access:servers!server=<user>/<server>``): the workspace is the user's code
+#   and sees nothing worth more than that server. The hub lets the holder of
+#   ``tokens`` mint any scope the user holds; the service only asks for that one.
+# Users' groups come with the caller's own token, so no ``read:users:groups``.
 SERVICE_SCOPES = [
-    "read:users:name",
-    "read:users:groups",
     "servers",
     "shares",
+    "read:users:name",
     "read:groups:name",
+    "tokens",
 ]
 OPTION_KEYS = {
     "app": "Catalog app to run in this named server (standalone apps)",

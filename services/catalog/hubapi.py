@@ -1,11 +1,18 @@
 """The hub's REST API as the catalog service uses it, with its own token:
 users' servers (start, stop, progress), shares, and the workspace lifecycle
-endpoints of extensions/ reached through the proxy."""
+endpoints of extensions/ reached through the proxy.
+
+A workspace is its user's code, so the service's token never goes there: calls
+to a workspace carry a token of that user, minted through the hub API for that
+one server (``access:servers!server=<user>/<server>``) and short-lived, kept
+for its life (``ServerTokens``).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -23,11 +30,17 @@ class HubError(Exception):
         super().__init__(f"{status}: {message}")
 
 
+TOKEN_LIFE = 300  # seconds a minted workspace token lives
+TOKEN_MARGIN = 60  # ... and is not used in its last minute
+
+
 def _message(body: bytes, status: int) -> str:
+    """The message of an error answer; never a page (the hub answers HTML for a
+    workspace that is not running)."""
     try:
         data = json.loads(body or b"{}")
     except ValueError:
-        return body.decode(errors="replace")[:500] or f"HTTP {status}"
+        return f"HTTP {status}"
     if isinstance(data, dict):
         return str(data.get("message") or data.get("reason") or f"HTTP {status}")
     return f"HTTP {status}"
@@ -48,9 +61,13 @@ class Hub:
         self.token = token
         self.timeout = timeout
         self.http = AsyncHTTPClient()
+        # (user, server) -> (minted token, monotonic time until it is used)
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
 
-    async def _fetch(self, url: str, method: str, body: Any = None, **kw) -> tuple[int, Any]:
-        headers = {"Authorization": f"token {self.token}", "Accept": "application/json"}
+    async def _fetch(
+        self, url: str, method: str, body: Any = None, *, token: str, **kw
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"token {token}", "Accept": "application/json"}
         data = None
         if body is not None:
             data = json.dumps(body)
@@ -79,11 +96,15 @@ class Hub:
         if not response.body:
             return response.code, None
         if "json" in ctype:
-            return response.code, json.loads(response.body)
+            try:
+                return response.code, json.loads(response.body)
+            except ValueError:
+                raise HubError(502, f"{method} {url.split('?')[0]}: not JSON") from None
         return response.code, response.body.decode(errors="replace")
 
     async def api(self, method: str, path: str, body: Any = None, **kw) -> tuple[int, Any]:
-        return await self._fetch(self.api_url + path, method, body, **kw)
+        """The hub API, with the service's own token (to the hub, nowhere else)."""
+        return await self._fetch(self.api_url + path, method, body, token=self.token, **kw)
 
     async def user(self, name: str) -> dict[str, Any] | None:
         try:
@@ -123,9 +144,9 @@ class Hub:
                     except ValueError:
                         log.debug("Unreadable progress line for %s/%s", user, server)
 
-        await self._fetch(
-            self.api_url + server_path(user, server) + "/progress",
+        await self.api(
             "GET",
+            server_path(user, server) + "/progress",
             streaming_callback=chunk,
             timeout=timeout,
         )
@@ -155,8 +176,35 @@ class Hub:
             base += f"{quote(server, safe='')}/"
         return base + path
 
+    async def server_token(self, user: str, server: str) -> str:
+        """A token of ``user`` for their server ``server`` only, minted by the hub
+        (the service holds ``tokens`` for this) and reused while it lives."""
+        now = time.monotonic()
+        self._tokens = {k: v for k, v in self._tokens.items() if v[1] > now}
+        if (user, server) in self._tokens:
+            return self._tokens[(user, server)][0]
+        body = {
+            "scopes": [f"access:servers!server={user}/{server}"],
+            "expires_in": TOKEN_LIFE,
+            "note": f"labspace-catalog: app log and stop in {user}/{server}",
+        }
+        _, model = await self.api("POST", f"users/{quote(user, safe='')}/tokens", body)
+        if not isinstance(model, dict) or not model.get("token"):
+            raise HubError(502, f"The hub gave no token for {user}/{server}")
+        self._tokens[(user, server)] = (model["token"], now + TOKEN_LIFE - TOKEN_MARGIN)
+        return model["token"]
+
     async def workspace(self, user: str, server: str, method: str, path: str) -> Any:
+        """Call the workspace lifecycle API of ``user``'s ``server`` with a token
+        of theirs for that server alone, never the service's."""
         if not self.proxy_url:
             raise HubError(503, "The catalog does not know the proxy's address")
-        _, body = await self._fetch(self.workspace_url(user, server, path), method, timeout=15)
+        token = await self.server_token(user, server)
+        url = self.workspace_url(user, server, path)
+        try:
+            _, body = await self._fetch(url, method, token=token, timeout=15)
+        except HubError as e:
+            if e.status in (401, 403):  # revoked or expired early: mint anew next time
+                self._tokens.pop((user, server), None)
+            raise
         return body

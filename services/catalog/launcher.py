@@ -143,12 +143,13 @@ class Launcher:
             except HubError as e:
                 if e.status != 404 and "not running" not in e.message:
                     raise CatalogError(e.status, e.message) from e
-        else:
+        elif ((await self.hub.server(user, server)) or {}).get("ready"):
+            # a workspace that is gone or going runs no app: nothing to stop there
             path = f"labspace-apps/api/apps/{launch['app']}/stop"
             try:
-                await self.hub.workspace(user, "", "POST", path)
+                await self.hub.workspace(user, server, "POST", path)
             except HubError as e:
-                if e.status not in (404, 503):
+                if e.status not in (404, 424, 503):
                     raise CatalogError(502, f"Stopping {launch['app']} failed: {e.message}") from e
         self.catalog.set_launch(launch["id"], "stopped", "Stopped")
         return self.with_url(self.catalog.launch(launch["id"]))

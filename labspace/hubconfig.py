@@ -19,7 +19,7 @@ from typing import Any
 from . import auth
 from . import settings as settings_mod
 from .settings import Settings, SettingsError
-from .state import State, StateError
+from .state import State, StateError, private_umask
 
 PROXY_BIN = "configurable-http-proxy"
 log = logging.getLogger("labspace")
@@ -132,8 +132,9 @@ def _services(settings: Settings, state: State, out: dict) -> None:
 
     Each service says what it needs in ``hub_parts``; this merges them: one
     ``user`` role (``self`` plus what services grant everyone), one
-    ``labspace-admin`` role for ``hub.admin_users`` (JupyterHub's own ``admin``
-    role cannot be changed), hook lists appended in section order.
+    ``labspace-admin`` role for every hub admin, ``hub.admin_users`` and the
+    members of ``auth.admin_groups`` (JupyterHub's own ``admin`` role cannot be
+    changed), hook lists appended in section order.
     """
     services, roles, scopes, nav, template_vars = [], [], {}, [], {}
     user_scopes, admin_scopes, spawner = ["self"], [], {}
@@ -158,14 +159,7 @@ def _services(settings: Settings, state: State, out: dict) -> None:
         service.setdefault("environment", {})["LABSPACE_NAV"] = json.dumps(nav)
     roles.append({"name": "user", "description": "Every Labspace user", "scopes": user_scopes})
     if admin_scopes:
-        roles.append(
-            {
-                "name": "labspace-admin",
-                "description": "Administers Labspace's services",
-                "scopes": admin_scopes,
-                "users": list(settings.get("hub.admin_users")),
-            }
-        )
+        roles.append(admin_role(settings, admin_scopes))
     _set(out, "JupyterHub", "services", services)
     _set(out, "JupyterHub", "load_roles", roles)
     _set(out, "JupyterHub", "custom_scopes", scopes)
@@ -175,6 +169,21 @@ def _services(settings: Settings, state: State, out: dict) -> None:
     _set(out, "JupyterHub", "template_vars", template_vars)
     for trait, value in spawner.items():
         _set(out, "LabspaceSpawnerMixin", trait, value)
+
+
+def admin_role(settings: Settings, scopes: list[str]) -> dict[str, Any]:
+    """``labspace-admin``: the services' admin scopes for the same people the hub
+    makes admins, ``hub.admin_users`` and, with SSO, whoever is in one of
+    ``auth.admin_groups`` (held through the group, so it ends with the membership)."""
+    role = {
+        "name": "labspace-admin",
+        "description": "Administers Labspace's services",
+        "scopes": scopes,
+        "users": list(settings.get("hub.admin_users")),
+    }
+    if settings.get("auth.type") != "shared-password" and settings.get("auth.admin_groups"):
+        role["groups"] = list(settings.get("auth.admin_groups"))
+    return role
 
 
 ALERTS = "labspace_alerts_"
@@ -265,6 +274,7 @@ def fail(message: str) -> None:
 
 def configure(c, path: str | None = None) -> Settings:
     """Load settings and apply them to ``c``; the body of ``jupyterhub_config.py``."""
+    private_umask()  # the hub's database and files, and its services', are private
     try:
         settings = settings_mod.load(path)
         state = State(settings)

@@ -23,7 +23,7 @@ from . import reference
 from . import settings as settings_mod
 from .hubconfig import ProxyNotFound, find_proxy
 from .settings import Settings, SettingsError
-from .state import State, StateError
+from .state import State, StateError, private_umask
 
 
 class LaunchError(Exception):
@@ -88,6 +88,8 @@ def prepare(config: str | None, port: int | None = None) -> Prepared:
         settings = settings_mod.load(path, environ=env)
         state = State(settings)
         state.prepare()
+        if settings.get("auth.type") == "shared-password":
+            state.admin_password()  # made here, so the banner knows it is new
         find_proxy(settings)
         busy = busy_ports(settings)
         if busy:
@@ -130,17 +132,18 @@ def banner(settings: Settings, state: State) -> str:
     admin = settings.get("hub.admin_users")[0]
     if not state.admin_password_generated:
         how = "the password from auth.admin_password"
-        return f"Labspace is running at {url} — log in as '{admin}' with {how}"
-    where = state.secrets_dir / "admin-password"
-    return (
-        f"Labspace is running at {url} — log in as '{admin}' with password "
-        f"{state.admin_password()} (kept in {where})"
-    )
+    elif state.admin_password_created:
+        # shown once, on the start that made it; later starts say where it is
+        how = f"password {state.admin_password()} (kept in {state.admin_password_file})"
+    else:
+        how = f"the password kept in {state.admin_password_file}"
+    return f"Labspace is running at {url} — log in as '{admin}' with {how}"
 
 
 def run(prepared: Prepared, echo) -> int:
     """Start the hub, announce it, and wait for it to end; returns its status."""
     settings, state = prepared.settings, prepared.state
+    private_umask()  # the hub inherits it (and sets it again in its config)
     # a session of its own, so a terminal's Ctrl-C reaches it once, through us
     proc = subprocess.Popen(
         hub_command(), env=prepared.env, cwd=state.data_dir, start_new_session=True

@@ -28,7 +28,8 @@ LABSPACE = [str(Path(sys.executable).with_name("labspace"))]
 REPO = Path(__file__).resolve().parent.parent
 BANNER = re.compile(
     r"Labspace is running at (\S+) — (?:log in as '([^']+)' with "
-    r"(?:password (\S+)|the password from auth.admin_password)|sign in with .+)"
+    r"(?:password (\S+)|the password from auth.admin_password|the password kept in (\S+))"
+    r"|sign in with .+)"
 )
 
 
@@ -192,7 +193,10 @@ class HubProcess(Managed):
 
     @property
     def admin_password(self) -> str:
-        return self.banner.group(3)
+        """The generated admin password: printed on the start that made it, read
+        from the file the banner names on later starts."""
+        match = self.banner
+        return match.group(3) or Path(match.group(4)).read_text().strip()
 
 
 class HubAPI:

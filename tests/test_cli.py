@@ -21,7 +21,8 @@ from click.testing import CliRunner
 from harness import free_port
 
 from labspace import __version__, cli, launcher, reference
-from labspace.settings import iter_keys
+from labspace.settings import iter_keys, load
+from labspace.state import State
 
 LABSPACE = Path(sys.executable).with_name("labspace")
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference" / "settings.md"
@@ -470,3 +471,72 @@ def test_up_in_an_unwritable_folder_says_so(invoke, tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "no settings file, and none can be written here" in result.stderr
     assert "Traceback" not in result.output + result.stderr
+
+
+def read_only(folder: Path) -> list[str]:
+    """A command prefix under which ``folder`` is read-only: a read-only bind
+    mount in a mount namespace of its own as root (who may write anywhere
+    else), the folder's mode otherwise."""
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        return []
+    if not Path("/usr/bin/unshare").exists():
+        pytest.skip("unshare is not installed (util-linux)")
+    script = 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && shift && exec "$@"'
+    return ["unshare", "--mount", "sh", "-c", script, "sh", str(folder)]
+
+
+def test_console_script_up_read_only_data_dir(tmp_path, proxy_command):
+    """A data_dir that cannot be written (here: the state of an earlier start on
+    a read-only mount) is one line naming the folder and the fix."""
+    data = tmp_path / "data"
+    values = yaml.safe_load(free_ports_yaml())
+    values["hub"]["proxy_command"] = proxy_command
+    values["data_dir"] = str(data)
+    values["accounting"]["enabled"] = values["catalog"]["enabled"] = False
+    path = write(tmp_path / "labspace.yaml", yaml.safe_dump(values))
+    settings = load(path, environ={})
+    state = State(settings)
+    state.prepare()
+    state.admin_password(), state.proxy_token()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABSPACE_")}
+    result = subprocess.run(
+        [*read_only(data), str(LABSPACE), "up", "--config", str(path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode != 2 and "mount" in result.stderr:
+        pytest.skip(f"no read-only bind mount here: {result.stderr.strip()}")
+    assert result.returncode == 2, result.stdout + result.stderr
+    why = "Read-only file system" if os.geteuid() == 0 else "Permission denied"
+    assert result.stderr.splitlines() == [
+        f"Labspace cannot start: data_dir: {data} cannot be written: {why} "
+        "(make it writable by this user, or set data_dir to a writable folder)"
+    ]
+    assert result.stdout == ""
+
+
+def test_banner_prints_the_admin_password_only_when_it_is_made(tmp_path):
+    """The start that generates the admin password prints it; later starts say
+    where it is kept, never the password itself."""
+    path = write(tmp_path / "labspace.yaml", "hub:\n  port: 8123\n")
+    kept = tmp_path / "labspace-data" / "secrets" / "admin-password"
+    first = State(load(path, environ={}))
+    first.prepare()
+    password = first.admin_password()
+    assert launcher.banner(first.settings, first) == (
+        "Labspace is running at http://127.0.0.1:8123/ — log in as 'admin' with password "
+        f"{password} (kept in {kept})"
+    )
+    later = State(load(path, environ={}))
+    later.prepare()
+    assert later.admin_password() == password
+    line = launcher.banner(later.settings, later)
+    assert line == (
+        "Labspace is running at http://127.0.0.1:8123/ — log in as 'admin' with the "
+        f"password kept in {kept}"
+    )
+    assert password not in line

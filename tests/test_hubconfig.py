@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 from pathlib import Path
@@ -12,7 +13,7 @@ from test_settings import DEFAULTS
 from traitlets.config import Config
 
 import labspace
-from labspace.hubconfig import ProxyNotFound, build, configure, find_proxy
+from labspace.hubconfig import ProxyNotFound, admin_role, build, configure, find_proxy
 from labspace.settings import load
 from labspace.state import State, StateError, ensure_secret, user_dir_name
 
@@ -27,6 +28,15 @@ PROXY_NOT_FOUND = (
 
 # the `backend:` section of an empty labspace.yaml, as the spawner gets it
 DEFAULT_BACKEND = DEFAULTS["backend"]
+
+
+@pytest.fixture(autouse=True)
+def keep_umask():
+    """``configure`` sets the hub's private umask: give the test process its own back."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    yield
+    os.umask(mask)
 
 
 @pytest.fixture
@@ -291,13 +301,16 @@ def test_generated_admin_password(setup, base):
     stored = base / "labspace-data" / "secrets" / "admin-password"
     password = first["SharedPasswordAuthenticator"]["admin_password"]
     assert state.admin_password_generated
+    assert state.admin_password_created  # made now: the only start that may print it
     assert stored.read_text() == password + "\n"
     assert len(password) >= 32  # what auth.admin_password requires of a given one
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     assert stat.S_IMODE(stored.parent.stat().st_mode) == 0o700
     # a restart keeps the password and the proxy token
-    second = build(*setup(""), PROXY)
+    again = setup("")
+    second = build(*again, PROXY)
     assert second["SharedPasswordAuthenticator"]["admin_password"] == password
+    assert not again[1].admin_password_created
     token = first["ConfigurableHTTPProxy"]["auth_token"]
     assert second["ConfigurableHTTPProxy"]["auth_token"] == token
     assert token != password
@@ -448,6 +461,65 @@ def test_configure_data_dir_not_creatable(tmp_path, capsys):
 
 
 # -- state -------------------------------------------------------------------
+
+
+def test_prepare_makes_an_open_data_dir_private(setup, base):
+    """data_dir left readable by others (an older Labspace, a umask of 022):
+    the next start makes it 0700 and its databases 0600."""
+    data = base / "labspace-data"
+    (data / "secrets").mkdir(parents=True)
+    for path in (data, data / "secrets"):
+        path.chmod(0o755)
+    databases = ["jupyterhub.sqlite", "accounting.sqlite", "accounting-outbox.sqlite-wal"]
+    for name in databases:
+        (data / name).write_text("")
+        (data / name).chmod(0o644)
+    (data / "notes.txt").write_text("")
+    (data / "notes.txt").chmod(0o644)
+    setup("")
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "secrets").stat().st_mode) == 0o700
+    for name in databases:
+        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE((data / "notes.txt").stat().st_mode) == 0o644  # not ours to judge
+    assert sorted(p.name for p in data.iterdir()) == sorted(
+        [*databases, "notes.txt", "secrets", "users"]
+    )  # the write check leaves nothing behind
+
+
+def test_new_data_dir_is_private(setup, base):
+    setup("")
+    assert stat.S_IMODE((base / "labspace-data").stat().st_mode) == 0o700
+
+
+def test_configure_sets_a_private_umask(base, monkeypatch):
+    (base / "labspace.yaml").write_text("hub:\n  proxy_command: [/usr/bin/chp]\n")
+    os.umask(0o022)
+    configure(Config(), str(base / "labspace.yaml"))
+    assert os.umask(0o022) == 0o077
+
+
+SSO = (
+    "auth:\n  type: oidc\n  client_id: c\n  authorize_url: https://idp/a\n"
+    "  token_url: https://idp/t\n  userdata_url: https://idp/u\n  groups_claim: groups\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "groups"),
+    [
+        pytest.param(SSO + "  admin_groups: [platform-admins]\n", ["platform-admins"], id="sso"),
+        pytest.param(SSO, None, id="sso-no-admin-groups"),
+        pytest.param("", None, id="shared-password"),
+    ],
+)
+def test_admin_groups_hold_the_labspace_admin_role(setup, text, groups):
+    """People who are hub admins through auth.admin_groups administer the services
+    too: the labspace-admin role lists their groups next to hub.admin_users."""
+    settings, _ = setup(text, environ={"LABSPACE_AUTH_CLIENT_SECRET": "s"} if text else None)
+    role = admin_role(settings, ["custom:labspace-accounting:admin"])
+    assert role["users"] == ["admin"]
+    assert role.get("groups") == groups
 
 
 def test_ensure_secret_tightens_mode(tmp_path):

@@ -121,6 +121,10 @@ def test_restart_keeps_users_servers_and_password(hub_factory, hub_settings, db_
     api = HubAPI(second.url, service_token)
     api.started.add("bob")
     try:
+        # printed by the start that made it only; later starts say where it is
+        kept = second.workdir / "data" / "secrets" / "admin-password"
+        assert f"with the password kept in {kept}" in second.log()
+        assert password not in second.log()
         assert second.admin_password == password
         users = {u["name"]: u for u in api.request("GET", "users").json()}
         assert users["admin"]["admin"] is True

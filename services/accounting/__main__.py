@@ -78,6 +78,9 @@ async def serve(config: dict) -> None:
 
 
 def main() -> None:
+    from labspace.state import private_umask  # what it writes is the owner's only
+
+    private_umask()
     logging.basicConfig(
         level=logging.INFO, format="[%(levelname)1.1s %(asctime)s accounting] %(message)s"
     )

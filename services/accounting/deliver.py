@@ -124,6 +124,9 @@ class Deliverer:
 
 
 def main() -> None:
+    from labspace.state import private_umask  # what it writes is the owner's only
+
+    private_umask()
     logging.basicConfig(
         level=logging.INFO,
         format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s",

@@ -489,3 +489,99 @@ async def test_settings_may_restrict_a_bundled_app(svc, catalog_db):
     assert (await svc.call(outsider, "GET", "api/apps/data-explorer")).status_code == 404
     r = await svc.call(user_token(svc), "GET", "api/apps/data-explorer/versions")
     assert [v["source"] for v in r.json()["versions"]] == ["settings", "bundled"]
+
+
+# -- bad input: a 4xx naming what is wrong, never a 5xx -------------------------
+
+BAD_INPUT = [
+    ("GET", "api/launches/99999999999999999999999", None, 404, "No such launch"),
+    ("GET", "api/launches/2147483648/logs", None, 404, "No such launch"),
+    ("GET", "api/launches/{launch}/logs?lines=abc", None, 400, "lines must be"),
+    ("GET", "api/launches/{launch}/logs?lines=0", None, 400, "lines must be"),
+    ("POST", "api/apps/web/launch", [], 400, "must be a JSON object"),
+    ("POST", "api/apps/web/launch", {"version": 5}, 400, "version must be a string"),
+    ("POST", "api/apps", None, 400, "app"),
+    ("POST", "api/apps", {**WEB, "id": None}, 400, "app.id"),
+    ("POST", "api/apps", {**WEB, "id": "n7", "title": None}, 400, "app.title"),
+    ("POST", "api/apps", {**WEB, "id": "n8", "launch": None}, 400, "app.launch"),
+    ("POST", "api/apps", {**WEB, "id": "n9", "groups": None}, 400, "app.groups"),
+    ("POST", "api/apps", "web", 400, ""),
+    ("PATCH", "api/apps/web", {"title": None}, 400, "app.title"),
+    ("PATCH", "api/apps/web", {"launch": None}, 400, "app.launch"),
+    ("PATCH", "api/apps/web", {"version": None}, 400, "app.version"),
+    ("PATCH", "api/apps/web", [], 400, "JSON object"),
+    ("PATCH", "api/apps/web", {"disabled": None}, 400, "disabled"),
+    ("POST", "api/launches/{launch}/shares", {"user": None}, 400, "non-empty string"),
+    ("POST", "api/launches/{launch}/shares", None, 400, ""),
+    ("DELETE", "api/launches/{launch}/shares", [], 400, "JSON object"),
+]
+
+
+@pytest.mark.parametrize(
+    "method, path, body, status, message",
+    BAD_INPUT,
+    ids=[f"{m} {p} {json.dumps(b)[:30]}" for m, p, b, _, _ in BAD_INPUT],
+)
+async def test_bad_input_is_a_clear_4xx(svc, method, path, body, status, message):
+    token = user_token(svc, verbs=("read", "launch", "admin"))
+    launch = (await svc.call(token, "POST", "api/apps/viewer/launch", {})).json()
+    async with svc.client(token) as c:
+        content = json.dumps(body).encode() if body is not None else b""
+        r = await c.request(method, path.format(launch=launch["id"]), content=content)
+    assert r.status_code == status, r.text
+    assert r.json()["status"] == status and message in r.json()["message"], r.text
+
+
+async def test_version_null_is_the_current_version(svc):
+    r = await svc.call(user_token(svc), "POST", "api/apps/viewer/launch", {"version": None})
+    assert r.status_code == 202 and r.json()["version"] == "2.0", r.text
+
+
+@pytest.mark.parametrize(
+    "method, path, allow",
+    [
+        ("PUT", "api/apps", "GET, POST"),
+        ("DELETE", "api/launches", "GET"),
+        ("PATCH", "api/launches/1/stop", "POST"),
+        ("POST", "api/openapi.json", "GET"),
+    ],
+)
+async def test_unknown_method_is_405_with_allow(svc, method, path, allow):
+    r = await svc.call(user_token(svc), method, path)
+    assert r.status_code == 405, r.text
+    assert r.headers["Allow"] == allow and r.json()["status"] == 405
+
+
+async def test_body_over_one_mib_is_413(svc):
+    big = {**WEB, "id": "big", "description": "x" * (1024 * 1024)}
+    r = await svc.call(admin_token(svc), "POST", "api/apps", big)
+    assert r.status_code == 413, r.text
+    assert r.json() == {"status": 413, "message": "The body is larger than 1048576 bytes"}
+    r = await svc.call(admin_token(svc), "GET", "api/apps")  # the service goes on
+    assert r.status_code == 200
+
+
+async def test_a_new_launch_supersedes_the_old_one(svc):
+    token = user_token(svc)
+    first = (await svc.call(token, "POST", "api/apps/web/launch", {})).json()
+    second = (await svc.call(token, "POST", "api/apps/web/launch", {})).json()
+    r = await svc.call(token, "GET", f"api/launches/{first['id']}")
+    assert r.json()["state"] == "superseded", r.text
+    assert r.json()["message"] == f"Superseded by launch {second['id']}"
+    r = await svc.call(token, "GET", "api/launches?active=1")
+    assert [x["id"] for x in r.json()["launches"]] == [second["id"]]
+
+
+def test_access_log_masks_oauth_code_and_state():
+    uri = "/services/catalog/oauth_callback?code=abc123&state=xyz&next=%2F"
+    masked = service.masked_uri(uri)
+    assert masked == "/services/catalog/oauth_callback?code=[secret]&state=[secret]&next=%2F"
+    assert service.masked_uri("/x?st%61te=1") == "/x?st%61te=[secret]"
+
+
+def test_cookie_secret_is_kept_0600(tmp_path):
+    config = service.ServiceConfig(data_dir=str(tmp_path))
+    first = config.cookie_secret()
+    assert first == config.cookie_secret() and len(first) >= 32
+    path = tmp_path / "secrets" / "catalog-cookie-secret"
+    assert path.stat().st_mode & 0o777 == 0o600

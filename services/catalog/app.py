@@ -2,11 +2,14 @@
 
 Run as ``python -m labspace.services.catalog``. The hub passes its usual
 ``JUPYTERHUB_*`` variables and ``LABSPACE_CATALOG_CONFIG``, a JSON object:
-``db_url``, ``apps`` (catalog.apps of labspace.yaml), ``bundled``,
-``base_dir`` (icons are relative to it), ``profiles`` (slugs),
+``db_url_file`` (a 0600 file holding the database URL, which may carry a
+password; ``db_url`` itself is read too, for tests), ``data_dir`` (the cookie
+secret is kept in its ``secrets/``), ``apps`` (catalog.apps of labspace.yaml),
+``bundled``, ``base_dir`` (icons are relative to it), ``profiles`` (slugs),
 ``proxy_url`` (the proxy on loopback, to reach workspaces) and ``base_url``.
 At start it migrates the database, seeds the settings' and bundled apps, and
-listens on the port of ``JUPYTERHUB_SERVICE_URL``.
+listens on the port of ``JUPYTERHUB_SERVICE_URL``. Its access log masks the
+OAuth ``code`` and ``state``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
 from tornado import web
@@ -33,9 +36,16 @@ HERE = Path(__file__).resolve().parent
 log = logging.getLogger("labspace.catalog")
 
 
+HARD_BODY_LIMIT = 8 * 1024 * 1024  # the connection is cut beyond (API: 413 beyond 1 MiB)
+SECRET_PARAMS = {"code", "state", "token", "_xsrf"}
+access_log = logging.getLogger("tornado.access")
+
+
 @dataclass
 class ServiceConfig:
-    db_url: str
+    db_url: str = ""
+    db_url_file: str = ""
+    data_dir: str = ""
     apps: list[dict[str, Any]] = field(default_factory=list)
     bundled: bool = True
     base_dir: str = ""
@@ -45,8 +55,43 @@ class ServiceConfig:
 
     @classmethod
     def from_env(cls) -> ServiceConfig:
-        data = json.loads(os.environ.get("LABSPACE_CATALOG_CONFIG") or "{}")
-        return cls(**data)
+        config = cls(**json.loads(os.environ.get("LABSPACE_CATALOG_CONFIG") or "{}"))
+        if config.db_url_file:
+            config.db_url = Path(config.db_url_file).read_text().strip()
+        return config
+
+    def cookie_secret(self) -> bytes:
+        """Kept in ``data_dir/secrets`` (0600), so a restart keeps every session."""
+        if not self.data_dir:
+            return os.urandom(32)
+        from labspace.state import ensure_secret
+
+        return ensure_secret(Path(self.data_dir) / "secrets" / "catalog-cookie-secret").encode()
+
+
+def masked_uri(uri: str) -> str:
+    """``uri`` with the values of OAuth ``code``/``state`` (and tokens) hidden."""
+    path, sep, query = uri.partition("?")
+    if not sep:
+        return uri
+    pairs = []
+    for pair in query.split("&"):
+        name, eq, _ = pair.partition("=")
+        secret = unquote_plus(name) in SECRET_PARAMS and eq
+        pairs.append(f"{name}=[secret]" if secret else pair)
+    return f"{path}?{'&'.join(pairs)}"
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """Tornado's access line, without secrets from the query."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    request = handler.request
+    ms = 1000.0 * request.request_time()
+    uri = masked_uri(request.uri or "")
+    access_log.log(
+        level, "%d %s %s (%s) %.2fms", status, request.method, uri, request.remote_ip, ms
+    )
 
 
 def seed(catalog: Catalog, config: ServiceConfig) -> None:
@@ -155,8 +200,9 @@ def make_app(config: ServiceConfig, hub_auth: HubOAuth | None = None) -> web.App
         prefix=prefix,
         hub_prefix=hub_auth.hub_prefix,
         base_url=config.base_url,
-        cookie_secret=os.urandom(32),
+        cookie_secret=config.cookie_secret(),
         xsrf_cookies=True,
+        log_function=log_request,
         template_path=str(HERE / "templates"),
         static_path=str(HERE / "static"),
         static_url_prefix=prefix + "static/",
@@ -173,7 +219,12 @@ def main() -> None:
 
     async def run():
         app = make_app(config)
-        app.listen(url.port or 8011, address=url.hostname or "127.0.0.1", xheaders=True)
+        app.listen(
+            url.port or 8011,
+            address=url.hostname or "127.0.0.1",
+            xheaders=True,
+            max_body_size=HARD_BODY_LIMIT,
+        )
         log.info("Catalog service listening on %s", url.geturl())
         await asyncio.Event().wait()
 

@@ -7,6 +7,9 @@
 | custom:labspace-catalog:admin   | see every app; create, update, disable, delete |
 
 An app outside the caller's groups is invisible: 404, as for an unknown one.
+Bad input is a 4xx ``{"status", "message"}``: a body that is not a JSON object
+(400) or larger than 1 MiB (413), a method the path does not have (405, with
+``Allow``), a launch id that cannot exist (404).
 """
 
 from __future__ import annotations
@@ -24,6 +27,37 @@ from .store import CatalogError, app_model, version_model
 
 SCOPE = "custom:labspace-catalog:"
 READ, LAUNCH, ADMIN = SCOPE + "read", SCOPE + "launch", SCOPE + "admin"
+MAX_BODY = 1024 * 1024  # bytes of a request body
+MAX_LAUNCH_ID = 2**31 - 1  # launch ids are 32-bit integers in every database
+MAX_LOG_LINES = 1000
+
+
+def whole_number(text: str, default: int) -> int:
+    """``text`` as a whole number (ASCII digits, at most 18), else ``default``."""
+    if text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    return default
+
+
+class JSONErrors:
+    """Errors as ``{"status", "message"}``; a 405 says which methods the path has."""
+
+    def allowed_methods(self) -> list[str]:
+        return [
+            m
+            for m in ("GET", "POST", "PATCH", "DELETE")
+            if getattr(type(self), m.lower()) is not getattr(web.RequestHandler, m.lower())
+        ]
+
+    def write_error(self, status_code: int, **kwargs):
+        message = self._reason
+        exc = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": message}))
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):
@@ -91,29 +125,45 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         return None if self.has(ADMIN) else self.groups
 
 
-class APIHandler(BaseHandler):
+@web.stream_request_body
+class APIHandler(JSONErrors, BaseHandler):
+    """JSON in and out. The body is read here, at most ``MAX_BODY`` bytes: a
+    larger one is refused (413) as soon as its ``Content-Length`` is known."""
+
     def set_default_headers(self):
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
 
     async def prepare(self):
+        # before anything that waits: the answer goes out before the body is read
+        if self.request.method not in self.allowed_methods():
+            raise web.HTTPError(405, f"{self.request.method} is not allowed here")
+        self._chunks: list[bytes] = []
+        self._size = 0
+        if whole_number(self.request.headers.get("Content-Length", "0"), 0) > MAX_BODY:
+            raise web.HTTPError(413, f"The body is larger than {MAX_BODY} bytes")
         await super().prepare()
         if self.current_user is None:
             raise web.HTTPError(403, "Not signed in: send a hub token with the catalog's scopes")
 
-    def write_error(self, status_code: int, **kwargs):
-        message = self._reason
-        exc = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"status": status_code, "message": message}))
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size <= MAX_BODY:
+            self._chunks.append(chunk)
 
     def body(self) -> Any:
+        if self._size > MAX_BODY:  # a chunked body, whose length came late
+            raise web.HTTPError(413, f"The body is larger than {MAX_BODY} bytes")
         try:
-            return json.loads(self.request.body or b"{}")
+            return json.loads(b"".join(self._chunks) or b"{}")
         except ValueError:
             raise web.HTTPError(400, "The body is not valid JSON") from None
+
+    def body_object(self) -> dict[str, Any]:
+        body = self.body()
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "The body must be a JSON object")
+        return body
 
     def send(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -202,10 +252,9 @@ class DisableHandler(APIHandler):
 class LaunchAppHandler(APIHandler):
     async def post(self, app_id):
         self.need(LAUNCH)
-        body = self.body()
-        version = body.get("version") if isinstance(body, dict) else None
+        version = self.body_object().get("version")
         if version is not None and not isinstance(version, str):
-            raise web.HTTPError(400, "version must be a string")
+            raise web.HTTPError(400, "version must be a string (or null: the current one)")
         try:
             launch = await self.launcher.launch(self.user["name"], self.groups, app_id, version)
         except (CatalogError, HubError) as e:
@@ -221,14 +270,17 @@ class LaunchesHandler(APIHandler):
         self.send({"launches": [self.launcher.with_url(x) for x in launches]})
 
 
-class LaunchHandler(APIHandler):
+class LaunchBase(APIHandler):
     def mine(self, launch_id: str) -> dict[str, Any]:
         self.need(LAUNCH)
-        launch = self.catalog.launch(int(launch_id))
+        number = whole_number(launch_id, 0)
+        launch = self.catalog.launch(number) if 0 < number <= MAX_LAUNCH_ID else None
         if launch is None or launch["user"] != self.user["name"]:
             raise web.HTTPError(404, f"No such launch: {launch_id}")
         return launch
 
+
+class LaunchHandler(LaunchBase):
     async def get(self, launch_id):
         self.mine(launch_id)
         try:
@@ -237,7 +289,7 @@ class LaunchHandler(APIHandler):
             raise fail(e) from None
 
 
-class StopHandler(LaunchHandler):
+class StopHandler(LaunchBase):
     async def post(self, launch_id):
         launch = self.mine(launch_id)
         try:
@@ -246,19 +298,21 @@ class StopHandler(LaunchHandler):
             raise fail(e) from None
 
 
-class LogsHandler(LaunchHandler):
+class LogsHandler(LaunchBase):
     async def get(self, launch_id):
         launch = self.mine(launch_id)
-        lines = max(1, min(int(self.get_argument("lines", "50")), 1000))
+        lines = whole_number(self.get_argument("lines", "50"), 0)
+        if not 1 <= lines <= MAX_LOG_LINES:
+            raise web.HTTPError(400, f"lines must be a whole number from 1 to {MAX_LOG_LINES}")
         self.send({"launch": launch["id"], "lines": await self.launcher.logs(launch, lines)})
 
 
-class SharesHandler(LaunchHandler):
+class SharesHandler(LaunchBase):
     """Share a running standalone app with users or groups (JupyterHub's sharing API)."""
 
     def target(self) -> dict[str, str]:
-        body = self.body()
-        if not isinstance(body, dict) or len(body) != 1 or not ({"user", "group"} & set(body)):
+        body = self.body_object()
+        if len(body) != 1 or not ({"user", "group"} & set(body)):
             raise web.HTTPError(400, 'Send {"user": name} or {"group": name}')
         value = next(iter(body.values()))
         if not isinstance(value, str) or not value:
@@ -312,12 +366,19 @@ class SharesHandler(LaunchHandler):
         self.finish()
 
 
-class OpenAPIHandler(web.RequestHandler):
+class OpenAPIHandler(JSONErrors, web.RequestHandler):
+    def check_xsrf_cookie(self):
+        """A public document: nothing to protect (other methods get a 405)."""
+
+    def prepare(self):
+        if self.request.method != "GET":
+            raise web.HTTPError(405, f"{self.request.method} is not allowed here")
+
     def get(self):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(document(self.settings["prefix"])))
 
 
 class NotFoundHandler(APIHandler):
-    def prepare(self):
+    async def prepare(self):
         raise web.HTTPError(404, f"No such endpoint: {self.request.path}")

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .hubapi import Hub, HubError
-from .store import Catalog, CatalogError
+from .store import FINAL, Catalog, CatalogError
 
 log = logging.getLogger("labspace.catalog")
 FOLLOW_TIMEOUT = 600
@@ -123,7 +123,7 @@ class Launcher:
     async def refresh(self, launch_id: int) -> dict[str, Any] | None:
         """The launch with its state as the hub sees it now."""
         launch = self.catalog.launch(launch_id)
-        if launch is None or launch["state"] in ("failed", "stopped"):
+        if launch is None or launch["state"] in FINAL:
             return self.with_url(launch)
         server = await self.hub.server(launch["user"], launch["server_name"])
         state = live_state(server)

@@ -26,6 +26,8 @@ from . import apps as appdefs
 from .models import App, AppVersion, Launch, utcnow
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+LIVE = ("starting", "running")  # launch states that follow their server
+FINAL = ("failed", "stopped", "superseded")  # ... and those that never change again
 _migrated: set[str] = set()
 _lock = threading.Lock()
 
@@ -296,7 +298,16 @@ class Catalog:
     # -- launches --------------------------------------------------------------
 
     def add_launch(self, user: str, defn: dict[str, Any], server_name: str) -> dict[str, Any]:
+        """A new launch; earlier live launches of that app in that server are
+        marked ``superseded`` (the new one tells the state from now on)."""
         with self.session() as s:
+            q = select(Launch).where(
+                Launch.user == user,
+                Launch.app_id == defn["id"],
+                Launch.server_name == server_name,
+                Launch.state.in_(LIVE),
+            )
+            older = list(s.scalars(q))
             launch = Launch(
                 user=user,
                 app_id=defn["id"],
@@ -309,13 +320,17 @@ class Catalog:
             )
             s.add(launch)
             s.flush()
+            for old in older:
+                old.state = "superseded"
+                old.message = f"Superseded by launch {launch.id}"
+                old.updated = utcnow()
             return launch_model(launch)
 
     def set_launch(self, launch_id: int, state: str, message: str | None = None) -> None:
         with self.session() as s:
             launch = s.get(Launch, launch_id)
-            if launch is None:
-                return
+            if launch is None or (launch.state == "superseded" and state != "stopped"):
+                return  # a superseded launch's follower tells nothing more
             if launch.state != state or (message is not None and message != launch.message):
                 launch.state = state
                 if message is not None:
@@ -326,7 +341,7 @@ class Catalog:
         with self.session() as s:
             q = select(Launch).where(Launch.user == user).order_by(Launch.id.desc())
             if active:
-                q = q.where(Launch.state.in_(("starting", "running")))
+                q = q.where(Launch.state.in_(LIVE))
             return [launch_model(x) for x in s.scalars(q.limit(200))]
 
     def launch(self, launch_id: int) -> dict[str, Any] | None:

@@ -33,7 +33,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import HubAPI, HubProcess, free_port, hub_settings_for, wait_for, workspace_pids
+from harness import (
+    HubAPI,
+    HubProcess,
+    free_port,
+    hub_settings_for,
+    login,
+    wait_for,
+    workspace_pids,
+)
 
 PASSWORD = secrets.token_hex(12)
 GROUPS = {"lab-a": ["alice", "gina"], "lab-b": ["bob"]}
@@ -62,6 +70,14 @@ class World:
         """An HTTP client for ``who`` (``anonymous``: no credentials)."""
         headers = {} if who == "anonymous" else {"Authorization": f"token {self.tokens[who]}"}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kw)
+
+    def session(self, who: str) -> httpx.Client:
+        """A browser's session for ``who``: signed in through the login form
+        (the hub's own pages take no token); the caller closes it."""
+        if who == "anonymous":
+            return httpx.Client(base_url=self.url, timeout=30)
+        password = self.hub.admin_password if who == "admin" else PASSWORD
+        return login(self.url, who, password)
 
 
 def security_settings(tmp: Path, proxy_command: list[str], token: str, apps=()) -> dict:

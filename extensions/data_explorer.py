@@ -8,6 +8,8 @@ directly with ``?file=~/path/to/file.csv``.
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import hvplot.pandas  # noqa: F401  (registers .hvplot on DataFrames)
@@ -19,6 +21,14 @@ from labspace.extensions import datafiles
 pn.extension("tabulator", sizing_mode="stretch_width", notifications=True)
 
 KINDS = ["line", "scatter", "bar", "area", "hist", "box"]
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#|~])")
+
+
+def text(value) -> str:
+    """Any file name, column name, path or error message as literal text for a
+    Markdown pane (Alert included): Markdown and HTML both escaped, so a name such
+    as ``<img src=x onerror=...>`` is shown, never run."""
+    return html.escape(MARKDOWN_SPECIAL.sub(r"\\\1", str(value)))
 
 
 def frame_view(frame, title: str):
@@ -39,10 +49,15 @@ def frame_view(frame, title: str):
             return frame.hvplot(**options)
         except Exception as e:  # a column the plot kind cannot draw: say so, keep the app
             return pn.pane.Alert(
-                f"Cannot draw a {kind} plot of these columns: {e}", alert_type="warning"
+                f"Cannot draw a {text(kind)} plot of these columns: {text(e)}",
+                alert_type="warning",
             )
 
-    table = pn.widgets.Tabulator(frame.head(100), height=260, disabled=True, pagination=None)
+    # Tabulator puts column titles into the page as HTML: give it escaped ones
+    titles = {c: html.escape(str(c)) for c in frame.columns}
+    table = pn.widgets.Tabulator(
+        frame.head(100), titles=titles, height=260, disabled=True, pagination=None
+    )
     controls = pn.Row(kind, x, y)
     return pn.Column(
         controls,
@@ -70,7 +85,7 @@ def dataset_view(dataset, title: str):
                 x=x, y=y, groupby=list(others), widget_location="bottom", **options
             )
         except Exception as e:
-            return pn.pane.Alert(f"Cannot plot {var}: {e}", alert_type="warning")
+            return pn.pane.Alert(f"Cannot plot {text(var)}: {text(e)}", alert_type="warning")
 
     summary = pn.pane.HTML(dataset._repr_html_(), sizing_mode="stretch_width")
     return pn.Column(
@@ -82,10 +97,21 @@ def view_file(path: Path, label: str):
     try:
         data = datafiles.load(path)
     except Exception as e:  # unreadable file: tell the user, keep the app alive
-        return pn.pane.Alert(f"Could not open {label}: {e}", alert_type="danger")
+        return pn.pane.Alert(f"Could not open {text(label)}: {text(e)}", alert_type="danger")
     if datafiles.kind_of(path) == "netcdf":
         return dataset_view(data, label)
     return frame_view(data, label)
+
+
+def cannot_open_link():
+    """Say that the ``?file=`` of the link was refused. Notifications are HTML and
+    a link is anyone's to write: the requested path is never echoed."""
+    if pn.state.notifications is not None:
+        pn.state.notifications.error(
+            "The file in this link cannot be opened: it is missing, not a CSV, Parquet "
+            "or NetCDF file, or outside your home and your data. Choose one below.",
+            duration=0,
+        )
 
 
 def build():
@@ -100,8 +126,8 @@ def build():
     if requested:
         try:
             path = datafiles.safe_path(requested, roots, home)
-        except datafiles.UnsafePath as e:
-            pn.state.notifications and pn.state.notifications.error(str(e), duration=0)
+        except datafiles.UnsafePath:
+            pn.state.onload(cannot_open_link)
         else:
             label = next((f.label for f in files if f.path == path), str(path))
             picker.options = {**picker.options, label: str(path)}
@@ -110,7 +136,7 @@ def build():
     def show(value):
         if not value:
             found = f"{len(files)} data file(s)" if files else "No CSV, Parquet or NetCDF files"
-            where = ", ".join(str(r) for r in roots)
+            where = ", ".join(text(r) for r in roots)
             return pn.pane.Markdown(f"{found} found in {where}. Choose one above.")
         path = datafiles.safe_path(value, roots, home)
         label = next((k for k, v in picker.options.items() if v == value), value)

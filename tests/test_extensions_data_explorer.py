@@ -49,4 +49,18 @@ def test_unreadable_file(explorer, tmp_path):
     bad = tmp_path / "broken.parquet"
     bad.write_bytes(b"not parquet")
     view = explorer.view_file(bad, "~/broken.parquet")
-    assert "Could not open ~/broken.parquet" in view.object
+    assert "Could not open \\~/broken.parquet" in view.object
+
+
+def test_names_are_text_not_html(explorer, tmp_path):
+    """A file or column name is escaped for the Markdown alerts and the table's
+    column titles (Tabulator puts titles in as HTML)."""
+    payload = "<img src=x onerror=alert(1)>[a](javascript:x)"
+    bad = tmp_path / f"{payload}.parquet"
+    bad.write_bytes(b"not parquet")
+    shown = explorer.view_file(bad, payload).object
+    assert "<img" not in shown and "&lt;img src=x onerror=alert\\(1\\)&gt;" in shown
+    assert "\\[a\\]\\(javascript:x\\)" in shown
+    frame = pd.DataFrame({payload: [1, 2], "y": [3, 4]})
+    table = explorer.frame_view(frame, "t").objects[-1]
+    assert table.titles[payload] == "&lt;img src=x onerror=alert(1)&gt;[a](javascript:x)"

@@ -498,6 +498,8 @@ BAD_INPUT = [
     ("GET", "api/launches/2147483648/logs", None, 404, "No such launch"),
     ("GET", "api/launches/{launch}/logs?lines=abc", None, 400, "lines must be"),
     ("GET", "api/launches/{launch}/logs?lines=0", None, 400, "lines must be"),
+    ("GET", "api/apps?all=3.69e307", None, 400, "all must be true or false"),
+    ("GET", "api/launches?active=null", None, 400, "active must be true or false"),
     ("POST", "api/apps/web/launch", [], 400, "must be a JSON object"),
     ("POST", "api/apps/web/launch", {"version": 5}, 400, "version must be a string"),
     ("POST", "api/apps", None, 400, "app"),
@@ -585,3 +587,22 @@ def test_cookie_secret_is_kept_0600(tmp_path):
     assert first == config.cookie_secret() and len(first) >= 32
     path = tmp_path / "secrets" / "catalog-cookie-secret"
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+EVIL_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" onload="window.pwned=1">'
+    "<script>window.pwned=2</script><rect width='5' height='5' fill='#123'/></svg>"
+)
+
+
+async def test_svg_icons_are_rebuilt_without_script(svc):
+    import base64
+
+    icon = "data:image/svg+xml;base64," + base64.b64encode(EVIL_SVG.encode()).decode()
+    r = await svc.call(admin_token(svc), "POST", "api/apps", {**WEB, "id": "evil", "icon": icon})
+    assert r.status_code == 201, r.text
+    kept = base64.b64decode(r.json()["icon"].split(",", 1)[1]).decode()
+    assert "<rect" in kept and "script" not in kept and "onload" not in kept
+    for bad in ("data:text/html;base64,PGI+", "javascript:alert(1)", "data:image/png;base64,AAAA"):
+        r = await svc.call(admin_token(svc), "PATCH", "api/apps/evil", {"icon": bad})
+        assert r.status_code == 400 and r.json()["message"].startswith("app.icon: "), r.text

@@ -29,6 +29,7 @@ from tornado import web
 from . import apps as appdefs
 from . import handlers as h
 from .hubapi import Hub
+from .iconsafe import clean_icon
 from .launcher import Launcher
 from .store import Catalog
 
@@ -106,7 +107,7 @@ def seed(catalog: Catalog, config: ServiceConfig) -> None:
     for raw in config.apps:
         defn = dict(raw)
         try:
-            defn["icon"] = appdefs.icon_data(defn.get("icon", ""), base)
+            defn["icon"] = clean_icon(appdefs.icon_data(defn.get("icon", ""), base))
         except (OSError, ValueError) as e:
             log.warning("catalog.apps %s: %s; no icon", defn.get("id"), e)
             defn["icon"] = ""

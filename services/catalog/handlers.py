@@ -165,6 +165,13 @@ class APIHandler(JSONErrors, BaseHandler):
             raise web.HTTPError(400, "The body must be a JSON object")
         return body
 
+    def flag(self, name: str) -> bool:
+        """A boolean query parameter: true/1, false/0, or absent (false)."""
+        value = self.get_argument(name, "false").lower()
+        if value not in ("true", "1", "false", "0"):
+            raise web.HTTPError(400, f"{name} must be true or false")
+        return value in ("true", "1")
+
     def send(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(json.dumps(data))
@@ -177,7 +184,7 @@ def fail(e: CatalogError | HubError) -> web.HTTPError:
 class AppsHandler(APIHandler):
     def get(self):
         self.need(READ)
-        show_all = self.get_argument("all", "") in ("1", "true") and self.has(ADMIN)
+        show_all = self.flag("all") and self.has(ADMIN)
         groups = None if show_all else self.groups
         apps = self.catalog.list_apps(groups, disabled=show_all)
         category = self.get_argument("category", "")
@@ -265,7 +272,7 @@ class LaunchAppHandler(APIHandler):
 class LaunchesHandler(APIHandler):
     def get(self):
         self.need(LAUNCH)
-        active = self.get_argument("active", "") in ("1", "true")
+        active = self.flag("active")
         launches = self.catalog.launches(self.user["name"], active=active)
         self.send({"launches": [self.launcher.with_url(x) for x in launches]})
 
@@ -376,7 +383,9 @@ class OpenAPIHandler(JSONErrors, web.RequestHandler):
 
     def get(self):
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(document(self.settings["prefix"])))
+        self.finish(
+            json.dumps(document(self.settings["prefix"], self.settings["catalog"].profiles))
+        )
 
 
 class NotFoundHandler(APIHandler):

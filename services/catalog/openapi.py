@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .apps import app_schema
 
 ERROR = {"$ref": "#/components/responses/Error"}
+MAX_LAUNCH_ID = 2**31 - 1
 
 
-def _op(summary: str, scope: str, ok: dict[str, Any], body: bool = False, **extra) -> dict:
+def _op(summary: str, scope: str, ok: dict[str, Any], body: str = "", **extra) -> dict:
+    """One operation: every one may answer 400, 403, 404 and 405 (another method),
+    and one with a body 413 (over 1 MiB)."""
     op: dict[str, Any] = {
         "summary": summary,
         "security": [{"hubToken": [f"custom:labspace-catalog:{scope}"]}],
-        "responses": {**ok, "400": ERROR, "403": ERROR, "404": ERROR},
+        "responses": {**ok, "400": ERROR, "403": ERROR, "404": ERROR, "405": ERROR},
         **extra,
     }
     if body:
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/App"}}},
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
         }
+    if "requestBody" in op:
+        op["responses"]["413"] = ERROR
     return op
 
 
@@ -32,7 +38,12 @@ def _json(ref: str, description: str = "OK") -> dict[str, Any]:
 
 
 APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}}
-LAUNCH_ID = {"name": "launch_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+LAUNCH_ID = {
+    "name": "launch_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LAUNCH_ID},
+}
 TARGET = {
     "required": True,
     "content": {
@@ -58,11 +69,14 @@ def paths() -> dict[str, Any]:
                 parameters=[
                     {"name": "category", "in": "query", "schema": {"type": "string"}},
                     {"name": "q", "in": "query", "schema": {"type": "string"}},
-                    {"name": "all", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "all", "in": "query", "schema": {"enum": ["true", "false", "1", "0"]}},
                 ],
             ),
             "post": _op(
-                "Create an app (its first version)", "admin", {"201": _json("AppView")}, True
+                "Create an app (its first version)",
+                "admin",
+                {"201": _json("AppView"), "409": ERROR},
+                "App",
             ),
         },
         "/api/apps/{app_id}": {
@@ -72,7 +86,7 @@ def paths() -> dict[str, Any]:
                 "Update an app: a new version; keys left out keep their value",
                 "admin",
                 {"200": _json("AppView"), "409": ERROR},
-                True,
+                "AppChange",
             ),
             "delete": _op(
                 "Delete an app and its versions", "admin", {"204": {"description": "Deleted"}}
@@ -102,7 +116,7 @@ def paths() -> dict[str, Any]:
                         "application/json": {
                             "schema": {
                                 "type": "object",
-                                "properties": {"version": {"type": "string"}},
+                                "properties": {"version": {"type": ["string", "null"]}},
                             }
                         }
                     }
@@ -114,6 +128,13 @@ def paths() -> dict[str, Any]:
                 "The caller's launches, newest first (?active=1: starting or running)",
                 "launch",
                 {"200": _json("LaunchList")},
+                parameters=[
+                    {
+                        "name": "active",
+                        "in": "query",
+                        "schema": {"enum": ["true", "false", "1", "0"]},
+                    }
+                ],
             ),
         },
         "/api/launches/{launch_id}": {
@@ -129,7 +150,11 @@ def paths() -> dict[str, Any]:
         "/api/launches/{launch_id}/logs": {
             "parameters": [
                 LAUNCH_ID,
-                {"name": "lines", "in": "query", "schema": {"type": "integer"}},
+                {
+                    "name": "lines",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                },
             ],
             "get": _op(
                 "The app's last log lines (from the workspace)",
@@ -155,8 +180,61 @@ def paths() -> dict[str, Any]:
     }
 
 
-def document(prefix: str) -> dict[str, Any]:
-    app = {"type": "object", **{k: v for k, v in app_schema().items() if k != "default"}}
+ICON = "^(data:image/(svg\\+xml|png);base64,[A-Za-z0-9+/]*={0,2})?$"
+COMMAND_WITH = {  # a command names where the app listens
+    "if": {"required": ["unix_socket"], "properties": {"unix_socket": {"const": True}}},
+    "then": {"properties": {"command": {"contains": {"pattern": "[{]unix_socket[}]"}}}},
+    "else": {"properties": {"command": {"contains": {"pattern": "[{]port[}]"}}}},
+}
+# the rules across keys that apps.launch_problems checks, as JSON Schema
+RULES = [
+    {  # a bundled app has no command; any other has one
+        "if": {
+            "required": ["launch"],
+            "properties": {
+                "launch": {"required": ["bundled"], "properties": {"bundled": {"const": True}}}
+            },
+        },
+        "then": {"properties": {"launch": {"properties": {"command": {"maxItems": 0}}}}},
+        "else": {
+            "required": ["launch"],
+            "properties": {
+                "launch": {
+                    "required": ["command"],
+                    "properties": {"command": {"minItems": 1}},
+                    **COMMAND_WITH,
+                }
+            },
+        },
+    },
+    {  # only standalone apps have a profile
+        "if": {"required": ["kind"], "properties": {"kind": {"const": "standalone"}}},
+        "else": {"properties": {"launch": {"properties": {"profile": {"const": ""}}}}},
+    },
+]
+
+
+def app_schemas(profiles: list[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The schema of a new app (``App``) and of an update (``AppChange``: the keys
+    to change; the result must follow the rules of ``App``)."""
+    base = {k: v for k, v in app_schema().items() if k != "default"}
+    props = json.loads(json.dumps(base["properties"]))
+    props["icon"] = {**props["icon"], "pattern": ICON}
+    if profiles is not None:
+        props["launch"]["properties"]["profile"]["enum"] = ["", *profiles]
+    app = {"type": "object", **base, "properties": props, "allOf": RULES}
+    change = {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": props,
+        "description": "Keys to change; the app they make must be a valid App (its id stays).",
+    }
+    return app, change
+
+
+def document(prefix: str, profiles: list[str] | None = None) -> dict[str, Any]:
+    app, change = app_schemas(profiles)
     view = {
         "type": "object",
         "properties": {
@@ -198,6 +276,9 @@ def document(prefix: str) -> dict[str, Any]:
             }.items()
         },
     }
+    launch["properties"]["state"] = {
+        "enum": ["starting", "running", "stopping", "stopped", "failed", "superseded"]
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -221,6 +302,7 @@ def document(prefix: str) -> dict[str, Any]:
             "responses": {"Error": _json("Error", "Error")},
             "schemas": {
                 "App": app,
+                "AppChange": change,
                 "AppView": view,
                 "AppList": {
                     "type": "object",

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from . import apps as appdefs
+from .iconsafe import IconError, clean_icon, safe_icon
 from .models import App, AppVersion, Launch, utcnow
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -98,7 +99,7 @@ def app_model(app: App, version: AppVersion | None = None) -> dict[str, Any]:
         "title": d["title"],
         "description": d.get("description", ""),
         "category": d.get("category", ""),
-        "icon": d.get("icon") or appdefs.default_icon(),
+        "icon": safe_icon(d.get("icon") or "") or safe_icon(appdefs.default_icon()),
         "groups": d.get("groups", []),
         "kind": d["kind"],
         "bundled": d.get("launch", {}).get("bundled", False),
@@ -153,7 +154,12 @@ class Catalog:
         problems = appdefs.definition_problems(defn, "app", self.profiles)
         if problems:
             raise CatalogError(400, "; ".join(problems))
-        return appdefs.with_defaults(defn)
+        defn = appdefs.with_defaults(defn)
+        try:
+            defn["icon"] = clean_icon(defn.get("icon") or "")
+        except IconError as e:
+            raise CatalogError(400, f"app.icon: {e}") from None
+        return defn
 
     def _add_version(self, s: Session, app: App, defn: dict[str, Any], source: str, by: str):
         """A new version of ``app`` unless ``defn`` equals its current one."""

@@ -17,10 +17,9 @@ from typing import Any
 
 import httpx
 from jupyterhub.services.auth import HubOAuth
-from tornado.httpserver import HTTPServer
 
 from labspace.services.accounting import usage
-from labspace.services.accounting.app import Service, make_app
+from labspace.services.accounting.app import Service, make_app, make_server
 from labspace.services.accounting.clock import now
 from labspace.services.accounting.config import ADMIN, READ, READ_ALL
 from labspace.services.accounting.db import Database
@@ -83,13 +82,15 @@ class TokenTableAuth(HubOAuth):
 
 
 class AccountingServer:
-    def __init__(self, db_url: str, port: int, section: dict | None = None):
+    def __init__(
+        self, db_url: str, port: int, section: dict | None = None, busy_timeout: float = 3.0
+    ):
         config = {
             "accounting": {**SECTION, **(section or {})},
             "profiles": PROFILES,
             "db_url": db_url,
         }
-        self.db = Database(db_url)
+        self.db = Database(db_url, busy_timeout=busy_timeout)
         self.db.upgrade()
         self.service = Service(config, self.db, SERVICE_TOKEN)
         self.db.work(usage.sync_prices, self.service.policy, now())
@@ -100,7 +101,7 @@ class AccountingServer:
             oauth_client_id="service-accounting",
         )
         self.app = make_app(self.service, hub_auth=auth)
-        self.server = HTTPServer(self.app)
+        self.server = make_server(self.app)
         self.server.listen(port, "127.0.0.1")
         self.url = f"http://127.0.0.1:{port}{PREFIX}"
         self.http = httpx.AsyncClient(base_url=self.url, timeout=30)

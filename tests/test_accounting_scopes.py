@@ -244,7 +244,7 @@ async def test_bad_internal_bodies(acct, path, body, message):
 async def test_bad_internal_queries(acct):
     for path in ("spawn-info", "alerts"):
         r = await acct.internal("GET", path)
-        assert r.status_code == 400 and r.json()["message"] == "'user' is required"
+        assert r.status_code == 400 and r.json()["message"].startswith("'user' is required")
 
 
 BAD_OPS = [

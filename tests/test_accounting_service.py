@@ -403,7 +403,10 @@ async def test_pages_render_for_members_and_leads(acct):
         content="project=proj-a&amount=2&reason=form",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
-    assert r.status_code == 302 and "Recorded+transaction" in r.headers["location"]
+    assert r.status_code == 302 and r.headers["location"] == "/services/accounting/admin"
+    acct.http.cookies.update(r.cookies)
+    page = await acct.call("GET", "admin", "admin-token")
+    assert "Recorded transaction" in page.text
 
 
 async def test_form_post_without_xsrf_is_refused(acct):

@@ -2,7 +2,9 @@
 
 Environment: ``LABSPACE_ACCOUNTING_CONFIG`` (JSON: the ``accounting`` section,
 the profiles, ``db_url``, ``data_dir``) and the hub's ``JUPYTERHUB_API_TOKEN``,
-``JUPYTERHUB_API_URL``, ``JUPYTERHUB_SERVICE_URL``, ``JUPYTERHUB_SERVICE_PREFIX``.
+``JUPYTERHUB_API_URL``, ``JUPYTERHUB_SERVICE_URL``, ``JUPYTERHUB_SERVICE_PREFIX``;
+optionally ``LABSPACE_ACCOUNTING_DB_BUSY_TIMEOUT`` (seconds a write waits for
+SQLite's lock before the answer is a 503; default 3).
 """
 
 from __future__ import annotations
@@ -16,12 +18,10 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tornado.httpserver import HTTPServer
-
 from . import usage
-from .app import Service, make_app
+from .app import Service, make_app, make_server
 from .clock import now
-from .db import Database
+from .db import BUSY_TIMEOUT, Database
 from .loops import HubClient
 
 log = logging.getLogger("labspace.accounting")
@@ -51,8 +51,12 @@ def prepare(service: Service) -> None:
 async def serve(config: dict) -> None:
     token = os.environ["JUPYTERHUB_API_TOKEN"]
     db_url = config.get("db_url") or f"sqlite:///{Path(config['data_dir']) / 'accounting.sqlite'}"
+    busy = float(os.environ.get("LABSPACE_ACCOUNTING_DB_BUSY_TIMEOUT") or BUSY_TIMEOUT)
     service = Service(
-        config, Database(db_url), token, HubClient(os.environ["JUPYTERHUB_API_URL"], token)
+        config,
+        Database(db_url, busy_timeout=busy),
+        token,
+        HubClient(os.environ["JUPYTERHUB_API_URL"], token),
     )
     await asyncio.to_thread(prepare, service)
     if not os.environ.get("JUPYTERHUB_COOKIE_SECRET") and config.get("data_dir"):
@@ -62,7 +66,7 @@ async def serve(config: dict) -> None:
         os.environ["JUPYTERHUB_COOKIE_SECRET"] = secret
     app = make_app(service)
     url = urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8010"))
-    server = HTTPServer(app, xheaders=True)
+    server = make_server(app)
     server.listen(url.port or 8010, url.hostname or "127.0.0.1")
     log.info("Accounting service on %s (prefix %s)", url.geturl(), app.settings["prefix"])
     service.loops.start()

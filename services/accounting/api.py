@@ -27,6 +27,7 @@ from .openapi import document
 from .pricing import dec, estimate, iso, parse_time, show
 
 MAX_AMOUNT = Decimal("1000000000")
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 log = logging.getLogger("labspace.accounting")
 
 
@@ -113,7 +114,7 @@ class PricesHandler(ApiHandler):
             {
                 "currency": policy.currency,
                 "min_period_hours": policy.min_period_hours,
-                "prices": await self.db.run(read),
+                "prices": await self.db.read(read),
             }
         )
 
@@ -161,7 +162,7 @@ async def my_summary(handler: BaseHandler) -> dict[str, Any]:
             ),
         }
 
-    return await handler.db.run(read)
+    return await handler.db.read(read)
 
 
 class UsageHandler(ApiHandler):
@@ -185,7 +186,7 @@ class UsageHandler(ApiHandler):
                 user = self.user["name"]  # your own usage
             else:
                 raise web.HTTPError(403, "Reading another user's usage needs read-all")
-        rows = await self.db.run(reports.usage, group_by, start, end, user, project)
+        rows = await self.db.read(reports.usage, group_by, start, end, user, project)
         if fmt == "csv":
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.set_header("Content-Disposition", f'attachment; filename="usage-{group_by}.csv"')
@@ -225,8 +226,11 @@ class SessionsHandler(ApiHandler):
                 user = self.user["name"]
             else:
                 raise web.HTTPError(403, "Reading another user's sessions needs read-all")
-        rows = await self.db.run(reports.sessions, user, project, status, limit)
-        if self.get_query_argument("format", "json") == "csv":
+        fmt = self.get_query_argument("format", "json")
+        if fmt not in ("json", "csv"):
+            raise web.HTTPError(400, "'format' must be json or csv")
+        rows = await self.db.read(reports.sessions, user, project, status, limit)
+        if fmt == "csv":
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.finish(reports.to_csv(rows, reports.SESSION_COLUMNS))
             return
@@ -271,7 +275,7 @@ async def project_list(handler: BaseHandler) -> list[dict[str, Any]]:
             for p in sorted(names)
         ]
 
-    return await handler.db.run(read)
+    return await handler.db.read(read)
 
 
 class ProjectHandler(ApiHandler):
@@ -312,7 +316,7 @@ async def project_detail(handler: BaseHandler, name: str) -> dict[str, Any]:
             else [],
         }
 
-    detail = await handler.db.run(read)
+    detail = await handler.db.read(read)
     if members_visible:
         members = await group_members(handler, name)
         have = {r["user"] for r in detail["members"]}
@@ -363,7 +367,7 @@ class LedgerHandler(ApiHandler):
             return ledger.transaction_rows(session, limit, account)
 
         try:
-            rows = await self.db.run(read)
+            rows = await self.db.read(read)
         except LedgerError as e:
             raise web.HTTPError(e.status, e.message) from None
         self.write_json({"transactions": rows})
@@ -382,8 +386,8 @@ def check_operation(policy, op: str, body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"reason": reason.strip()}
     if op == "reverse":
         tx = body.get("transaction")
-        if isinstance(tx, bool) or not isinstance(tx, int) or tx < 1:
-            raise web.HTTPError(400, "'transaction' must be a transaction id")
+        if isinstance(tx, bool) or not isinstance(tx, int) or not 1 <= tx <= MAX_ID:
+            raise web.HTTPError(400, f"'transaction' must be a transaction id (1 to {MAX_ID})")
         return {**out, "transaction": tx}
     if op == "renew":
         return out
@@ -466,7 +470,7 @@ class MetricsHandler(ApiHandler):
     async def get(self):
         self.need(READ_ALL)
         svc = self.service
-        await svc.db.run(svc.metrics.refresh)
+        await svc.db.read(svc.metrics.refresh)
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.finish(svc.metrics.render())
 

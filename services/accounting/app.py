@@ -23,6 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from http.client import responses
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from jupyterhub.services.auth import (
     HubOAuth,
@@ -31,9 +32,10 @@ from jupyterhub.services.auth import (
     UserNotAllowed,
 )
 from tornado import web
+from tornado.httpserver import HTTPServer
 
 from .config import ADMIN, READ, READ_ALL
-from .db import Database
+from .db import Database, DatabaseBusy
 from .loops import HubClient, Loops
 from .metrics import Metrics
 from .policy import Policy
@@ -69,7 +71,66 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-class BaseHandler(HubOAuthenticated, web.RequestHandler):
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(handler: web.RequestHandler) -> list[str]:
+    """The methods ``handler``'s class answers (for a 405's ``Allow``)."""
+    base = web.RequestHandler
+    return [m for m in METHODS if getattr(type(handler), m.lower()) is not getattr(base, m.lower())]
+
+
+MAX_BODY = 1024 * 1024  # bytes of a request body (a 413 beyond)
+HARD_MAX_BODY = 4 * MAX_BODY  # beyond this tornado closes the connection unread
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a NUL character hides in a JSON value (PostgreSQL refuses them)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class ServiceErrors:
+    """One error shape for every handler: a busy database is a 503, a 405 says
+    what is allowed, HTTPError messages are formatted once; every request gets
+    the same checks of its size and path first (``check_request``)."""
+
+    def check_request(self) -> None:
+        if len(self.request.body or b"") > MAX_BODY:
+            raise web.HTTPError(413, f"The request body is larger than {MAX_BODY} bytes (1 MiB)")
+        if "\x00" in "".join(self.path_args or ()):
+            raise web.HTTPError(400, "The path must not contain NUL characters")
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, DatabaseBusy):
+            try:
+                raise web.HTTPError(503, str(e)) from e
+            except web.HTTPError as busy:
+                return super()._handle_request_exception(busy)
+        return super()._handle_request_exception(e)
+
+    def error_message(self, status_code: int, kwargs: dict[str, Any]) -> str:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(allowed_methods(self)))
+        if status_code == 503:
+            self.set_header("Retry-After", "1")
+        if not isinstance(exc, web.HTTPError):
+            if status_code >= 500:
+                return "Internal error in the accounting service (see its log)"
+            return responses.get(status_code, "Error")
+        message = exc.log_message or exc.reason or responses.get(status_code, "Error")
+        if exc.log_message and exc.args:
+            message = message % exc.args
+        return message
+
+
+class BaseHandler(ServiceErrors, HubOAuthenticated, web.RequestHandler):
     """Shared by every handler: the service, JSON helpers, one error format."""
 
     @property
@@ -97,6 +158,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         synchronous ``get_current_user`` waits on its one-thread pool; called from
         the XSRF check of a request with a bogus token and a cookie, it would wait
         on itself for good (the cookie path runs the XSRF check again)."""
+        self.check_request()
         if hasattr(self, "_hub_auth_user_cache"):
             return
         model = await self.hub_auth.get_user(self, sync=False)
@@ -133,15 +195,12 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             raise web.HTTPError(400, "The body is not valid JSON") from None
         if not isinstance(body, dict):
             raise web.HTTPError(400, "The body must be a JSON object")
+        if _has_nul(body):
+            raise web.HTTPError(400, "The body must not contain NUL characters (\\u0000)")
         return body
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(exc, "log_message", None) or responses.get(status_code, "Error")
-        if getattr(exc, "args", None) and isinstance(exc, web.HTTPError) and exc.args[1:]:
-            message = message % exc.args[1:]
-        if status_code >= 500 and not isinstance(exc, web.HTTPError):
-            message = "Internal error in the accounting service (see its log)"
+        message = self.error_message(status_code, kwargs)
         if self.is_api or self.request.path.endswith("/metrics"):
             self.set_header("Content-Type", "application/json; charset=utf-8")
             self.finish(json.dumps({"status": status_code, "message": message}))
@@ -209,7 +268,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         }
 
 
-class InternalHandler(web.RequestHandler):
+class InternalHandler(ServiceErrors, web.RequestHandler):
     """The hub side's endpoints: ``Authorization: token <service token>`` only."""
 
     @property
@@ -220,6 +279,7 @@ class InternalHandler(web.RequestHandler):
         return  # token-authenticated; no cookies are read here
 
     def prepare(self):
+        self.check_request()
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "token" or not hmac.compare_digest(
@@ -231,8 +291,7 @@ class InternalHandler(web.RequestHandler):
     json_body = BaseHandler.json_body
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(exc, "log_message", None) or responses.get(status_code, "Error")
+        message = self.error_message(status_code, kwargs)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps({"status": status_code, "message": message}))
 
@@ -249,9 +308,25 @@ class OAuthCallbackHandler(HubOAuthCallbackHandler):
 access_log = logging.getLogger("tornado.access")
 
 
+SECRET_ARGUMENTS = {"code", "state", "token", "_xsrf"}  # masked in the access log
+
+
+def masked_uri(uri: str) -> str:
+    """``uri`` with the values of OAuth's ``code``/``state`` (and any token) hidden."""
+    path, sep, query = uri.partition("?")
+    if not sep:
+        return uri
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return (
+        path
+        + "?"
+        + urlencode([(k, "[secret]" if k.lower() in SECRET_ARGUMENTS else v) for k, v in pairs])
+    )
+
+
 def log_request(handler: web.RequestHandler) -> None:
     """Tornado's access log, with the hub side's routine internal calls at DEBUG
-    (the deliverer reports every few seconds)."""
+    (the deliverer reports every few seconds) and no OAuth code or state."""
     status = handler.get_status()
     internal = "/api/internal/" in handler.request.path
     if status < 400:
@@ -259,7 +334,15 @@ def log_request(handler: web.RequestHandler) -> None:
     else:
         level = logging.WARNING if status < 500 else logging.ERROR
     ms = 1000.0 * handler.request.request_time()
-    access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), ms)
+    request = handler.request
+    summary = f"{request.method} {masked_uri(request.uri or '')} ({request.remote_ip})"
+    access_log.log(level, "%d %s %.2fms", status, summary, ms)
+
+
+def make_server(app: web.Application) -> HTTPServer:
+    """The HTTP server of ``app``: bodies beyond ``HARD_MAX_BODY`` are not even read
+    (the handlers answer 413 from ``MAX_BODY`` on)."""
+    return HTTPServer(app, xheaders=True, max_body_size=HARD_MAX_BODY)
 
 
 def make_app(service: Service, hub_auth: HubOAuth | None = None) -> web.Application:

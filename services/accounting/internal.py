@@ -6,6 +6,7 @@ key at fault); the units of work live in ``usage``.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from .pricing import iso, parse_time, show
 
 EVENT_TYPES = ("start", "stop", "start_failed", "unreachable")
 MAX_EVENTS = 1000
+MAX_RESOURCE = 1_000_000  # cpus, GiB or GPUs of one server: more is a mistake
 
 
 def _text(body: dict, key: str, required: bool = True, max_len: int = 255) -> str | None:
@@ -58,9 +60,14 @@ def check_reserve(body: dict[str, Any]) -> dict[str, Any]:
     for key in ("cpu", "mem_gib", "gpus"):
         value = res.get(key)
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not 0 <= value <= MAX_RESOURCE
         ):
-            raise web.HTTPError(400, f"'resources.{key}' must be a number >= 0 or null")
+            raise web.HTTPError(
+                400, f"'resources.{key}' must be a number from 0 to {MAX_RESOURCE} or null"
+            )
     req["resources"] = res
     req["at"] = _time(body, "at")
     return req
@@ -79,25 +86,47 @@ def check_events(body: dict[str, Any]) -> list[dict[str, Any]]:
         if e.get("type") not in EVENT_TYPES:
             raise web.HTTPError(400, f"events[{i}].type must be one of {', '.join(EVENT_TYPES)}")
         try:
-            checked = {
-                "id": _text(e, "id", max_len=600),
-                "key": _text(e, "key", max_len=512),
-                "at": _time(e, "at"),
-            }
+            checked = check_event(e)
         except web.HTTPError as err:
             raise web.HTTPError(400, f"events[{i}]: {err.log_message}") from None
         out.append({**e, **checked})
     return out
 
 
+def check_event(e: dict[str, Any]) -> dict[str, Any]:
+    """The fields of one event that the service reads, checked."""
+    checked = {
+        "id": _text(e, "id", max_len=600),
+        "key": _text(e, "key", max_len=512),
+        "at": _time(e, "at"),
+        "user": _text(e, "user", required=False) or "",
+        "server": _text(e, "server", required=False) or "",
+    }
+    for key in ("reason", "decision"):
+        value = e.get(key)
+        if value is not None and not isinstance(value, str):
+            raise web.HTTPError(400, f"{key!r} must be a string or null")
+    reserve = e.get("reserve")
+    if reserve is not None:
+        if not isinstance(reserve, dict):
+            raise web.HTTPError(400, "'reserve' must be an object (a reserve body) or null")
+        checked["reserve"] = check_reserve({**reserve, "at": e.get("at")})
+    return checked
+
+
+def user_argument(handler: InternalHandler) -> str:
+    user = handler.get_query_argument("user", "")
+    if not user or len(user) > 255:
+        raise web.HTTPError(400, "'user' is required (a user name, at most 255 characters)")
+    return user
+
+
 class SpawnInfoHandler(InternalHandler):
     async def get(self):
-        user = self.get_query_argument("user", "")
-        if not user:
-            raise web.HTTPError(400, "'user' is required")
+        user = user_argument(self)
         groups = [g for g in self.get_query_argument("groups", "").split(",") if g]
         svc = self.service
-        self.write_json(await svc.db.run(spawn_info, svc.policy, user, groups, now()))
+        self.write_json(await svc.db.read(spawn_info, svc.policy, user, groups, now()))
 
 
 def spawn_info(session, policy, user: str, groups: list[str], at: datetime) -> dict[str, Any]:
@@ -158,12 +187,10 @@ class EventsHandler(InternalHandler):
 
 class AlertsHandler(InternalHandler):
     async def get(self):
-        user = self.get_query_argument("user", "")
-        if not user:
-            raise web.HTTPError(400, "'user' is required")
+        user = user_argument(self)
         svc = self.service
         url = self.settings["prefix"]
-        found = await svc.db.run(alerts.for_user, svc.policy, user, now(), url)
+        found = await svc.db.read(alerts.for_user, svc.policy, user, now(), url)
         self.write_json({"alerts": found})
 
 
@@ -181,7 +208,7 @@ async def health(svc) -> dict[str, Any]:
             for e in events
         ]
 
-    status, unreachable = await svc.db.run(read)
+    status, unreachable = await svc.db.read(read)
     return {
         "ok": True,
         "outbox_depth": svc.outbox["depth"],
@@ -196,10 +223,15 @@ class OutboxStatusHandler(InternalHandler):
     async def post(self):
         body = self.json_body()
         depth = body.get("depth")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth < 2**63:
             raise web.HTTPError(400, "'depth' must be a whole number >= 0")
         oldest = body.get("oldest")
-        if oldest is not None and not isinstance(oldest, str | int | float):
+        if oldest is not None and (
+            isinstance(oldest, bool)
+            or not isinstance(oldest, str | int | float)
+            or (isinstance(oldest, float) and not math.isfinite(oldest))
+            or (isinstance(oldest, str) and len(oldest) > 64)
+        ):
             raise web.HTTPError(400, "'oldest' must be a time or null")
         svc = self.service
         svc.outbox = {"depth": depth, "oldest": oldest, "reported_at": iso(now())}

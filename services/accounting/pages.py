@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import html
+import json
+import re
 from datetime import timedelta
 from decimal import Decimal
-from urllib.parse import urlencode
 
 from tornado import web
 
@@ -16,6 +17,9 @@ from .clock import now
 from .config import ADMIN, READ, READ_ALL
 from .internal import health
 from .pricing import show
+
+FLASH = "accounting-flash"  # the signed cookie that carries a form's outcome
+FLASH_MINUTES = 5
 
 
 def bar_chart(daily: list[dict], days: int = 30, width: int = 720, height: int = 160) -> str:
@@ -60,7 +64,7 @@ class UsagePage(PageHandler):
     @web.authenticated
     async def get(self):
         me = await my_summary(self)
-        found = await self.db.run(
+        found = await self.db.read(
             alerts.for_user, self.policy, self.user["name"], now(), self.settings["prefix"]
         )
         self.render(
@@ -94,11 +98,23 @@ class AdminPage(PageHandler):
             "admin.html",
             projects=await project_list(self),
             health=await health(self.service),
-            transactions=await self.db.run(read),
-            message=self.get_query_argument("message", ""),
-            failed=self.get_query_argument("failed", "") == "1",
+            transactions=await self.db.read(read),
+            **self.flash(),
             **self.page_vars(),
         )
+
+    def flash(self) -> dict:
+        """The outcome of the last form post, from the service's own signed
+        cookie (never from the URL: a link must not put words on this page)."""
+        value = self.get_signed_cookie(FLASH, max_age_days=FLASH_MINUTES / 1440)
+        if value is None:
+            return {"message": "", "failed": False}
+        self.clear_cookie(FLASH, path=self.settings["prefix"] + "admin")
+        try:
+            data = json.loads(value)
+            return {"message": str(data["message"]), "failed": bool(data["failed"])}
+        except (ValueError, KeyError, TypeError):
+            return {"message": "", "failed": False}
 
 
 class AdminOperation(PageHandler):
@@ -115,24 +131,24 @@ class AdminOperation(PageHandler):
         }
         if op == "reverse":
             tx = self.get_body_argument("transaction", "")
-            body["transaction"] = int(tx) if tx.isdigit() else -1
+            body["transaction"] = int(tx) if re.fullmatch(r"[0-9]{1,12}", tx) else -1
         try:
             args = check_operation(self.policy, op, body)
             result = await operate(self, op, args)
         except web.HTTPError as e:
             if e.status_code >= 500:
                 raise
-            self.redirect(
-                self.settings["prefix"]
-                + "admin?"
-                + urlencode({"message": e.log_message or "Refused", "failed": "1"})
-            )
+            self.back_to_admin(e.log_message or "Refused", failed=True)
             return
-        self.redirect(
-            self.settings["prefix"]
-            + "admin?"
-            + urlencode({"message": f"Recorded transaction {result['transaction']} ({op})"})
+        self.back_to_admin(f"Recorded transaction {result['transaction']} ({op})")
+
+    def back_to_admin(self, message: str, failed: bool = False) -> None:
+        admin = self.settings["prefix"] + "admin"
+        flash = json.dumps({"message": message, "failed": failed})
+        self.set_signed_cookie(
+            FLASH, flash, expires_days=None, path=admin, httponly=True, samesite="Lax"
         )
+        self.redirect(admin)
 
 
 def routes(prefix: str) -> list[tuple[str, type]]:

@@ -107,6 +107,20 @@ def test_pages_through_oauth_and_admin_form_with_xsrf(hub_with_accounting):
     r = admin.post(
         "services/accounting/admin/topup", data={**form, "_xsrf": xsrf}, follow_redirects=False
     )
-    assert r.status_code == 302 and "Recorded+transaction" in r.headers["location"]
+    # the outcome travels in the service's signed cookie, not in the URL
+    assert r.status_code == 302 and r.headers["location"] == "/services/accounting/admin"
     page = admin.get(r.headers["location"])
     assert "form grant" in page.text and "Recorded transaction" in page.text
+    assert "Recorded transaction" not in admin.get("services/accounting/admin").text  # once
+
+
+def test_admin_page_shows_no_text_from_the_url(hub_with_accounting):
+    """Issue 10: a link with ?message= used to put any words on the admin page."""
+    hub, api = hub_with_accounting
+    if api.user("admin").status_code == 404:
+        api.create_user("admin")
+    admin = login(hub.url, "admin", hub.admin_password)
+    fake = "Your budget was revoked: call 555-0100"
+    page = admin.get("services/accounting/admin", params={"message": fake, "failed": "1"})
+    assert page.status_code == 200 and "Top up" in page.text
+    assert "555-0100" not in page.text and "ls-alert danger" not in page.text

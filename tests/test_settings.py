@@ -879,3 +879,18 @@ def test_redacted_hides_secret_environment_variables(write):
     assert shown["backend"]["env"] == {"API_TOKEN": HIDDEN, "LANG": "C.UTF-8"}
     assert shown["profiles"][0]["env"] == {"DB_PASSWORD": HIDDEN, "MODE": "fast"}
     assert settings.get("backend.env")["API_TOKEN"] == "tok-1234567"
+
+
+def test_local_backend_is_stated_as_for_one_trusted_person():
+    """The settings reference, the README and the choices page say plainly who
+    the local backend is for, and why: workspaces can read the hub's secrets."""
+    from labspace.settings import schema
+
+    repo = Path(__file__).resolve().parent.parent
+    described = schema()["properties"]["backend"]["properties"]["type"]["description"]
+    readme = (repo / "README.md").read_text()
+    choices = (repo / "docs" / "explanation" / "choices.md").read_text()
+    for text in (described, readme, choices):
+        flat = " ".join(text.split()).lower()
+        assert "for one trusted person or a demo" in flat
+        assert "hub's secrets" in flat

@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from harness import HubAPI
+from harness import HubAPI, free_port
 
 pytestmark = [pytest.mark.e2e]
 
@@ -72,11 +72,26 @@ def test_allowed_group_signs_in_with_groups(sso):
     assert provider.client_secret not in hub.log()
 
 
-def test_admin_group_is_admin(sso):
-    hub, _, api = sso
-    _, page = sign_in(hub.url, "carol", "carol-pw")
+def test_admin_group_is_admin_of_labspace_too(sso_factory, hub_settings, service_token):
+    """Carol is an admin through auth.admin_groups only: she is a hub admin and
+    holds the same labspace-admin role as hub.admin_users (the services' admin
+    scopes), through her group."""
+    hub_settings["accounting"] = {"enabled": True, "port": free_port()}
+    hub_settings["catalog"] = {"enabled": True, "port": free_port()}
+    hub, _ = sso_factory(ACCOUNTS, admin_groups=["platform-admins"])
+    browser, page = sign_in(hub.url, "carol", "carol-pw")
     assert page.status_code == 200
-    assert api.user("carol").json()["admin"] is True
+    me = browser.get("hub/api/user").json()
+    assert me["admin"] is True
+    assert me["groups"] == ["platform-admins"]
+    assert {"custom:labspace-accounting:admin", "custom:labspace-catalog:admin"} <= set(
+        me["scopes"]
+    )
+    # and the accounting service lets her in as its admin
+    assert browser.get("services/accounting/admin").status_code == 200
+    # alice, in an allowed group but not an admin one, holds neither
+    alice, _ = sign_in(hub.url, "alice", "alice-pw")
+    assert not {s for s in alice.get("hub/api/user").json()["scopes"] if s.endswith(":admin")}
 
 
 def test_refused_user_sees_why(sso):
@@ -85,6 +100,17 @@ def test_refused_user_sees_why(sso):
     assert page.status_code == 403
     assert "is not in a group that may use this Labspace" in page.text
     assert api.user("dave").status_code == 404
+
+
+def test_user_added_in_admin_panel_still_needs_an_allow_rule(sso):
+    """docs/how-to/sso.md: the identity provider and the settings decide who
+    signs in; a user an admin adds in the admin panel (the hub API) is not let
+    in by being in the hub's database."""
+    hub, _, api = sso
+    api.create_user("dave")
+    _, page = sign_in(hub.url, "dave", "dave-pw")
+    assert page.status_code == 403
+    assert "is not in a group that may use this Labspace" in page.text
 
 
 def test_wrong_password_never_reaches_the_hub(sso):

@@ -223,3 +223,16 @@ def test_oauth_code_and_state_are_masked_in_the_access_log():
         masked
         == "/services/accounting/oauth_callback?code=%5Bsecret%5D&state=%5Bsecret%5D&next=%2Fx"
     )
+
+
+async def test_the_document_lists_the_methods_each_path_answers(acct):
+    """Every documented path answers DELETE with a 405 whose ``Allow`` is what
+    the document says, and documents that 405 and the 503 of a busy database."""
+    doc = (await acct.call("GET", "api/openapi.json")).json()
+    for path, item in doc["paths"].items():
+        url = "api" + path.replace("{name}", "proj-a")
+        r = await acct.call("DELETE", url, "admin-token")
+        assert r.status_code == 405, (path, r.text)
+        assert r.headers["Allow"] == ", ".join(m.upper() for m in item), path
+        for op in item.values():
+            assert {"405", "503"} <= set(op["responses"]), path

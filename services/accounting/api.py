@@ -23,11 +23,10 @@ from .app import BaseHandler
 from .clock import now
 from .config import ADMIN, READ, READ_ALL
 from .ledger import LedgerError, Leg
-from .openapi import document
+from .openapi import MAX_ID, document
 from .pricing import dec, estimate, iso, parse_time, show
 
 MAX_AMOUNT = Decimal("1000000000")
-MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 log = logging.getLogger("labspace.accounting")
 
 

@@ -30,6 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import httpx
 import pytest
 import requests
 import schemathesis
@@ -162,3 +163,28 @@ def test_service_answers_as_its_document_says(world, summaries, service, who):
         run.operations.append(operation.label)
         exercise(operation, run, headers)
     assert not run.failures, f"{run.summary()}\n\n{run.report()}"
+
+
+METHODS = ("put", "patch", "delete", "post", "get")
+
+
+@pytest.mark.parametrize("service", DOCUMENTS)
+def test_undeclared_methods_are_405_with_allow(world, service):
+    """Every path of the document refuses a method it does not declare with 405
+    and an ``Allow`` header naming the ones it does."""
+    document, base = DOCUMENTS[service]
+    headers = {"Authorization": f"token {world.tokens['alice']}"}
+    with httpx.Client(base_url=world.url, headers=headers, timeout=REQUEST_TIMEOUT) as client:
+        paths = client.get(document).json()["paths"]
+        wrong = []
+        for path, item in paths.items():
+            declared = {m.upper() for m in item if m in METHODS}
+            method = next(m.upper() for m in METHODS if m.upper() not in declared)
+            url = base + path.replace("{app_id}", "demo").replace("{launch_id}", "1")
+            r = client.request(method, url.replace("{name}", "lab-a"))
+            allow = {m.strip() for m in r.headers.get("Allow", "").split(",") if m.strip()}
+            if r.status_code != 405 or not declared <= allow or method in allow:
+                wrong.append(
+                    f"{method} {path}: {r.status_code} Allow={sorted(allow)} {r.text[:200]}"
+                )
+    assert not wrong, "\n".join(wrong)

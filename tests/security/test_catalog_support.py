@@ -3,6 +3,8 @@ catalog on and the accounting service off, users ``alice`` and ``bob`` (groups
 ``lab-a`` / ``lab-b``), ``admin`` in ``hub.admin_users``, and a hub token per
 user.
 
+``site_app(app_id, folder, kind)``: a catalog app serving ``folder`` on a unix
+socket (a TCP port on the shared loopback is refused on the local backend).
 ``catalog_world(tmp, proxy_command, apps, prepare=None, start=())`` starts it,
 calls ``prepare(world)`` (to write files into homes before servers start), then
 starts the default workspaces of ``start``; ``close_world(world)`` stops it all
@@ -15,6 +17,7 @@ import contextlib
 import os
 import secrets
 import signal
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +27,33 @@ from harness import HubAPI, HubProcess, free_port, hub_settings_for, wait_for, w
 PASSWORD = secrets.token_hex(12)
 GROUPS = {"lab-a": ["alice"], "lab-b": ["bob"]}
 USERS = ("alice", "bob", "admin")
+# a static web site on a unix socket: argv[1] the socket, argv[2] the folder
+UNIX_SITE = """
+import functools, http.server, socketserver, sys
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def address_string(self):
+        return "unix"
+Server(sys.argv[1], functools.partial(Handler, directory=sys.argv[2])).serve_forever()
+"""
+
+
+def site_app(app_id: str, folder: Path, kind: str = "proxied", **extra) -> dict:
+    """A catalog app serving ``folder`` (its ``index.html`` answers when ready)."""
+    return {
+        "id": app_id,
+        "title": app_id.title(),
+        "description": f"Serves {folder.name}",
+        "kind": kind,
+        "launch": {
+            "command": [sys.executable, "-c", UNIX_SITE, "{unix_socket}", str(folder)],
+            "unix_socket": True,
+            "ready_path": "/",
+            "timeout": 30,
+        },
+        **extra,
+    }
 
 
 @dataclass

@@ -11,28 +11,16 @@ server: not the catalog's token, no hub API, not bob's server.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 from harness import wait_for
 
-from .test_catalog_support import catalog_world, close_world
+from .test_catalog_support import catalog_world, close_world, site_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-SITE = Path(__file__).resolve().parent  # any folder: the app serves a listing
-WEB = {
-    "id": "web",
-    "title": "Web",
-    "description": "Serves a folder",
-    "kind": "proxied",
-    "launch": {
-        "command": [sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
-        "ready_path": "/",
-        "timeout": 30,
-    },
-}
+WEB = site_app("web", Path(__file__).resolve().parent)  # any folder: a listing
 RECORDER = """
 import os
 from jupyter_server.log import log_request

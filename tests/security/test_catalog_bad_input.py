@@ -1,0 +1,113 @@
+"""Issue 10, medium: the catalog through a real hub answers bad input with a
+clear 4xx ``{"status", "message"}`` (never a 5xx), 405 with ``Allow``, 413 over
+1 MiB; stopping a proxied app whose workspace is gone answers cleanly; a new
+launch supersedes the old one; OAuth ``code``/``state`` never reach the access
+log; a restart keeps signed-in catalog sessions (the cookie secret is kept).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from harness import HubProcess, login, wait_for
+
+from .test_catalog_support import PASSWORD, catalog_world, close_world, site_app
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+WEB = site_app("web", Path(__file__).resolve().parent)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, proxy_command):
+    world = catalog_world(tmp_path_factory.mktemp("catalog-input"), proxy_command, [WEB])
+    yield world
+    close_world(world)
+
+
+@pytest.fixture(scope="module")
+def launch_id(world) -> int:
+    """Alice's launch of the web app; ``version: null`` means the current one."""
+    r = world.catalog("alice", "POST", "apps/web/launch", json={"version": None})
+    assert r.status_code == 202, r.text  # her workspace starts
+    assert r.json()["version"] == "1"
+    return r.json()["id"]
+
+
+BAD = [
+    ("GET", "launches/99999999999999999999999", None, 404, "No such launch"),
+    ("POST", "launches/18446744073709551616/stop", None, 404, "No such launch"),
+    ("GET", "launches/{id}/logs?lines=abc", None, 400, "lines must be a whole number"),
+    ("GET", "apps?all=null", None, 400, "all must be true or false"),
+    ("POST", "apps/web/launch", b"[]", 400, "The body must be a JSON object"),
+    ("POST", "apps/web/launch", b'{"version": 7}', 400, "version must be a string"),
+    ("POST", "apps", b'{"id": null, "title": null, "kind": null}', 400, "app.id"),
+    ("PATCH", "apps/web", b'{"launch": null}', 400, "app.launch"),
+    ("PATCH", "apps/web", b'{"version": null}', 400, "app.version"),
+    ("PUT", "apps", None, 405, "PUT is not allowed here"),
+]
+
+
+@pytest.mark.parametrize(
+    "method, path, body, status, message", BAD, ids=[f"{m} {p}" for m, p, *_ in BAD]
+)
+def test_bad_input_is_a_clear_4xx(world, launch_id, method, path, body, status, message):
+    who = "alice" if path.startswith("launches") else "admin"
+    r = world.catalog(who, method, path.format(id=launch_id), content=body)
+    assert r.status_code == status, r.text
+    assert r.json() == {"status": status, "message": r.json()["message"]}
+    assert message in r.json()["message"]
+    if status == 405:
+        assert r.headers["Allow"] == "GET, POST"
+
+
+def test_body_over_one_mib_is_413(world):
+    big = {**WEB, "id": "big", "description": "x" * (1024 * 1024 + 1)}
+    r = world.catalog("admin", "POST", "apps", json=big)
+    assert r.status_code == 413, r.text
+    assert r.json() == {"status": 413, "message": "The body is larger than 1048576 bytes"}
+    assert world.catalog("admin", "GET", "apps").status_code == 200
+
+
+def test_superseded_launch_and_stop_after_the_workspace_is_gone(world):
+    first = world.catalog("alice", "POST", "apps/web/launch").json()
+    wait_for(
+        lambda: (
+            world.catalog("alice", "GET", f"launches/{first['id']}").json()["state"]
+            in ("running", "superseded")
+        ),
+        120,
+        0.5,
+        what="alice's workspace",
+    )
+    second = world.catalog("alice", "POST", "apps/web/launch").json()
+    assert second["state"] == "running", second
+    r = world.catalog("alice", "GET", f"launches/{first['id']}")
+    assert r.json()["state"] == "superseded", r.text
+    world.api.stop_server("alice")
+    r = world.catalog("alice", "POST", f"launches/{second['id']}/stop")
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "stopped"
+
+
+def test_oauth_code_and_state_are_masked_and_sessions_survive_a_restart(world):
+    browser = login(world.url, "alice", PASSWORD)
+    r = browser.get("services/catalog/")
+    assert r.status_code == 200, r.text[:300]
+    callback = next(x.url for x in r.history if x.url.path.endswith("/oauth_callback"))
+    code = callback.params["code"]
+    log = world.hub.log()
+    assert "oauth_callback?code=[secret]&state=[secret]" in log
+    assert code not in log, "the OAuth code is in the log"
+    secret = world.data_dir / "secrets" / "catalog-cookie-secret"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    # the hub and its services restart: alice's catalog session still works
+    world.hub.stop()
+    world.hub = HubProcess(world.tmp, world.hub.settings).start(timeout=120)
+    wait_for(
+        lambda: world.catalog("admin", "GET", "apps").status_code == 200, 60, 0.5, what="catalog"
+    )
+    r = browser.get("services/catalog/api/apps", follow_redirects=False)
+    assert r.status_code == 200, r.text[:300]
+    browser.close()

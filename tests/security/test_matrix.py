@@ -59,6 +59,7 @@ DEMO = {
     },
 }
 NEW_APP = {**DEMO, "id": "matrix-app", "title": "Matrix app"}
+ADMIN_NO = (403, 403, 403, 403, None)  # nobody but an admin; the admin is not asked
 TOPUP = {"project": "lab-a", "amount": "1", "reason": "matrix"}
 
 # route id: (method, path, request keywords, statuses for CALLERS in order, None:
@@ -84,11 +85,25 @@ ROUTES: dict[str, tuple[str, str, dict, tuple[int | None, ...]]] = {
         (403, 404, 200, 404, 200),
     ),
     "hub-start-running": ("POST", "hub/api/users/alice/server", {}, (403, 404, 400, 400, 400)),
+    "hub-start-outside-group": (
+        "POST",
+        "hub/api/users/bob/server",
+        {},
+        (403, None, 404, 404, None),
+    ),
+    "hub-make-admin": ("PATCH", "hub/api/users/alice", {"json": {"admin": True}}, ADMIN_NO),
+    "hub-new-token": (
+        "POST",
+        "hub/api/users/alice/tokens",
+        {"json": {}},
+        (403, 404, 201, 403, 201),
+    ),
     # accounting
     "acct-openapi": ("GET", A + "api/openapi.json", {}, (200, 200, 200, 200, 200)),
     "acct-me": ("GET", A + "api/me", {}, (403, 200, 200, 200, 200)),
     "acct-usage-of-alice": ("GET", A + "api/usage?user=alice", {}, (403, 403, 200, 403, 200)),
     "acct-project": ("GET", A + "api/projects/lab-a", {}, (403, 403, 200, 200, 200)),
+    "acct-project-other": ("GET", A + "api/projects/lab-b", {}, (403, 200, 403, 403, 200)),
     "acct-ledger": ("GET", A + "api/ledger", {}, (403, 403, 403, 403, 200)),
     "acct-health": ("GET", A + "api/health", {}, (403, 403, 403, 403, 200)),
     "acct-metrics": ("GET", A + "metrics", {}, (403, 403, 403, 403, 200)),
@@ -128,6 +143,13 @@ ROUTES: dict[str, tuple[str, str, dict, tuple[int | None, ...]]] = {
         {},
         (403, 403, 404, 403, 404),
     ),
+    "ws-write-file": (
+        "PUT",
+        W + "api/contents/matrix.txt",
+        {"json": {"type": "file", "format": "text", "content": "matrix"}},
+        (403, 403, 201, 403, 200),
+    ),
+    "ws-new-terminal": ("POST", W + "api/terminals", {}, (403, 403, 200, 403, None)),
     "acct-topup": ("POST", A + "api/ledger/topup", {"json": TOPUP}, (403, 403, 403, 403, 201)),
     "cat-create-app": ("POST", C + "api/apps", {"json": NEW_APP}, (403, 403, 403, 403, 201)),
     "cat-launch-stop": ("POST", C + "api/launches/{launch}/stop", {}, (403, 404, 200, 404, 404)),

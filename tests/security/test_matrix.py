@@ -96,7 +96,7 @@ ROUTES: dict[str, tuple[str, str, dict, tuple[int | None, ...]]] = {
         "POST",
         "hub/api/users/alice/tokens",
         {"json": {}},
-        (403, 404, 201, 403, 201),
+        (403, 403, 201, 403, 201),
     ),
     # accounting
     "acct-openapi": ("GET", A + "api/openapi.json", {}, (200, 200, 200, 200, 200)),

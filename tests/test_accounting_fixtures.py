@@ -26,6 +26,7 @@ from labspace.services.accounting.db import Database
 
 PREFIX = "/services/accounting/"
 SERVICE_TOKEN = "service-token-for-tests"
+DELIVERER_SECRET = "deliverer-secret-for-tests"  # noqa: S105 (test value)
 ACCESS = "access:services!service=accounting"
 
 PROFILES = [
@@ -92,7 +93,7 @@ class AccountingServer:
         }
         self.db = Database(db_url, busy_timeout=busy_timeout)
         self.db.upgrade()
-        self.service = Service(config, self.db, SERVICE_TOKEN)
+        self.service = Service(config, self.db, SERVICE_TOKEN, deliverer_secret=DELIVERER_SECRET)
         self.db.work(usage.sync_prices, self.service.policy, now())
         auth = TokenTableAuth(
             api_token="unused",

@@ -10,11 +10,13 @@ import asyncio
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
 import time
 from datetime import datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -371,18 +373,25 @@ def test_parts_for_the_hub_config(tmp_path):
     service = hubside.deliverer_service(settings, state)
     assert service["name"] == "accounting-deliverer" and "url" not in service
     assert service["command"][1:] == ["-m", "labspace.services.accounting.deliver"]
-    assert service["environment"]["LABSPACE_ACCOUNTING_TOKEN"] == "accounting-token"
+    env = service["environment"]
+    secret = Path(env["LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE"])
+    assert secret == tmp_path / "secrets" / "accounting-deliverer-secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert len(secret.read_text().strip()) == 64  # its own, not the service's token
+    assert "accounting-token" not in json.dumps(env)
 
 
 # -- the deliverer -------------------------------------------------------------
 
 
 def start_deliverer(service: FakeService, outbox_path) -> subprocess.Popen:
+    secret = outbox_path.parent / "deliverer-secret"
+    secret.write_text(TOKEN + "\n")
     env = {
         **os.environ,
         "LABSPACE_ACCOUNTING_OUTBOX": str(outbox_path),
         "LABSPACE_ACCOUNTING_URL": service.base_url,
-        "LABSPACE_ACCOUNTING_TOKEN": TOKEN,
+        "LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE": str(secret),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "labspace.services.accounting.deliver"],

@@ -3,8 +3,10 @@ hub parts), with golden values."""
 
 from __future__ import annotations
 
+import stat
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -244,7 +246,11 @@ def test_hub_parts(tmp_path):
         config.ADMIN,
     }
     env = __import__("json").loads(service["environment"]["LABSPACE_ACCOUNTING_CONFIG"])
-    assert env["db_url"] == f"sqlite:///{tmp_path / 'data' / 'accounting.sqlite'}"
+    assert "db_url" not in env and "db_url" not in env["accounting"]
+    db_url_file = Path(service["environment"]["LABSPACE_ACCOUNTING_DB_URL_FILE"])
+    assert db_url_file == tmp_path / "data" / "secrets" / "accounting-db-url"
+    assert db_url_file.read_text().strip() == f"sqlite:///{tmp_path / 'data' / 'accounting.sqlite'}"
+    assert stat.S_IMODE(db_url_file.stat().st_mode) == 0o600
     assert [p["slug"] for p in env["profiles"]] == ["default"]
     assert deliverer["name"] == "accounting-deliverer" and "url" not in deliverer
     assert deliverer["command"][1:] == ["-m", "labspace.services.accounting.deliver"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from harness import free_port
 from sqlalchemy import text
-from test_accounting_fixtures import SERVICE_TOKEN, AccountingServer
+from test_accounting_fixtures import DELIVERER_SECRET, SERVICE_TOKEN, AccountingServer
 
 from labspace.services.accounting.clock import now
 
@@ -194,6 +194,26 @@ async def test_internal_endpoints_need_the_service_token(acct, path, who):
     for post in ("reserve", "events", "outbox-status"):
         r = await acct.call("POST", "api/internal/" + post, who, {})
         assert r.status_code == 403
+
+
+async def test_the_deliverers_secret_posts_events_and_status_only(acct):
+    """The deliverer has its own secret (not the service's hub token): it may
+    post events and the outbox status, and nothing else."""
+    event = {"id": "k:stop", "key": "k", "type": "stop", "at": "2026-01-01T00:00:00Z"}
+    r = await acct.call("POST", "api/internal/events", DELIVERER_SECRET, {"events": [event]})
+    assert r.status_code == 200, r.text
+    r = await acct.call("POST", "api/internal/outbox-status", DELIVERER_SECRET, {"depth": 0})
+    assert r.status_code == 200, r.text
+    for method, path in [
+        ("GET", "spawn-info?user=a"),
+        ("GET", "alerts?user=a"),
+        ("GET", "health"),
+        ("POST", "reserve"),
+    ]:
+        r = await acct.call(
+            method, "api/internal/" + path, DELIVERER_SECRET, {} if method == "POST" else None
+        )
+        assert r.status_code == 403, (path, r.text)
 
 
 GOOD_RESERVE = {

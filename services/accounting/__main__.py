@@ -1,7 +1,10 @@
 """``python -m labspace.services.accounting``: run the service (the hub starts it).
 
 Environment: ``LABSPACE_ACCOUNTING_CONFIG`` (JSON: the ``accounting`` section,
-the profiles, ``db_url``, ``data_dir``) and the hub's ``JUPYTERHUB_API_TOKEN``,
+the profiles, ``data_dir``), ``LABSPACE_ACCOUNTING_DB_URL_FILE`` (the file that
+keeps the database URL; default: SQLite under ``data_dir``),
+``LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE`` (the deliverer's secret) and the
+hub's ``JUPYTERHUB_API_TOKEN``,
 ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_SERVICE_URL``, ``JUPYTERHUB_SERVICE_PREFIX``;
 optionally ``LABSPACE_ACCOUNTING_DB_BUSY_TIMEOUT`` (seconds a write waits for
 SQLite's lock before the answer is a 503; default 3).
@@ -21,6 +24,7 @@ from urllib.parse import urlsplit
 from . import usage
 from .app import Service, make_app, make_server
 from .clock import now
+from .config import read_secret_file
 from .db import BUSY_TIMEOUT, Database
 from .loops import HubClient
 
@@ -50,13 +54,18 @@ def prepare(service: Service) -> None:
 
 async def serve(config: dict) -> None:
     token = os.environ["JUPYTERHUB_API_TOKEN"]
-    db_url = config.get("db_url") or f"sqlite:///{Path(config['data_dir']) / 'accounting.sqlite'}"
+    db_url = (
+        read_secret_file("LABSPACE_ACCOUNTING_DB_URL_FILE")
+        or config.get("db_url")
+        or f"sqlite:///{Path(config['data_dir']) / 'accounting.sqlite'}"
+    )
     busy = float(os.environ.get("LABSPACE_ACCOUNTING_DB_BUSY_TIMEOUT") or BUSY_TIMEOUT)
     service = Service(
         config,
         Database(db_url, busy_timeout=busy),
         token,
         HubClient(os.environ["JUPYTERHUB_API_URL"], token),
+        deliverer_secret=read_secret_file("LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE"),
     )
     await asyncio.to_thread(prepare, service)
     if not os.environ.get("JUPYTERHUB_COOKIE_SECRET") and config.get("data_dir"):

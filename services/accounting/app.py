@@ -52,8 +52,10 @@ class Service:
         db: Database,
         token: str,
         hub: HubClient | None = None,
+        deliverer_secret: str = "",
     ):
         self.config = config
+        self.deliverer_secret = deliverer_secret
         self.policy = Policy(config.get("accounting") or {}, config.get("profiles") or [])
         self.db = db
         self.token = token
@@ -269,7 +271,11 @@ class BaseHandler(ServiceErrors, HubOAuthenticated, web.RequestHandler):
 
 
 class InternalHandler(ServiceErrors, web.RequestHandler):
-    """The hub side's endpoints: ``Authorization: token <service token>`` only."""
+    """The hub side's endpoints: ``Authorization: token <service token>`` (the
+    spawner hooks, in the hub's process); where ``deliverer_may``, also the
+    deliverer's own secret."""
+
+    deliverer_may = False
 
     @property
     def service(self) -> Service:
@@ -282,10 +288,18 @@ class InternalHandler(ServiceErrors, web.RequestHandler):
         self.check_request()
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "token" or not hmac.compare_digest(
-            token.strip().encode(), self.service.token.encode()
+        sent = token.strip().encode()
+        if scheme.lower() == "token" and hmac.compare_digest(sent, self.service.token.encode()):
+            return
+        secret = self.service.deliverer_secret
+        if (
+            self.deliverer_may
+            and secret
+            and scheme.lower() == "token"
+            and hmac.compare_digest(sent, secret.encode())
         ):
-            raise web.HTTPError(403, "Internal endpoints need the accounting service's token")
+            return
+        raise web.HTTPError(403, "Internal endpoints need the accounting service's token")
 
     write_json = BaseHandler.write_json
     json_body = BaseHandler.json_body

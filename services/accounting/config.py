@@ -10,10 +10,14 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from labspace.services import managed_service, service_role
+from labspace.state import SECRETS_DIR, ensure_secret
 
 from .policy import Policy
 from .pricing import parse_time
@@ -31,6 +35,8 @@ SERVICE_SCOPES = [
     "list:groups",
     "read:groups",
 ]
+DELIVERER_SECRET = "accounting-deliverer-secret"  # noqa: S105 (a file name)
+DB_URL = "accounting-db-url"
 PROFILE_KEYS = ("slug", "display_name", "cpu", "memory", "gpus", "groups")
 
 
@@ -125,16 +131,63 @@ def problems(values: dict[str, Any]) -> list[str]:
     return out
 
 
+def keep_secret(path: Path, value: str) -> Path:
+    """Write ``value`` to ``path`` (mode 0600, in a 0700 folder) unless it holds it
+    already; returns ``path``. For secrets that come from the settings."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists() and path.read_text().strip() == value:
+        os.chmod(path, 0o600)
+        return path
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return path
+
+
+def secrets_dir(state) -> Path:
+    return Path(state.data_dir) / SECRETS_DIR
+
+
+def deliverer_secret_file(state) -> Path:
+    """The deliverer's own secret for the service's internal endpoints (events and
+    outbox status only), generated once and kept; never the service's hub token."""
+    path = secrets_dir(state) / DELIVERER_SECRET
+    ensure_secret(path, nbytes=32, hex=True)
+    return path
+
+
 def service_environment(settings, state) -> dict[str, str]:
-    """What the service process needs: its section, the profiles, its database."""
+    """What the service process needs: its section, the profiles, and where its
+    secrets are kept. No secret travels in the environment (JupyterHub keeps a
+    service's environment in its database): the database URL, which may carry a
+    password, and the deliverer's secret are files under ``secrets/``."""
+    section = {k: v for k, v in (settings.get("accounting") or {}).items() if k != "db_url"}
     config = {
-        "accounting": settings.get("accounting"),
+        "accounting": section,
         "profiles": _profiles(settings.values),
-        "db_url": state.service_db_url(NAME),
         "data_dir": str(state.data_dir),
         "admin_users": list(settings.get("hub.admin_users") or []),
     }
-    return {"LABSPACE_ACCOUNTING_CONFIG": json.dumps(config), "PYTHONUNBUFFERED": "1"}
+    db_url = keep_secret(secrets_dir(state) / DB_URL, state.service_db_url(NAME))
+    return {
+        "LABSPACE_ACCOUNTING_CONFIG": json.dumps(config),
+        "LABSPACE_ACCOUNTING_DB_URL_FILE": str(db_url),
+        "LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE": str(deliverer_secret_file(state)),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def read_secret_file(variable: str) -> str:
+    """The secret in the file named by the environment variable ``variable``
+    (``""`` when it is not set); exits with a clear line if it cannot be read."""
+    name = os.environ.get(variable)
+    if not name:
+        return ""
+    try:
+        return Path(name).read_text().strip()
+    except OSError as e:
+        sys.exit(f"{variable}: {name} cannot be read: {e.strerror}")
 
 
 def hub_parts(settings, state) -> dict[str, Any]:

@@ -10,7 +10,9 @@ doubling to 10 s, with jitter). Every few seconds it reports the outbox depth to
 
 Environment: ``LABSPACE_ACCOUNTING_OUTBOX`` (the outbox file),
 ``LABSPACE_ACCOUNTING_URL`` (the service's root, ending in ``/``) and
-``LABSPACE_ACCOUNTING_TOKEN`` (the accounting service's own token).
+``LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE`` (the file that keeps the
+deliverer's own secret: it may post events and the outbox status, nothing else;
+no secret travels in the environment).
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from .config import read_secret_file
 from .outbox import Outbox
+
+SECRET_FILE = "LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE"  # noqa: S105 (a variable name)
 
 log = logging.getLogger("labspace.accounting.deliver")
 
@@ -134,12 +139,14 @@ def main() -> None:
     )
     # a line per request every few seconds would drown the hub's log
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    try:
-        outbox = Outbox(os.environ["LABSPACE_ACCOUNTING_OUTBOX"])
-        base_url = os.environ["LABSPACE_ACCOUNTING_URL"]
-        token = os.environ["LABSPACE_ACCOUNTING_TOKEN"]
-    except KeyError as e:
-        sys.exit(f"accounting-deliverer: {e.args[0]} is not set")
+    for name in ("LABSPACE_ACCOUNTING_OUTBOX", "LABSPACE_ACCOUNTING_URL", SECRET_FILE):
+        if not os.environ.get(name):
+            sys.exit(f"accounting-deliverer: {name} is not set")
+    outbox = Outbox(os.environ["LABSPACE_ACCOUNTING_OUTBOX"])
+    base_url = os.environ["LABSPACE_ACCOUNTING_URL"]
+    token = read_secret_file(SECRET_FILE)
+    if not token:
+        sys.exit(f"accounting-deliverer: the file named by {SECRET_FILE} is empty")
     outbox.create()
 
     async def run() -> None:

@@ -36,6 +36,7 @@ from urllib.parse import urlencode
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from .config import deliverer_secret_file
 from .outbox import Outbox, path_in
 
 # a child of the hub's own logger: these lines appear in the hub's log, in its format
@@ -429,7 +430,7 @@ def deliverer_service(settings, state) -> dict[str, Any]:
         "environment": {
             "LABSPACE_ACCOUNTING_OUTBOX": str(path_in(state.data_dir)),
             "LABSPACE_ACCOUNTING_URL": service_base(settings),
-            "LABSPACE_ACCOUNTING_TOKEN": state.service_token(SERVICE),
+            "LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE": str(deliverer_secret_file(state)),
             "PYTHONUNBUFFERED": "1",
         },
         "display": False,

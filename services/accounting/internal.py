@@ -174,6 +174,8 @@ class ReserveHandler(InternalHandler):
 
 
 class EventsHandler(InternalHandler):
+    deliverer_may = True
+
     async def post(self):
         events = check_events(self.json_body())
         svc = self.service
@@ -220,6 +222,8 @@ async def health(svc) -> dict[str, Any]:
 
 
 class OutboxStatusHandler(InternalHandler):
+    deliverer_may = True
+
     async def post(self):
         body = self.json_body()
         depth = body.get("depth")

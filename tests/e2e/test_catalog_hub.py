@@ -6,7 +6,8 @@ One hub serves the module, with two catalog apps from the settings: ``web``
 through the catalog API and reads each app's own page through the hub's proxy;
 an admin's edit makes a new version while ada's running launch keeps the old
 one; options naming an unknown app or version, or an app outside the user's
-groups, are refused with a 4xx and nothing starts.
+groups, are refused with a 4xx and nothing starts. A standalone app shared with
+a group opens for its members, not for others, until the share is revoked.
 """
 
 from __future__ import annotations
@@ -26,6 +27,19 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PASSWORD = secrets.token_hex(12)
 
 
+# a static web site on a unix socket (a TCP port on the shared loopback of the
+# local backend is refused): argv[1] the socket, argv[2] the folder
+UNIX_SITE = """
+import functools, http.server, socketserver, sys
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def address_string(self):
+        return "unix"
+Server(sys.argv[1], functools.partial(Handler, directory=sys.argv[2])).serve_forever()
+"""
+
+
 def server_app(app_id: str, folder: Path, **extra) -> dict:
     return {
         "id": app_id,
@@ -33,16 +47,8 @@ def server_app(app_id: str, folder: Path, **extra) -> dict:
         "description": f"Serves {folder.name}",
         "category": "Testing",
         "launch": {
-            "command": [
-                sys.executable,
-                "-m",
-                "http.server",
-                "{port}",
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-                str(folder),
-            ],
+            "command": [sys.executable, "-c", UNIX_SITE, "{unix_socket}", str(folder)],
+            "unix_socket": True,
             "ready_path": "/index.html",
             "timeout": 30,
         },
@@ -78,7 +84,7 @@ def world(tmp_path_factory, proxy_command):
         hub.start()
         api = HubAPI(hub.url, token)
         tokens = {}
-        for name in ("ada", "bob", "admin"):
+        for name in ("ada", "bob", "cy", "admin"):
             if name != "admin":
                 api.create_user(name)
             r = api.request("POST", f"users/{name}/tokens", json={"note": "catalog test"})
@@ -88,6 +94,8 @@ def world(tmp_path_factory, proxy_command):
         assert r.status_code == 201, r.text
         r = api.request("POST", "groups/physics/users", json={"users": ["ada"]})
         assert r.status_code == 200, r.text
+        r = api.request("POST", "groups/readers", json={"users": ["cy"]})
+        assert r.status_code == 201, r.text
         api.started.update({"ada", "bob"})
         yield {"hub": hub, "api": api, "tokens": tokens, "url": hub.url, "tmp": tmp}
     finally:
@@ -164,7 +172,7 @@ def test_bad_app_options_are_refused_and_nothing_starts(world, who, options, mes
 
 def test_launch_proxied_app_and_read_its_page(world):
     r = catalog(world, "ada", "POST", "apps/web/launch", json={})
-    assert r.status_code in (200, 202), r.text
+    assert r.status_code == 202, r.text
     launch = r.json()
     assert launch["url"] == "/user/ada/web/" and launch["server_name"] == ""
     wait_running(world, "ada", launch["id"])
@@ -190,7 +198,7 @@ def test_launch_proxied_app_and_read_its_page(world):
 
 def test_launch_standalone_app_keeps_its_version_after_an_edit(world):
     r = catalog(world, "ada", "POST", "apps/viewer/launch", json={})
-    assert r.status_code in (200, 202), r.text
+    assert r.status_code == 202, r.text
     launch = r.json()
     assert launch["version"] == "1.0" and launch["server_name"] == "viewer"
     wait_running(world, "ada", launch["id"])
@@ -241,3 +249,54 @@ def test_launch_standalone_app_keeps_its_version_after_an_edit(world):
     with client(world, "ada") as c:
         assert "viewer two" in c.get(again["url"].lstrip("/")).text
     catalog(world, "ada", "POST", f"launches/{again['id']}/stop")
+
+
+def shared_viewer(world, group: str) -> tuple[dict, str]:
+    """Ada's running viewer, shared with ``group``: (launch, its shares path)."""
+    r = catalog(world, "ada", "POST", "apps/viewer/launch", json={})
+    assert r.status_code == 202, r.text
+    launch = wait_running(world, "ada", r.json()["id"])
+    shares = f"launches/{launch['id']}/shares"
+    r = catalog(world, "ada", "POST", shares, json={"group": group})
+    assert r.status_code == 201, r.text
+    assert catalog(world, "ada", "GET", shares).json()["shares"][0]["group"] == group
+    return launch, shares
+
+
+def stop_viewer(world, launch: dict) -> None:
+    r = catalog(world, "ada", "POST", f"launches/{launch['id']}/stop")
+    assert r.status_code == 200, r.text
+    wait_for(lambda: "viewer" not in servers(world, "ada"), 60, what="viewer stopped")
+
+
+def test_share_with_a_group_refuses_others_and_is_revoked(world):
+    launch, shares = shared_viewer(world, "readers")
+    url = launch["url"].lstrip("/")
+    try:
+        with client(world, "bob") as c:  # not a member of readers
+            assert c.get(url).status_code == 403
+        r = catalog(world, "ada", "DELETE", shares, json={"group": "readers"})
+        assert r.status_code == 204, r.text
+        assert catalog(world, "ada", "GET", shares).json()["shares"] == []
+        r = world["api"].request("POST", "users/cy/tokens", json={"note": "after revoke"})
+        fresh = {"Authorization": f"token {r.json()['token']}"}
+        r = httpx.get(world["url"] + url, headers=fresh, timeout=30)
+        assert r.status_code == 403
+    finally:
+        stop_viewer(world, launch)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="JupyterHub 6.1.1 scopes.get_scopes_for gives a token its owner's user "
+    "shares only, not the shares of the owner's groups: every token of a member "
+    "is refused ('Not allowing user'). Passes once the hub counts group shares.",
+)
+def test_share_with_a_group_opens_for_its_members(world):
+    launch, _ = shared_viewer(world, "readers")
+    try:
+        with client(world, "cy") as c:  # a member of readers
+            r = c.get(launch["url"].lstrip("/"))
+        assert r.status_code == 200 and "viewer" in r.text, r.status_code
+    finally:
+        stop_viewer(world, launch)

@@ -31,8 +31,9 @@ BROKEN = {
             "-c",
             "import sys; print('broken app: missing config file settings.toml', "
             "file=sys.stderr); sys.exit(3)",
-            "{port}",
+            "{unix_socket}",
         ],
+        "unix_socket": True,
         "timeout": 10,
     },
 }

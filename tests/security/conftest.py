@@ -16,6 +16,8 @@ scopes of its own, so it carries exactly what the user's roles grant):
 
 Fixtures:
 
+- ``security_summary``: a list of lines printed in pytest's terminal summary
+  (the schemathesis counts), passed or failed.
 - ``security_world_factory`` (module): ``make(catalog_apps=(), start=())``
   starts the module's hub, creates the users, groups and tokens and starts the
   default workspaces of the users in ``start``; returns a ``World``. Everything
@@ -124,6 +126,22 @@ def wait_services(world: World) -> None:
                 return False
 
         wait_for(up, 60, 0.5, what="the accounting and catalog services")
+
+
+SUMMARY = pytest.StashKey[list[str]]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    lines = config.stash.get(SUMMARY, [])
+    if lines:
+        terminalreporter.section("security suite")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def security_summary(request) -> list[str]:
+    return request.config.stash.setdefault(SUMMARY, [])
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ Bounded: ``MAX_EXAMPLES`` cases per operation, no shrinking, no example
 database, and ``BUDGET`` seconds per service and caller, after which the
 operations left are skipped (and said so in the summary). Failures are
 collected, one per operation and check, and reported with a curl command that
-reproduces each. The per-run counts are printed at the end of the module.
+reproduces each. The per-run counts are printed in pytest's terminal summary.
 
 schemathesis' pytest plugin (``schemathesis.pytest.from_fixture``) does not run
 under pytest 9 (it sets ``Function._nodeid``), so each operation is driven by
@@ -130,18 +130,8 @@ def world(security_world_factory):
     return security_world_factory()
 
 
-@pytest.fixture(scope="module")
-def summaries(request):
-    runs: list[Run] = []
-    yield runs
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    for run in runs:
-        if reporter:
-            reporter.write_line(run.summary())
-
-
 @pytest.mark.parametrize(("service", "who"), RUNS, ids=[f"{s}-{who}" for s, who in RUNS])
-def test_service_answers_as_its_document_says(world, summaries, service, who):
+def test_service_answers_as_its_document_says(world, security_summary, service, who):
     document, base = DOCUMENTS[service]
     config = schemathesis.Config.from_dict(
         {
@@ -156,14 +146,16 @@ def test_service_answers_as_its_document_says(world, summaries, service, who):
     schema = schemathesis.openapi.from_url(world.url + document, config=config, timeout=30)
     headers = {"Authorization": f"token {world.tokens[who]}"}
     run = Run(service, who, time.monotonic() + BUDGET)
-    summaries.append(run)
-    for result in schema.get_all_operations():
-        operation = result.ok()  # a document schemathesis cannot read fails here
-        if time.monotonic() > run.deadline:
-            run.skipped.append(operation.label)
-            continue
-        run.operations.append(operation.label)
-        exercise(operation, run, headers)
+    try:
+        for result in schema.get_all_operations():
+            operation = result.ok()  # a document schemathesis cannot read fails here
+            if time.monotonic() > run.deadline:
+                run.skipped.append(operation.label)
+                continue
+            run.operations.append(operation.label)
+            exercise(operation, run, headers)
+    finally:
+        security_summary.append(run.summary())
     assert not run.failures, f"{run.summary()}\n\n{run.report()}"
 
 

@@ -606,3 +606,16 @@ async def test_svg_icons_are_rebuilt_without_script(svc):
     for bad in ("data:text/html;base64,PGI+", "javascript:alert(1)", "data:image/png;base64,AAAA"):
         r = await svc.call(admin_token(svc), "PATCH", "api/apps/evil", {"icon": bad})
         assert r.status_code == 400 and r.json()["message"].startswith("app.icon: "), r.text
+
+
+async def test_refusals_keep_a_kept_alive_connection_usable(svc):
+    """A refusal before the body is read says ``Connection: close`` (the hub's
+    proxy reuses connections); the next request on the same client works."""
+    async with svc.client() as c:
+        r = await c.post("api/apps/web/launch", content=b"{}")  # anonymous: 403 at once
+        assert r.status_code == 403 and r.headers["Connection"] == "close"
+        token = {"Authorization": f"token {user_token(svc)}"}
+        r = await c.put("api/launches", content=b"{}", headers=token)
+        assert r.status_code == 405 and r.headers["Allow"] == "GET", r.text
+        r = await c.get("api/apps", headers=token)
+        assert r.status_code == 200, r.text

@@ -55,7 +55,14 @@ class JSONErrors:
         if isinstance(exc, web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
         if status_code == 405:
-            self.set_header("Allow", ", ".join(self.allowed_methods()))
+            allowed = ", ".join(self.allowed_methods())
+            self.set_header("Allow", allowed)
+            message = f"{self.request.method} is not allowed here (allowed: {allowed})"
+        body = getattr(self.request, "_body_future", None)
+        if body is not None and not body.done():
+            # refused before its body was read: tornado closes this connection, so
+            # say it, or a proxy that keeps connections alive reuses a dead one
+            self.set_header("Connection", "close")
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"status": status_code, "message": message}))
 
@@ -136,8 +143,6 @@ class APIHandler(JSONErrors, BaseHandler):
 
     async def prepare(self):
         # before anything that waits: the answer goes out before the body is read
-        if self.request.method not in self.allowed_methods():
-            raise web.HTTPError(405, f"{self.request.method} is not allowed here")
         self._chunks: list[bytes] = []
         self._size = 0
         if whole_number(self.request.headers.get("Content-Length", "0"), 0) > MAX_BODY:

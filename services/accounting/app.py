@@ -163,11 +163,7 @@ class BaseHandler(ServiceErrors, HubOAuthenticated, web.RequestHandler):
         self.check_request()
         if hasattr(self, "_hub_auth_user_cache"):
             return
-        model = await self.hub_auth.get_user(self, sync=False)
-        try:
-            self._hub_auth_user_cache = self.check_hub_user(model) if model else None
-        except UserNotAllowed:
-            self._hub_auth_user_cache = None
+        await identify(self)
         if self._xsrf_deferred and not getattr(self, "_token_authenticated", False):
             self.hub_auth.check_xsrf_cookie(self)  # a bad token: the cookie needs XSRF
 
@@ -310,13 +306,39 @@ class InternalHandler(ServiceErrors, web.RequestHandler):
         self.finish(json.dumps({"status": status_code, "message": message}))
 
 
+async def identify(handler: HubOAuthenticated) -> None:
+    """Who sent this request, asked of the hub without blocking the loop; kept
+    where HubAuth's ``get_current_user`` looks first."""
+    model = await handler.hub_auth.get_user(handler, sync=False)
+    try:
+        handler._hub_auth_user_cache = handler.check_hub_user(model) if model else None
+    except UserNotAllowed:
+        handler._hub_auth_user_cache = None
+
+
 class OAuthCallbackHandler(HubOAuthCallbackHandler):
     """The OAuth callback, with the application's one ``HubOAuth`` (it keeps the
-    OAuth state and PKCE verifier of the login it completes)."""
+    OAuth state and PKCE verifier of the login it completes). A code the hub
+    refuses is the caller's mistake (400), not the service's (HubAuth says 500)."""
 
     @property
     def hub_auth(self):
         return self.settings["hub_auth"]
+
+    async def prepare(self):
+        await identify(self)
+
+    async def get(self):
+        try:
+            await super().get()
+        except web.HTTPError as e:
+            if e.status_code == 500 and (e.log_message or "").startswith(
+                "Failed to check authorization"
+            ):
+                raise web.HTTPError(
+                    400, "The hub did not accept this sign-in's code: sign in again"
+                ) from None
+            raise
 
 
 access_log = logging.getLogger("tornado.access")

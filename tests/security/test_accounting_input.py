@@ -6,8 +6,9 @@ table of bad input is in tests/test_accounting_robustness.py.)"""
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from harness import login
 
@@ -36,6 +37,13 @@ def test_bad_input_through_the_hub(acct_hub):  # noqa: F811
     r = admin.post("ledger/topup", content=big, headers={"Content-Type": "application/json"})
     assert r.status_code == 413, r.text[:300]
     assert r.json()["message"].startswith("The request body is larger than")
+    # an OAuth callback with its state but a code the hub never issued
+    with httpx.Client(base_url=hub.url, timeout=30) as anonymous:
+        r = anonymous.get(PREFIX, follow_redirects=False)
+        assert r.status_code == 302, r.text
+        state = parse_qs(urlsplit(r.headers["location"]).query)["state"][0]
+        r = anonymous.get(PREFIX + "oauth_callback", params={"code": "bogus", "state": state})
+        assert r.status_code == 400, r.text[:500]
     assert acct.up()
 
 

@@ -88,12 +88,15 @@ class CatalogWorld:
         return r.json()["token"]
 
 
-def catalog_world(tmp: Path, proxy_command, apps=(), prepare=None, start=()) -> CatalogWorld:
+def catalog_world(
+    tmp: Path, proxy_command, apps=(), prepare=None, start=(), **catalog
+) -> CatalogWorld:
+    """A running world; ``catalog`` adds keys to the catalog settings."""
     token = secrets.token_hex(16)
     settings = hub_settings_for(tmp / "data", proxy_command, token)
     settings["auth"] = {"user_password": PASSWORD}
     settings["hub"]["admin_users"] = ["admin"]
-    settings["catalog"] = {"enabled": True, "port": free_port(), "apps": list(apps)}
+    settings["catalog"] = {"enabled": True, "port": free_port(), "apps": list(apps), **catalog}
     hub = HubProcess(tmp, settings)
     api = HubAPI(hub.url, token)
     world = CatalogWorld(tmp, hub, api)

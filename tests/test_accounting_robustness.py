@@ -236,3 +236,12 @@ async def test_the_document_lists_the_methods_each_path_answers(acct):
         assert r.headers["Allow"] == ", ".join(m.upper() for m in item), path
         for op in item.values():
             assert {"405", "503"} <= set(op["responses"]), path
+
+
+async def test_a_whole_float_is_a_transaction_id(acct):
+    """JSON Schema counts 6903.0 as an integer: the service reads it as one."""
+    r = await acct.call(
+        "POST", "api/ledger/reverse", "admin-token", {"transaction": 6903.0, "reason": "r"}
+    )
+    assert r.status_code == 404, r.text
+    assert r.json()["message"] == "No such transaction: 6903"

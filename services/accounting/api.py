@@ -385,6 +385,8 @@ def check_operation(policy, op: str, body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"reason": reason.strip()}
     if op == "reverse":
         tx = body.get("transaction")
+        if isinstance(tx, float) and tx.is_integer():
+            tx = int(tx)  # 42.0 is 42 in JSON
         if isinstance(tx, bool) or not isinstance(tx, int) or not 1 <= tx <= MAX_ID:
             raise web.HTTPError(400, f"'transaction' must be a transaction id (1 to {MAX_ID})")
         return {**out, "transaction": tx}

@@ -31,7 +31,8 @@ BUSY = {
 # dates (2026-01-31) or times (2026-01-31T10:00:00Z, an offset, or none: UTC)
 TIME = {
     "type": "string",
-    "pattern": r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?$",
+    "pattern": r"^(?!0000)\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+    r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$",
 }
 LIMIT = {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}
 
@@ -113,9 +114,9 @@ def _op(
 AMOUNT = {
     "amount": {
         "type": ["string", "number"],
-        "description": 'Decimal amount above 0 and at most 1000000000, e.g. "12.50"',
-        "pattern": r"^[0-9]+(\.[0-9]+)?$",
-        "exclusiveMinimum": 0,
+        "description": 'Amount above 0 and at most 1000000000, at most 6 decimals, e.g. "12.50"',
+        "pattern": r"^(?!0*(\.0*)?$)(0|[1-9][0-9]{0,8})(\.[0-9]{1,6})?$",
+        "minimum": 0.000001,
         "maximum": 1000000000,
     }
 }

@@ -56,6 +56,8 @@ class FakeHub:
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
     shares: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
     refuse_start: tuple[int, str] | None = None
+    minted: list[dict[str, Any]] = field(default_factory=list)
+    workspace_auth: list[str] = field(default_factory=list)
 
     def token(self, name: str, scopes: list[str], groups: list[str] = ()) -> str:
         token = secrets.token_hex(8)
@@ -133,9 +135,31 @@ def fake_hub_app(hub: FakeHub) -> web.Application:
             hub.shares.pop((name, server), None)
             self.finish({})
 
+    class Tokens(Base):
+        def post(self, name):
+            body = self.body()
+            token = secrets.token_hex(8)
+            hub.minted.append({"user": name, "token": token, **body})
+            self.set_status(201)
+            self.finish({"token": token})
+
+    class Workspace(web.RequestHandler):
+        """A workspace's lifecycle API: records who calls it."""
+
+        def check_xsrf_cookie(self):
+            pass
+
+        def get(self, name, app_id):
+            hub.workspace_auth.append(self.request.headers.get("Authorization", ""))
+            self.finish({"id": app_id, "lines": ["app log line"]})
+
+        post = get
+
     api = "/hub/api/"
     return web.Application(
         [
+            (r"/user/([^/]+)/labspace-apps/api/apps/([^/]+)/(?:logs|stop)", Workspace),
+            (api + r"users/([^/]+)/tokens", Tokens),
             (api + "user", Me),
             (api + r"users/([^/]+)", User),
             (api + r"users/([^/]+)/server", Server),
@@ -183,7 +207,12 @@ async def svc(monkeypatch, catalog_db):
     monkeypatch.setenv("JUPYTERHUB_SERVICE_NAME", "catalog")
     monkeypatch.setenv("JUPYTERHUB_CLIENT_ID", "service-catalog")
     monkeypatch.setenv("JUPYTERHUB_BASE_URL", "/")
-    config = service.ServiceConfig(db_url=catalog_db, apps=[WEB, VIEWER], profiles=["default"])
+    config = service.ServiceConfig(
+        db_url=catalog_db,
+        apps=[WEB, VIEWER],
+        profiles=["default"],
+        proxy_url=f"http://127.0.0.1:{hub_port}/",
+    )
     app = service.make_app(config)
     server = app.listen(port, address="127.0.0.1")
     yield Service(f"http://127.0.0.1:{port}", hub, app)
@@ -619,3 +648,18 @@ async def test_refusals_keep_a_kept_alive_connection_usable(svc):
         assert r.status_code == 405 and r.headers["Allow"] == "GET", r.text
         r = await c.get("api/apps", headers=token)
         assert r.status_code == 200, r.text
+
+
+async def test_workspace_calls_carry_a_minted_token_for_that_server_only(svc):
+    token = user_token(svc)
+    launch = (await svc.call(token, "POST", "api/apps/web/launch", {})).json()
+    for _ in range(2):
+        r = await svc.call(token, "GET", f"api/launches/{launch['id']}/logs?lines=5")
+        assert r.json()["lines"] == ["app log line"], r.text
+    r = await svc.call(token, "POST", f"api/launches/{launch['id']}/stop")
+    assert r.json()["state"] == "stopped", r.text
+    (minted,) = svc.hub.minted  # one token, reused while it lives
+    assert minted["user"] == "ada" and minted["scopes"] == ["access:servers!server=ada/"]
+    assert 0 < minted["expires_in"] <= 300
+    assert svc.hub.workspace_auth == [f"token {minted['token']}"] * 3
+    assert f"token {SERVICE_TOKEN}" not in svc.hub.workspace_auth

@@ -15,6 +15,7 @@ OAuth ``code`` and ``state``.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 import os
@@ -164,8 +165,30 @@ class AdminPage(PageHandler):
 
 
 class CallbackHandler(HubOAuthCallbackHandler):
+    """The OAuth callback. A code the hub refuses is the caller's mistake (400),
+    not the service's (HubAuth says 500); errors are a short page."""
+
     def initialize(self):
         self.hub_auth = self.settings["hub_auth"]
+
+    async def get(self):
+        try:
+            await super().get()
+        except web.HTTPError as e:
+            if e.status_code == 500 and (e.log_message or "").startswith("Failed to check"):
+                raise web.HTTPError(
+                    400, "The hub did not accept this sign-in: sign in again"
+                ) from e
+            raise
+
+    def write_error(self, status_code: int, **kwargs):
+        exc = kwargs.get("exc_info", (None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            f"<!doctype html><title>{status_code}</title><p>{html.escape(message)}</p>"
+            f'<p><a href="{html.escape(self.settings["prefix"])}">Back to the catalog</a></p>'
+        )
 
 
 def make_app(config: ServiceConfig, hub_auth: HubOAuth | None = None) -> web.Application:

@@ -7,8 +7,10 @@ log; a restart keeps signed-in catalog sessions (the cookie secret is kept).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from harness import HubProcess, login, wait_for
 
@@ -110,4 +112,40 @@ def test_oauth_code_and_state_are_masked_and_sessions_survive_a_restart(world):
     )
     r = browser.get("services/catalog/api/apps", follow_redirects=False)
     assert r.status_code == 200, r.text[:300]
+    browser.close()
+
+
+@pytest.mark.parametrize("path", ["oauth_callback", "api/apps/web/launch", "admin"])
+def test_cookie_plus_bogus_token_post_answers_at_once(world, path):
+    """The accounting deadlock (issue 10, High 1) tried on the catalog."""
+    browser = login(world.url, "alice", PASSWORD)
+    assert browser.get("services/catalog/").status_code == 200
+    started = time.monotonic()
+    r = browser.post(
+        f"services/catalog/{path}",
+        json={},
+        headers={"Authorization": "token x"},
+        follow_redirects=False,
+        timeout=10,
+    )
+    took = time.monotonic() - started
+    assert r.status_code == 403, r.text
+    assert took < 1, f"{path} answered after {took:.1f}s"
+    assert world.catalog("alice", "GET", "apps").status_code == 200
+    browser.close()
+
+
+def test_a_code_the_hub_refuses_is_a_400(world):
+    browser = login(world.url, "alice", PASSWORD)
+    r = browser.get("services/catalog/", follow_redirects=False)  # the OAuth state cookie
+    assert r.status_code == 302, r.text[:300]
+    r = browser.get(r.headers["location"], follow_redirects=False)  # the hub's authorize
+    assert r.status_code == 302, r.text[:300]
+    callback = httpx.URL(r.headers["location"])
+    assert callback.path.endswith("/services/catalog/oauth_callback"), callback
+    r = browser.get(
+        callback.copy_set_param("code", "not-a-code"), follow_redirects=False, timeout=10
+    )
+    assert r.status_code == 400, r.text[:300]
+    assert "sign in again" in r.text
     browser.close()

@@ -109,7 +109,8 @@
       const url = launch.url;
       launch = Object.assign(await call("GET", `launches/${launch.id}`), { url });
       if (launch.state === "failed") return fail(app, launch, launch.message);
-      if (launch.state === "stopped") { delete state.launches[app.id]; return render(); }
+      // superseded: another launch of this app (another tab) tells the state now
+      if (launch.state === "stopped" || launch.state === "superseded") { delete state.launches[app.id]; return render(); }
       if (launch.state === "running") return checkApp(app, launch);
       state.launches[app.id] = launch;
       render();

@@ -180,7 +180,12 @@ def paths() -> dict[str, Any]:
     }
 
 
-ICON = "^(data:image/(svg\\+xml|png);base64,[A-Za-z0-9+/]*={0,2})?$"
+# a base64 PNG ("\x89PNG") or SVG ("<svg" or "<?xml"); the service also checks
+# that the PNG is one and rebuilds the SVG (which must be well-formed XML)
+ICON = (
+    "^(data:image/png;base64,iVBORw0KGgo[A-Za-z0-9+/]*={0,2}"
+    "|data:image/svg\\+xml;base64,(PHN2Zy|PD94bWw)[A-Za-z0-9+/]*={0,2})?$"
+)
 COMMAND_WITH = {  # a command names where the app listens
     "if": {"required": ["unix_socket"], "properties": {"unix_socket": {"const": True}}},
     "then": {"properties": {"command": {"contains": {"pattern": "[{]unix_socket[}]"}}}},
@@ -219,7 +224,12 @@ def app_schemas(profiles: list[str] | None) -> tuple[dict[str, Any], dict[str, A
     to change; the result must follow the rules of ``App``)."""
     base = {k: v for k, v in app_schema().items() if k != "default"}
     props = json.loads(json.dumps(base["properties"]))
-    props["icon"] = {**props["icon"], "pattern": ICON}
+    props["icon"] = {
+        **props["icon"],
+        "pattern": ICON,
+        "description": "A data: URL of a PNG or of a well-formed SVG (base64); the "
+        "SVG is rebuilt without script, event attributes or foreign links.",
+    }
     if profiles is not None:
         props["launch"]["properties"]["profile"]["enum"] = ["", *profiles]
     app = {"type": "object", **base, "properties": props, "allOf": RULES}

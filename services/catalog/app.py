@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import urlsplit
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
 from tornado import web
@@ -39,7 +39,6 @@ log = logging.getLogger("labspace.catalog")
 
 
 HARD_BODY_LIMIT = 8 * 1024 * 1024  # the connection is cut beyond (API: 413 beyond 1 MiB)
-SECRET_PARAMS = {"code", "state", "token", "_xsrf"}
 access_log = logging.getLogger("tornado.access")
 
 
@@ -71,29 +70,12 @@ class ServiceConfig:
         return ensure_secret(Path(self.data_dir) / "secrets" / "catalog-cookie-secret").encode()
 
 
-def masked_uri(uri: str) -> str:
-    """``uri`` with the values of OAuth ``code``/``state`` (and tokens) hidden."""
-    path, sep, query = uri.partition("?")
-    if not sep:
-        return uri
-    pairs = []
-    for pair in query.split("&"):
-        name, eq, _ = pair.partition("=")
-        secret = unquote_plus(name) in SECRET_PARAMS and eq
-        pairs.append(f"{name}=[secret]" if secret else pair)
-    return f"{path}?{'&'.join(pairs)}"
-
-
 def log_request(handler: web.RequestHandler) -> None:
     """Tornado's access line, without secrets from the query."""
     status = handler.get_status()
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    request = handler.request
-    ms = 1000.0 * request.request_time()
-    uri = masked_uri(request.uri or "")
-    access_log.log(
-        level, "%d %s %s (%s) %.2fms", status, request.method, uri, request.remote_ip, ms
-    )
+    ms = 1000.0 * handler.request.request_time()
+    access_log.log(level, "%d %s %.2fms", status, h.request_summary(handler.request), ms)
 
 
 def seed(catalog: Catalog, config: ServiceConfig) -> None:
@@ -164,7 +146,7 @@ class AdminPage(PageHandler):
         self.page("admin.html", page="admin")
 
 
-class CallbackHandler(HubOAuthCallbackHandler):
+class CallbackHandler(h.MaskedLog, HubOAuthCallbackHandler):
     """The OAuth callback. A code the hub refuses is the caller's mistake (400),
     not the service's (HubAuth says 500); errors are a short page."""
 

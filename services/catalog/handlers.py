@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import unquote_plus
 
 from jupyterhub.services.auth import HubOAuthenticated, UserNotAllowed
 from tornado import web
@@ -32,6 +33,33 @@ MAX_LAUNCH_ID = 2**31 - 1  # launch ids are 32-bit integers in every database
 MAX_LOG_LINES = 1000
 
 
+SECRET_PARAMS = {"code", "state", "token", "_xsrf"}
+
+
+def masked_uri(uri: str) -> str:
+    """``uri`` with the values of OAuth ``code``/``state`` (and tokens) hidden."""
+    path, sep, query = uri.partition("?")
+    if not sep:
+        return uri
+    pairs = []
+    for pair in query.split("&"):
+        name, eq, _ = pair.partition("=")
+        secret = unquote_plus(name) in SECRET_PARAMS and eq
+        pairs.append(f"{name}=[secret]" if secret else pair)
+    return f"{path}?{'&'.join(pairs)}"
+
+
+def request_summary(request) -> str:
+    return f"{request.method} {masked_uri(request.uri or '')} ({request.remote_ip})"
+
+
+class MaskedLog:
+    """Tornado's log lines about a request (its warnings too) without secrets."""
+
+    def _request_summary(self) -> str:
+        return request_summary(self.request)
+
+
 def whole_number(text: str, default: int) -> int:
     """``text`` as a whole number (ASCII digits, at most 18), else ``default``."""
     if text.isascii() and text.isdigit() and len(text) <= 18:
@@ -39,7 +67,7 @@ def whole_number(text: str, default: int) -> int:
     return default
 
 
-class JSONErrors:
+class JSONErrors(MaskedLog):
     """Errors as ``{"status", "message"}``; a 405 says which methods the path has."""
 
     def allowed_methods(self) -> list[str]:
@@ -67,7 +95,7 @@ class JSONErrors:
         self.finish(json.dumps({"status": status_code, "message": message}))
 
 
-class BaseHandler(HubOAuthenticated, web.RequestHandler):
+class BaseHandler(MaskedLog, HubOAuthenticated, web.RequestHandler):
     """Hub OAuth for pages and tokens; JSON errors on API paths."""
 
     def initialize(self):

@@ -1,23 +1,59 @@
 """A real Labspace hub (``labspace up`` subprocess, configurable-http-proxy,
 local workspaces) on SQLite and PostgreSQL, driven over HTTP as users and
-scripts drive it."""
+scripts drive it.
+
+The first tests share one hub per database (``shared``); the others start,
+restart or stop hubs of their own."""
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
+import signal
 import stat
 import subprocess
 import sys
 
 import httpx
 import pytest
-from harness import LABSPACE, REPO, HubAPI, login, wait_for, workspace_pids
+from harness import (
+    LABSPACE,
+    REPO,
+    HubAPI,
+    HubProcess,
+    hub_settings_for,
+    login,
+    wait_for,
+    workspace_pids,
+)
 
 pytestmark = [pytest.mark.e2e]
 
 
-def test_spawn_reaches_workspace_through_proxy(hub, api, service_token):
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared(request, tmp_path_factory, proxy_command):
+    """``(hub, api, token)``: one hub per database for the module."""
+    tmp = tmp_path_factory.mktemp(f"hub-{request.param}")
+    token = secrets.token_hex(16)
+    settings = hub_settings_for(tmp / "data", proxy_command, token)
+    if request.param == "postgres":
+        cluster = request.getfixturevalue("pg_cluster")
+        settings["hub"]["db_url"] = cluster.create_database(f"hub_{secrets.token_hex(4)}")
+    hub = HubProcess(tmp, settings)
+    api = HubAPI(hub.url, token)
+    try:
+        yield hub.start(timeout=120), api, token
+    finally:
+        api.stop_all()
+        api.close()
+        hub.stop()
+        for pid in workspace_pids(tmp / "data" / "users"):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_spawn_reaches_workspace_through_proxy(shared):
+    hub, api, service_token = shared
     api.create_user("alice")
     server = api.start_server("alice")
     assert server["url"] == "/user/alice/"
@@ -52,17 +88,19 @@ def test_spawn_reaches_workspace_through_proxy(hub, api, service_token):
     assert r.status_code != 200
 
 
-def test_unsafe_user_name_gets_escaped_home(hub, api, service_token):
+def test_unsafe_user_name_gets_escaped_home(shared):
+    hub, api, _ = shared
     name = api.create_user("Ada.Lovelace@example.org")["name"]
     api.start_server(name)
     users = hub.workdir / "data" / "users"
-    (home,) = users.iterdir()
+    (home,) = [p for p in users.iterdir() if p.name.startswith("ada")]
     assert home.name.startswith("ada-lovelace-example-org-"), home.name
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    api.stop_server(name)
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_person_logs_in_with_printed_password(hub):
+def test_person_logs_in_with_printed_password(shared):
+    hub, _, _ = shared
     assert hub.banner.group(1) == hub.url
     assert hub.banner.group(2) == "admin"
     session = login(hub.url, "admin", hub.admin_password)

@@ -538,6 +538,8 @@ BAD_INPUT = [
     ("POST", "api/apps", {**WEB, "id": "n8", "launch": None}, 400, "app.launch"),
     ("POST", "api/apps", {**WEB, "id": "n9", "groups": None}, 400, "app.groups"),
     ("POST", "api/apps", "web", 400, ""),
+    ("PATCH", "api/apps/web", b'{"launch": {"timeout": NaN}}', 400, "not valid JSON"),
+    ("PATCH", "api/apps/web", b'{"launch": {"timeout": 1e400}}', 400, "not valid JSON"),
     ("PATCH", "api/apps/web", {"title": None}, 400, "app.title"),
     ("PATCH", "api/apps/web", {"launch": None}, 400, "app.launch"),
     ("PATCH", "api/apps/web", {"version": None}, 400, "app.version"),
@@ -552,13 +554,14 @@ BAD_INPUT = [
 @pytest.mark.parametrize(
     "method, path, body, status, message",
     BAD_INPUT,
-    ids=[f"{m} {p} {json.dumps(b)[:30]}" for m, p, b, _, _ in BAD_INPUT],
+    ids=[f"{m} {p} {b!s:.30}" for m, p, b, _, _ in BAD_INPUT],
 )
 async def test_bad_input_is_a_clear_4xx(svc, method, path, body, status, message):
     token = user_token(svc, verbs=("read", "launch", "admin"))
     launch = (await svc.call(token, "POST", "api/apps/viewer/launch", {})).json()
     async with svc.client(token) as c:
-        content = json.dumps(body).encode() if body is not None else b""
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        content = raw if body is not None else b""
         r = await c.request(method, path.format(launch=launch["id"]), content=content)
     assert r.status_code == status, r.text
     assert r.json()["status"] == status and message in r.json()["message"], r.text

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -58,6 +59,17 @@ class MaskedLog:
 
     def _request_summary(self) -> str:
         return request_summary(self.request)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
 
 
 def whole_number(text: str, default: int) -> int:
@@ -188,9 +200,13 @@ class APIHandler(JSONErrors, BaseHandler):
         if self._size > MAX_BODY:  # a chunked body, whose length came late
             raise web.HTTPError(413, f"The body is larger than {MAX_BODY} bytes")
         try:
-            return json.loads(b"".join(self._chunks) or b"{}")
+            return json.loads(
+                b"".join(self._chunks) or b"{}", parse_constant=_no_constant, parse_float=_finite
+            )
         except ValueError:
-            raise web.HTTPError(400, "The body is not valid JSON") from None
+            raise web.HTTPError(
+                400, "The body is not valid JSON (nor NaN or infinite numbers)"
+            ) from None
 
     def body_object(self) -> dict[str, Any]:
         body = self.body()

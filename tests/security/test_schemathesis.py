@@ -48,6 +48,16 @@ DOCUMENTS = {
     "accounting": ("services/accounting/api/openapi.json", "services/accounting/api"),
     "catalog": ("services/catalog/api/openapi.json", "services/catalog"),
 }
+# operations whose schema-valid requests may still get a 400 for a rule a JSON
+# Schema cannot state; schemathesis' positive_data_acceptance is off for them
+# (every other check stays on)
+SEMANTIC_400 = {
+    ("accounting", "GET /usage"): "'to' after 'from', at most 10 years, real calendar days",
+    ("accounting", "GET /projects/{name}"): "'to' after 'from', at most 10 years, real days",
+    ("accounting", "POST /ledger/topup"): "'project' must name an existing project",
+    ("accounting", "POST /ledger/assign"): "'parent'/'child' must name existing projects",
+    ("accounting", "POST /ledger/move"): "'from'/'to' must name existing projects",
+}
 # plain user first, admin last (see the module docstring)
 RUNS = [(s, who) for who in ("alice", "admin") for s in DOCUMENTS]
 
@@ -94,6 +104,9 @@ class Run:
 
 def exercise(operation, run: Run, headers: dict[str, str]) -> None:
     """``MAX_EXAMPLES`` valid and invalid requests to ``operation``, checked."""
+    excluded = []
+    if (run.service, operation.label) in SEMANTIC_400:
+        excluded.append(schemathesis.checks.positive_data_acceptance)
     cases = st.one_of(
         operation.as_strategy(GenerationMode.POSITIVE),
         operation.as_strategy(GenerationMode.NEGATIVE),
@@ -117,7 +130,7 @@ def exercise(operation, run: Run, headers: dict[str, str]) -> None:
             return
         run.record(case, response)
         try:
-            case.validate_response(response, headers=headers)
+            case.validate_response(response, headers=headers, excluded_checks=excluded)
         except FailureGroup as group:
             for failure in group.exceptions:
                 run.fail(case, failure.title, str(group)[:1500])

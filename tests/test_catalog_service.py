@@ -642,14 +642,19 @@ async def test_svg_icons_are_rebuilt_without_script(svc):
 
 
 async def test_refusals_keep_a_kept_alive_connection_usable(svc):
-    """A refusal before the body is read says ``Connection: close`` (the hub's
-    proxy reuses connections); the next request on the same client works."""
+    """Every refusal comes after the body is read, so the connection stays open
+    (the hub's proxy reuses it: a cut one was a 503)."""
     async with svc.client() as c:
-        r = await c.post("api/apps/web/launch", content=b"{}")  # anonymous: 403 at once
-        assert r.status_code == 403 and r.headers["Connection"] == "close"
+        big = b"[" + b"0," * (600 * 1024) + b"0]"  # 1.2 MB
+        r = await c.post("api/apps/web/launch", content=big)  # anonymous
+        assert r.status_code == 403 and r.headers.get("Connection") != "close"
+        r = await c.post("api/apps", content=big, headers={"Authorization": "token x"})
+        assert r.status_code == 413, r.text  # the size is checked before asking the hub
         token = {"Authorization": f"token {user_token(svc)}"}
         r = await c.put("api/launches", content=b"{}", headers=token)
         assert r.status_code == 405 and r.headers["Allow"] == "GET", r.text
+        r = await c.post("api/apps", content=big, headers=token)
+        assert r.status_code == 413 and r.headers.get("Connection") != "close", r.text
         r = await c.get("api/apps", headers=token)
         assert r.status_code == 200, r.text
 

@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 log = logging.getLogger("labspace.catalog")
 
 
-HARD_BODY_LIMIT = 8 * 1024 * 1024  # the connection is cut beyond (API: 413 beyond 1 MiB)
+HARD_BODY_LIMIT = 4 * 1024 * 1024  # the connection is cut beyond (API: 413 beyond 1 MiB)
 access_log = logging.getLogger("tornado.access")
 
 

@@ -98,11 +98,6 @@ class JSONErrors(MaskedLog):
             allowed = ", ".join(self.allowed_methods())
             self.set_header("Allow", allowed)
             message = f"{self.request.method} is not allowed here (allowed: {allowed})"
-        body = getattr(self.request, "_body_future", None)
-        if body is not None and not body.done():
-            # refused before its body was read: tornado closes this connection, so
-            # say it, or a proxy that keeps connections alive reuses a dead one
-            self.set_header("Connection", "close")
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"status": status_code, "message": message}))
 
@@ -172,41 +167,29 @@ class BaseHandler(MaskedLog, HubOAuthenticated, web.RequestHandler):
         return None if self.has(ADMIN) else self.groups
 
 
-@web.stream_request_body
 class APIHandler(JSONErrors, BaseHandler):
-    """JSON in and out. The body is read here, at most ``MAX_BODY`` bytes: a
-    larger one is refused (413) as soon as its ``Content-Length`` is known."""
+    """JSON in and out, bodies of at most ``MAX_BODY`` bytes (413 beyond). Every
+    answer comes after the whole body is read (the server cuts bodies over its
+    hard limit), so the connection stays usable for the hub's proxy."""
 
     def set_default_headers(self):
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
 
     async def prepare(self):
-        # before anything that waits: the answer goes out before the body is read
-        self._chunks: list[bytes] = []
-        self._size = 0
-        if whole_number(self.request.headers.get("Content-Length", "0"), 0) > MAX_BODY:
+        if len(self.request.body) > MAX_BODY:
             raise web.HTTPError(413, f"The body is larger than {MAX_BODY} bytes")
         await super().prepare()
         if self.current_user is None:
             raise web.HTTPError(403, "Not signed in: send a hub token with the catalog's scopes")
 
-    def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size <= MAX_BODY:
-            self._chunks.append(chunk)
-
     def body(self) -> Any:
-        if self._size > MAX_BODY:  # a chunked body, whose length came late
-            raise web.HTTPError(413, f"The body is larger than {MAX_BODY} bytes")
         try:
             return json.loads(
-                b"".join(self._chunks) or b"{}", parse_constant=_no_constant, parse_float=_finite
+                self.request.body or b"{}", parse_constant=_no_constant, parse_float=_finite
             )
         except ValueError:
-            raise web.HTTPError(
-                400, "The body is not valid JSON (nor NaN or infinite numbers)"
-            ) from None
+            raise web.HTTPError(400, "The body is not valid JSON") from None
 
     def body_object(self) -> dict[str, Any]:
         body = self.body()

@@ -41,8 +41,12 @@ def test_data_dir_and_databases_are_private(hub_factory, hub_settings, open_umas
     def all_there():
         return all((data / name).exists() for name in DATABASES)
 
-    wait_for(all_there, 60, 0.5, what="the hub's and the services' databases")
-    assert hub.proc.poll() is None
+    missing = "the hub's and the services' databases"
+    try:
+        wait_for(all_there, 120, 0.5, what=missing)
+    except TimeoutError:
+        pytest.fail(f"{[n for n in DATABASES if not (data / n).exists()]} missing:\n{hub.log()}")
+    assert hub.proc.poll() is None, hub.log()[-3000:]
     assert mode(data) == 0o700
     assert mode(data / "secrets") == 0o700
     for name in DATABASES:

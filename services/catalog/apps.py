@@ -101,10 +101,33 @@ def schema_problems(defn: Any, where: str = "app") -> list[str]:
     return lines
 
 
+def loopback_shared(values: dict[str, Any]) -> bool:
+    """Whether workspaces share one 127.0.0.1 under these settings: the local
+    backend and docker's ``network: host`` do, unless the operator of a one-person
+    platform declared it private (``hub.config.Spawner.environment``
+    ``LABSPACE_LOOPBACK: private``); kubernetes and other docker networks do not."""
+    backend = values.get("backend") or {}
+    hub_config = (values.get("hub") or {}).get("config") or {}
+    env = (hub_config.get("Spawner") or {}).get("environment") or {}
+    if str(env.get("LABSPACE_LOOPBACK", "")).strip().lower() == "private":
+        return False
+    kind = backend.get("type", "local")
+    if kind == "kubernetes":
+        return False
+    if kind == "docker":
+        return (backend.get("docker") or {}).get("network", "host") == "host"
+    return True
+
+
 def launch_problems(
-    defn: dict[str, Any], where: str, profiles: list[str] | None = None
+    defn: dict[str, Any],
+    where: str,
+    profiles: list[str] | None = None,
+    shared_loopback: bool = False,
 ) -> list[str]:
-    """Rules across keys of one schema-valid definition (defaults filled)."""
+    """Rules across keys of one schema-valid definition (defaults filled). On a
+    shared loopback (:func:`loopback_shared`) an app on a TCP ``{port}`` is refused:
+    it has no login of its own, and every workspace on the machine could reach it."""
     problems = []
     launch = defn.get("launch", {})
     command = launch.get("command", [])
@@ -125,6 +148,13 @@ def launch_problems(
             f"{key}.command: '{{port}}' is missing (the app must listen on the port it is "
             "given, or set unix_socket: true and use '{unix_socket}')"
         )
+    elif command and not launch.get("unix_socket") and shared_loopback:
+        problems.append(
+            f"{key}.unix_socket: an app on a TCP '{{port}}' listens on 127.0.0.1, which "
+            "every workspace of this platform shares: other users could open it without "
+            "logging in. Set unix_socket: true and put '{unix_socket}' in the command "
+            "(TCP ports are for kubernetes and docker networks other than host)"
+        )
     profile = launch.get("profile", "")
     if profile and defn["kind"] != "standalone":
         problems.append(f"{key}.profile: only standalone apps have a profile (drop it)")
@@ -135,13 +165,16 @@ def launch_problems(
 
 
 def definition_problems(
-    defn: Any, where: str = "app", profiles: list[str] | None = None
+    defn: Any,
+    where: str = "app",
+    profiles: list[str] | None = None,
+    shared_loopback: bool = False,
 ) -> list[str]:
     """Everything wrong with one definition, schema first."""
     problems = schema_problems(defn, where)
     if problems:
         return problems
-    return launch_problems(with_defaults(defn), where, profiles)
+    return launch_problems(with_defaults(defn), where, profiles, shared_loopback)
 
 
 def profile_slugs(values: dict[str, Any]) -> list[str]:
@@ -154,6 +187,7 @@ def problems(values: dict[str, Any]) -> list[str]:
     section = values.get("catalog") or {}
     apps = section.get("apps") or []
     slugs = profile_slugs(values)
+    shared = loopback_shared(values)
     out: list[str] = []
     seen: dict[str, int] = {}
     for i, app in enumerate(apps):
@@ -172,7 +206,7 @@ def problems(values: dict[str, Any]) -> list[str]:
                 "launch.bundled: true to change the bundled app's title, groups or icon)"
             )
         if isinstance(app.get("kind"), str) and isinstance(app.get("launch", {}), dict):
-            out += launch_problems(with_defaults(app), where, slugs)
+            out += launch_problems(with_defaults(app), where, slugs, shared)
     return out
 
 

@@ -11,6 +11,11 @@
 - any other start: ``LABSPACE_CATALOG_APPS`` lists the proxied catalog apps
   (current versions) open to the user's groups.
 
+Either way it sets ``LABSPACE_LOOPBACK=private`` when the workspace has a
+network namespace of its own (kubernetes, docker on a network other than
+``host``). Without it the workspace assumes that other users share its
+127.0.0.1 and refuses apps on a TCP port (extensions/appspec.py).
+
 It reads the catalog's database directly (no round trip to the service).
 """
 
@@ -27,6 +32,13 @@ from . import apps as appdefs
 from .store import Catalog, CatalogError
 
 log = logging.getLogger("labspace.catalog")
+
+
+def loopback_private(spawner) -> bool:
+    """Whether this spawner gives the workspace a loopback of its own."""
+    if hasattr(spawner, "host_network"):  # labspace's DockerSpawner
+        return not spawner.host_network
+    return any(cls.__name__ == "KubeSpawner" for cls in type(spawner).__mro__)
 
 
 class CatalogOptions:
@@ -52,6 +64,8 @@ class CatalogOptions:
     def __call__(self, spawner, user_options: dict[str, Any]) -> None:
         groups = spawner.user_groups()
         env = spawner.extra_env
+        if loopback_private(spawner):
+            env["LABSPACE_LOOPBACK"] = "private"
         app_id = user_options.get("app")
         version = user_options.get("version")
         if app_id is None:

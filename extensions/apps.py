@@ -12,9 +12,17 @@ the same paths); at load time it registers, first name wins:
 3. other ``jupyter_serverproxy_servers`` entry points;
 4. the catalog's apps from ``LABSPACE_CATALOG_APPS`` (appspec.py validates;
    a bad entry is logged and skipped).
-``LABSPACE_STANDALONE_APP=<id>`` makes ``/<id>/`` the server's default URL.
-It also registers jupyter-server-proxy's ``/proxy/<host>:<port>`` routes (with
-``ServerProxy.host_allowlist``), launcher metadata and icons, as it would.
+``LABSPACE_STANDALONE_APP=<id>`` makes ``/<id>/`` the server's default URL, and
+(under JupyterHub) lets users other than the owner reach that app only (appauth.py).
+It also registers launcher metadata and icons, as jupyter-server-proxy would.
+
+Where the loopback is shared with other users' workspaces (the local backend,
+docker's ``network: host``: unless ``LABSPACE_LOOPBACK=private``), an app that
+would listen on a TCP port is not registered (it has no login: anyone on the
+machine could reach it), and jupyter-server-proxy's ``/proxy/<port>`` routes are
+off (they would reach other users' ports), and kernels listen on private unix
+sockets (kernels.py). Where it is private, ``/proxy/`` is registered with
+``ServerProxy.host_allowlist``.
 """
 
 from __future__ import annotations
@@ -30,8 +38,15 @@ from jupyter_server_proxy.api import IconHandler, ServersInfoHandler
 from jupyter_server_proxy.config import ServerProcess, ServerProxy
 from jupyter_server_proxy.handlers import setup_handlers
 
-from . import appspec, bundled
-from .handlers import AppAddSlashHandler, AppProxyHandler, api_handlers
+from . import appauth, appspec, bundled, kernels
+from .handlers import (
+    AppAddSlashHandler,
+    AppProxyHandler,
+    InsideAppHandler,
+    ProxyOffHandler,
+    api_handlers,
+    strip_cdn_links_under,
+)
 from .runtime import AppConfig, AppRuntime
 
 log = logging.getLogger("labspace.apps")
@@ -52,10 +67,13 @@ def _link_jupyter_server_extension(serverapp):
             "labspace-apps: serving jupyter-server-proxy's apps with readiness checks "
             "(jupyter_server_proxy's own loader is off)"
         )
+    if appspec.loopback_shared(os.environ) and kernels.use_private_kernels(serverapp.config):
+        serverapp.log.info("labspace-apps: kernels on private unix sockets (shared loopback)")
     standalone = os.environ.get("LABSPACE_STANDALONE_APP", "").strip()
     if standalone:
         if appspec.APP_ID.match(standalone):
             serverapp.default_url = f"/{standalone}/"
+            appauth.link(serverapp, standalone)
         else:
             serverapp.log.error(
                 "labspace-apps: LABSPACE_STANDALONE_APP=%r is not an app id", standalone
@@ -110,9 +128,9 @@ def _config_from_process(sp: ServerProcess, source: str) -> AppConfig:
 
 
 def catalog_processes(
-    text: str | None, icon_dir: str, log: logging.Logger = log
+    text: str | None, icon_dir: str, log: logging.Logger = log, shared_loopback: bool = False
 ) -> list[tuple[ServerProcess, AppConfig]]:
-    apps, problems = appspec.parse_catalog_apps(text)
+    apps, problems = appspec.parse_catalog_apps(text, shared_loopback)
     for problem in problems:
         log.error("labspace-apps: %s", problem)
     found = []
@@ -167,10 +185,15 @@ def _entry_point_processes(log: logging.Logger = log) -> list[ServerProcess]:
 
 
 def collect(
-    config: ServerProxy, catalog_text: str | None, icon_dir: str, log: logging.Logger = log
+    config: ServerProxy,
+    catalog_text: str | None,
+    icon_dir: str,
+    log: logging.Logger = log,
+    shared_loopback: bool = False,
 ):
     """Every app to serve, in priority order: [(ServerProcess, AppConfig | None)];
-    None for servers without a command (jupyter-server-proxy proxies them as is)."""
+    None for servers without a command (jupyter-server-proxy proxies them as is,
+    or, for :data:`bundled.INSIDE`, the Jupyter server serves them itself)."""
     chosen: dict[str, tuple[ServerProcess, AppConfig | None]] = {}
 
     def add(sp: ServerProcess, app: AppConfig | None, source: str):
@@ -182,35 +205,42 @@ def collect(
                 "labspace-apps: %s %s skipped: no command or reserved name", source, sp.name
             )
             return
+        if shared_loopback and sp.command and not sp.unix_socket:
+            log.error(
+                "labspace-apps: %s %s skipped: it %s", source, sp.name, appspec.SHARED_LOOPBACK
+            )
+            return
         chosen[sp.name] = (sp, app)
 
     for sp in config.servers.values():
         add(sp, _config_from_process(sp, "config") if sp.command else None, "config")
     for name, make in bundled.BUNDLED.items():
         options = make()
-        if options is not None:
-            sp = ServerProcess(name=name, **options)
+        if options is None:
+            continue
+        sp = ServerProcess(name=name, **options)
+        if name in bundled.INSIDE:
+            chosen.setdefault(name, (sp, None))
+        else:
             add(sp, _config_from_process(sp, "bundled"), "bundled")
     for sp in _entry_point_processes(log):
         if sp.name not in bundled.BUNDLED:
             add(sp, _config_from_process(sp, "entry-point"), "entry point")
-    for sp, app in catalog_processes(catalog_text, icon_dir, log):
+    for sp, app in catalog_processes(catalog_text, icon_dir, log, shared_loopback):
         add(sp, app, "catalog app")
     return list(chosen.values())
 
 
-def _load_jupyter_server_extension(serverapp):
-    web_app = serverapp.web_app
-    base_url = web_app.settings["base_url"]
+def _app_handlers(serverapp, apps, runtimes: dict[str, AppRuntime]) -> list[tuple]:
+    """The routes of each app: its proxy (or, inside the server, a redirect)."""
+    base_url = serverapp.web_app.settings["base_url"]
     home = os.path.expanduser("~")
-    config = ServerProxy(parent=serverapp)
-    # the catalog's icons as files, next to the server's other runtime files
-    icon_dir = os.path.join(serverapp.runtime_dir, "labspace-icons")
-    apps = collect(config, os.environ.get("LABSPACE_CATALOG_APPS"), icon_dir, serverapp.log)
-    runtimes: dict[str, AppRuntime] = {}
     handlers = []
     for sp, app in apps:
-        if app is None:
+        if sp.name in bundled.INSIDE and app is None:
+            path, front = bundled.INSIDE[sp.name]
+            handler, kwargs = InsideAppHandler, {"path": path, "home": front}
+        elif app is None:
             handler, kwargs = sp.make_proxy_handler()
         else:
             runtime = AppRuntime(app, base_url, home, serverapp.log)
@@ -220,12 +250,38 @@ def _load_jupyter_server_extension(serverapp):
                 for k, v in sp.get_proxy_attributes().items()
                 if k not in ("requested_port", "requested_unix_socket", "timeout")
             }
-            if sp.name in bundled.REWRITES:
-                attributes["rewrite_response"] = bundled.REWRITES[sp.name]
             handler, kwargs = AppProxyHandler, {"runtime": runtime, "attributes": attributes}
         if handler is not None:
             handlers.append((ujoin(base_url, sp.name, r"(.*)"), handler, kwargs))
             handlers.append((ujoin(base_url, sp.name), AppAddSlashHandler))
+    return handlers
+
+
+def _inside_apps_enabled(serverapp, apps):
+    """Drop the apps of :data:`bundled.INSIDE` whose server extension is off."""
+    extensions = serverapp.extension_manager.extensions
+    voila = extensions.get("voila.server_extension") or extensions.get("voila")
+    if voila is not None and voila.enabled:
+        return apps
+    serverapp.log.warning("labspace-apps: Voilà's server extension is off: no Dashboards")
+    return [(sp, app) for sp, app in apps if sp.name not in bundled.INSIDE]
+
+
+def _load_jupyter_server_extension(serverapp):
+    standalone = os.environ.get("LABSPACE_STANDALONE_APP", "").strip()
+    if appspec.APP_ID.match(standalone):
+        appauth.load(serverapp, standalone)
+    web_app = serverapp.web_app
+    base_url = web_app.settings["base_url"]
+    shared = appspec.loopback_shared(os.environ)
+    config = ServerProxy(parent=serverapp)
+    # the catalog's icons as files, next to the server's other runtime files
+    icon_dir = os.path.join(serverapp.runtime_dir, "labspace-icons")
+    catalog = os.environ.get("LABSPACE_CATALOG_APPS")
+    apps = collect(config, catalog, icon_dir, serverapp.log, shared)
+    apps = _inside_apps_enabled(serverapp, apps)
+    runtimes: dict[str, AppRuntime] = {}
+    handlers = _app_handlers(serverapp, apps, runtimes)
     processes = [sp for sp, _ in apps]
     icons = {
         sp.name: sp.launcher_entry.icon_path
@@ -241,11 +297,17 @@ def _load_jupyter_server_extension(serverapp):
         (ujoin(base_url, "server-proxy/icon/(.*)"), IconHandler, {"icons": icons}),
         *api_handlers(base_url, runtimes),
     ]
+    if shared:
+        handlers.append((ujoin(base_url, "proxy/.*"), ProxyOffHandler))
     web_app.add_handlers(".*", handlers)
-    setup_handlers(web_app, config)
+    if not shared:
+        setup_handlers(web_app, config)
+    web_app.add_transform(strip_cdn_links_under(ujoin(base_url, "voila/")))
     web_app.settings["labspace_apps"] = runtimes
     serverapp.log.info(
-        "labspace-apps: serving %s", ", ".join(sp.name for sp in processes) or "no apps"
+        "labspace-apps: serving %s%s",
+        ", ".join(sp.name for sp in processes) or "no apps",
+        "; /proxy/<port> off (shared loopback)" if shared else "",
     )
 
 

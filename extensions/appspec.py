@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # an app id is one URL path segment: /user/<name>/<id>/
@@ -53,6 +54,20 @@ LAUNCH_KEYS = {
 }
 TEMPLATE_FIELDS = {"port", "unix_socket", "base_url"}
 MAX_TIMEOUT = 600.0
+# LABSPACE_LOOPBACK=private: the workspace has a network namespace of its own
+# (kubernetes, a docker network other than host); the hub's catalog hook sets it
+LOOPBACK_ENV = "LABSPACE_LOOPBACK"
+SHARED_LOOPBACK = (
+    "listens on a TCP port of 127.0.0.1, which every workspace on this machine shares: "
+    "other users could reach it without logging in. Make it listen on a unix socket "
+    "(launch.unix_socket: true and {unix_socket} in the command)"
+)
+
+
+def loopback_shared(environ: Mapping[str, str]) -> bool:
+    """Whether other users' workspaces share this one's 127.0.0.1 (the local backend,
+    docker with network: host). Unless the hub said otherwise, assume they do."""
+    return environ.get(LOOPBACK_ENV, "").strip().lower() != "private"
 
 
 class AppSpecError(ValueError):
@@ -168,8 +183,9 @@ def _flag(app: str, launch: dict, key: str) -> bool:
     return value
 
 
-def parse_app(entry) -> AppSpec:
-    """One catalog entry -> AppSpec, or AppSpecError naming what is wrong."""
+def parse_app(entry, shared_loopback: bool = False) -> AppSpec:
+    """One catalog entry -> AppSpec, or AppSpecError naming what is wrong. On a
+    shared loopback an app on a TCP ``{port}`` is refused (it has no login)."""
     if not isinstance(entry, dict):
         raise AppSpecError(f"an app must be an object, not {type(entry).__name__}")
     app_id = entry.get("id")
@@ -192,6 +208,9 @@ def parse_app(entry) -> AppSpec:
     bundled = _flag(app_id, launch, "bundled")
     unix_socket = _flag(app_id, launch, "unix_socket")
     ready_path, ready_status, timeout = _readiness(app_id, launch)
+    command = () if bundled else _command(app_id, launch, unix_socket)
+    if shared_loopback and not (bundled or unix_socket):
+        raise AppSpecError(f"app {app_id}: {SHARED_LOOPBACK}")
     return AppSpec(
         id=app_id,
         title=_string(app_id, "title", entry.get("title"), app_id) or app_id,
@@ -199,7 +218,7 @@ def parse_app(entry) -> AppSpec:
         description=_string(app_id, "description", entry.get("description")),
         category=_string(app_id, "category", entry.get("category"), "Apps") or "Apps",
         icon=_string(app_id, "icon", entry.get("icon")),
-        command=() if bundled else _command(app_id, launch, unix_socket),
+        command=command,
         unix_socket=unix_socket,
         ready_path=ready_path,
         ready_status=ready_status,
@@ -211,7 +230,9 @@ def parse_app(entry) -> AppSpec:
     )
 
 
-def parse_catalog_apps(text: str | None) -> tuple[list[AppSpec], list[str]]:
+def parse_catalog_apps(
+    text: str | None, shared_loopback: bool = False
+) -> tuple[list[AppSpec], list[str]]:
     """``LABSPACE_CATALOG_APPS`` -> (valid apps, one problem line per skipped entry).
 
     Never raises: a workspace must start even when the catalog sent nonsense.
@@ -229,7 +250,7 @@ def parse_catalog_apps(text: str | None) -> tuple[list[AppSpec], list[str]]:
     seen: set[str] = set()
     for index, entry in enumerate(entries):
         try:
-            app = parse_app(entry)
+            app = parse_app(entry, shared_loopback)
         except AppSpecError as e:
             problems.append(f"LABSPACE_CATALOG_APPS[{index}]: {e}; skipped")
             continue

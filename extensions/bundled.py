@@ -2,17 +2,27 @@
 
 Each function is a ``jupyter_serverproxy_servers`` entry point (see pyproject)
 and returns jupyter-server-proxy's server dict, or None when the app is not
-installed. Labspace's server extension (apps.py) registers them with its own
+offered here. Labspace's server extension (apps.py) registers them with its own
 handler, which waits until :data:`READINESS` says the app is ready.
+
+None of them may listen where another user reaches it without logging in: the
+loopback of the local backend and of docker's ``network: host`` is shared by
+every workspace. So the Data Explorer listens on a unix socket in a private
+folder; Dashboards are Voilà's server extension, inside the Jupyter server and
+behind its login (``/<app>/`` redirects there, see :data:`INSIDE`); TensorBoard
+can only listen on TCP, so it is offered only where the loopback is the
+workspace's own (``LABSPACE_LOOPBACK=private``: kubernetes, a docker network
+other than host).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import sys
 from pathlib import Path
+
+from .appspec import loopback_shared
 
 HERE = Path(__file__).parent
 ICONS = HERE / "icons"
@@ -21,9 +31,10 @@ ICONS = HERE / "icons"
 # the workspace's base URL, for apps that see the full path (absolute_url)
 READINESS: dict[str, tuple[str, int]] = {
     "data-explorer": ("{base_url}data-explorer/", 200),
-    "dashboards": ("/", 200),
     "tensorboard": ("{base_url}tensorboard/", 200),
 }
+# apps the Jupyter server serves itself: app id -> (path under the base URL, front page)
+INSIDE = {"dashboards": ("voila/", "tree")}
 # JupyterLab's launcher shows an entry's icon (kernelIconUrl) only in the kernel
 # sections, so apps sit next to the notebooks, as jupyter-server-proxy's do
 LAUNCHER_CATEGORY = "Notebook"
@@ -76,32 +87,21 @@ def data_explorer() -> dict | None:
 
 
 def dashboards() -> dict | None:
-    """Voilà serving every notebook under the home folder as an app."""
+    """Voilà serving every notebook under the home folder as an app: its server
+    extension, inside the Jupyter server (no process, no port of its own)."""
     if importlib.util.find_spec("voila") is None:
         return None
     return {
-        "command": [
-            sys.executable,
-            "-m",
-            "voila",
-            "--no-browser",
-            "--port={port}",
-            "--Voila.ip=127.0.0.1",
-            "--Voila.base_url={base_url}dashboards/",
-            "--Voila.server_url=/",
-            f"--Voila.root_dir={os.path.expanduser('~')}",
-            "--Voila.show_tracebacks=False",
-        ],
-        "absolute_url": False,
-        "timeout": 60,
+        "command": [],
         "launcher_entry": _launcher("dashboards"),
         "new_browser_tab": True,
     }
 
 
 def tensorboard() -> dict | None:
-    """TensorBoard over ``~/logs`` (or the home), when installed."""
-    if importlib.util.find_spec("tensorboard") is None:
+    """TensorBoard over ``~/logs`` (or the home), when installed and the loopback
+    is the workspace's own: it cannot listen on a unix socket, and has no login."""
+    if importlib.util.find_spec("tensorboard") is None or loopback_shared(os.environ):
         return None
     logdir = os.path.expanduser("~/logs")
     return {
@@ -126,17 +126,3 @@ def tensorboard() -> dict | None:
 
 
 BUNDLED = {"data-explorer": data_explorer, "dashboards": dashboards, "tensorboard": tensorboard}
-
-
-CDN_LINK = re.compile(rb"<link[^>]+href=\"https://cdn\.jsdelivr\.net/[^\"]*\"[^>]*>\s*")
-
-
-def strip_cdn_links(response):
-    """Voilà's templates link icon fonts from a CDN; without internet the browser
-    waits on them. The pages work without: drop the links from HTML pages."""
-    if response.headers.get("Content-Type", "").startswith("text/html") and response.body:
-        response.body = CDN_LINK.sub(b"", response.body)
-
-
-# app id -> jupyter-server-proxy rewrite_response for that bundled app
-REWRITES = {"dashboards": [strip_cdn_links]}

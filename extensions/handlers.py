@@ -7,15 +7,22 @@
 - ``<base>/labspace-apps/api/apps[/<id>[/stop|/restart|/logs]]``: list, stop,
   restart and read the logs of the apps, authenticated and authorised like the
   rest of the server (cookie + XSRF, or a token).
+- :class:`InsideAppHandler`: ``/<app>/`` of an app the Jupyter server serves
+  itself (Dashboards: Voilà's server extension) redirects to its own path.
+- :class:`ProxyOffHandler`: ``/proxy/...`` where the loopback is shared (see
+  apps.py), a 404 that says why.
+- :class:`StripCdnLinks`: Voilà's pages without their CDN stylesheet links.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
 
 from jupyter_server.auth.decorator import authorized
-from jupyter_server.base.handlers import APIHandler
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.utils import url_path_join as ujoin
 from jupyter_server_proxy.handlers import AddSlashHandler, ProxyHandler, SuperviseAndProxyHandler
 from tornado import web
 
@@ -111,6 +118,78 @@ class AppProxyHandler(SuperviseAndProxyHandler):
         )
 
 
+class InsideAppHandler(JupyterHandler):
+    """``/<app>/<rest>`` -> ``/<path><rest>`` (``/<path><home>`` for the app's
+    front page) for an app that lives inside the Jupyter server, behind its login;
+    old links such as ``/dashboards/voila/render/x.ipynb`` keep working."""
+
+    def initialize(self, path: str, home: str):
+        self.inside_path, self.inside_home = path, home
+
+    async def prepare(self, *args, **kwargs):
+        prepared = super().prepare(*args, **kwargs)
+        if prepared is not None:
+            await prepared
+        refuse_api_clients_without_credentials(self)
+
+    @web.authenticated
+    def get(self, rest: str = ""):
+        rest = rest.lstrip("/")
+        if rest.startswith(self.inside_path):
+            rest = rest[len(self.inside_path) :]
+        target = ujoin(self.base_url, self.inside_path, rest or self.inside_home)
+        query = self.request.query
+        self.redirect(target + (f"?{query}" if query else ""))
+
+
+class ProxyOffHandler(web.RequestHandler):
+    """jupyter-server-proxy's ``/proxy/<port>`` where the loopback is shared: it
+    would reach other users' ports, so it is off, and says so."""
+
+    MESSAGE = (
+        "/proxy/<port> is off: this workspace shares 127.0.0.1 with other users' "
+        "workspaces. Open your apps from the launcher or the catalog instead."
+    )
+
+    def prepare(self):
+        raise web.HTTPError(404, self.MESSAGE)
+
+    def write_error(self, status_code, **kwargs):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": self.MESSAGE}))
+
+
+CDN_LINK = re.compile(rb"<link[^>]+href=\"https://cdn\.jsdelivr\.net/[^\"]*\"[^>]*>\s*")
+
+
+class StripCdnLinks(web.OutputTransform):
+    """Voilà's templates link icon fonts from a CDN; without internet the browser
+    waits on them. The pages work without: drop the links from its HTML pages
+    (requests under ``prefix``; see :func:`strip_cdn_links_under`)."""
+
+    prefix = "/voila/"
+
+    def __init__(self, request):
+        self.active = request.path.startswith(self.prefix)
+
+    def transform_first_chunk(self, status_code, headers, chunk, finishing):
+        html_page = headers.get("Content-Type", "").startswith("text/html")
+        # a length set before the last chunk cannot be corrected: leave such a page
+        self.active = self.active and html_page and (finishing or "Content-Length" not in headers)
+        if self.active:
+            chunk = CDN_LINK.sub(b"", chunk)
+            if "Content-Length" in headers:
+                headers["Content-Length"] = str(len(chunk))
+        return status_code, headers, chunk
+
+    def transform_chunk(self, chunk, finishing):
+        return CDN_LINK.sub(b"", chunk) if self.active else chunk
+
+
+def strip_cdn_links_under(prefix: str) -> type[StripCdnLinks]:
+    return type("StripCdnLinks", (StripCdnLinks,), {"prefix": prefix})
+
+
 class AppsAPIHandler(APIHandler):
     """Base of the lifecycle API: one JSON error shape, the app registry."""
 
@@ -171,8 +250,6 @@ class AppLogsHandler(AppsAPIHandler):
 
 
 def api_handlers(base_url: str, runtimes: dict[str, AppRuntime]) -> list[tuple]:
-    from jupyter_server.utils import url_path_join as ujoin
-
     prefix = ujoin(base_url, "labspace-apps/api/apps")
     kwargs = {"runtimes": runtimes}
     app = r"([a-z0-9][a-z0-9_-]*)"

@@ -25,10 +25,12 @@ DEMO = {
 }
 
 
-def collect(servers: dict, catalog: list, tmp_path, caplog):
+def collect(servers: dict, catalog: list, tmp_path, caplog, shared_loopback=False):
     config = ServerProxy(servers=servers)
     with caplog.at_level(logging.INFO, logger="labspace.apps"):
-        found = apps.collect(config, json.dumps(catalog), str(tmp_path))
+        found = apps.collect(
+            config, json.dumps(catalog), str(tmp_path), shared_loopback=shared_loopback
+        )
     return {sp.name: (sp, app) for sp, app in found}
 
 
@@ -71,6 +73,24 @@ def test_operator_config_first_and_names_taken(tmp_path, caplog):
 
 
 def test_bundled_entry_in_catalog_is_not_registered_twice(tmp_path, caplog):
-    found = collect({}, [{"id": "dashboards", "launch": {"bundled": True}}], tmp_path, caplog)
-    assert found["dashboards"][1].source == "bundled"
+    catalog = [{"id": i, "launch": {"bundled": True}} for i in ("data-explorer", "dashboards")]
+    found = collect({}, catalog, tmp_path, caplog)
+    assert found["data-explorer"][1].source == "bundled"
+    assert found["dashboards"][1] is None  # Voilà's server extension: no process
     assert "taken" not in caplog.text
+
+
+def test_shared_loopback_serves_no_tcp_app(tmp_path, caplog):
+    """Other users' workspaces share 127.0.0.1: an app on a TCP port (it has no
+    login) is not served; apps on unix sockets and inside the server are."""
+    servers = {"mine": {"command": ["my-app", "{port}"]}, "external": {"port": 9999}}
+    socket_app = {
+        **DEMO,
+        "id": "sock",
+        "launch": {"command": ["demo", "--unix-socket={unix_socket}"], "unix_socket": True},
+    }
+    found = collect(servers, [DEMO, socket_app], tmp_path, caplog, shared_loopback=True)
+    assert {"data-explorer", "dashboards", "sock", "external"} <= set(found)
+    assert "demo" not in found and "mine" not in found
+    assert "app demo: listens on a TCP port of 127.0.0.1" in caplog.text
+    assert "config mine skipped: it listens on a TCP port of 127.0.0.1" in caplog.text

@@ -144,3 +144,24 @@ def test_icon_file(tmp_path):
     assert icon_file("c", "data:text/html;base64,PHN2Zy8+", str(tmp_path)) == ""
     assert icon_file("d", "https://example.com/x.svg", str(tmp_path)) == ""
     assert icon_file("e", "data:image/png;base64,!!!", str(tmp_path)) == ""
+
+
+def test_shared_loopback_refuses_tcp_apps():
+    tcp = {"id": "web", "launch": {"command": ["web", "{port}"]}}
+    sock = {"id": "sock", "launch": {"command": ["web", "{unix_socket}"], "unix_socket": True}}
+    assert appspec.parse_app(tcp).command == ("web", "{port}")  # a private loopback
+    with pytest.raises(appspec.AppSpecError, match="app web: listens on a TCP port"):
+        appspec.parse_app(tcp, shared_loopback=True)
+    assert appspec.parse_app(sock, shared_loopback=True).unix_socket is True
+    assert appspec.parse_app(
+        {"id": "dashboards", "launch": {"bundled": True}}, shared_loopback=True
+    ).bundled
+
+
+@pytest.mark.parametrize(
+    "env, shared",
+    [({}, True), ({"LABSPACE_LOOPBACK": "private"}, False), ({"LABSPACE_LOOPBACK": "x"}, True)],
+    ids=["unset", "private", "other"],
+)
+def test_loopback_shared_unless_private(env, shared):
+    assert appspec.loopback_shared(env) is shared

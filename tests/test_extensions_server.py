@@ -10,30 +10,39 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 from harness import free_port, wait_for
 
 DEMO = [sys.executable, "-m", "labspace.extensions.demo_app"]
+SOCKET_DEMO = [*DEMO, "--unix-socket={unix_socket}"]
 APPS = [
     {
         "id": "demo",
         "title": "Demo",
-        "launch": {"command": [*DEMO, "--port={port}"], "ready_path": "/healthz"},
+        "launch": {"command": [*SOCKET_DEMO], "unix_socket": True, "ready_path": "/healthz"},
     },
     # answers 200 on /healthz, but the catalog expects 204: never ready
     {
         "id": "picky",
         "title": "Picky",
         "launch": {
-            "command": [*DEMO, "--port={port}"],
+            "command": [*SOCKET_DEMO],
+            "unix_socket": True,
             "ready_path": "/healthz",
             "ready_status": 204,
             "timeout": 2,
         },
     },
-    {"id": "crash", "title": "Crash", "launch": {"command": [*DEMO, "--port=x{port}"]}},
+    {
+        "id": "crash",
+        "title": "Crash",
+        "launch": {"command": [*SOCKET_DEMO, "--port=x"], "unix_socket": True},
+    },
+    # on TCP: other users' workspaces share 127.0.0.1, so it is not served
+    {"id": "tcp", "launch": {"command": [*DEMO, "--port={port}"]}},
     {"id": "bad", "launch": {"command": ["x"], "shell": True}},
 ]
 TOKEN = "test-token-0123456789"
@@ -97,10 +106,27 @@ def client(server):
 
 def test_catalog_apps_registered_bad_one_skipped(client, server):
     ids = [a["id"] for a in client.get("/labspace-apps/api/apps").json()]
-    assert {"data-explorer", "dashboards", "demo", "picky", "crash"} <= set(ids)
-    assert "bad" not in ids
+    assert {"data-explorer", "demo", "picky", "crash"} <= set(ids)
+    assert "bad" not in ids and "tcp" not in ids
     log = server["log"].read_text()
-    assert "LABSPACE_CATALOG_APPS[3]: app bad: unknown key launch.'shell'; skipped" in log
+    assert "LABSPACE_CATALOG_APPS[4]: app bad: unknown key launch.'shell'; skipped" in log
+    assert "LABSPACE_CATALOG_APPS[3]: app tcp: listens on a TCP port of 127.0.0.1" in log
+
+
+def test_shared_loopback_no_proxy_port_routes(client):
+    for path in ("/proxy/8888/", "/proxy/127.0.0.1:8888/", "/proxy/absolute/8888/x"):
+        r = client.get(path)
+        assert r.status_code == 404, path
+        assert r.json()["message"].startswith("/proxy/<port> is off")
+
+
+def test_dashboards_are_voila_inside_the_server(client):
+    r = client.get("/dashboards/", follow_redirects=False)
+    assert r.status_code == 302 and r.headers["location"] == "/voila/tree"
+    r = client.get("/dashboards/voila/render/x.ipynb?a=1", follow_redirects=False)
+    assert r.headers["location"] == "/voila/render/x.ipynb?a=1"
+    page = client.get("/voila/tree")
+    assert page.status_code == 200 and "cdn.jsdelivr.net" not in page.text
 
 
 def test_standalone_default_url(client):
@@ -135,3 +161,19 @@ def test_api_clients_get_403_browsers_the_login_page(server):
     assert r.status_code == 302 and "/login" in r.headers["location"]
     r = httpx.post(server["url"] + "/labspace-apps/api/apps/demo/stop")
     assert r.status_code == 403
+
+
+def test_kernels_on_private_unix_sockets(client, server):
+    """The shared loopback gets no kernel ports: ZeroMQ on unix sockets, 0700."""
+    r = client.post("/api/kernels", json={"name": "python3"})
+    assert r.status_code == 201, r.text
+    kernel = r.json()["id"]
+    try:
+        runtime = server["log"].parent / "runtime"
+        info = json.loads((runtime / f"kernel-{kernel}.json").read_text())
+        assert info["transport"] == "ipc"
+        shell = Path(f"{info['ip']}-{info['shell_port']}")
+        wait_for(shell.is_socket, 60, what="the kernel's shell socket")
+        assert oct(shell.parent.stat().st_mode)[-3:] == "700"
+    finally:
+        client.delete(f"/api/kernels/{kernel}")

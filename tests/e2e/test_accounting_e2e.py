@@ -66,8 +66,14 @@ def test_budget_runs_out_and_a_top_up_restores_it(acct):
     wait_ready(api, "ann")
     started = start_time(api, "ann")
     key = key_of("ann", "", started)
-    (session,) = accounting.sessions(user="ann")
-    assert (session["key"], session["project"], session["status"]) == (key, "lab-x", "running")
+    # running once the deliverer has brought the hub's start event
+    (session,) = wait_for(
+        lambda: [s for s in accounting.sessions(user="ann") if s["status"] == "running"],
+        30,
+        0.2,
+        what="ann's session running",
+    )
+    assert (session["key"], session["project"]) == (key, "lab-x")
 
     # the budget runs out; after the 2 s grace period the service stops the server
     stopped = wait_gone(api, "ann", timeout=90)

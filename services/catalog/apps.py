@@ -96,7 +96,7 @@ def schema_problems(defn: Any, where: str = "app") -> list[str]:
             continue
         hint = f" ({sub['x-hint']})" if sub.get("x-hint") else ""
         if error.validator == "type" and "command" in key and isinstance(error.instance, str):
-            hint = " (an argument list such as ['python', '-m', 'http.server', '{port}'])"
+            hint = " (an argument list such as ['my-app', '--socket', '{unix_socket}'])"
         lines.append(f"{key}: {error.message}{hint}")
     return lines
 
@@ -138,7 +138,8 @@ def launch_problems(
     if not bundled and not command:
         problems.append(
             f"{key}.command: a {defn['kind']} app needs a command, e.g. "
-            "[python, -m, http.server, '{port}'] (or bundled: true for an app of the image)"
+            "[my-app, --socket, '{unix_socket}'] with unix_socket: true (or bundled: true "
+            "for an app of the image)"
         )
     joined = " ".join(command)
     if command and launch.get("unix_socket") and "{unix_socket}" not in joined:

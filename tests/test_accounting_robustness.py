@@ -245,3 +245,13 @@ async def test_a_whole_float_is_a_transaction_id(acct):
     )
     assert r.status_code == 404, r.text
     assert r.json()["message"] == "No such transaction: 6903"
+
+
+async def test_a_name_that_is_no_project_is_a_404(acct):
+    r = await acct.call("GET", "api/projects/%11%C2%9Ds", "admin-token")
+    assert r.status_code == 404, r.text
+    assert r.json()["message"] == "No such project: \x11\x9ds"
+    r = await acct.call("GET", "api/projects/%11%C2%9Ds", "alice-token")
+    assert r.status_code == 403, r.text  # who may not read it learns nothing more
+    r = await acct.call("GET", "api/projects/proj-new?from=&to=", "admin-token")
+    assert r.status_code == 200 and r.json()["balance"] == "0.00"  # a project, no budget yet

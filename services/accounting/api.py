@@ -282,9 +282,16 @@ class ProjectHandler(ApiHandler):
 
     async def get(self, name: str):
         self.need(READ)
-        if not self.may_read_project(name):
-            raise web.HTTPError(403, f"You are not in project {name}")
+        check_project(self, name)
         self.write_json(await project_detail(self, name))
+
+
+def check_project(handler: BaseHandler, name: str) -> None:
+    """403 for a project the caller may not read, 404 for a name that is no project."""
+    if not handler.may_read_project(name):
+        raise web.HTTPError(403, f"You are not in project {name}")
+    if not handler.policy.is_project(name):
+        raise web.HTTPError(404, f"No such project: {name}")
 
 
 async def project_detail(handler: BaseHandler, name: str) -> dict[str, Any]:

@@ -28,10 +28,10 @@ BUSY = {
     "description": "The database is busy (SQLite's write lock is held); try again shortly",
     "headers": {"Retry-After": {"schema": {"type": "string"}}},
 }
-# dates (2026-01-31) or times (2026-01-31T10:00:00Z, an offset, or none: UTC)
+# dates (2026-01-31) or times (2026-01-31T10:00:00Z, an offset, or none: UTC); empty: the default
 TIME = {
     "type": "string",
-    "pattern": r"^(?!0000)\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+    "pattern": r"^$|^(?!0000)\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
     r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$",
 }
 LIMIT = {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}
@@ -154,6 +154,7 @@ def _paths() -> dict[str, Any]:
             "A project's balance and usage (per member for leads and read-all)",
             READ,
             [name, *RANGE],
+            extra={"404": ERROR},
         ),
         "/ledger": _get(
             "Recent ledger transactions",

@@ -11,7 +11,14 @@ from decimal import Decimal
 from tornado import web
 
 from . import alerts, ledger
-from .api import check_operation, my_summary, operate, project_detail, project_list
+from .api import (
+    check_operation,
+    check_project,
+    my_summary,
+    operate,
+    project_detail,
+    project_list,
+)
 from .app import BaseHandler
 from .clock import now
 from .config import ADMIN, READ, READ_ALL
@@ -81,8 +88,7 @@ class ProjectsPage(PageHandler):
 class ProjectPage(PageHandler):
     @web.authenticated
     async def get(self, name: str):
-        if not self.may_read_project(name):
-            raise web.HTTPError(403, f"You are not in project {name}")
+        check_project(self, name)
         self.render("project.html", p=await project_detail(self, name), **self.page_vars())
 
 

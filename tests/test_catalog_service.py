@@ -672,3 +672,17 @@ async def test_workspace_calls_carry_a_minted_token_for_that_server_only(svc):
     assert 0 < minted["expires_in"] <= 300
     assert svc.hub.workspace_auth == [f"token {minted['token']}"] * 3
     assert f"token {SERVICE_TOKEN}" not in svc.hub.workspace_auth
+
+
+async def test_tcp_apps_are_refused_where_loopback_is_shared(svc):
+    svc.catalog.shared_loopback = True  # what the settings say for the local backend
+    r = await svc.call(admin_token(svc), "POST", "api/apps", {**WEB, "id": "tcp"})
+    assert r.status_code == 400 and "app.launch.unix_socket" in r.json()["message"], r.text
+    socket_app = {**WEB, "id": "sock", "launch": {"command": ["x", "{unix_socket}"]}}
+    socket_app["launch"]["unix_socket"] = True
+    r = await svc.call(admin_token(svc), "POST", "api/apps", socket_app)
+    assert r.status_code == 201, r.text
+    async with httpx.AsyncClient(base_url=svc.url) as c:
+        doc = (await c.get(PREFIX + "api/openapi.json")).json()
+    launch_rule = doc["components"]["schemas"]["App"]["allOf"][-1]["properties"]["launch"]
+    assert launch_rule["then"]["properties"]["unix_socket"] == {"const": True}

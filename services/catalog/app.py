@@ -6,6 +6,7 @@ Run as ``python -m labspace.services.catalog``. The hub passes its usual
 password; ``db_url`` itself is read too, for tests), ``data_dir`` (the cookie
 secret is kept in its ``secrets/``), ``apps`` (catalog.apps of labspace.yaml),
 ``bundled``, ``base_dir`` (icons are relative to it), ``profiles`` (slugs),
+``shared_loopback`` (workspaces share 127.0.0.1: apps on a TCP port are refused),
 ``proxy_url`` (the proxy on loopback, to reach workspaces) and ``base_url``.
 At start it migrates the database, seeds the settings' and bundled apps, and
 listens on the port of ``JUPYTERHUB_SERVICE_URL``. Its access log masks the
@@ -51,6 +52,7 @@ class ServiceConfig:
     bundled: bool = True
     base_dir: str = ""
     profiles: list[str] | None = None
+    shared_loopback: bool = False
     proxy_url: str = ""
     base_url: str = "/"
 
@@ -176,7 +178,7 @@ class CallbackHandler(h.MaskedLog, HubOAuthCallbackHandler):
 def make_app(config: ServiceConfig, hub_auth: HubOAuth | None = None) -> web.Application:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/catalog/")
     hub_auth = hub_auth or HubOAuth(cache_max_age=10)
-    catalog = Catalog.open(config.db_url, config.profiles)
+    catalog = Catalog.open(config.db_url, config.profiles, config.shared_loopback)
     seed(catalog, config)
     hub = Hub(hub_auth.api_url, hub_auth.api_token, config.proxy_url)
     launcher = Launcher(catalog, hub, config.base_url)

@@ -103,6 +103,7 @@ def service_environment(settings, state) -> dict[str, str]:
         "bundled": settings.get("catalog.bundled"),
         "base_dir": str(settings.base_dir),
         "profiles": appdefs.profile_slugs(settings.values),
+        "shared_loopback": appdefs.loopback_shared(settings.values),
         "proxy_url": settings.local_url(),  # ends with hub.base_url
         "base_url": settings.get("hub.base_url"),
     }

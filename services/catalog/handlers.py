@@ -415,9 +415,9 @@ class OpenAPIHandler(JSONErrors, web.RequestHandler):
 
     def get(self):
         self.set_header("Content-Type", "application/json")
-        self.finish(
-            json.dumps(document(self.settings["prefix"], self.settings["catalog"].profiles))
-        )
+        catalog = self.settings["catalog"]
+        doc = document(self.settings["prefix"], catalog.profiles, catalog.shared_loopback)
+        self.finish(json.dumps(doc))
 
 
 class NotFoundHandler(APIHandler):

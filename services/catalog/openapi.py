@@ -219,7 +219,19 @@ RULES = [
 ]
 
 
-def app_schemas(profiles: list[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+SOCKET_ONLY = {  # where workspaces share 127.0.0.1, an app with a command uses a socket
+    "properties": {
+        "launch": {
+            "if": {"required": ["command"], "properties": {"command": {"minItems": 1}}},
+            "then": {"required": ["unix_socket"], "properties": {"unix_socket": {"const": True}}},
+        }
+    }
+}
+
+
+def app_schemas(
+    profiles: list[str] | None, shared_loopback: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The schema of a new app (``App``) and of an update (``AppChange``: the keys
     to change; the result must follow the rules of ``App``)."""
     base = {k: v for k, v in app_schema().items() if k != "default"}
@@ -232,7 +244,8 @@ def app_schemas(profiles: list[str] | None) -> tuple[dict[str, Any], dict[str, A
     }
     if profiles is not None:
         props["launch"]["properties"]["profile"]["enum"] = ["", *profiles]
-    app = {"type": "object", **base, "properties": props, "allOf": RULES}
+    rules = [*RULES, SOCKET_ONLY] if shared_loopback else RULES
+    app = {"type": "object", **base, "properties": props, "allOf": rules}
     change = {
         "type": "object",
         "additionalProperties": False,
@@ -243,8 +256,10 @@ def app_schemas(profiles: list[str] | None) -> tuple[dict[str, Any], dict[str, A
     return app, change
 
 
-def document(prefix: str, profiles: list[str] | None = None) -> dict[str, Any]:
-    app, change = app_schemas(profiles)
+def document(
+    prefix: str, profiles: list[str] | None = None, shared_loopback: bool = False
+) -> dict[str, Any]:
+    app, change = app_schemas(profiles, shared_loopback)
     view = {
         "type": "object",
         "properties": {

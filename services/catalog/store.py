@@ -128,16 +128,22 @@ def launch_model(launch: Launch) -> dict[str, Any]:
 class Catalog:
     """Apps, versions and launches in one database."""
 
-    def __init__(self, engine: Engine, profiles: list[str] | None = None):
+    def __init__(
+        self, engine: Engine, profiles: list[str] | None = None, shared_loopback: bool = False
+    ):
         self.engine = engine
         self.profiles = profiles
+        # workspaces share 127.0.0.1: an app on a TCP port is refused (apps.loopback_shared)
+        self.shared_loopback = shared_loopback
         self.sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str, profiles: list[str] | None = None) -> Catalog:
+    def open(
+        cls, url: str, profiles: list[str] | None = None, shared_loopback: bool = False
+    ) -> Catalog:
         engine = make_engine(url)
         migrate(engine)
-        return cls(engine, profiles)
+        return cls(engine, profiles, shared_loopback)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -151,7 +157,7 @@ class Catalog:
         return s.scalars(q).one_or_none()
 
     def _check(self, defn: Any) -> dict[str, Any]:
-        problems = appdefs.definition_problems(defn, "app", self.profiles)
+        problems = appdefs.definition_problems(defn, "app", self.profiles, self.shared_loopback)
         if problems:
             raise CatalogError(400, "; ".join(problems))
         defn = appdefs.with_defaults(defn)

@@ -48,6 +48,13 @@ BAD = [
     ("PATCH", "apps/web", b'{"launch": null}', 400, "app.launch"),
     ("PATCH", "apps/web", b'{"version": null}', 400, "app.version"),
     ("PUT", "apps", None, 405, "PUT is not allowed here"),
+    (
+        "POST",
+        "apps",
+        b'{"id": "tcp", "title": "T", "kind": "proxied", "launch": {"command": ["x", "{port}"]}}',
+        400,
+        "app.launch.unix_socket",  # workspaces share 127.0.0.1 on the local backend
+    ),
 ]
 
 

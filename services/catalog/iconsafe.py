@@ -22,7 +22,7 @@ ET.register_namespace("", SVG_NS)
 ET.register_namespace("xlink", XLINK_NS)
 
 PREFIX = {"image/svg+xml": "data:image/svg+xml;base64,", "image/png": "data:image/png;base64,"}
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PNG_START = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"  # signature, then the IHDR chunk
 ELEMENTS = {
     "svg", "g", "defs", "title", "desc", "symbol", "use",
     "path", "rect", "circle", "ellipse", "line", "polyline", "polygon",
@@ -100,13 +100,15 @@ def clean_icon(icon: str) -> str:
     except (binascii.Error, ValueError):
         raise IconError("the data is not valid base64") from None
     if kind == "image/png":
-        if not data.startswith(PNG_MAGIC):
+        if not data.startswith(PNG_START):
             raise IconError("the data is not a PNG image")
         return icon
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise IconError("an SVG icon must be UTF-8 text") from None
+    if not re.match(r"<svg[\s/>]|<\?xml", text):
+        raise IconError("an SVG icon must start with <svg or <?xml")
     return PREFIX[kind] + base64.b64encode(clean_svg(text).encode()).decode()
 
 

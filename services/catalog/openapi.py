@@ -180,11 +180,15 @@ def paths() -> dict[str, Any]:
     }
 
 
-# a base64 PNG ("\x89PNG") or SVG ("<svg" or "<?xml"); the service also checks
-# that the PNG is one and rebuilds the SVG (which must be well-formed XML)
+# a base64 PNG (its signature and IHDR chunk) or SVG (text from "<svg" or "<?xml"),
+# whole base64 quads (each prefix completed to a quad first); the service checks the
+# same and rebuilds the SVG, which must be well-formed XML (no pattern can say that)
+B64 = "[A-Za-z0-9+/]"
+QUADS = f"({B64}{{4}})*({B64}{{2}}==|{B64}{{3}}=)?"
+TWO_MORE = f"({B64}{{2}}{QUADS}|{B64}=|==)"  # the rest of a quad two characters short
 ICON = (
-    "^(data:image/png;base64,iVBORw0KGgo[A-Za-z0-9+/]*={0,2}"
-    "|data:image/svg\\+xml;base64,(PHN2Zy|PD94bWw)[A-Za-z0-9+/]*={0,2})?$"
+    f"^(data:image/png;base64,iVBORw0KGgoAAAANSUhEU[g-v]{TWO_MORE}"
+    f"|data:image/svg\\+xml;base64,(PHN2Z[w-z]{TWO_MORE}|PD94bW[w-z]({B64}{QUADS}|=)))?$"
 )
 COMMAND_WITH = {  # a command names where the app listens
     "if": {"required": ["unix_socket"], "properties": {"unix_socket": {"const": True}}},

@@ -23,7 +23,13 @@ DEMO = {
     "title": "Demo",
     "launch": {
         # the image's Python: /opt/labspace/bin comes first on its PATH
-        "command": ["python3", "-m", "labspace.extensions.demo_app", "--port={port}"],
+        "command": [
+            "python3",
+            "-m",
+            "labspace.extensions.demo_app",
+            "--unix-socket={unix_socket}",
+        ],
+        "unix_socket": True,  # network: host shares 127.0.0.1 with every workspace
         "ready_path": "/healthz",
         "environment": {"DEMO_GREETING": "Hello from a container"},
     },
@@ -77,12 +83,13 @@ def test_apps_in_the_workspace_image(docker_objects, hub_factory, hub_settings):
                 assert c.put(f"api/contents/{path}", json=body).status_code in (200, 201)
             r = c.get("data-explorer/", params={"file": "~/data.csv"})
             assert r.status_code == 200 and "<title>Data Explorer</title>" in r.text
-            r = c.get("dashboards/voila/render/nb.ipynb")
+            r = c.get("dashboards/voila/render/nb.ipynb", follow_redirects=True)
             assert r.status_code == 200 and "dashboard in a container" in r.text
             r = c.get("demo/")
             assert r.status_code == 200 and "Hello from a container" in r.text
             apps = {a["id"]: a for a in c.get("labspace-apps/api/apps").json()}
-            assert all(apps[i]["ready"] for i in ("data-explorer", "dashboards", "demo"))
+            assert all(apps[i]["ready"] for i in ("data-explorer", "demo"))
+            assert c.get("proxy/8888/").status_code == 404  # shared loopback: off
         for app in ("data-explorer", "dashboards", "demo"):
             assert httpx.get(base + f"{app}/", timeout=30).status_code == 403
     finally:

@@ -26,7 +26,13 @@ def demo(app_id: str, kind: str, greeting: str) -> dict:
         "kind": kind,
         "launch": {
             # the image's Python: /opt/labspace/bin comes first on its PATH
-            "command": ["python3", "-m", "labspace.extensions.demo_app", "--port={port}"],
+            "command": [
+                "python3",
+                "-m",
+                "labspace.extensions.demo_app",
+                "--unix-socket={unix_socket}",
+            ],
+            "unix_socket": True,  # network: host shares 127.0.0.1 with every workspace
             "ready_path": "/healthz",
             "environment": {"DEMO_GREETING": greeting},
         },

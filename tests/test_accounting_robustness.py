@@ -255,3 +255,14 @@ async def test_a_name_that_is_no_project_is_a_404(acct):
     assert r.status_code == 403, r.text  # who may not read it learns nothing more
     r = await acct.call("GET", "api/projects/proj-new?from=&to=", "admin-token")
     assert r.status_code == 200 and r.json()["balance"] == "0.00"  # a project, no budget yet
+
+
+async def test_unknown_paths_and_the_callback_answer_in_the_service_shape(acct):
+    r = await acct.call("GET", "api/nope", "alice-token")
+    assert r.status_code == 404
+    assert r.json() == {
+        "status": 404,
+        "message": "No such page or API path in the accounting service",
+    }
+    r = await acct.call("OPTIONS", "oauth_callback")
+    assert r.status_code == 405 and r.headers["Allow"] == "GET"

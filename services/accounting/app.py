@@ -306,6 +306,13 @@ class InternalHandler(ServiceErrors, web.RequestHandler):
         self.finish(json.dumps({"status": status_code, "message": message}))
 
 
+class NotFoundHandler(BaseHandler):
+    """Any other path under the prefix: a 404 in the service's error shape."""
+
+    async def prepare(self):
+        raise web.HTTPError(404, "No such page or API path in the accounting service")
+
+
 async def identify(handler: HubOAuthenticated) -> None:
     """Who sent this request, asked of the hub without blocking the loop; kept
     where HubAuth's ``get_current_user`` looks first."""
@@ -316,7 +323,7 @@ async def identify(handler: HubOAuthenticated) -> None:
         handler._hub_auth_user_cache = None
 
 
-class OAuthCallbackHandler(HubOAuthCallbackHandler):
+class OAuthCallbackHandler(ServiceErrors, HubOAuthCallbackHandler):
     """The OAuth callback, with the application's one ``HubOAuth`` (it keeps the
     OAuth state and PKCE verifier of the login it completes). A code the hub
     refuses is the caller's mistake (400), not the service's (HubAuth says 500)."""
@@ -339,6 +346,11 @@ class OAuthCallbackHandler(HubOAuthCallbackHandler):
                     400, "The hub did not accept this sign-in's code: sign in again"
                 ) from None
             raise
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        message = self.error_message(status_code, kwargs)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(f"{status_code}: {message}\n")
 
 
 access_log = logging.getLogger("tornado.access")
@@ -418,4 +430,5 @@ def make_app(service: Service, hub_auth: HubOAuth | None = None) -> web.Applicat
         xsrf_cookies=True,
         login_url=hub_auth.login_url,
         log_function=log_request,
+        default_handler_class=NotFoundHandler,
     )

@@ -134,8 +134,9 @@ ROUTES: dict[str, tuple[str, str, dict, tuple[int | None, ...]]] = {
     "ws-app-logs": ("GET", W + "labspace-apps/api/apps/demo/logs", {}, (403, 403, 200, 403, 200)),
     "ws-app": ("GET", W + "demo/", {}, (403, 403, 200, 403, 200)),
     "ws-app-browser": ("GET", W + "demo/", {"headers": HTML}, (302, 403, 200, 403, 200)),
-    # /proxy/<port> reaches any loopback port: off by default (issue 10, High 4)
-    "ws-proxy-port": ("GET", W + "proxy/{hub_port}/hub/api", {}, (None, None, 404, None, None)),
+    # /proxy/<port> would reach any loopback port: off where loopback is shared
+    # (issue 10, High 4; it answers 404 before any login)
+    "ws-proxy-port": ("GET", W + "proxy/{hub_port}/hub/api", {}, (404, 404, 404, 404, 404)),
     # changes: refused ones first, then the owner's and the admin's
     "ws-app-stop-unknown": (
         "POST",
@@ -156,10 +157,8 @@ ROUTES: dict[str, tuple[str, str, dict, tuple[int | None, ...]]] = {
 }
 
 # (route id, caller): the finding that today's answer contradicts
-XFAIL: dict[tuple[str, str], str] = {
-    ("ws-proxy-port", "alice"): "workspace.md W1: /user/<name>/proxy/<port> is on and reaches "
-    "any loopback port (here the hub's API: 200)",
-}
+# (workspace.md W1, /proxy/<port> on, was fixed in ced0ae0)
+XFAIL: dict[tuple[str, str], str] = {}
 
 
 def rows():

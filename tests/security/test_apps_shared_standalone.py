@@ -80,6 +80,10 @@ def test_share_gives_the_app_only(world):
 
         r = bob.get(BASE + "demo/")
         assert r.status_code == 200 and "Shared demo app" in r.text, r.text[:300]
+        # the server's own URL (the hub's link to a shared server) leads to the app
+        r = bob.get(BASE)
+        assert r.status_code == 302
+        assert r.headers["location"].rstrip("?") == "/" + BASE + "demo/"
         for method, path, payload in REFUSED:
             r = bob.request(method, BASE + path, json=payload)
             assert r.status_code == 403, (method, path, r.status_code, r.text[:300])

@@ -78,7 +78,13 @@ def _get(
 def _op(
     summary: str, required: list[str], props: dict[str, Any], ok: str = "201"
 ) -> dict[str, Any]:
-    reason = {"type": "string", "minLength": 1, "maxLength": 1000, "description": "Why (kept)"}
+    reason = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 1000,
+        "pattern": r"[^\s\u001c-\u001f\u0085]",  # not only white space
+        "description": "Why (kept in the ledger): not only white space",
+    }
     return {
         "post": {
             "summary": summary,

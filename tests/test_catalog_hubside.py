@@ -16,11 +16,13 @@ from labspace.services.catalog import config
 from labspace.services.catalog.hubside import CatalogOptions
 from labspace.services.catalog.store import Catalog
 
+# apps listen on a unix socket: a TCP {port} is refused where workspaces share 127.0.0.1
+SOCKET_APP = ["python3", "-m", "labspace.extensions.demo_app", "--unix-socket", "{unix_socket}"]
 WEB = {
     "id": "web",
     "title": "Web",
     "kind": "proxied",
-    "launch": {"command": ["python3", "-m", "http.server", "{port}"]},
+    "launch": {"command": SOCKET_APP, "unix_socket": True},
 }
 PHYS = {**WEB, "id": "phys-web", "title": "Physics web", "groups": ["physics"]}
 VIEWER = {
@@ -29,7 +31,7 @@ VIEWER = {
     "title": "Viewer",
     "kind": "standalone",
     "groups": ["physics"],
-    "launch": {"command": ["python3", "-m", "http.server", "{port}"], "ready_path": "/index"},
+    "launch": {"command": SOCKET_APP, "unix_socket": True, "ready_path": "/index"},
 }
 
 
@@ -63,8 +65,8 @@ def test_default_workspace_gets_the_proxied_apps_of_its_groups(hook):
         "category": "Apps",
         "icon": "",
         "launch": {
-            "command": ["python3", "-m", "http.server", "{port}"],
-            "unix_socket": False,
+            "command": SOCKET_APP,
+            "unix_socket": True,
             "ready_path": "/",
             "ready_status": 200,
             "timeout": 30,
@@ -214,14 +216,18 @@ def test_hub_parts(tmp_path):
     assert service["url"] == "http://127.0.0.1:18011"
     assert service["command"][1:] == ["-m", "labspace.services.catalog"]
     env = json.loads(service["environment"]["LABSPACE_CATALOG_CONFIG"])
-    assert env["apps"][0]["id"] == "web" and env["db_url"].endswith("catalog.sqlite")
+    assert env["apps"][0]["id"] == "web" and "db_url" not in env
+    # the database URL (it may carry a password) travels as a 0600 file, not in the environment
+    db_file = Path(env["db_url_file"])
+    assert db_file.read_text().strip().endswith("catalog.sqlite")
+    assert db_file.stat().st_mode & 0o777 == 0o600
     (role,) = parts["roles"]
     assert set(role["scopes"]) == {
         "read:users:name",
-        "read:users:groups",
         "servers",
         "shares",
         "read:groups:name",
+        "tokens",
     }
     from jupyterhub.scopes import scope_definitions
 

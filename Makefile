@@ -42,7 +42,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
 # the fast tier for the inner loop (a few minutes): unit and in-process service
-# tests, plus smoke e2e tests (a real hub, a spawn through the proxy, a sign-in)
+# tests but the slow property test, plus smoke e2e tests (a real hub, a spawn through the proxy, a sign-in)
 SMOKE := tests/e2e/test_hub.py::test_spawn_reaches_workspace_through_proxy \
 	tests/e2e/test_hub.py::test_bad_settings_stop_labspace_up
 check: $(VENV)/.installed-test

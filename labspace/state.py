@@ -66,6 +66,21 @@ def make_secret(path: Path, nbytes: int = 32, hex: bool = False) -> tuple[str, b
     return value, True
 
 
+def keep_secret(path: Path, value: str) -> Path:
+    """Write ``value`` (a secret from the settings, e.g. a database URL with a
+    password) to ``path``, 0600 in a 0700 folder, unless it holds it already;
+    returns ``path``. Services get the file's path (``*_FILE``), never the value."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists() and path.read_text().strip() == value:
+        os.chmod(path, 0o600)
+        return path
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return path
+
+
 def user_dir_name(username: str) -> str:
     """A safe folder name for a user: the name itself when it is already safe,
     else a slug plus a hash, so two names never share a home."""

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from labspace.services import managed_service, service_role
-from labspace.state import SECRETS_DIR, ensure_secret
+from labspace.state import SECRETS_DIR, ensure_secret, keep_secret
 
 from .policy import Policy
 from .pricing import parse_time
@@ -129,20 +129,6 @@ def problems(values: dict[str, Any]) -> list[str]:
         if port is not None and hub.get(key) == port:
             out.append(f"accounting.port: {port} is also hub.{key} (give each a port of its own)")
     return out
-
-
-def keep_secret(path: Path, value: str) -> Path:
-    """Write ``value`` to ``path`` (mode 0600, in a 0700 folder) unless it holds it
-    already; returns ``path``. For secrets that come from the settings."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.exists() and path.read_text().strip() == value:
-        os.chmod(path, 0o600)
-        return path
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    return path
 
 
 def secrets_dir(state) -> Path:

@@ -12,12 +12,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from labspace.services import managed_service, service_role
+from labspace.state import keep_secret
 
 from . import apps as appdefs
 
@@ -80,22 +80,13 @@ def problems(values: dict[str, Any]) -> list[str]:
     return out
 
 
-def write_secret(path: Path, value: str) -> None:
-    """``value`` into ``path``, readable by its owner only (0600 in a 0700 folder)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(f.fileno(), 0o600)
-        f.write(value + "\n")
-
-
 def service_environment(settings, state) -> dict[str, str]:
     """What the service process needs (see ``app.ServiceConfig``). The database
     URL may hold a password: it is kept in ``data_dir/secrets/catalog-db-url``
     and the environment names that file (``db_url_file``), never the URL."""
     secrets_dir = Path(state.data_dir) / "secrets"
     db_url_file = secrets_dir / f"{NAME}-db-url"
-    write_secret(db_url_file, state.service_db_url(NAME))
+    keep_secret(db_url_file, state.service_db_url(NAME))
     config = {
         "db_url_file": str(db_url_file),
         "data_dir": str(state.data_dir),

@@ -174,7 +174,9 @@ class HubProcess(Managed):
         hub = self.settings.get("hub", {})
         return f"http://127.0.0.1:{hub['port']}{hub.get('base_url', '/')}"
 
-    def start(self, timeout: float = 60) -> HubProcess:
+    def start(self, timeout: float = 120) -> HubProcess:
+        # a hub with both services takes 45-65 s on a loaded 2-core machine; a hub
+        # that exits is reported at once (_ready), so a roomy bound costs nothing
         self.name = f"hub at {self.url}"
         self.config_path.write_text(yaml.safe_dump(self.settings))
         env = {**os.environ, **self.env}

@@ -72,9 +72,9 @@ def test_data_explorer_payloads_stay_text(workspace, chromium):
 
         # reflected: the link's path is not echoed, the notification says what failed
         explorer(page, base, URL_PAYLOAD)
-        expect(page.get_by_text("The file in this link cannot be opened")).to_be_visible(
-            timeout=30_000
-        )
+        # (the notification itself; notyf repeats its text in a screen-reader announcer)
+        notice = page.locator(".notyf__message", has_text="The file in this link cannot be opened")
+        expect(notice).to_be_visible(timeout=30_000)
         page.wait_for_timeout(1000)
         assert flags(page) == dict.fromkeys(FLAGS)
         assert "onerror=window.__xss_url" not in page.locator("body").inner_text()

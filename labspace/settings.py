@@ -8,7 +8,6 @@ the CLI (``labspace config validate``) and at hub start-up alike.
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import os
 import re
@@ -17,14 +16,14 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
-from jsonschema import Draft202012Validator
+
+from . import rules
+from .rules import HIDDEN, SERVICE_SECTIONS
 
 DEFAULT_PATH = "labspace.yaml"
 CONFIG_ENV = "LABSPACE_CONFIG"
-HIDDEN = "<hidden>"
 
 
 class SettingsError(Exception):
@@ -117,8 +116,8 @@ def _hide_secret_traits(node: Any) -> None:
             _hide_secret_traits(item)
 
 
-# sections whose schema lives with their service (``services/<name>/settings.schema.json``)
-SERVICE_SECTIONS = ("accounting", "catalog")
+# SERVICE_SECTIONS: sections whose schema lives with their service
+# (``services/<name>/settings.schema.json``)
 
 
 @cache
@@ -243,7 +242,7 @@ def read_file(path: Path) -> dict[str, Any]:
         raise SettingsError(
             source,
             [
-                f"(top level): expected a mapping of settings, got {_kind(data)} "
+                f"(top level): expected a mapping of settings, got {rules.kind(data)} "
                 "(start with section keys such as 'hub:')"
             ],
         )
@@ -311,130 +310,6 @@ def from_env(
 # -- validating --------------------------------------------------------------
 
 
-def _kind(value: Any) -> str:
-    names = {
-        dict: "a mapping",
-        list: "a list",
-        str: "a string",
-        bool: "true/false",
-        int: "a number",
-        float: "a number",
-        type(None): "nothing (null)",
-    }
-    return names.get(type(value), type(value).__name__)
-
-
-_EXPECTED_TYPE = {
-    "object": "a mapping of keys",
-    "array": "a list",
-    "string": "a text value",
-    "integer": "a whole number",
-    "number": "a number",
-    "boolean": "true or false",
-}
-
-
-def _dotted(parts, root: Any = None) -> str:
-    """``hub.admin_users[0]``; with ``root``, a number is an index only in a list."""
-    out, node = "", root
-    for part in parts:
-        in_list = isinstance(node, list) if root is not None else isinstance(part, int)
-        out += f"[{part}]" if in_list else (f".{part}" if out else str(part))
-        if isinstance(node, (list, dict)):
-            try:
-                node = node[part]
-            except (KeyError, IndexError, TypeError):
-                node = None
-    return out or "(top level)"
-
-
-def _is_secret(parts) -> bool:
-    return _dotted(parts) in secret_paths()
-
-
-def _show(value: Any, parts) -> str:
-    if _is_secret(parts):
-        return HIDDEN
-    if value is None or isinstance(value, bool):
-        return ""  # "got nothing (null)" and "got true/false" say it already
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _suggest(word: str, choices) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else ""
-
-
-def _describe(error, root: Any) -> list[str]:
-    """Turn one jsonschema error into problem lines."""
-    parts = list(error.absolute_path)
-    path = _dotted(parts, root)
-    sub = error.schema
-    hint = sub.get("x-hint")
-    kind = error.validator
-    if "propertyNames" in error.schema_path:
-        hint = key_schemas().get(path, {}).get("x-hint", "see the reference")
-        return [f"{path}: {error.instance!r} is not a valid name ({hint})"]
-    if kind == "additionalProperties":
-        allowed = list(sub.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed), key=str)
-        lines = []
-        for key in extra:
-            where = _dotted([*parts, key], root)
-            if not allowed:
-                lines.append(f"{where}: unknown key (this section has no settings yet; remove it)")
-                continue
-            tip = _suggest(key, allowed) or "allowed: " + ", ".join(allowed)
-            lines.append(f"{where}: unknown key ({tip})")
-        return lines
-    if kind == "type":
-        expected = _EXPECTED_TYPE.get(sub["type"], sub["type"])
-        got, shown = _kind(error.instance), _show(error.instance, parts)
-        example = f", e.g. {json.dumps(sub['default'])}" if "default" in sub else ""
-        return [
-            f"{path}: expected {expected}, got {' '.join(filter(None, [got, shown]))} "
-            f"({hint or expected + example})"
-        ]
-    if kind == "enum":
-        choices = [str(c) for c in sub["enum"]]
-        tip = _suggest(error.instance, choices)
-        tip = f"{tip} " if tip else ""
-        return [
-            f"{path}: {_show(error.instance, parts)} is not a valid choice "
-            f"({tip}one of: {', '.join(choices)})"
-        ]
-    if kind == "required":
-        missing = [k for k in error.validator_value if k not in error.instance]
-        return [
-            f"{_dotted([*parts, k], root)}: missing (required; "
-            f"{sub['properties'][k].get('x-hint') or sub['properties'][k]['description']})"
-            for k in missing
-        ]
-    if kind == "exclusiveMinimum":
-        return [f"{path}: {error.instance} is too small (more than {error.validator_value})"]
-    if kind in ("minimum", "maximum"):
-        word = "small" if kind == "minimum" else "large"
-        lo, hi = sub.get("minimum"), sub.get("maximum")
-        rng = (
-            f"{lo} to {hi}"
-            if lo is not None and hi is not None
-            else f"{kind} {error.validator_value}"
-        )
-        return [f"{path}: {error.instance} is too {word} (a whole number from {rng})"]
-    if kind == "minLength":
-        return [f"{path}: must not be empty ({hint or 'a non-empty text value'})"]
-    if kind == "pattern":
-        return [
-            f"{path}: {_show(error.instance, parts)} is not valid ({hint or 'see the reference'})"
-        ]
-    if kind == "uniqueItems":
-        return [f"{path}: lists an entry more than once (list each once)"]
-    if kind == "maxItems":
-        return [f"{path}: too many entries ({hint or 'fewer entries'})"]
-    return [f"{path}: {error.message} ({hint or 'see docs/reference/settings.md'})"]
-
-
 def _typed(values: Any, dotted: str, kind: type) -> Any:
     """``values[dotted]`` if it is there with the right type, else None."""
     node = values
@@ -455,15 +330,7 @@ def _semantic_problems(data: dict[str, Any], skip: set[str] = frozenset()) -> li
     """Rules one schema keyword cannot say; sections the schema refused are skipped."""
     problems = []
     values = with_defaults(data)
-    db_url = _typed(values, "hub.db_url", str)
-    if db_url:
-        scheme = urlsplit(db_url).scheme
-        if scheme not in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
-            problems.append(
-                "hub.db_url: unsupported database or driver "
-                f"{repr(scheme) if scheme else '(the URL has no scheme)'} "
-                "(sqlite:///path or postgresql+psycopg://user:password@host:5432/db)"
-            )
+    problems += rules.database_url_problems("hub.db_url", _typed(values, "hub.db_url", str))
     admin_pw = _typed(values, "auth.admin_password", str)
     user_pw = _typed(values, "auth.user_password", str)
     if admin_pw and len(admin_pw) < 32:
@@ -484,14 +351,7 @@ def _semantic_problems(data: dict[str, Any], skip: set[str] = frozenset()) -> li
             "auth.allow_all: true, but auth.user_password is empty, so nobody could use it "
             "(set auth.user_password, or drop allow_all)"
         )
-    seen: dict[int, str] = {}
-    for key in ("hub.port", "hub.hub_port", "hub.proxy_api_port"):
-        port = _typed(values, key, int)
-        if port is None:
-            continue
-        if port in seen:
-            problems.append(f"{key}: {port} is also {seen[port]} (give each a port of its own)")
-        seen.setdefault(port, key)
+    problems += rules.port_clashes(values, prefix="hub.")  # each service says its own
     auth = _typed(values, "auth", dict)
     if (
         "auth" not in skip
@@ -518,30 +378,14 @@ def _semantic_problems(data: dict[str, Any], skip: set[str] = frozenset()) -> li
 
 
 def with_defaults(data: Any, node: dict[str, Any] | None = None) -> Any:
-    """Fill in schema defaults, recursively, without touching given values."""
-    node = schema() if node is None else node
-    if not isinstance(data, dict) or node.get("type") != "object":
-        return data
-    out = {}
-    for name, sub in node.get("properties", {}).items():
-        if name in data:
-            out[name] = with_defaults(data[name], sub)
-        elif "default" in sub:
-            out[name] = with_defaults(copy.deepcopy(sub["default"]), sub)
-    out.update((k, v) for k, v in data.items() if k not in out)
-    return out
+    """``data`` with the settings schema's defaults (or ``node``'s) filled in."""
+    return rules.with_defaults(schema() if node is None else node, data)
 
 
 def validate(data: Any) -> list[str]:
     """Problem lines for ``data`` (already parsed); empty when it is valid."""
-    validator = Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
-    # a value of the wrong type fails its enum or pattern too: say it once
-    wrong_type = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
-    errors = [
-        e for e in errors if e.validator == "type" or tuple(e.absolute_path) not in wrong_type
-    ]
-    problems = [line for error in errors for line in _describe(error, data)]
+    errors = rules.schema_errors(schema(), data)
+    problems = [line for error in errors for line in rules.describe(error, schema(), data)]
     if isinstance(data, dict):
         refused = {str(e.absolute_path[0]) for e in errors if e.absolute_path}
         problems += _semantic_problems(data, skip=refused)

@@ -15,7 +15,10 @@ from pathlib import Path
 
 from jupyterhub.slugs import safe_slug
 
+from .rules import database_url
 from .settings import Settings
+
+__all__ = ["database_url"]  # kept here for the service kit (labspace.rules owns it)
 
 SECRETS_DIR = "secrets"
 ADMIN_PASSWORD_FILE = "admin-password"  # noqa: S105 (a file name)
@@ -87,17 +90,6 @@ def user_dir_name(username: str) -> str:
     return safe_slug(username, max_length=48)
 
 
-def database_url(url: str | None, sqlite_file: Path) -> str:
-    """A SQLAlchemy URL: ``url`` with plain ``postgresql://`` read as psycopg 3,
-    or SQLite at ``sqlite_file`` when ``url`` is empty."""
-    if not url:
-        return f"sqlite:///{sqlite_file}"
-    for plain in ("postgresql://", "postgres://"):
-        if url.startswith(plain):
-            return "postgresql+psycopg://" + url[len(plain) :]
-    return url
-
-
 class State:
     """The files Labspace keeps under ``data_dir``."""
 
@@ -120,7 +112,8 @@ class State:
 
     @property
     def db_url(self) -> str:
-        return database_url(self.settings.get("hub.db_url"), self.data_dir / "jupyterhub.sqlite")
+        url = self.settings.get("hub.db_url")
+        return database_url(url, self.data_dir / "jupyterhub.sqlite", "hub.db_url")
 
     def prepare(self) -> None:
         """Create ``data_dir`` and its folders, make it private (0700, its
@@ -192,4 +185,5 @@ class State:
 
     def service_db_url(self, name: str) -> str:
         """The database of service ``name``: ``<name>.db_url``, else SQLite under data_dir."""
-        return database_url(self.settings.get(f"{name}.db_url"), self.data_dir / f"{name}.sqlite")
+        url = self.settings.get(f"{name}.db_url")
+        return database_url(url, self.data_dir / f"{name}.sqlite", f"{name}.db_url")

@@ -1,0 +1,301 @@
+"""Settings rules that the hub and every service share, each in one place.
+
+- :func:`database_url`: accept or refuse a database URL, and normalise it;
+- :func:`ports` / :func:`port_clashes`: every port Labspace binds, and the
+  settings that give two of them the same number;
+- :func:`with_defaults`: a value completed with the defaults of its JSON Schema;
+- :func:`schema_problems`: one line per schema error, ``path.to.key: what is
+  wrong (what would be right)``, for any JSON Schema (``labspace.yaml`` and the
+  catalog's app definitions alike).
+
+Pure functions: no I/O, no import of the rest of Labspace (``settings`` and the
+services import this module, never the other way round).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+HIDDEN = "<hidden>"
+# the services the hub may start, in the order it starts them; each has a
+# section of the same name with ``enabled``, ``port`` and ``db_url``
+SERVICE_SECTIONS = ("accounting", "catalog")
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
+DATABASE_FIX = "sqlite:///path or postgresql+psycopg://user:password@host:5432/db"
+LOOPBACK = "127.0.0.1"
+
+
+class SettingValueError(ValueError):
+    """A setting's value cannot be used; the message is one problem line
+    (``key: what is wrong (the fix)``)."""
+
+
+# -- database URLs -----------------------------------------------------------
+
+
+def database_url(url: str | None, sqlite_file: Path, key: str = "db_url") -> str:
+    """The SQLAlchemy URL for the setting ``key``: SQLite at ``sqlite_file`` when
+    ``url`` is empty, plain ``postgresql://`` (or ``postgres://``) read as
+    psycopg 3, else ``url`` itself. Raises :class:`SettingValueError` naming
+    ``key`` and the fix for a database or driver Labspace does not support."""
+    if not url:
+        return f"sqlite:///{sqlite_file}"
+    scheme = urlsplit(url).scheme
+    if scheme not in DATABASE_SCHEMES:
+        shown = repr(scheme) if scheme else "(the URL has no scheme)"
+        raise SettingValueError(f"{key}: unsupported database or driver {shown} ({DATABASE_FIX})")
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
+def database_url_problems(key: str, url: Any) -> list[str]:
+    """The problem line of the setting ``key`` (a database URL), if any."""
+    if not isinstance(url, str):
+        return []  # the schema says what is wrong with a value that is no text
+    try:
+        database_url(url, Path(), key)
+    except SettingValueError as e:
+        return [str(e)]
+    return []
+
+
+# -- ports -------------------------------------------------------------------
+
+
+def _section(values: dict[str, Any], name: str) -> dict[str, Any]:
+    section = values.get(name)
+    return section if isinstance(section, dict) else {}
+
+
+def _port(section: dict[str, Any], key: str) -> int | None:
+    value = section.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def ports(
+    values: dict[str, Any], services: Iterable[str] = SERVICE_SECTIONS
+) -> list[tuple[str, str, int]]:
+    """``(key, ip, port)`` for every port Labspace binds under ``values`` (the
+    settings, defaults filled): the proxy's public port, the hub's, the proxy's
+    API and each enabled service's (all on loopback but the public one)."""
+    hub = _section(values, "hub")
+    out = []
+    for key in ("port", "hub_port", "proxy_api_port"):
+        port = _port(hub, key)
+        if port is not None:
+            ip = (hub.get("ip") or "0.0.0.0") if key == "port" else LOOPBACK  # noqa: S104
+            out.append((f"hub.{key}", ip, port))
+    for name in services:
+        section = _section(values, name)
+        port = _port(section, "port")
+        if section.get("enabled") and port is not None:
+            out.append((f"{name}.port", LOOPBACK, port))
+    return out
+
+
+def port_clashes(
+    values: dict[str, Any], prefix: str = "", services: Iterable[str] = SERVICE_SECTIONS
+) -> list[str]:
+    """One line for each setting of :func:`ports` whose port an earlier one has,
+    ``catalog.port: 8000 is also hub.port (give each a port of its own)``; only
+    the settings whose key starts with ``prefix`` (e.g. ``"catalog."``)."""
+    seen: dict[int, str] = {}
+    out = []
+    for key, _ip, port in ports(values, services):
+        if port in seen and key.startswith(prefix):
+            out.append(f"{key}: {port} is also {seen[port]} (give each a port of its own)")
+        seen.setdefault(port, key)
+    return out
+
+
+# -- defaults ----------------------------------------------------------------
+
+
+def with_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """``value`` with the defaults of ``schema`` filled in, recursively through
+    objects (a default is completed too), without touching given values; keys the
+    schema does not know are kept. Lists are left as they are."""
+    if not isinstance(value, dict) or schema.get("type") != "object":
+        return value
+    out = {}
+    for name, sub in schema.get("properties", {}).items():
+        if name in value:
+            out[name] = with_defaults(sub, value[name])
+        elif "default" in sub:
+            out[name] = with_defaults(sub, copy.deepcopy(sub["default"]))
+    out.update((k, v) for k, v in value.items() if k not in out)
+    return out
+
+
+# -- schema errors -----------------------------------------------------------
+
+
+def key_path(parts: Iterable[Any], root: Any = None, where: str = "") -> str:
+    """``hub.admin_users[0]``; with ``root`` (the validated value), a number is
+    an index only in a list. ``where`` goes first (``app``, ``catalog.apps[0]``)."""
+    out, node = where, root
+    for part in parts:
+        in_list = isinstance(node, list) if root is not None else isinstance(part, int)
+        out += f"[{part}]" if in_list else (f".{part}" if out else str(part))
+        if isinstance(node, (list, dict)):
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                node = None
+    return out or "(top level)"
+
+
+def kind(value: Any) -> str:
+    """What ``value`` is, in the words of a problem line."""
+    names = {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        type(None): "nothing (null)",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+EXPECTED_TYPE = {
+    "object": "a mapping of keys",
+    "array": "a list",
+    "string": "a text value",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+}
+
+
+def suggest(word: Any, choices: Iterable[str]) -> str:
+    """``did you mean 'port'?`` for the closest of ``choices``, else ``""``."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else ""
+
+
+def _show(value: Any, sub: dict[str, Any]) -> str:
+    if sub.get("x-secret"):
+        return HIDDEN
+    if value is None or isinstance(value, bool):
+        return ""  # "got nothing (null)" and "got true/false" say it already
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _names_hint(error: ValidationError, schema: dict[str, Any]) -> str:
+    """The ``x-hint`` of the object whose ``propertyNames`` refused a name."""
+    node: Any = schema
+    for part in error.absolute_schema_path:
+        if part == "propertyNames":
+            break
+        node = node[part]
+    return node.get("x-hint", "see the reference")
+
+
+def _unknown_keys(error: ValidationError, parts, root, where) -> list[str]:
+    allowed = list(error.schema.get("properties", {}))
+    lines = []
+    for key in sorted(set(error.instance) - set(allowed), key=str):
+        at = key_path([*parts, key], root, where)
+        if not allowed:
+            lines.append(f"{at}: unknown key (this section has no settings yet; remove it)")
+            continue
+        tip = suggest(key, allowed) or "allowed: " + ", ".join(allowed)
+        lines.append(f"{at}: unknown key ({tip})")
+    return lines
+
+
+def _bad_value(error: ValidationError, path: str) -> str | None:
+    """The line of an error about a value of the wrong type, choice or range."""
+    sub, check, value = error.schema, error.validator, error.instance
+    hint = sub.get("x-hint")
+    if check == "type":
+        types = sub["type"] if isinstance(sub["type"], list) else [sub["type"]]
+        expected = " or ".join(EXPECTED_TYPE.get(t, t) for t in types)
+        got = " ".join(filter(None, [kind(value), _show(value, sub)]))
+        example = f", e.g. {json.dumps(sub['default'])}" if "default" in sub else ""
+        return f"{path}: expected {expected}, got {got} ({hint or expected + example})"
+    if check == "enum":
+        choices = [str(c) for c in sub["enum"]]
+        tip = suggest(value, choices)
+        tip = f"{tip} " if tip else ""
+        return (
+            f"{path}: {_show(value, sub)} is not a valid choice ({tip}one of: {', '.join(choices)})"
+        )
+    if check == "exclusiveMinimum":
+        return f"{path}: {value} is too small (more than {error.validator_value})"
+    if check in ("minimum", "maximum"):
+        word = "small" if check == "minimum" else "large"
+        lo, hi = sub.get("minimum"), sub.get("maximum")
+        span = (
+            f"{lo} to {hi}"
+            if lo is not None and hi is not None
+            else f"{check} {error.validator_value}"
+        )
+        return f"{path}: {value} is too {word} (a whole number from {span})"
+    if check == "minLength":
+        return f"{path}: must not be empty ({hint or 'a non-empty text value'})"
+    if check == "pattern":
+        return f"{path}: {_show(value, sub)} is not valid ({hint or 'see the reference'})"
+    if check == "uniqueItems":
+        return f"{path}: lists an entry more than once (list each once)"
+    if check == "maxItems":
+        return f"{path}: too many entries ({hint or 'fewer entries'})"
+    return None
+
+
+def describe(
+    error: ValidationError, schema: dict[str, Any], root: Any = None, where: str = ""
+) -> list[str]:
+    """The problem lines of one error of validating ``root`` against ``schema``."""
+    parts = list(error.absolute_path)
+    path = key_path(parts, root, where)
+    sub = error.schema if isinstance(error.schema, dict) else {}
+    if "propertyNames" in error.schema_path:
+        return [f"{path}: {error.instance!r} is not a valid name ({_names_hint(error, schema)})"]
+    if error.validator == "additionalProperties":
+        return _unknown_keys(error, parts, root, where)
+    if error.validator == "required":
+        props = sub.get("properties", {})
+        return [
+            f"{key_path([*parts, k], root, where)}: missing (required; "
+            f"{props.get(k, {}).get('x-hint') or props.get(k, {}).get('description') or 'add it'})"
+            for k in error.validator_value
+            if k not in error.instance
+        ]
+    line = _bad_value(error, path)
+    if line is not None:
+        return [line]
+    return [f"{path}: {error.message} ({sub.get('x-hint') or 'see docs/reference/settings.md'})"]
+
+
+def schema_errors(schema: dict[str, Any], value: Any) -> list[ValidationError]:
+    """The errors of ``value`` against ``schema``, sorted by key; a value of the
+    wrong type fails its enum or pattern too, and is said once (its type)."""
+    validator = Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
+    wrong_type = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+    return [e for e in errors if e.validator == "type" or tuple(e.absolute_path) not in wrong_type]
+
+
+def schema_problems(schema: dict[str, Any], value: Any, where: str = "") -> list[str]:
+    """One line per problem of ``value`` against ``schema``, each naming the key
+    (``where`` first, e.g. ``app.launch.timeout``) and the fix; empty when valid."""
+    return [
+        line
+        for error in schema_errors(schema, value)
+        for line in describe(error, schema, value, where)
+    ]

@@ -19,11 +19,11 @@ import difflib
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+if TYPE_CHECKING:  # jsonschema takes seconds to import: only validation loads it
+    from jsonschema.exceptions import ValidationError
 
 HIDDEN = "<hidden>"
 # the services the hub may start, in the order it starts them; each has a
@@ -285,6 +285,8 @@ def describe(
 def schema_errors(schema: dict[str, Any], value: Any) -> list[ValidationError]:
     """The errors of ``value`` against ``schema``, sorted by key; a value of the
     wrong type fails its enum or pattern too, and is said once (its type)."""
+    from jsonschema import Draft202012Validator
+
     validator = Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
     wrong_type = {tuple(e.absolute_path) for e in errors if e.validator == "type"}

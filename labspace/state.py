@@ -12,11 +12,14 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jupyterhub.slugs import safe_slug
 
 from .rules import database_url
-from .settings import Settings
+
+if TYPE_CHECKING:  # settings loads jsonschema, which takes seconds to import
+    from .settings import Settings
 
 __all__ = ["database_url"]  # kept here for the service kit (labspace.rules owns it)
 

@@ -19,10 +19,12 @@ import httpx
 from jupyterhub.services.auth import HubOAuth
 
 from labspace.services.accounting import usage
-from labspace.services.accounting.app import Service, make_app, make_server
+from labspace.services.accounting.app import make_app
 from labspace.services.accounting.clock import now
 from labspace.services.accounting.config import ADMIN, READ, READ_ALL
 from labspace.services.accounting.db import Database
+from labspace.services.accounting.service import Service
+from labspace.services.accounting.web import make_server
 
 PREFIX = "/services/accounting/"
 SERVICE_TOKEN = "service-token-for-tests"

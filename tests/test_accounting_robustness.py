@@ -18,8 +18,8 @@ import pytest
 from harness import free_port
 from test_accounting_fixtures import SERVICE_TOKEN, AccountingServer
 
-from labspace.services.accounting.app import masked_uri
 from labspace.services.accounting.clock import now
+from labspace.services.accounting.web import masked_uri
 
 BUSY = 0.5  # seconds a write waits for SQLite's lock in these tests
 

@@ -22,11 +22,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import usage
-from .app import Service, make_app, make_server
+from .app import make_app
 from .clock import now
 from .config import read_secret_file
 from .db import BUSY_TIMEOUT, Database
 from .loops import HubClient
+from .service import Service
+from .web import make_server
 
 log = logging.getLogger("labspace.accounting")
 

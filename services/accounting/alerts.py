@@ -10,15 +10,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import ledger
+from .clock import month_start
 from .models import Account, UsageSession
 from .policy import Policy
 from .pricing import aware, dec, show
 
 OPEN = ("reserved", "running")
-
-
-def month_start(t: datetime) -> datetime:
-    return t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def used_this_month(session: Session, account: Account, now: datetime) -> Decimal:

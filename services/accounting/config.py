@@ -17,8 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from labspace.services import managed_service, service_role
-from labspace.state import SECRETS_DIR, ensure_secret, keep_secret
+from labspace.state import SECRETS_DIR, keep_secret
 
+from . import hubside
+from .hubside import deliverer_secret_file
 from .policy import Policy
 from .pricing import parse_time
 
@@ -35,7 +37,6 @@ SERVICE_SCOPES = [
     "list:groups",
     "read:groups",
 ]
-DELIVERER_SECRET = "accounting-deliverer-secret"  # noqa: S105 (a file name)
 DB_URL = "accounting-db-url"
 PROFILE_KEYS = ("slug", "display_name", "cpu", "memory", "gpus", "groups")
 
@@ -135,14 +136,6 @@ def secrets_dir(state) -> Path:
     return Path(state.data_dir) / SECRETS_DIR
 
 
-def deliverer_secret_file(state) -> Path:
-    """The deliverer's own secret for the service's internal endpoints (events and
-    outbox status only), generated once and kept; never the service's hub token."""
-    path = secrets_dir(state) / DELIVERER_SECRET
-    ensure_secret(path, nbytes=32, hex=True)
-    return path
-
-
 def service_environment(settings, state) -> dict[str, str]:
     """What the service process needs: its section, the profiles, and where its
     secrets are kept. No secret travels in the environment (JupyterHub keeps a
@@ -180,8 +173,6 @@ def hub_parts(settings, state) -> dict[str, Any]:
     """The accounting pieces of the hub's configuration (empty when disabled)."""
     if not settings.get("accounting.enabled"):
         return {}
-    from . import hubside
-
     service = managed_service(
         NAME,
         settings,

@@ -30,13 +30,15 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from .config import deliverer_secret_file
+from labspace.state import SECRETS_DIR, ensure_secret
+
 from .outbox import Outbox, path_in
 
 # a child of the hub's own logger: these lines appear in the hub's log, in its format
@@ -44,6 +46,7 @@ log = logging.getLogger("JupyterHub.accounting")
 
 SERVICE = "accounting"
 DELIVERER = "accounting-deliverer"
+DELIVERER_SECRET = "accounting-deliverer-secret"  # noqa: S105 (a file name)
 ALERT_TTL = 30.0
 UNREACHABLE_MESSAGE = (
     "Budgets cannot be checked right now (the accounting service is not answering), "
@@ -420,6 +423,14 @@ def spawner_traits(settings, state) -> dict[str, Any]:
 
 def template_vars(settings, state) -> dict[str, Any]:
     return {"labspace_alerts_accounting": hub_side(settings, state).alerts}
+
+
+def deliverer_secret_file(state) -> Path:
+    """The deliverer's own secret for the service's internal endpoints (events and
+    outbox status only), generated once and kept; never the service's hub token."""
+    path = Path(state.data_dir) / SECRETS_DIR / DELIVERER_SECRET
+    ensure_secret(path, nbytes=32, hex=True)
+    return path
 
 
 def deliverer_service(settings, state) -> dict[str, Any]:

@@ -13,9 +13,10 @@ from typing import Any
 from tornado import web
 
 from . import alerts, ledger, usage
-from .app import InternalHandler
 from .clock import now
 from .pricing import iso, parse_time, show
+from .views import health
+from .web import InternalHandler
 
 EVENT_TYPES = ("start", "stop", "start_failed", "unreachable")
 MAX_EVENTS = 1000
@@ -199,26 +200,6 @@ class AlertsHandler(InternalHandler):
 class HealthHandler(InternalHandler):
     async def get(self):
         self.write_json(await health(self.service))
-
-
-async def health(svc) -> dict[str, Any]:
-    def read(session):
-        status = usage.get_status(session)
-        events = usage.unreachable_events(session)
-        return status, [
-            {"at": iso(e.at), "user": e.user, "server": e.server, "decision": e.reason}
-            for e in events
-        ]
-
-    status, unreachable = await svc.db.read(read)
-    return {
-        "ok": True,
-        "outbox_depth": svc.outbox["depth"],
-        "outbox_oldest": svc.outbox["oldest"],
-        "outbox_reported_at": svc.outbox["reported_at"],
-        "last_reconcile": status.get("last_reconcile"),
-        "unreachable": unreachable,
-    }
 
 
 class OutboxStatusHandler(InternalHandler):

@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from jupyterhub.utils import exponential_backoff
@@ -25,9 +25,6 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from . import usage
 from .clock import now
 from .pricing import iso, parse_time
-
-if TYPE_CHECKING:
-    from .app import Service
 
 log = logging.getLogger("labspace.accounting")
 PAGE = 200
@@ -90,7 +87,8 @@ class HubClient:
 class Loops:
     """The charger and reconciler tasks of one service."""
 
-    def __init__(self, service: Service):
+    def __init__(self, service):
+        # service: the ``service.Service`` these loops work for (``.db``, ``.hub``, ...)
         self.service = service
         self.tasks: list[asyncio.Task] = []
 

@@ -11,19 +11,19 @@ from decimal import Decimal
 from tornado import web
 
 from . import alerts, ledger
-from .api import (
+from .clock import now
+from .config import ADMIN, READ, READ_ALL
+from .pricing import show
+from .views import (
     check_operation,
     check_project,
+    health,
     my_summary,
     operate,
     project_detail,
     project_list,
 )
-from .app import BaseHandler
-from .clock import now
-from .config import ADMIN, READ, READ_ALL
-from .internal import health
-from .pricing import show
+from .web import BaseHandler
 
 FLASH = "accounting-flash"  # the signed cookie that carries a form's outcome
 FLASH_MINUTES = 5

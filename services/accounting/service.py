@@ -1,0 +1,32 @@
+"""What every handler of the accounting service shares: ``Service``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .db import Database
+from .loops import HubClient, Loops
+from .metrics import Metrics
+from .policy import Policy
+
+
+class Service:
+    """What every handler shares: the policy, the database, the hub client."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        db: Database,
+        token: str,
+        hub: HubClient | None = None,
+        deliverer_secret: str = "",
+    ):
+        self.config = config
+        self.deliverer_secret = deliverer_secret
+        self.policy = Policy(config.get("accounting") or {}, config.get("profiles") or [])
+        self.db = db
+        self.token = token
+        self.hub = hub
+        self.metrics = Metrics()
+        self.outbox: dict[str, Any] = {"depth": None, "oldest": None, "reported_at": None}
+        self.loops = Loops(self)

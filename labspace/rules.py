@@ -293,11 +293,16 @@ def schema_errors(schema: dict[str, Any], value: Any) -> list[ValidationError]:
     return [e for e in errors if e.validator == "type" or tuple(e.absolute_path) not in wrong_type]
 
 
+def problem_lines(
+    errors: Iterable[ValidationError], schema: dict[str, Any], root: Any, where: str = ""
+) -> list[str]:
+    """The lines of ``errors`` (from :func:`schema_errors`), each once, in order
+    (two parts of a schema, e.g. an ``allOf``, may refuse the same thing)."""
+    lines = (line for error in errors for line in describe(error, schema, root, where))
+    return list(dict.fromkeys(lines))
+
+
 def schema_problems(schema: dict[str, Any], value: Any, where: str = "") -> list[str]:
     """One line per problem of ``value`` against ``schema``, each naming the key
     (``where`` first, e.g. ``app.launch.timeout``) and the fix; empty when valid."""
-    return [
-        line
-        for error in schema_errors(schema, value)
-        for line in describe(error, schema, value, where)
-    ]
+    return problem_lines(schema_errors(schema, value), schema, value, where)

@@ -385,7 +385,7 @@ def with_defaults(data: Any, node: dict[str, Any] | None = None) -> Any:
 def validate(data: Any) -> list[str]:
     """Problem lines for ``data`` (already parsed); empty when it is valid."""
     errors = rules.schema_errors(schema(), data)
-    problems = [line for error in errors for line in rules.describe(error, schema(), data)]
+    problems = rules.problem_lines(errors, schema(), data)
     if isinstance(data, dict):
         refused = {str(e.absolute_path[0]) for e in errors if e.absolute_path}
         problems += _semantic_problems(data, skip=refused)

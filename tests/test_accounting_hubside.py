@@ -363,8 +363,9 @@ def test_parts_for_the_hub_config(tmp_path):
         }.get
     )
     state = SimpleNamespace(data_dir=tmp_path, service_token=lambda name: f"{name}-token")
-    traits = hubside.spawner_traits(settings, state)
-    again = hubside.spawner_traits(settings, state)
+    one = HubSide.from_settings(settings, state)  # config.hub_parts builds it once
+    traits = hubside.spawner_traits(one)
+    again = hubside.spawner_traits(one)
     assert traits == again  # one HubSide per hub: the config may be loaded twice
     hub = traits["before_start"][0].__self__
     assert hub.base_url == "http://127.0.0.1:8010/lab/services/accounting/"

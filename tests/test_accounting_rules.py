@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from labspace import settings as labspace_settings
-from labspace.services.accounting import config, pricing
+from labspace.services.accounting import config, hubside, pricing
 from labspace.services.accounting.alerts import crossed
 from labspace.services.accounting.policy import Policy
 from labspace.services.accounting.pricing import Point
@@ -283,6 +283,30 @@ def test_hub_parts(tmp_path):
     }
     s.values["accounting"]["enabled"] = False
     assert config.hub_parts(s, state) == {}
+
+
+def test_hub_parts_share_one_hub_side(tmp_path):
+    """The spawner hooks and the banner's alerts are one HubSide, built by
+    hub_parts and held by the hub's config (no module-level registry)."""
+    data = {"data_dir": str(tmp_path / "data"), "hub": {"admin_users": ["admin"]}}
+    s = labspace_settings.Settings(
+        values=labspace_settings.with_defaults(data), source=tmp_path / "labspace.yaml"
+    )
+    state = State(s)
+    parts = config.hub_parts(s, state)
+    hooks = [parts["spawner"][k][0] for k in ("check_options", "form_parts", "before_start")]
+    hooks += [
+        parts["spawner"]["after_stop"][0],
+        parts["template_vars"]["labspace_alerts_accounting"],
+    ]
+    owners = {id(hook.__self__) for hook in hooks}
+    assert len(owners) == 1
+    assert isinstance(hooks[0].__self__, hubside.HubSide)
+    again = config.hub_parts(s, state)  # another load of the config: its own HubSide
+    assert again["spawner"]["before_start"][0].__self__ is not hooks[0].__self__
+    assert not [
+        n for n, v in vars(hubside).items() if isinstance(v, dict) and not n.startswith("__")
+    ]
 
 
 def test_csv_cells_are_never_formulas():

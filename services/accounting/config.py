@@ -173,6 +173,7 @@ def hub_parts(settings, state) -> dict[str, Any]:
     """The accounting pieces of the hub's configuration (empty when disabled)."""
     if not settings.get("accounting.enabled"):
         return {}
+    hub = hubside.HubSide.from_settings(settings, state)  # the hub's one HubSide
     service = managed_service(
         NAME,
         settings,
@@ -201,11 +202,11 @@ def hub_parts(settings, state) -> dict[str, Any]:
         },
         "user_scopes": [f"access:services!service={NAME}", READ],
         "admin_scopes": [f"access:services!service={NAME}", READ_ALL, ADMIN],
-        "spawner": hubside.spawner_traits(settings, state),
+        "spawner": hubside.spawner_traits(hub),
         "nav": [
             {"title": "My usage", "url": f"/services/{NAME}/", "admin": False},
             {"title": "Project", "url": f"/services/{NAME}/projects", "admin": False},
             {"title": "Accounting admin", "url": f"/services/{NAME}/admin", "admin": True},
         ],
-        "template_vars": hubside.template_vars(settings, state),
+        "template_vars": hubside.template_vars(hub),
     }

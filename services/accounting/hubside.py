@@ -1,8 +1,9 @@
 """Accounting, as the hub sees it: spawner hooks and the banner's alerts.
 
-One ``HubSide`` object per hub holds the accounting service's internal address
-and token, the outbox and the ``on_unreachable`` policy; its bound methods are
-the ``LabspaceSpawnerMixin`` hooks (``config.hub_parts`` wires them through
+One ``HubSide`` object per hub, built by ``config.hub_parts``, holds the
+accounting service's internal address and token, the outbox and the
+``on_unreachable`` policy; its bound methods are the ``LabspaceSpawnerMixin``
+hooks, and the hub's config holds them (``config.hub_parts`` wires them through
 ``spawner_traits`` and ``template_vars`` below):
 
 - ``form_part(spawner)``: the project ``<select>`` with balances, and each
@@ -399,19 +400,11 @@ def render_form(info: dict[str, Any]) -> dict[str, Any]:
 
 # -- what config.hub_parts wires ------------------------------------------------
 
-_hubs: dict[tuple, HubSide] = {}
 
-
-def hub_side(settings, state) -> HubSide:
-    """The one ``HubSide`` of this hub (the config is loaded more than once)."""
-    made = HubSide.from_settings(settings, state)
-    ident = (made.base_url, str(made.outbox.path), made.on_unreachable)
-    return _hubs.setdefault(ident, made)
-
-
-def spawner_traits(settings, state) -> dict[str, Any]:
-    """``LabspaceSpawnerMixin`` traits for accounting (hook lists are appended)."""
-    hub = hub_side(settings, state)
+def spawner_traits(hub: HubSide) -> dict[str, Any]:
+    """``LabspaceSpawnerMixin`` traits for accounting (hook lists are appended):
+    bound methods of ``hub``, the one ``HubSide`` that ``config.hub_parts`` builds
+    for the hub; the spawners reach it through these hooks."""
     return {
         "option_keys": {"project": "the project to charge (one of your projects)"},
         "check_options": [hub.check_options],
@@ -421,8 +414,9 @@ def spawner_traits(settings, state) -> dict[str, Any]:
     }
 
 
-def template_vars(settings, state) -> dict[str, Any]:
-    return {"labspace_alerts_accounting": hub_side(settings, state).alerts}
+def template_vars(hub: HubSide) -> dict[str, Any]:
+    """The hub banner's alerts, from the same ``HubSide`` as the spawner hooks."""
+    return {"labspace_alerts_accounting": hub.alerts}
 
 
 def deliverer_secret_file(state) -> Path:

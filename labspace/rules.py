@@ -205,6 +205,20 @@ def _names_hint(error: ValidationError, schema: dict[str, Any]) -> str:
     return node.get("x-hint", "see the reference")
 
 
+def _key_hint(error: ValidationError, schema: dict[str, Any], key: str) -> str:
+    """What a missing ``key`` should hold: the ``x-hint`` or description of its
+    schema, found in the nearest enclosing ``properties`` (a ``required`` may sit
+    in an ``allOf`` or ``then`` apart from them)."""
+    nodes: list[Any] = [schema]
+    for part in list(error.absolute_schema_path)[:-1]:
+        nodes.append(nodes[-1][part])
+    for node in reversed(nodes):
+        props = node.get("properties") if isinstance(node, dict) else None
+        if isinstance(props, dict) and key in props:
+            return props[key].get("x-hint") or props[key].get("description") or "add it"
+    return "add it"
+
+
 def _unknown_keys(error: ValidationError, parts, root, where) -> list[str]:
     allowed = list(error.schema.get("properties", {}))
     lines = []
@@ -269,10 +283,9 @@ def describe(
     if error.validator == "additionalProperties":
         return _unknown_keys(error, parts, root, where)
     if error.validator == "required":
-        props = sub.get("properties", {})
         return [
-            f"{key_path([*parts, k], root, where)}: missing (required; "
-            f"{props.get(k, {}).get('x-hint') or props.get(k, {}).get('description') or 'add it'})"
+            f"{key_path([*parts, k], root, where)}: missing "
+            f"(required; {_key_hint(error, schema, k)})"
             for k in error.validator_value
             if k not in error.instance
         ]

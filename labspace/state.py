@@ -8,11 +8,12 @@ databases it writes there (the hub's, the services', the outbox) are 0600.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jupyterhub.slugs import safe_slug
 
@@ -190,3 +191,29 @@ class State:
         """The database of service ``name``: ``<name>.db_url``, else SQLite under data_dir."""
         url = self.settings.get(f"{name}.db_url")
         return database_url(url, self.data_dir / f"{name}.sqlite", f"{name}.db_url")
+
+    def service_environment(
+        self,
+        name: str,
+        config: dict[str, Any],
+        secrets: dict[str, str | Path] | None = None,
+        database: bool = True,
+    ) -> dict[str, str]:
+        """How every service gets its configuration: ``LABSPACE_<NAME>_CONFIG``,
+        the JSON of ``config`` plus ``data_dir`` and a ``<key>_file`` for each
+        secret (``labspace.services.kit.run.ServiceContext`` reads it). With
+        ``database``, the service's database URL is one (``db_url``, from the
+        ``<name>`` section of the settings). A secret given as text is kept in
+        ``secrets/<name>-<key>`` (0600); a ``Path`` names the file that holds it.
+        No secret value travels in the environment (JupyterHub keeps a service's
+        environment in its database)."""
+        files = {"db_url": self.service_db_url(name)} if database else {}
+        files.update(secrets or {})
+        out = {**config, "data_dir": str(self.data_dir)}
+        for key, value in files.items():
+            if not isinstance(value, Path):
+                slug = key.replace("_", "-")
+                value = keep_secret(self.secrets_dir / f"{name}-{slug}", value)
+            out[f"{key}_file"] = str(value)
+        prefix = "LABSPACE_" + name.upper().replace("-", "_")
+        return {f"{prefix}_CONFIG": json.dumps(out), "PYTHONUNBUFFERED": "1"}

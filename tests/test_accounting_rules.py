@@ -3,12 +3,14 @@ hub parts), with golden values."""
 
 from __future__ import annotations
 
+import json
 import stat
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
 
 from labspace import settings as labspace_settings
 from labspace.services.accounting import config, hubside, pricing
@@ -190,8 +192,8 @@ def test_settings_problems_golden():
                 ("accounting.monthly_allowance", "d"),
             ]
         ),
-        "accounting.db_url: unsupported database 'mysql' (sqlite:///path or "
-        "postgresql://user:password@host:5432/db)",
+        "accounting.db_url: unsupported database or driver 'mysql' (sqlite:///path or "
+        "postgresql+psycopg://user:password@host:5432/db)",
         "accounting.port: 8000 is also hub.port (give each a port of its own)",
     ]
 
@@ -307,6 +309,27 @@ def test_hub_parts_share_one_hub_side(tmp_path):
     assert not [
         n for n, v in vars(hubside).items() if isinstance(v, dict) and not n.startswith("__")
     ]
+
+
+def test_policy_takes_its_defaults_from_the_schema(tmp_path):
+    """A settings file without personal_allowance: the service's Policy gets the
+    schema's default (10), not one of its own (it used to read 0)."""
+    path = tmp_path / "labspace.yaml"
+    path.write_text("data_dir: data\nhub:\n  admin_users: [admin]\naccounting:\n  currency: euro\n")
+    s = labspace_settings.load(path, environ={})
+    env = config.service_environment(s, State(s))
+    section = json.loads(env["LABSPACE_ACCOUNTING_CONFIG"])["accounting"]
+    assert Policy(section).personal_allowance == Decimal(10)
+    raw = yaml.safe_load(path.read_text())["accounting"]
+    assert raw == {"currency": "euro"}
+    policy = Policy(raw)  # the section as written, nothing filled in yet
+    assert policy.personal_allowance == Decimal(10)
+    assert (policy.currency, policy.grace_period, policy.charge_interval) == ("euro", 600, 60)
+    assert (policy.min_period_hours, policy.warn_at, policy.refuse_without_project) == (
+        1.0,
+        [0.2, 0.1],
+        False,
+    )
 
 
 def test_csv_cells_are_never_formulas():

@@ -14,8 +14,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from labspace import rules
 from labspace.services import managed_service, service_role
 from labspace.state import SECRETS_DIR, keep_secret
 
@@ -117,18 +117,8 @@ def problems(values: dict[str, Any]) -> list[str]:
     slugs = {p["slug"] for p in _profiles(values)}
     out = _price_problems(section.get("prices") or {}, slugs)
     out += _project_problems(policy)
-    db_url = section.get("db_url") or ""
-    scheme = urlsplit(db_url).scheme if db_url else "sqlite"
-    if scheme not in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
-        out.append(
-            f"accounting.db_url: unsupported database {scheme!r} "
-            "(sqlite:///path or postgresql://user:password@host:5432/db)"
-        )
-    hub = values.get("hub") or {}
-    port = section.get("port")
-    for key in ("port", "hub_port", "proxy_api_port"):
-        if port is not None and hub.get(key) == port:
-            out.append(f"accounting.port: {port} is also hub.{key} (give each a port of its own)")
+    out += rules.database_url_problems("accounting.db_url", section.get("db_url"))
+    out += rules.port_clashes(values, prefix="accounting.")
     return out
 
 

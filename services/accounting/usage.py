@@ -160,9 +160,7 @@ def reserve(session: Session, policy: Policy, req: dict[str, Any], now: datetime
         return answer(existing)
     price = price_now(load_prices(session), req["profile"], at)
     if price is None:
-        price = derived_price(
-            req.get("resources") or {}, (policy.get("prices") or {}).get("resources") or {}
-        )
+        price = derived_price(req.get("resources") or {}, policy.get("prices")["resources"])
     amount = dec(price * Decimal(str(policy.min_period_hours)))
     left = ledger.available(session, account)
     if left < amount:

@@ -108,7 +108,7 @@ async def project_list(handler: BaseHandler) -> list[dict[str, Any]]:
         names = set(mine)
         if everything:
             names |= {label.split(":", 1)[1] for label in balances}
-            names |= set(policy.projects.get("groups") or [])
+            names |= set(policy.projects["groups"])
         at = now()
         used = {
             r["project"]: r
@@ -152,7 +152,7 @@ async def project_detail(handler: BaseHandler, name: str) -> dict[str, Any]:
             "name": name,
             "parent": handler.policy.parent_of(name),
             "children": sorted(
-                c for c, p in (handler.policy.projects.get("parents") or {}).items() if p == name
+                c for c, p in handler.policy.projects["parents"].items() if p == name
             ),
             "leads": handler.policy.leads_of(name),
             "balance": show(balance),

@@ -26,6 +26,7 @@ from jupyter_server.utils import url_path_join as ujoin
 from jupyter_server_proxy.handlers import AddSlashHandler, ProxyHandler, SuperviseAndProxyHandler
 from tornado import web
 
+from .appspec import NAME_ROUTE
 from .runtime import AppRuntime, AppStartError
 
 AUTH_RESOURCE = "servers"  # jupyter-server's permission for server-level actions
@@ -252,7 +253,9 @@ class AppLogsHandler(AppsAPIHandler):
 def api_handlers(base_url: str, runtimes: dict[str, AppRuntime]) -> list[tuple]:
     prefix = ujoin(base_url, "labspace-apps/api/apps")
     kwargs = {"runtimes": runtimes}
-    app = r"([a-z0-9][a-z0-9_-]*)"
+    # any app the workspace serves (the operator's may have any name): one that
+    # is not served is a JSON 404 "No such app" (AppsAPIHandler.runtime)
+    app = NAME_ROUTE
     return [
         (prefix, AppListHandler, kwargs),
         (f"{prefix}/{app}/(stop|restart)", AppActionHandler, kwargs),

@@ -19,6 +19,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from labspace.extensions import appspec
+
 # the apps bundled with the workspace image (extensions/, jupyter_serverproxy_servers)
 BUNDLED_IDS = ("data-explorer", "dashboards")
 _BUNDLED = [
@@ -165,17 +167,34 @@ def launch_problems(
     return problems
 
 
+def contract_problems(
+    defn: dict[str, Any], where: str = "app", shared_loopback: bool = False
+) -> list[str]:
+    """What a workspace would refuse in a schema-valid definition (defaults
+    filled), one line each, ``where.key: what is wrong (the fix)``: the app
+    contract is extensions/appspec.py, so the catalog keeps no app a workspace
+    would skip."""
+    entry = workspace_entry(defn)
+    if defn.get("launch", {}).get("bundled"):
+        entry["launch"] = {"bundled": True}
+    return [r.at(where) for r in appspec.refusals(entry, shared_loopback)]
+
+
 def definition_problems(
     defn: Any,
     where: str = "app",
     profiles: list[str] | None = None,
     shared_loopback: bool = False,
 ) -> list[str]:
-    """Everything wrong with one definition, schema first."""
+    """Everything wrong with one definition: the schema first, then the rules
+    across keys, then the workspace's contract."""
     problems = schema_problems(defn, where)
     if problems:
         return problems
-    return launch_problems(with_defaults(defn), where, profiles, shared_loopback)
+    defn = with_defaults(defn)
+    return launch_problems(defn, where, profiles, shared_loopback) or contract_problems(
+        defn, where, shared_loopback
+    )
 
 
 def profile_slugs(values: dict[str, Any]) -> list[str]:
@@ -207,7 +226,10 @@ def problems(values: dict[str, Any]) -> list[str]:
                 "launch.bundled: true to change the bundled app's title, groups or icon)"
             )
         if isinstance(app.get("kind"), str) and isinstance(app.get("launch", {}), dict):
-            out += launch_problems(with_defaults(app), where, slugs, shared)
+            app = with_defaults(app)
+            out += launch_problems(app, where, slugs, shared) or contract_problems(
+                app, where, shared
+            )
     return out
 
 

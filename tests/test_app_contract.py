@@ -1,0 +1,178 @@
+"""One app contract (extensions/appspec.py): an app a workspace would refuse is
+refused where it is written, with the reason, one line each: by the catalog API
+(the service in-process on a real database) and by the settings (labspace.yaml
+through ``labspace.settings.load`` and the ``labspace config validate`` script);
+the workspace's lifecycle API answers any name (a real jupyter-server)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_catalog_service import WEB, admin_token, catalog_db, svc, user_token  # noqa: F401
+from test_extensions_server import client, server  # noqa: F401
+
+from labspace import settings
+from labspace.extensions import appspec
+from labspace.services.catalog import apps as appdefs
+
+LABSPACE = Path(sys.executable).parent / "labspace"
+TAKEN = (
+    "choose another id; the workspace's own paths are api, doc, edit, files, kernelspecs, "
+    "lab, labspace-apps, login, logout, nbconvert, notebooks, proxy, server-proxy, static, "
+    "terminals, tree, view, voila"
+)
+SOCKET_LAUNCH = {"command": ["my-app", "--socket", "{unix_socket}"], "unix_socket": True}
+
+
+def reserved(app_id: str, where: str) -> str:
+    return f"{where}.id: {app_id!r} is a path the workspace already serves ({TAKEN})"
+
+
+# -- one rule ----------------------------------------------------------------
+
+IDS = [
+    "a",
+    "web",
+    "my-viewer",
+    "x" * 40,
+    "x" * 41,
+    "a-",
+    "-a",
+    "my_app",
+    "My-App",
+    "web\n",
+    "a/b",
+    "",
+    *sorted(appspec.RESERVED_IDS),
+]
+
+
+@pytest.mark.parametrize("app_id", IDS)
+def test_catalog_refuses_exactly_the_ids_a_workspace_refuses(app_id):
+    defn = {"id": app_id, "title": "T", "kind": "proxied", "launch": SOCKET_LAUNCH}
+    catalog = appdefs.definition_problems(defn, shared_loopback=True)
+    workspace = appspec.refusals(appdefs.workspace_entry(appdefs.with_defaults(defn)), True)
+    assert bool(catalog) == bool(workspace), (catalog, workspace)
+    if app_id in appspec.RESERVED_IDS:
+        assert catalog == [reserved(app_id, "app")]
+
+
+@pytest.mark.parametrize(
+    "launch, line",
+    [
+        ({"timeout": 900}, "app.launch.timeout: must be between 0 and 600 s"),
+        (
+            {"cwd": "../elsewhere"},
+            "app.launch.cwd: must be a folder relative to the home folder, without '..' "
+            "(got '../elsewhere')",
+        ),
+        (
+            {"environment": {"1BAD": "x"}},
+            "app.launch.environment: has a bad variable name '1BAD' (letters, digits and '_', "
+            "not starting with a digit)",
+        ),
+        (
+            {"command": ["my-app", "{unix_socket}", "--home={home}"]},
+            "app.launch.command: has an unknown placeholder {home} "
+            "(use {port}, {unix_socket} or {base_url})",
+        ),
+    ],
+    ids=["timeout", "cwd", "env-name", "placeholder"],
+)
+def test_launch_rules_of_the_workspace_are_the_catalogs(launch, line):
+    defn = {"id": "viewer", "title": "T", "kind": "proxied", "launch": {**SOCKET_LAUNCH, **launch}}
+    assert appdefs.definition_problems(defn) == [line]
+
+
+def test_route_fragments_are_one_group_and_match_the_rule():
+    import re
+
+    for route in (appspec.ID_ROUTE, appspec.NAME_ROUTE):
+        assert re.compile(route).groups == 1
+    assert re.fullmatch(appspec.ID_ROUTE, "my-viewer") and not re.fullmatch(appspec.ID_ROUTE, "a-")
+    assert re.fullmatch(appspec.NAME_ROUTE, "operator_app") and not re.fullmatch(
+        appspec.NAME_ROUTE, "a/b"
+    )
+
+
+@pytest.mark.parametrize("name", ["No_Such", "tcp", "lab"])
+def test_workspace_api_answers_any_name_it_does_not_serve_with_json_404(client, name):  # noqa: F811
+    """The lifecycle API's route takes any app name (NAME_ROUTE): an app the
+    workspace does not serve is its own JSON 404, whatever the name's spelling."""
+    r = client.get(f"/labspace-apps/api/apps/{name}/logs")
+    assert r.status_code == 404, r.text
+    assert r.json() == {"status": 404, "message": f"No such app: {name}"}
+
+
+# -- the catalog API ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("app_id", ["lab", "api", "files"])
+async def test_api_refuses_an_id_the_workspace_serves(svc, app_id):  # noqa: F811
+    r = await svc.call(admin_token(svc), "POST", "api/apps", {**WEB, "id": app_id})
+    assert r.status_code == 400, r.text
+    assert r.json() == {"status": 400, "message": reserved(app_id, "app")}
+    r = await svc.call(user_token(svc), "GET", "api/apps")
+    assert app_id not in {a["id"] for a in r.json()["apps"]}
+
+
+async def test_api_refuses_a_change_the_workspace_would_skip(svc):  # noqa: F811
+    launch = {**WEB["launch"], "cwd": "../elsewhere"}
+    r = await svc.call(admin_token(svc), "PATCH", "api/apps/web", {"launch": launch})
+    assert r.status_code == 400, r.text
+    assert r.json() == {
+        "status": 400,
+        "message": "app.launch.cwd: must be a folder relative to the home folder, "
+        "without '..' (got '../elsewhere')",
+    }
+    r = await svc.call(user_token(svc), "GET", "api/apps/web")
+    assert r.json()["version"] == "1.0"
+
+
+# -- the settings ------------------------------------------------------------
+
+YAML = """\
+catalog:
+  apps:
+    - id: viewer
+      title: Viewer
+      kind: proxied
+      launch: {command: [my-app, --socket, "{unix_socket}"], unix_socket: true}
+    - id: files
+      title: Files
+      kind: proxied
+      launch: {command: [my-app, --socket, "{unix_socket}"], unix_socket: true}
+"""
+FILES_LINE = reserved("files", "catalog.apps[1]")
+
+
+def test_settings_refuse_an_id_the_workspace_serves(tmp_path):
+    path = tmp_path / "labspace.yaml"
+    path.write_text(YAML)
+    with pytest.raises(settings.SettingsError) as caught:
+        settings.load(path, environ={})
+    assert caught.value.problems == [FILES_LINE]
+
+
+def test_validate_script_says_it_in_one_line(tmp_path):
+    path = tmp_path / "labspace.yaml"
+    path.write_text(YAML)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABSPACE_")}
+    result = subprocess.run(
+        [str(LABSPACE), "config", "validate", str(path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{path}: 1 problem in Labspace settings",
+        f"  {FILES_LINE}",
+    ]
+    assert result.stdout == ""

@@ -133,6 +133,39 @@ class HubClient:
             raise HubUnreachable(f"cannot reach {where}: {e}") from None
         return response.code, _decode(response)
 
+    async def stream(self, path: str, on_event, timeout: float) -> int:
+        """Follow the hub's event stream at ``path`` (a server's ``progress``),
+        calling ``on_event(dict)`` for each ``data:`` line; the final status."""
+        buffer = b""
+
+        def chunk(data: bytes) -> None:
+            nonlocal buffer
+            buffer += data
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if line.startswith(b"data:"):
+                    try:
+                        on_event(json.loads(line[5:]))
+                    except ValueError:
+                        log.debug("Unreadable event line from %s", path)
+
+        request = HTTPRequest(
+            self.api_url + path,
+            headers={"Authorization": f"token {self.token}", "Accept": "text/event-stream"},
+            request_timeout=timeout,
+            streaming_callback=chunk,
+            follow_redirects=False,
+        )
+        try:
+            response = await AsyncHTTPClient().fetch(request)
+        except HTTPClientError as e:
+            if e.response is None:
+                raise HubUnreachable(f"GET {path}: {e}") from None
+            return e.code
+        except OSError as e:
+            raise HubUnreachable(f"cannot reach {path}: {e}") from None
+        return response.code
+
     async def paged(self, path: str, **query: Any) -> AsyncIterator[dict[str, Any]]:
         """The items of a hub list (``users``, ``groups``...), page by page."""
         offset = 0

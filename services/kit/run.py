@@ -86,12 +86,16 @@ class ServiceContext:
     def db_url(self) -> str:
         """The database URL: from its file, else ``config["db_url"]``, else
         SQLite ``<data_dir>/<name>.sqlite``."""
-        from labspace.state import database_url
+        from labspace.rules import SettingValueError, database_url
 
         url = self.secret("db_url") or self.config.get("db_url") or ""
         if not url and self.data_dir is None:
             raise SystemExit(f"{self.key}_CONFIG names no database and no data_dir")
-        return database_url(url, (self.data_dir or Path()) / f"{self.name}.sqlite")
+        sqlite = (self.data_dir or Path()) / f"{self.name}.sqlite"
+        try:
+            return database_url(url, sqlite, key=f"{self.name}.db_url")
+        except SettingValueError as e:
+            raise SystemExit(str(e)) from None
 
     @property
     def api_token(self) -> str:

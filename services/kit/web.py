@@ -29,7 +29,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from http.client import responses
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import unquote_plus
 
 from jupyterhub.services.auth import (
     HubOAuthCallbackHandler,
@@ -92,13 +92,17 @@ def parse_json(body: bytes | str) -> Any:
 
 
 def masked_uri(uri: str) -> str:
-    """``uri`` with the values of OAuth's ``code``/``state`` (and any token) hidden."""
+    """``uri`` with the values of OAuth's ``code``/``state`` (and any token)
+    hidden; every other pair stays as it was sent."""
     path, sep, query = uri.partition("?")
     if not sep:
         return uri
-    pairs = parse_qsl(query, keep_blank_values=True)
-    hidden = [(k, "[secret]" if k.lower() in SECRET_ARGUMENTS else v) for k, v in pairs]
-    return f"{path}?{urlencode(hidden)}"
+    pairs = []
+    for pair in query.split("&"):
+        name, eq, _ = pair.partition("=")
+        secret = eq and unquote_plus(name).lower() in SECRET_ARGUMENTS
+        pairs.append(f"{name}=[secret]" if secret else pair)
+    return f"{path}?{'&'.join(pairs)}"
 
 
 def request_summary(request) -> str:

@@ -1,20 +1,24 @@
-"""Tier 1/2: catalog settings checks, hub parts, and the spawner hook on a real
-SQLite catalog (no hub): which options are refused, what a workspace gets."""
+"""Tier 1/2: catalog settings checks, hub parts, and the spawner hook asking an
+in-process catalog service on a real SQLite catalog (no hub): which options are
+refused, what a workspace gets, and what a start does when the service is down."""
 
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
+from harness import free_port
 from tornado import web
 
 from labspace import settings as settings_mod
+from labspace.services.catalog import app as service
 from labspace.services.catalog import apps as appdefs
 from labspace.services.catalog import config
-from labspace.services.catalog.hubside import CatalogOptions
-from labspace.services.catalog.store import Catalog
+from labspace.services.catalog.hubside import UNREACHABLE_APP, UNREACHABLE_START, CatalogOptions
 
 # apps listen on a unix socket: a TCP {port} is refused where workspaces share 127.0.0.1
 SOCKET_APP = ["python3", "-m", "labspace.extensions.demo_app", "--unix-socket", "{unix_socket}"]
@@ -45,16 +49,44 @@ def spawner(name="ada", groups=("physics",), server=""):
     )
 
 
+PREFIX = "/services/catalog/"
+
+
 @pytest.fixture
-def hook(tmp_path) -> CatalogOptions:
-    url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
-    Catalog.open(url).seed([WEB, PHYS, VIEWER, *appdefs.bundled_definitions()], "settings")
-    return CatalogOptions(url, ["default"])
+async def serve(monkeypatch, tmp_path):
+    """``serve(apps, profiles) -> (hook, catalog)``: a catalog service in-process on
+    its own SQLite file, seeded with ``apps`` (and the bundled ones), and the
+    hub's hook pointed at it with the service's token."""
+    token = secrets.token_hex(8)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", token)
+    monkeypatch.setenv("JUPYTERHUB_API_URL", f"http://127.0.0.1:{free_port()}/hub/api")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", PREFIX)
+    monkeypatch.setenv("JUPYTERHUB_CLIENT_ID", "service-catalog")
+    started = []
+
+    def serve(apps, profiles, **hook_options):
+        db = tmp_path / f"catalog-{len(started)}.sqlite"
+        config = service.ServiceConfig(db_url=f"sqlite:///{db}", apps=apps, profiles=profiles)
+        app = service.make_app(config)
+        port = free_port()
+        started.append((app.listen(port, address="127.0.0.1"), app))
+        hook = CatalogOptions(f"http://127.0.0.1:{port}{PREFIX}", token, **hook_options)
+        return hook, app.settings["catalog"]
+
+    yield serve
+    for server, app in started:
+        server.stop()
+        app.settings["catalog"].engine.dispose()
 
 
-def test_default_workspace_gets_the_proxied_apps_of_its_groups(hook):
+@pytest.fixture
+async def hook(serve) -> CatalogOptions:
+    return serve([WEB, PHYS, VIEWER], ["default"])[0]
+
+
+async def test_default_workspace_gets_the_proxied_apps_of_its_groups(hook):
     s = spawner()
-    hook(s, {})
+    await hook(s, {})
     apps = json.loads(s.extra_env["LABSPACE_CATALOG_APPS"])
     assert [a["id"] for a in apps] == ["phys-web", "web"]
     assert apps[1] == {
@@ -75,19 +107,19 @@ def test_default_workspace_gets_the_proxied_apps_of_its_groups(hook):
         },
     }
     s = spawner("bob", groups=["chemistry"])
-    hook(s, {"profile": "default"})
+    await hook(s, {"profile": "default"})
     assert [a["id"] for a in json.loads(s.extra_env["LABSPACE_CATALOG_APPS"])] == ["web"]
     assert "LABSPACE_STANDALONE_APP" not in s.extra_env
 
 
-def test_standalone_app_gets_its_spec_and_default_url(hook):
+async def test_standalone_app_gets_its_spec_and_default_url(hook):
     s = spawner(server="viewer")
-    hook(s, {"app": "viewer", "version": "2.0"})
+    await hook(s, {"app": "viewer", "version": "2.0"})
     assert s.extra_env["LABSPACE_STANDALONE_APP"] == "viewer"
     assert [a["id"] for a in json.loads(s.extra_env["LABSPACE_CATALOG_APPS"])] == ["viewer"]
     assert s.default_url == "/viewer/"
     s = spawner(server="viewer")
-    hook(s, {"app": "viewer"})  # no version: the current one
+    await hook(s, {"app": "viewer"})  # no version: the current one
     assert s.extra_env["LABSPACE_CATALOG_APP_VERSION"] == "2.0"
 
 
@@ -111,30 +143,129 @@ REFUSED = [
 
 
 @pytest.mark.parametrize("options, server, groups, message", REFUSED)
-def test_bad_options_are_refused_with_400(hook, options, server, groups, message):
+async def test_bad_options_are_refused_with_400(hook, options, server, groups, message):
     s = spawner(groups=groups, server=server)
     with pytest.raises(web.HTTPError) as e:
-        hook(s, options)
+        await hook(s, options)
     assert e.value.status_code == 400
     assert message in e.value.log_message
     assert s.default_url == ""
 
 
-def test_disabled_app_is_refused(hook):
-    hook.catalog.set_disabled("viewer", True)
+async def test_disabled_app_is_refused(serve):
+    hook, catalog = serve([WEB, PHYS, VIEWER], ["default"])
+    catalog.set_disabled("viewer", True)
     with pytest.raises(web.HTTPError) as e:
-        hook(spawner(server="viewer"), {"app": "viewer"})
+        await hook(spawner(server="viewer"), {"app": "viewer"})
     assert e.value.status_code == 400
 
 
-def test_standalone_profile_must_be_sent(tmp_path):
-    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+async def test_standalone_profile_must_be_sent(serve):
     big = {**VIEWER, "launch": {**VIEWER["launch"], "profile": "big"}}
-    Catalog.open(url, ["default", "big"]).seed([big], "settings")
-    hook = CatalogOptions(url, ["default", "big"])
+    hook, _ = serve([big], ["default", "big"])
     with pytest.raises(web.HTTPError, match="profile"):
-        hook(spawner(server="viewer"), {"app": "viewer"})
-    hook(spawner(server="viewer"), {"app": "viewer", "profile": "big"})
+        await hook(spawner(server="viewer"), {"app": "viewer"})
+    await hook(spawner(server="viewer"), {"app": "viewer", "profile": "big"})
+
+
+# -- the internal endpoint, and a catalog that does not answer --------------------
+
+
+def down(on_unreachable: str) -> CatalogOptions:
+    """A hook whose catalog service is not running."""
+    url = f"http://127.0.0.1:{free_port()}{PREFIX}"
+    return CatalogOptions(url, "some-token", on_unreachable, timeout=1)
+
+
+async def test_down_start_without_apps_starts_a_workspace_with_none():
+    s = spawner()
+    await down("start-without-apps")(s, {})
+    assert json.loads(s.extra_env["LABSPACE_CATALOG_APPS"]) == []
+    assert "LABSPACE_STANDALONE_APP" not in s.extra_env
+
+
+async def test_down_start_without_apps_refuses_a_standalone_app_with_503():
+    s = spawner(server="viewer")
+    with pytest.raises(web.HTTPError) as e:
+        await down("start-without-apps")(s, {"app": "viewer"})
+    assert e.value.status_code == 503
+    assert e.value.log_message == UNREACHABLE_APP
+    assert s.default_url == ""
+
+
+async def test_down_refuse_refuses_every_start_with_503():
+    with pytest.raises(web.HTTPError) as e:
+        await down("refuse")(spawner(), {})
+    assert e.value.status_code == 503
+    assert e.value.log_message == UNREACHABLE_START
+
+
+async def test_options_are_checked_even_when_the_catalog_is_down():
+    with pytest.raises(web.HTTPError) as e:
+        await down("start-without-apps")(spawner(), {"version": "2.0"})
+    assert e.value.status_code == 400 and "needs 'app'" in e.value.log_message
+
+
+async def test_a_starting_catalog_is_unreachable(monkeypatch):
+    """503 (with Retry-After) while the service starts: the setting decides."""
+
+    class Starting(web.RequestHandler):
+        def post(self):
+            self.set_status(503)
+            self.set_header("Retry-After", "1")
+            self.finish({"status": 503, "message": "The catalog service is starting"})
+
+    port = free_port()
+    server = web.Application([(PREFIX + "api/internal/spawn-options", Starting)]).listen(
+        port, address="127.0.0.1"
+    )
+    try:
+        url = f"http://127.0.0.1:{port}{PREFIX}"
+        s = spawner()
+        await CatalogOptions(url, "t", "start-without-apps")(s, {})
+        assert s.extra_env["LABSPACE_CATALOG_APPS"] == "[]"
+        with pytest.raises(web.HTTPError) as e:
+            await CatalogOptions(url, "t", "refuse")(spawner(), {})
+        assert e.value.status_code == 503
+    finally:
+        server.stop()
+
+
+async def test_internal_endpoint_needs_the_service_token(serve):
+    hook, _ = serve([WEB], ["default"])
+    async with httpx.AsyncClient(timeout=10) as c:
+        body = {"user": "ada", "server": "", "groups": [], "options": {}}
+        r = await c.post(hook.url, json=body)
+        assert r.status_code == 403
+        assert r.json() == {
+            "status": 403,
+            "message": "Internal endpoints need the catalog service's token",
+        }
+        r = await c.post(hook.url, json=body, headers={"Authorization": "token nope"})
+        assert r.status_code == 403
+        auth = {"Authorization": f"token {hook.token}"}
+        r = await c.post(hook.url, json=body, headers=auth)
+        assert r.status_code == 200 and [a["id"] for a in r.json()["apps"]] == ["web"]
+        r = await c.post(hook.url, json={**body, "groups": "physics"}, headers=auth)
+        assert r.status_code == 400
+        assert r.json()["message"] == "'groups' must be a list of group names"
+        r = await c.post(hook.url, content=b"[1]", headers=auth)
+        assert r.status_code == 400 and r.json()["message"] == "The body must be a JSON object"
+
+
+async def test_a_wrong_token_is_unreachable_not_a_refusal(serve):
+    hook, _ = serve([WEB, PHYS, VIEWER], ["default"])
+    wrong = CatalogOptions(hook.url.removesuffix("api/internal/spawn-options"), "not-it")
+    s = spawner()
+    await wrong(s, {})
+    assert s.extra_env["LABSPACE_CATALOG_APPS"] == "[]"
+
+
+def test_on_unreachable_setting():
+    assert settings_mod.with_defaults({})["catalog"]["on_unreachable"] == "start-without-apps"
+    assert settings_mod.validate({"catalog": {"on_unreachable": "refuse"}}) == []
+    problems = settings_mod.validate({"catalog": {"on_unreachable": "open"}})
+    assert any(p.startswith("catalog.on_unreachable") for p in problems), problems
 
 
 # -- settings ------------------------------------------------------------------

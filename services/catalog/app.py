@@ -30,6 +30,7 @@ from tornado import web
 
 from . import apps as appdefs
 from . import handlers as h
+from . import internal
 from .hubapi import Hub
 from .iconsafe import clean_icon
 from .launcher import Launcher
@@ -198,6 +199,7 @@ def make_app(config: ServiceConfig, hub_auth: HubOAuth | None = None) -> web.App
         (api + r"launches/(\d+)/stop", h.StopHandler),
         (api + r"launches/(\d+)/logs", h.LogsHandler),
         (api + r"launches/(\d+)/shares", h.SharesHandler),
+        *internal.routes(prefix),
         (api + ".*", h.NotFoundHandler),
     ]
     return web.Application(

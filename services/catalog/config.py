@@ -5,8 +5,10 @@
 - ``hub_parts(settings, state)``: the managed catalog service (its database
   URL in a 0600 file under ``data_dir/secrets``, never in its environment), its
   role with the least scopes, the custom scopes, what users and admins get, the
-  spawner hook that validates ``{"app", "version"}`` and passes catalog apps to
-  workspaces, and the "Apps" link (builds dicts and that file, starts nothing).
+  spawner hook that asks the service to check ``{"app", "version"}`` and which
+  catalog apps workspaces get (over HTTP with the service's token: the hub never
+  opens the catalog's database), and the "Apps" link (builds dicts and that
+  file, starts nothing).
 """
 
 from __future__ import annotations
@@ -115,7 +117,13 @@ def hub_parts(settings, state) -> dict[str, Any]:
         scopes=[READ, LAUNCH, ADMIN],
         environment=service_environment(settings, state),
     )
-    hook = CatalogOptions(state.service_db_url(NAME), appdefs.profile_slugs(settings.values))
+    base = settings.get("hub.base_url") or "/"
+    base = base if base.endswith("/") else base + "/"
+    hook = CatalogOptions(
+        f"{service['url']}{base}services/{NAME}/",
+        service["api_token"],
+        settings.get("catalog.on_unreachable"),
+    )
     return {
         "services": [service],
         "roles": [

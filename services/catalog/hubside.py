@@ -1,7 +1,9 @@
 """The catalog's spawner hook, run in the hub process before anything starts.
 
-``CatalogOptions(db_url, profiles)`` is a ``check_options`` hook
-``(spawner, user_options)``:
+``CatalogOptions(base_url, token, on_unreachable)`` is a ``check_options`` hook
+``(spawner, user_options)``. It asks the catalog service
+(``POST <base_url>api/internal/spawn-options`` with the service's own token,
+see ``internal.py``) and never opens the catalog's database:
 
 - options ``{"app": id, "version": v}`` (a standalone app in the named server
   ``<id>``): the app must exist, be enabled, standalone, open to the user's
@@ -16,22 +18,38 @@ network namespace of its own (kubernetes, docker on a network other than
 ``host``). Without it the workspace assumes that other users share its
 127.0.0.1 and refuses apps on a TCP port (extensions/appspec.py).
 
-It reads the catalog's database directly (no round trip to the service).
+When the service does not answer (or answers 5xx, as it does while starting),
+``catalog.on_unreachable`` decides: ``start-without-apps`` starts a workspace
+with no catalog apps and refuses a standalone app's start (503), ``refuse``
+refuses every start (503). Either way the hub's log says so.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from . import apps as appdefs
-from .store import Catalog, CatalogError
+# a child of the hub's own logger: these lines appear in the hub's log, in its format
+log = logging.getLogger("JupyterHub.catalog")
 
-log = logging.getLogger("labspace.catalog")
+ON_UNREACHABLE = ("start-without-apps", "refuse")
+UNREACHABLE_APP = (
+    "The app catalog is not answering, so catalog apps cannot start right now; "
+    "try again in a few minutes or tell your administrator"
+)
+UNREACHABLE_START = (
+    "The app catalog is not answering, so workspaces cannot start right now; "
+    "try again in a few minutes or tell your administrator"
+)
+
+
+class Unreachable(Exception):
+    """The catalog service did not answer (or answered 5xx, or not JSON)."""
 
 
 def loopback_private(spawner) -> bool:
@@ -41,78 +59,117 @@ def loopback_private(spawner) -> bool:
     return any(cls.__name__ == "KubeSpawner" for cls in type(spawner).__mro__)
 
 
-class CatalogOptions:
-    """The ``check_options`` hook; opens the database on first use."""
+def check_app_options(options: dict[str, Any]) -> None:
+    """The catalog's options alone, before anyone is asked (pure): 400 when
+    ``version`` comes without ``app`` or either is not a string."""
+    app_id, version = options.get("app"), options.get("version")
+    if app_id is None:
+        if version is not None:
+            raise web.HTTPError(400, "Option 'version' needs 'app' (the catalog app's id)")
+        return
+    if not isinstance(app_id, str) or not (version is None or isinstance(version, str)):
+        raise web.HTTPError(400, "Options 'app' and 'version' must be strings")
 
-    def __init__(self, db_url: str, profiles: list[str] | None = None):
-        self.db_url = db_url
-        self.profiles = profiles
-        self._catalog: Catalog | None = None
+
+class CatalogOptions:
+    """The ``check_options`` hook of one hub."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        on_unreachable: str = "start-without-apps",
+        timeout: float = 3.0,
+        tries: int = 2,
+    ):
+        if on_unreachable not in ON_UNREACHABLE:
+            raise ValueError(f"catalog.on_unreachable: one of {', '.join(ON_UNREACHABLE)}")
+        self.url = f"{base_url}api/internal/spawn-options"
+        self.token = token
+        self.on_unreachable = on_unreachable
+        self.timeout = timeout
+        self.tries = tries
 
     def __repr__(self) -> str:
-        return "CatalogOptions()"
+        return f"CatalogOptions({self.url!r}, on_unreachable={self.on_unreachable!r})"
 
     def __deepcopy__(self, memo):
-        return self  # traitlets copies config values; one database handle is enough
+        return self  # traitlets copies config values; the hook holds no per-spawner state
 
-    @property
-    def catalog(self) -> Catalog:
-        if self._catalog is None:
-            self._catalog = Catalog.open(self.db_url, self.profiles)
-        return self._catalog
+    async def _call(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """One request: ``(status, json)`` of a 200 or 400 answer, else ``Unreachable``."""
+        request = HTTPRequest(
+            self.url,
+            method="POST",
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+            body=json.dumps(body),
+            connect_timeout=self.timeout,
+            request_timeout=self.timeout,
+        )
+        try:
+            response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        except (OSError, HTTPClientError) as e:  # TimeoutError is an OSError
+            raise Unreachable(f"{type(e).__name__}: {e}") from None
+        try:
+            data = json.loads(response.body or b"{}")
+        except ValueError:
+            data = None
+        if response.code not in (200, 400) or not isinstance(data, dict):
+            # 599: no answer; 503: still starting; 403/404: not this catalog's token or API
+            raise Unreachable(f"HTTP {response.code}")
+        return response.code, data
 
-    def __call__(self, spawner, user_options: dict[str, Any]) -> None:
-        groups = spawner.user_groups()
+    async def ask(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """``_call`` with ``tries`` tries, a short pause between them."""
+        for attempt in range(1, self.tries + 1):
+            try:
+                return await self._call(body)
+            except Unreachable as e:
+                if attempt == self.tries:
+                    raise
+                log.warning("Catalog spawn-options failed (%s); retrying", e)
+                await asyncio.sleep(0.5 * attempt)
+        raise AssertionError("unreachable")
+
+    async def __call__(self, spawner, user_options: dict[str, Any]) -> None:
         env = spawner.extra_env
         if loopback_private(spawner):
             env["LABSPACE_LOOPBACK"] = "private"
+        check_app_options(user_options)
         app_id = user_options.get("app")
-        version = user_options.get("version")
-        if app_id is None:
-            if version is not None:
-                raise web.HTTPError(400, "Option 'version' needs 'app' (the catalog app's id)")
-            try:
-                apps = self.catalog.proxied_for(groups)
-            except SQLAlchemyError as e:
-                log.error(
-                    "Catalog database unreadable; no catalog apps for %s: %s", spawner.user.name, e
-                )
-                apps = []
-            env["LABSPACE_CATALOG_APPS"] = json.dumps([appdefs.workspace_entry(d) for d in apps])
-            return
-        defn = self.standalone(spawner, groups, app_id, version, user_options.get("profile"))
-        bundled = defn["launch"].get("bundled", False)
-        env["LABSPACE_CATALOG_APPS"] = json.dumps(
-            [] if bundled else [appdefs.workspace_entry(defn)]
-        )
-        env["LABSPACE_STANDALONE_APP"] = app_id
-        env["LABSPACE_CATALOG_APP_VERSION"] = defn["version"]
-        spawner.default_url = f"/{app_id}/"
-        log.info("%s runs catalog app %s %s", spawner.user.name, app_id, defn["version"])
-
-    def standalone(self, spawner, groups, app_id, version, profile) -> dict[str, Any]:
-        """The definition to run, or HTTP 400 saying why not."""
-        if not isinstance(app_id, str) or not (version is None or isinstance(version, str)):
-            raise web.HTTPError(400, "Options 'app' and 'version' must be strings")
+        options = {k: user_options[k] for k in ("app", "version", "profile") if k in user_options}
+        body = {
+            "user": spawner.user.name,
+            "server": spawner.name,
+            "groups": sorted(spawner.user_groups()),
+            "options": options,
+        }
         try:
-            app = self.catalog.get(app_id, groups)
-            chosen = self.catalog.version(app, version)
-        except CatalogError as e:
-            # unknown, disabled or outside the groups: the same answer
-            raise web.HTTPError(400, e.message.replace("%", "%%")) from None
-        except SQLAlchemyError as e:
-            log.error("Catalog database unreadable: %s", e)
-            raise web.HTTPError(503, "The app catalog is not available; try again") from None
-        defn = chosen.definition
-        if defn["kind"] != "standalone":
-            raise web.HTTPError(
-                400,
-                f"{app_id} runs inside your workspace at /user/{spawner.user.name}/{app_id}/, "
-                "not as a server of its own",
-            )
-        if spawner.name != app_id:
-            raise web.HTTPError(400, f"App {app_id} runs in the named server {app_id!r}")
-        wanted = defn["launch"].get("profile") or ""
-        if wanted and profile != wanted:
-            raise web.HTTPError(400, f"App {app_id} runs on profile {wanted!r} (send it too)")
-        return defn
+            status, answer = await self.ask(body)
+        except Unreachable as e:
+            self.unreachable(spawner, app_id, str(e))
+            return
+        if status != 200:
+            message = answer.get("message") or f"The catalog refused this start ({status})"
+            raise web.HTTPError(400, str(message).replace("%", "%%"))
+        env["LABSPACE_CATALOG_APPS"] = json.dumps(answer.get("apps") or [])
+        if app_id is None:
+            return
+        env["LABSPACE_STANDALONE_APP"] = app_id
+        env["LABSPACE_CATALOG_APP_VERSION"] = answer["version"]
+        spawner.default_url = answer["default_url"]
+        log.info("%s runs catalog app %s %s", spawner.user.name, app_id, answer["version"])
+
+    def unreachable(self, spawner, app_id: str | None, error: str) -> None:
+        """No answer: start without catalog apps, or refuse, as ``on_unreachable`` says."""
+        refused = app_id is not None or self.on_unreachable == "refuse"
+        log.error(
+            "Catalog service unreachable at %s's start (%s): %s (on_unreachable: %s)",
+            spawner.user.name,
+            error,
+            "refused" if refused else "no catalog apps",
+            self.on_unreachable,
+        )
+        if refused:
+            raise web.HTTPError(503, UNREACHABLE_APP if app_id is not None else UNREACHABLE_START)
+        spawner.extra_env["LABSPACE_CATALOG_APPS"] = "[]"

@@ -1,16 +1,16 @@
 """The catalog database: migrations, seeding, versions and launches.
 
-``Catalog`` is the one place that reads and writes the tables; the service and
-the hub-side hook both use it. Every changed definition is a new version whose
-label is the definition's ``version``, with ``+r<revision>`` appended when that
-label is taken already, so old versions stay visible and launchable.
+``Catalog`` is the one place that reads and writes the tables; only the
+service opens it (the hub side asks the service over HTTP). Every changed
+definition is a new version whose label is the definition's ``version``, with
+``+r<revision>`` appended when that label is taken already, so old versions
+stay visible and launchable.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,8 +29,6 @@ from .models import App, AppVersion, Launch, utcnow
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 LIVE = ("starting", "running")  # launch states that follow their server
 FINAL = ("failed", "stopped", "superseded")  # ... and those that never change again
-_migrated: set[str] = set()
-_lock = threading.Lock()
 
 
 class CatalogError(Exception):
@@ -58,17 +56,12 @@ def make_engine(url: str) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
-    """``alembic upgrade head`` on ``engine``'s database (once per process and URL)."""
-    key = str(engine.url)
-    with _lock:
-        if key in _migrated:
-            return
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
-        _migrated.add(key)
+    """``alembic upgrade head`` on ``engine``'s database (the service, at its start)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
 
 
 def digest(defn: dict[str, Any]) -> str:

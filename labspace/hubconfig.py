@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import auth
 from . import settings as settings_mod
 from .settings import Settings, SettingsError
 from .state import State, StateError, private_umask
@@ -84,6 +83,9 @@ def _theme(out: dict) -> None:
 
 
 def _auth(settings: Settings, state: State, out: dict) -> None:
+    # imported here: it loads OAuthenticator (~2 s), which find_proxy never needs
+    from . import auth
+
     kind = settings.get("auth.type")
     refresh = settings.get("auth.refresh_interval")
     _set(out, "Authenticator", "auth_refresh_age", refresh)
@@ -274,6 +276,8 @@ def fail(message: str) -> None:
 
 def configure(c, path: str | None = None) -> Settings:
     """Load settings and apply them to ``c``; the body of ``jupyterhub_config.py``."""
+    from . import auth
+
     private_umask()  # the hub's database and files, and its services', are private
     try:
         settings = settings_mod.load(path)

@@ -9,7 +9,6 @@ to the API: ``id``, ``version``, ``title``, ``description``, ``category``,
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import mimetypes
 from functools import cache
@@ -17,8 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
+from labspace import rules
 from labspace.extensions import appspec
 
 # the apps bundled with the workspace image (extensions/, jupyter_serverproxy_servers)
@@ -55,52 +53,15 @@ def app_schema() -> dict[str, Any]:
     return section_schema()["properties"]["apps"]["items"]
 
 
-def with_defaults(defn: dict[str, Any], node: dict[str, Any] | None = None) -> dict[str, Any]:
+def with_defaults(defn: dict[str, Any]) -> dict[str, Any]:
     """``defn`` with every schema default filled in (``launch`` included)."""
-    node = app_schema() if node is None else node
-    out = {}
-    for name, sub in node.get("properties", {}).items():
-        if name in defn:
-            value = defn[name]
-        elif "default" in sub:
-            value = copy.deepcopy(sub["default"])
-        else:
-            continue
-        if sub.get("type") == "object" and "properties" in sub and isinstance(value, dict):
-            value = with_defaults(value, sub)
-        out[name] = value
-    out.update((k, v) for k, v in defn.items() if k not in out)
-    return out
-
-
-def _path(parts) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+    return rules.with_defaults(app_schema(), defn)
 
 
 def schema_problems(defn: Any, where: str = "app") -> list[str]:
-    """One line per schema error, ``where.key: what is wrong (hint)``."""
-    validator = Draft202012Validator(app_schema())
-    lines = []
-    for error in sorted(validator.iter_errors(defn), key=lambda e: list(map(str, e.path))):
-        key = _path([where, *error.absolute_path])
-        sub = error.schema if isinstance(error.schema, dict) else {}
-        if error.validator == "additionalProperties":
-            extra = sorted(set(error.instance) - set(sub.get("properties", {})))
-            known = ", ".join(sorted(sub.get("properties", {})))
-            for name in extra:
-                lines.append(f"{key}.{name}: unknown key (known keys: {known})")
-            continue
-        if error.validator == "required":
-            lines.append(f"{key}: {error.message} (add it)")
-            continue
-        hint = f" ({sub['x-hint']})" if sub.get("x-hint") else ""
-        if error.validator == "type" and "command" in key and isinstance(error.instance, str):
-            hint = " (an argument list such as ['my-app', '--socket', '{unix_socket}'])"
-        lines.append(f"{key}: {error.message}{hint}")
-    return lines
+    """One line per schema error, ``where.key: what is wrong (hint)``, worded as
+    labspace.yaml's are."""
+    return rules.schema_problems(app_schema(), defn, where)
 
 
 def loopback_shared(values: dict[str, Any]) -> bool:

@@ -80,10 +80,13 @@ def _finite(text: str) -> float:
     return value
 
 
-def parse_json(body: bytes | str) -> Any:
-    """A JSON value, or a 400: no NaN, no infinities, no NUL characters."""
+def parse_json(body: bytes | str, finite: bool = True) -> Any:
+    """A JSON value, or a 400: no NUL characters, and (``finite``) no NaN or
+    infinities (a service that checks its numbers key by key, to name the key
+    in its message, passes ``finite=False``)."""
+    strict = {"parse_constant": _no_constant, "parse_float": _finite} if finite else {}
     try:
-        value = json.loads(body or b"{}", parse_constant=_no_constant, parse_float=_finite)
+        value = json.loads(body or b"{}", **strict)
     except ValueError:
         raise web.HTTPError(400, "The body is not valid JSON") from None
     if has_nul(value):
@@ -172,9 +175,11 @@ class ErrorShape:
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(data, default=json_default))
 
+    finite_numbers = True  # NaN and infinities are "not valid JSON" (see parse_json)
+
     def json_value(self) -> Any:
         """The body as any JSON value (400 if it is not JSON)."""
-        return parse_json(self.request.body)
+        return parse_json(self.request.body, self.finite_numbers)
 
     def json_body(self) -> dict[str, Any]:
         """The body as a JSON object (400 otherwise)."""

@@ -22,9 +22,10 @@ from labspace.services.accounting import usage
 from labspace.services.accounting.app import make_app
 from labspace.services.accounting.clock import now
 from labspace.services.accounting.config import ADMIN, READ, READ_ALL
-from labspace.services.accounting.db import Database
+from labspace.services.accounting.db import open_database
 from labspace.services.accounting.service import Service
-from labspace.services.accounting.web import make_server
+from labspace.services.kit.run import ServiceContext
+from labspace.services.kit.web import make_server
 
 PREFIX = "/services/accounting/"
 SERVICE_TOKEN = "service-token-for-tests"
@@ -93,17 +94,17 @@ class AccountingServer:
             "profiles": PROFILES,
             "db_url": db_url,
         }
-        self.db = Database(db_url, busy_timeout=busy_timeout)
+        self.db = open_database(db_url, busy_timeout=busy_timeout)
         self.db.upgrade()
-        self.service = Service(config, self.db, SERVICE_TOKEN, deliverer_secret=DELIVERER_SECRET)
+        self.service = Service(config, self.db, deliverer_secret=DELIVERER_SECRET)
         self.db.work(usage.sync_prices, self.service.policy, now())
         auth = TokenTableAuth(
-            api_token="unused",
+            api_token=SERVICE_TOKEN,  # the service's own token: its internal endpoints
             api_url="http://127.0.0.1:9/hub/api",
             login_url="/hub/login",
             oauth_client_id="service-accounting",
         )
-        self.app = make_app(self.service, hub_auth=auth)
+        self.app = make_app(ServiceContext("accounting", environ={}), self.service, hub_auth=auth)
         self.server = make_server(self.app)
         self.server.listen(port, "127.0.0.1")
         self.url = f"http://127.0.0.1:{port}{PREFIX}"

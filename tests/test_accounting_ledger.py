@@ -24,10 +24,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from labspace.services.accounting import ledger, usage
-from labspace.services.accounting.db import Database
+from labspace.services.accounting.db import open_database
 from labspace.services.accounting.ledger import LedgerError, Leg
 from labspace.services.accounting.models import Account, UsageSession
 from labspace.services.accounting.policy import Policy
+from labspace.services.kit.db import Database
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 PROFILES = [{"slug": "small"}, {"slug": "big"}]
@@ -46,7 +47,7 @@ def policy(prefix: str = "p", **extra) -> Policy:
 
 
 def make_db(url: str) -> Database:
-    db = Database(url)
+    db = open_database(url)
     db.upgrade()
     db.work(usage.sync_prices, policy(), T0 - timedelta(days=1))
     return db

@@ -1,64 +1,102 @@
-"""The accounting service: a tornado application authenticated by the hub.
+"""The accounting service: a tornado application authenticated by the hub, run
+by the kit (``__main__``: ``run_service("accounting", "...app:factory", 8010)``).
 
-``make_app(service)`` builds the routes under the service prefix:
+``make_app(ctx, service)`` builds the routes under the service prefix:
 
 - ``api/...``: the REST API (``api.py``), OpenAPI at ``api/openapi.json``;
 - ``api/internal/...``: the hub side's endpoints, service token only (``internal.py``);
 - ``/``, ``projects``, ``admin``: the pages (``pages.py``); ``metrics``: Prometheus;
-- ``oauth_callback``: the hub's OAuth redirect.
+- ``oauth_callback`` (the kit's): the hub's OAuth redirect.
 
-The handlers' plumbing is ``web.py``; the read models that the API and the pages
-share are ``views.py``.
+The handlers' base is ``web.py``; the read models that the API and the pages
+share are ``views.py``. ``factory(ctx)`` is the service's start: migrations,
+the settings' prices and this month's allowances, the charger and reconciler;
+its stop ends the loops and closes the database.
+
+Environment (besides the hub's ``JUPYTERHUB_*``): ``LABSPACE_ACCOUNTING_CONFIG``
+(JSON: the ``accounting`` section, the profiles, ``data_dir``),
+``LABSPACE_ACCOUNTING_DB_URL_FILE`` (the file that keeps the database URL;
+default: SQLite under ``data_dir``), ``LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE``
+(the deliverer's secret) and optionally ``LABSPACE_ACCOUNTING_DB_BUSY_TIMEOUT``
+(seconds a write waits for SQLite's lock before the answer is a 503; default 3).
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import logging
 import os
-import secrets
 
 from jupyterhub.services.auth import HubOAuth
 from tornado import web
 
-from . import api, internal, pages
+from labspace.services.kit import web as kit
+from labspace.services.kit.db import BUSY_TIMEOUT
+from labspace.services.kit.run import ServiceContext, Started
+
+from . import api, internal, pages, usage
+from .clock import now
+from .config import scope_implies
+from .db import open_database
+from .loops import Hub
 from .service import Service
-from .web import NotFoundHandler, OAuthCallbackHandler, log_request
+from .web import NotFoundHandler
+
+log = logging.getLogger("labspace.accounting")
+NAV = [  # when the hub gives no links (LABSPACE_NAV)
+    {"title": "My usage", "url": "/services/accounting/", "admin": False},
+    {"title": "Projects", "url": "/services/accounting/projects", "admin": False},
+    {"title": "Accounting admin", "url": "/services/accounting/admin", "admin": True},
+]
 
 
-def make_app(service: Service, hub_auth: HubOAuth | None = None) -> web.Application:
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/accounting/")
-    hub_auth = hub_auth or HubOAuth(api_token=service.token, cache_max_age=60)
-    routes = [
-        *api.routes(prefix),
-        *internal.routes(prefix),
-        *pages.routes(prefix),
-        (prefix + "oauth_callback", OAuthCallbackHandler),
-    ]
-    here = os.path.dirname(__file__)
-    base_url = os.environ.get("JUPYTERHUB_BASE_URL", "/")
-    hub_prefix = base_url + "hub/"
-    try:  # the hub's navigation links of every service (set by labspace.hubconfig)
-        nav = json.loads(os.environ.get("LABSPACE_NAV") or "[]")
-    except ValueError:
-        nav = []
-    nav = nav or [
-        {"title": "My usage", "url": "/services/accounting/", "admin": False},
-        {"title": "Projects", "url": "/services/accounting/projects", "admin": False},
-        {"title": "Accounting admin", "url": "/services/accounting/admin", "admin": True},
-    ]
-    return web.Application(
+def make_app(
+    ctx: ServiceContext, service: Service, hub_auth: HubOAuth | None = None
+) -> web.Application:
+    prefix = ctx.prefix
+    routes = [*api.routes(prefix), *internal.routes(prefix), *pages.routes(prefix)]
+    return kit.make_app(
+        ctx,
         routes,
         service=service,
-        hub_auth=hub_auth,
-        prefix=prefix,
-        hub_prefix=hub_prefix,
-        base_url=base_url,
-        nav=nav,
-        template_path=os.path.join(here, "templates"),
-        cookie_secret=os.environ.get("JUPYTERHUB_COOKIE_SECRET", "").encode()
-        or secrets.token_bytes(32),
-        xsrf_cookies=True,
-        login_url=hub_auth.login_url,
-        log_function=log_request,
+        hub_auth=hub_auth or ctx.hub_auth(cache_max_age=60),
+        nav=ctx.nav or NAV,
+        scope_implies=scope_implies(),
+        template_path=os.path.join(os.path.dirname(__file__), "templates"),
         default_handler_class=NotFoundHandler,
     )
+
+
+def prepare(service: Service) -> None:
+    """Migrations, then the settings' prices and this month's allowances."""
+    service.db.upgrade()
+    at = now()
+    added = service.db.work(usage.sync_prices, service.policy, at)
+    renewed = service.db.work(usage.renew_all, service.policy, at)
+    log.info(
+        "Database ready (%s): %d price points added, %d allowances granted",
+        service.db.dialect,
+        added,
+        renewed,
+    )
+
+
+async def factory(ctx: ServiceContext) -> Started:
+    """The accounting service's start (the kit already answers 503 meanwhile)."""
+    busy = float(ctx.env.get("LABSPACE_ACCOUNTING_DB_BUSY_TIMEOUT") or BUSY_TIMEOUT)
+    db = open_database(ctx.db_url, busy_timeout=busy)
+    service = Service(
+        ctx.config,
+        db,
+        Hub(ctx.api_url, ctx.api_token),
+        deliverer_secret=ctx.secret("deliverer_secret"),
+    )
+    await asyncio.to_thread(prepare, service)
+    app = make_app(ctx, service)
+    service.loops.start()
+
+    async def stop() -> None:
+        await service.loops.stop()
+        await asyncio.to_thread(db.close)
+
+    return Started(app, stop)

@@ -38,6 +38,32 @@ SERVICE_SCOPES = [
     "read:groups",
 ]
 DB_URL = "accounting-db-url"
+CUSTOM_SCOPES = {  # the hub's custom scopes; a scope's subscopes are what it implies
+    READ: {"description": "Read your own usage, your projects' balances and prices."},
+    READ_ALL: {
+        "description": "Read everyone's usage and every project's balance.",
+        "subscopes": [READ],
+    },
+    ADMIN: {"description": "Top up, assign, move and reverse budgets.", "subscopes": [READ_ALL]},
+}
+
+
+def scope_implies(scopes: dict[str, dict[str, Any]] = CUSTOM_SCOPES) -> dict[str, list[str]]:
+    """For each scope, the scopes that also grant it (through subscopes, at any
+    depth): the service's ``scope_implies``, from the same table the hub gets."""
+    out: dict[str, list[str]] = {}
+    for scope in scopes:
+        granting, todo = set(), [scope]
+        while todo:
+            below = todo.pop()
+            for other, spec in scopes.items():
+                if below in spec.get("subscopes", []) and other not in granting:
+                    granting.add(other)
+                    todo.append(other)
+        out[scope] = sorted(granting)
+    return out
+
+
 PROFILE_KEYS = ("slug", "display_name", "cpu", "memory", "gpus", "groups")
 
 
@@ -179,17 +205,7 @@ def hub_parts(settings, state) -> dict[str, Any]:
                 NAME, "What the accounting service may do: see servers, stop them", SERVICE_SCOPES
             )
         ],
-        "custom_scopes": {
-            READ: {"description": "Read your own usage, your projects' balances and prices."},
-            READ_ALL: {
-                "description": "Read everyone's usage and every project's balance.",
-                "subscopes": [READ],
-            },
-            ADMIN: {
-                "description": "Top up, assign, move and reverse budgets.",
-                "subscopes": [READ_ALL],
-            },
-        },
+        "custom_scopes": CUSTOM_SCOPES,
         "user_scopes": [f"access:services!service={NAME}", READ],
         "admin_scopes": [f"access:services!service={NAME}", READ_ALL, ADMIN],
         "spawner": hubside.spawner_traits(hub),

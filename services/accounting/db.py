@@ -1,161 +1,25 @@
-"""Database set-up: engine, migrations at start, one transaction per unit of work.
+"""The accounting database: the kit's ``Database`` with accounting's migrations.
 
 Concurrency: every unit of work that may move money locks what it spends from.
 On PostgreSQL that is ``SELECT ... FOR UPDATE`` on the account rows
-(``ledger.lock``); on SQLite a writing transaction starts with ``BEGIN
-IMMEDIATE``, which takes the database's one write lock up front, so two
-reservations never interleave their balance check and their insert.
-
-Read-only work (``Database.read``) runs in a deferred transaction that never
-takes that lock (WAL lets it read while a writer writes). A read that finds it
-must write after all (an account made on first sight, a monthly allowance) is
-stopped before its first write and run again as a writing unit of work.
-
-A writer that waits longer than ``busy_timeout`` for SQLite's lock gets
-``DatabaseBusy`` (the handlers answer 503 with a message), not a 500 after 30 s.
+(``ledger.lock``); on SQLite the kit starts a writing transaction with ``BEGIN
+IMMEDIATE``, so two reservations never interleave their balance check and their
+insert. A writer that waits longer than ``busy_timeout`` for SQLite's lock gets
+``DatabaseBusy`` ("The accounting database is busy ..."), which the handlers
+answer with a 503.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from typing import Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from labspace.services.kit.db import BUSY_TIMEOUT, Database
 
-T = TypeVar("T")
-READ_ONLY = "labspace_read_only"  # execution option of the read engine
-BUSY_TIMEOUT = 3.0  # seconds a writer waits for SQLite's write lock
+MIGRATIONS = resources.files(__package__).joinpath("migrations")
 
 
-class DatabaseBusy(Exception):
-    """SQLite's write lock stayed taken for longer than the busy timeout."""
-
-
-class NeedsWrite(Exception):
-    """A read-only unit of work tried to write (run it again as a write)."""
-
-
-def normalise_url(url: str) -> str:
-    for plain in ("postgresql://", "postgres://"):
-        if url.startswith(plain):
-            return "postgresql+psycopg://" + url[len(plain) :]
-    return url
-
-
-def make_engine(url: str, pool_size: int = 8, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
-    url = normalise_url(url)
-    if url.startswith("sqlite"):
-        engine = create_engine(
-            url, connect_args={"timeout": busy_timeout, "check_same_thread": False}
-        )
-        _sqlite_immediate(engine, in_memory=url in ("sqlite://", "sqlite:///:memory:"))
-        return engine
-    return create_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        connect_args={"options": "-c timezone=UTC"},
+def open_database(url: str, busy_timeout: float = BUSY_TIMEOUT, threads: int = 8) -> Database:
+    """The accounting database at ``url`` (SQLite or PostgreSQL), not yet migrated."""
+    return Database(
+        url, str(MIGRATIONS), name="accounting", threads=threads, busy_timeout=busy_timeout
     )
-
-
-def _sqlite_immediate(engine: Engine, in_memory: bool) -> None:
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-        cur = dbapi_conn.cursor()
-        if not in_memory:
-            cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn):
-        read = conn.get_execution_options().get(READ_ONLY)
-        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
-
-
-def _no_writes(session: Session, _context, _instances) -> None:
-    if session.new or session.dirty or session.deleted:
-        raise NeedsWrite
-
-
-def is_locked(error: OperationalError) -> bool:
-    """SQLite's "database is locked" (the busy timeout ran out)."""
-    return "database is locked" in str(error.orig) or "database table is locked" in str(error.orig)
-
-
-def upgrade(engine: Engine) -> None:
-    """``alembic upgrade head`` on ``engine`` (the migrations ship in the package)."""
-    here = resources.files("labspace.services.accounting").joinpath("migrations")
-    cfg = Config()
-    cfg.set_main_option("script_location", str(here))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-
-
-class Database:
-    """An engine, a session factory and a small thread pool, so the tornado
-    loop never waits on the database."""
-
-    def __init__(self, url: str, threads: int = 8, busy_timeout: float = BUSY_TIMEOUT):
-        self.url = normalise_url(url)
-        self.engine = make_engine(self.url, pool_size=threads, busy_timeout=busy_timeout)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.read_sessions = sessionmaker(
-            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
-        )
-        event.listen(self.read_sessions, "before_flush", _no_writes)
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="accounting-db")
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
-    def upgrade(self) -> None:
-        upgrade(self.engine)
-
-    def work(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        """Run ``fn(session, ...)`` in one writing transaction, committed on success."""
-        try:
-            with self.sessions() as session, session.begin():
-                return fn(session, *args, **kw)
-        except OperationalError as e:
-            if is_locked(e):
-                raise DatabaseBusy(
-                    "The accounting database is busy (another write holds it); try again shortly"
-                ) from None
-            raise
-
-    def read_work(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        """Run ``fn(session, ...)`` in a read-only transaction; if it must
-        write after all, run it again as a writing unit of work."""
-        try:
-            with self.read_sessions() as session, session.begin():
-                return fn(session, *args, **kw)
-        except NeedsWrite:
-            return self.work(fn, *args, **kw)
-
-    async def run(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        """``work`` (a writing transaction) on the thread pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, lambda: self.work(fn, *args, **kw))
-
-    async def read(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        """``read_work`` (a read-only transaction) on the thread pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, lambda: self.read_work(fn, *args, **kw))
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
-        self.engine.dispose()

@@ -13,68 +13,28 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
-from jupyterhub.utils import exponential_backoff
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from labspace.services.kit.hub import HubClient
 
 from . import usage
 from .clock import now
 from .pricing import iso, parse_time
 
 log = logging.getLogger("labspace.accounting")
-PAGE = 200
 OUTBOX_FRESH = 15.0  # seconds; the deliverer reports every <= 5 s
 
 
-class HubClient:
-    """The hub's REST API with the service's token."""
+class Hub(HubClient):
+    """The hub API as accounting uses it: the kit's client (retries, paging)
+    plus the two calls the loops make."""
 
-    def __init__(self, api_url: str, token: str, timeout: float = 10.0):
-        self.api_url = api_url.rstrip("/") + "/"
-        self.token = token
-        self.timeout = timeout
-
-    async def request(self, method: str, path: str, **query: Any) -> tuple[int, Any]:
-        url = self.api_url + path + (("?" + urlencode(query)) if query else "")
-        req = HTTPRequest(
-            url,
-            method=method,
-            headers={
-                "Authorization": f"token {self.token}",
-                "Accept": "application/jupyterhub-pagination+json",
-            },
-            request_timeout=self.timeout,
-            allow_nonstandard_methods=True,
-        )
-        try:
-            resp = await AsyncHTTPClient().fetch(req)
-        except HTTPClientError as e:
-            if e.response is None:
-                raise
-            return e.code, None
-        return resp.code, json.loads(resp.body) if resp.body else None
-
-    async def active_users(self) -> AsyncIterator[dict[str, Any]]:
+    def active_users(self) -> AsyncIterator[dict[str, Any]]:
         """Users with live servers, page by page."""
-        offset = 0
-        for _ in range(10_000):  # bounded: 2,000,000 users
-            status, data = await self.request(
-                "GET", "users", state="active", offset=offset, limit=PAGE
-            )
-            if status != 200:
-                raise RuntimeError(f"GET users?state=active answered {status}")
-            items = data["items"] if isinstance(data, dict) else data
-            for item in items:
-                yield item
-            nxt = (data.get("_pagination") or {}).get("next") if isinstance(data, dict) else None
-            if not nxt or not items:
-                return
-            offset = nxt["offset"]
+        return self.paged("users", state="active")
 
     async def stop_server(self, user: str, server: str) -> int:
         path = f"users/{quote(user, safe='')}/server" + (
@@ -155,13 +115,9 @@ class Loops:
         fetched_at = now()
         active: dict[tuple[str, str], str | None] = {}
 
-        async def fetch():
-            async for user in svc.hub.active_users():
-                for name, server in (user.get("servers") or {}).items():
-                    active[(user["name"], name)] = server.get("started")
-            return True
-
-        await exponential_backoff(fetch, "hub API unreachable", timeout=30, start_wait=0.5)
+        async for user in svc.hub.active_users():  # the kit retries an unreachable hub
+            for name, server in (user.get("servers") or {}).items():
+                active[(user["name"], name)] = server.get("started")
         drained = self.outbox_drained(fetched_at)
         closed = await svc.db.run(
             usage.mark_seen, active, fetched_at, svc.policy, may_close=drained

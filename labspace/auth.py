@@ -2,74 +2,24 @@
 
 Each ``auth.type`` is a row of ``PROVIDERS``: which OAuthenticator class runs it,
 its defaults (button name, scopes, username and groups claims) and what it
-supports. The Labspace classes below add one thing to OAuthenticator's: a person
-who is refused is told why, and a refresh that finds the person no longer allowed
-ends their session. No OAuth is implemented here.
+supports. The classes live in ``labspace.authenticators`` and are named here by
+import path, so reading and checking settings never loads OAuthenticator (~2 s):
+only the hub, when it builds its authenticator's traits, imports them.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from oauthenticator.azuread import AzureAdOAuthenticator
-from oauthenticator.generic import GenericOAuthenticator
-from oauthenticator.github import GitHubOAuthenticator
-from oauthenticator.gitlab import GitLabOAuthenticator
-from oauthenticator.google import GoogleOAuthenticator
-from tornado import web
 
 if TYPE_CHECKING:
     from .settings import Settings
 
-REFUSED = (
-    "Your account ({name}) is not in a group that may use this Labspace. "
-    "Ask an administrator to add you to one, then sign in again."
-)
-
-
-class ExplainRefusalMixin:
-    """Refusals carry a message the error page shows, instead of a bare 403."""
-
-    async def check_allowed(self, username, auth_model):
-        if await super().check_allowed(username, auth_model):
-            return True
-        self.log.warning("Refused sign-in for %s: not in an allowed group or user list", username)
-        raise web.HTTPError(403, REFUSED.format(name=username))
-
-    async def refresh_user(self, user, handler=None, **kwargs):
-        """Refresh as OAuthenticator does, then require a new sign-in if the
-        person has lost every group or listing that let them in."""
-        refreshed = await super().refresh_user(user, handler, **kwargs)
-        if isinstance(refreshed, dict):
-            try:
-                await self.check_allowed(refreshed["name"], refreshed)
-            except web.HTTPError:
-                self.log.info("%s is no longer allowed; ending their session", user.name)
-                return False
-        return refreshed
-
-
-class LabspaceOIDCAuthenticator(ExplainRefusalMixin, GenericOAuthenticator):
-    """Generic OpenID Connect (also the Keycloak and Okta presets)."""
-
-
-class LabspaceGitHubAuthenticator(ExplainRefusalMixin, GitHubOAuthenticator):
-    """GitHub; teams become groups named ``org:team``."""
-
-
-class LabspaceGitLabAuthenticator(ExplainRefusalMixin, GitLabOAuthenticator):
-    """GitLab (gitlab.com or a self-hosted server)."""
-
-
-class LabspaceGoogleAuthenticator(ExplainRefusalMixin, GoogleOAuthenticator):
-    """Google accounts, optionally limited to hosted domains."""
-
-
-class LabspaceAzureADAuthenticator(ExplainRefusalMixin, AzureAdOAuthenticator):
-    """Microsoft Entra ID (Azure AD)."""
+CLASSES = "labspace.authenticators"  # the OAuthenticator classes (loads OAuthenticator)
 
 
 def github_team_groups(auth_state: dict) -> list[str]:
@@ -77,9 +27,18 @@ def github_team_groups(auth_state: dict) -> list[str]:
     return [f"{t['organization']['login']}:{t['slug']}" for t in auth_state.get("teams") or []]
 
 
+def __getattr__(name: str) -> Any:
+    """``auth.LabspaceOIDCAuthenticator`` and the other classes, loaded when asked for."""
+    if name == "REFUSED" or name.endswith(("Authenticator", "Mixin")):
+        module = import_module(CLASSES)
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @dataclass(frozen=True)
 class Provider:
-    cls: type
+    class_name: str  # in labspace.authenticators
     display_name: str
     scopes: tuple[str, ...]
     username_claim: str
@@ -88,12 +47,21 @@ class Provider:
     discovery: bool = False  # reads endpoints from issuer/.well-known/openid-configuration
     only: frozenset[str] = field(default_factory=frozenset)  # provider-specific keys
 
+    @property
+    def class_path(self) -> str:
+        return f"{CLASSES}.{self.class_name}"
+
+    @property
+    def cls(self) -> type:
+        """The OAuthenticator class (importing it loads OAuthenticator)."""
+        return getattr(import_module(CLASSES), self.class_name)
+
 
 OIDC_SCOPES = ("openid", "profile", "email")
 
 PROVIDERS: dict[str, Provider] = {
     "oidc": Provider(
-        LabspaceOIDCAuthenticator,
+        "LabspaceOIDCAuthenticator",
         "OpenID Connect",
         OIDC_SCOPES,
         "preferred_username",
@@ -101,7 +69,7 @@ PROVIDERS: dict[str, Provider] = {
         only=frozenset({"issuer", "authorize_url", "token_url", "userdata_url"}),
     ),
     "keycloak": Provider(
-        LabspaceOIDCAuthenticator,
+        "LabspaceOIDCAuthenticator",
         "Keycloak",
         OIDC_SCOPES,
         "preferred_username",
@@ -110,7 +78,7 @@ PROVIDERS: dict[str, Provider] = {
         only=frozenset({"issuer"}),
     ),
     "okta": Provider(
-        LabspaceOIDCAuthenticator,
+        "LabspaceOIDCAuthenticator",
         "Okta",
         (*OIDC_SCOPES, "groups"),
         "preferred_username",
@@ -119,7 +87,7 @@ PROVIDERS: dict[str, Provider] = {
         only=frozenset({"issuer"}),
     ),
     "azuread": Provider(
-        LabspaceAzureADAuthenticator,
+        "LabspaceAzureADAuthenticator",
         "Microsoft",
         OIDC_SCOPES,
         "preferred_username",
@@ -127,7 +95,7 @@ PROVIDERS: dict[str, Provider] = {
         only=frozenset({"tenant_id"}),
     ),
     "github": Provider(
-        LabspaceGitHubAuthenticator,
+        "LabspaceGitHubAuthenticator",
         "GitHub",
         ("read:user", "read:org"),
         "login",
@@ -135,7 +103,7 @@ PROVIDERS: dict[str, Provider] = {
         only=frozenset({"allowed_organizations", "server_url"}),
     ),
     "gitlab": Provider(
-        LabspaceGitLabAuthenticator,
+        "LabspaceGitLabAuthenticator",
         "GitLab",
         ("read_user",),
         "username",
@@ -143,7 +111,7 @@ PROVIDERS: dict[str, Provider] = {
         only=frozenset({"server_url"}),
     ),
     "google": Provider(
-        LabspaceGoogleAuthenticator,
+        "LabspaceGoogleAuthenticator",
         "Google",
         OIDC_SCOPES,
         "email",
@@ -331,7 +299,7 @@ def traits(settings: Settings, callback_url: str) -> dict[str, dict[str, Any]]:
         elif groups_claim(auth):
             t["auth_state_groups_key"] = f"{provider.cls.user_auth_state_key}.{groups_claim(auth)}"
     _provider_specific(kind, auth, t)
-    return {provider.cls.__name__: t}
+    return {provider.class_name: t}
 
 
 def _provider_specific(kind: str, auth: dict[str, Any], t: dict[str, Any]) -> None:
@@ -348,5 +316,4 @@ def _provider_specific(kind: str, auth: dict[str, Any], t: dict[str, Any]) -> No
 
 
 def class_path(kind: str) -> str:
-    cls = PROVIDERS[kind].cls
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return PROVIDERS[kind].class_path

@@ -56,7 +56,8 @@ from labspace import profiles
 from labspace.profiles import ProfileError, WorkspaceSpec
 from labspace.state import user_dir_name
 
-_slots: dict[int, asyncio.Semaphore] = {}
+# where a hub keeps its StartQueue: its tornado settings (see hub_start_queue)
+START_QUEUE = "labspace_start_queue"
 
 
 class StartProgress:
@@ -103,33 +104,43 @@ def default_concurrency() -> int:
 
 
 class StartQueue:
-    """Starts asked for and not yet over, hub-wide: how long a new one may wait."""
+    """The starts of one hub: how many are asked for and not yet over (how long
+    a new one may wait), and the slots they start in."""
 
-    pending = 0
+    def __init__(self):
+        self.pending = 0
+        self._slots: dict[int, asyncio.Semaphore] = {}
 
-    @classmethod
-    def join(cls) -> int:
+    def join(self) -> int:
         """Count a start in; returns how many were ahead of it."""
-        ahead = cls.pending
-        cls.pending += 1
+        ahead = self.pending
+        self.pending += 1
         return ahead
 
-    @classmethod
-    def leave(cls) -> None:
-        cls.pending = max(0, cls.pending - 1)
+    def leave(self) -> None:
+        self.pending = max(0, self.pending - 1)
+
+    def slot(self, limit: int) -> asyncio.Semaphore:
+        """The semaphore for ``limit`` concurrent starts."""
+        if limit not in self._slots:
+            self._slots[limit] = asyncio.Semaphore(limit)
+        return self._slots[limit]
+
+
+def hub_start_queue(hub_settings: dict[str, Any]) -> StartQueue:
+    """The StartQueue of the hub whose tornado settings are ``hub_settings``
+    (``JupyterHub.tornado_settings``, which a spawner reaches as
+    ``spawner.user.settings``): one per hub application, made at its first start."""
+    queue = hub_settings.get(START_QUEUE)
+    if queue is None:
+        queue = hub_settings[START_QUEUE] = StartQueue()
+    return queue
 
 
 def queue_allowance(ahead: int, limit: int, per_round: float) -> float:
     """Extra seconds a start may take when ``ahead`` starts wait before it: one
     round of ``per_round`` seconds for each full set of ``limit`` slots ahead."""
     return (ahead // limit) * per_round
-
-
-def slot(limit: int) -> asyncio.Semaphore:
-    """The hub-wide semaphore for ``limit`` concurrent starts."""
-    if limit not in _slots:
-        _slots[limit] = asyncio.Semaphore(limit)
-    return _slots[limit]
 
 
 class LabspaceSpawnerMixin(Configurable):
@@ -182,6 +193,11 @@ class LabspaceSpawnerMixin(Configurable):
     def start_slots(self) -> int:
         """How many workspaces may be starting at once (``spawn_concurrency``)."""
         return self.spawn_concurrency or default_concurrency()
+
+    @property
+    def start_queue(self) -> StartQueue:
+        """The starts of this spawner's hub (every spawner of one hub shares it)."""
+        return hub_start_queue(self.user.settings)
 
     before_start = List(
         Union([Callable(), Unicode()]),
@@ -319,7 +335,7 @@ class LabspaceSpawnerMixin(Configurable):
         if self._configured_start_timeout is None:
             self._configured_start_timeout = self.start_timeout
         if not self._queued:
-            ahead = StartQueue.join()
+            ahead = self.start_queue.join()
             self._queued = True
             limit = self.start_slots
             extra = queue_allowance(ahead, limit, self.http_timeout)
@@ -335,7 +351,7 @@ class LabspaceSpawnerMixin(Configurable):
     def _leave_queue(self) -> None:
         if self._queued:
             self._queued = False
-            StartQueue.leave()
+            self.start_queue.leave()
 
     runs_images = False  # docker and kubernetes: only allowed images may run
 
@@ -420,7 +436,7 @@ class LabspaceSpawnerMixin(Configurable):
             self.apply_workspace_spec(self.workspace_spec)
         spec = self.workspace_spec
         limit = self.start_slots
-        gate = slot(limit)
+        gate = self.start_queue.slot(limit)
         if gate.locked():
             starting = "1 workspace is" if limit == 1 else f"{limit} workspaces are"
             self.emit(f"Waiting for a slot: {starting} starting", 5)

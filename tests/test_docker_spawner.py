@@ -105,7 +105,9 @@ def make_spawner(settings, tmp_path):
         config.LabspaceDockerSpawner.home_root = str(tmp_path / "users")  # as hubconfig does
         for trait, value in traits.items():
             setattr(config.DockerSpawner, trait, value)
-        return build_spawner(LabspaceDockerSpawner, name, server_name, values, config)
+        spawner = build_spawner(LabspaceDockerSpawner, name, server_name, values, config)
+        spawner.user.settings = {}  # the hub's tornado settings (User.settings): its start queue
+        return spawner
 
     return make
 

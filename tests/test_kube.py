@@ -130,7 +130,9 @@ def make_spawner(offline_kube, settings):
         config = Config()
         for trait, value in kube_traits.items():  # as hub.config would set them
             setattr(config.KubeSpawner, trait, value)
-        return build_spawner(LabspaceKubeSpawner, name, server_name, values, config)
+        spawner = build_spawner(LabspaceKubeSpawner, name, server_name, values, config)
+        spawner.user.settings = {}  # the hub's tornado settings (User.settings): its start queue
+        return spawner
 
     return make
 

@@ -9,7 +9,13 @@ from traitlets import TraitError
 from traitlets.config import Config
 
 from labspace.spawners.local import LabspaceLocalSpawner
-from labspace.spawners.mixin import StartQueue, default_concurrency, queue_allowance
+from labspace.spawners.mixin import (
+    START_QUEUE,
+    StartQueue,
+    default_concurrency,
+    hub_start_queue,
+    queue_allowance,
+)
 
 
 @pytest.mark.parametrize(
@@ -27,16 +33,41 @@ def test_queue_allowance(ahead, limit, extra):
 
 
 def test_start_queue_counts_and_never_goes_negative():
-    before = StartQueue.pending
-    assert StartQueue.join() == before
-    assert StartQueue.join() == before + 1
-    StartQueue.leave()
-    StartQueue.leave()
-    assert StartQueue.pending == before
-    StartQueue.pending = 0
-    StartQueue.leave()
-    assert StartQueue.pending == 0
-    StartQueue.pending = before
+    queue = StartQueue()  # one hub's
+    before = queue.pending
+    assert queue.join() == before
+    assert queue.join() == before + 1
+    queue.leave()
+    queue.leave()
+    assert queue.pending == before
+    queue.pending = 0
+    queue.leave()
+    assert queue.pending == 0
+    queue.pending = before
+
+
+def spawner_of(hub_settings: dict, name: str):
+    spawner = build_spawner(LabspaceLocalSpawner, name, "", settings_from("{}"), Config())
+    spawner.user.settings = hub_settings  # jupyterhub.user.User.settings: the hub's
+    return spawner
+
+
+async def test_each_hub_has_its_own_start_queue_and_slots():
+    """No process-wide state: every spawner of one hub counts in that hub's queue
+    (kept in its tornado settings), and two hubs in one process do not share one."""
+    one, other = {}, {}
+    ann, bob, cid = spawner_of(one, "ann"), spawner_of(one, "bob"), spawner_of(other, "cid")
+    assert ann.start_queue is bob.start_queue is one[START_QUEUE] is hub_start_queue(one)
+    assert cid.start_queue is other[START_QUEUE] and cid.start_queue is not ann.start_queue
+    ann._allow_for_queue()
+    bob._allow_for_queue()
+    cid._allow_for_queue()
+    assert (one[START_QUEUE].pending, other[START_QUEUE].pending) == (2, 1)
+    async with ann.start_queue.slot(1):
+        assert bob.start_queue.slot(1).locked() and not cid.start_queue.slot(1).locked()
+    ann._leave_queue()
+    ann._leave_queue()  # once per start
+    assert (one[START_QUEUE].pending, other[START_QUEUE].pending) == (1, 1)
 
 
 def test_default_concurrency_is_two_per_core(monkeypatch):

@@ -409,7 +409,12 @@ async def test_deliverer_drains_through_failures_and_stops_on_sigterm(service, o
     proc = start_deliverer(service, outbox_path)
     try:
         deadline = time.monotonic() + 30
-        while box.status()["depth"] and time.monotonic() < deadline:
+
+        def settled() -> bool:  # drained, and the empty outbox reported (it follows the ack)
+            reports = service.calls("outbox-status")
+            return not box.status()["depth"] and bool(reports) and reports[-1]["depth"] == 0
+
+        while not settled() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         assert box.status()["depth"] == 0
         assert sorted(e["n"] for e in service.events) == list(range(1200))

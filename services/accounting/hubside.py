@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 import logging
 import sys
 import time
@@ -36,8 +35,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from labspace.services.kit.caller import ServiceCaller, Unreachable
 from labspace.state import SECRETS_DIR, ensure_secret
 
 from .outbox import Outbox, path_in
@@ -53,10 +52,6 @@ UNREACHABLE_MESSAGE = (
     "Budgets cannot be checked right now (the accounting service is not answering), "
     "so workspaces cannot start; try again in a few minutes or tell your administrator"
 )
-
-
-class Unreachable(Exception):
-    """The accounting service did not answer (or answered 5xx)."""
 
 
 def utc_iso(when: datetime | None = None) -> str:
@@ -100,15 +95,17 @@ class HubSide:
         timeout: float = 5.0,
         tries: int = 3,
     ):
-        self.base_url = base_url
-        self.token = token
+        self.service = ServiceCaller(SERVICE, base_url, token, timeout=timeout, tries=tries)
         self.outbox = Outbox(outbox_path)
         self.on_unreachable = on_unreachable
-        self.timeout = timeout
-        self.tries = tries
         self._alerts: dict[str, tuple[float, list[dict]]] = {}
         self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def base_url(self) -> str:
+        """The service's root URL (its internal endpoints are under ``api/internal/``)."""
+        return self.service.base_url
 
     @classmethod
     def from_settings(cls, settings, state) -> HubSide:
@@ -121,48 +118,10 @@ class HubSide:
 
     # -- talking to the service ------------------------------------------------
 
-    async def _call(self, method: str, path: str, body: Any = None, timeout=None) -> tuple:
-        """One request to ``api/internal/<path>``: ``(status, json)``; raises
-        ``Unreachable`` for no answer or a 5xx."""
-        req = HTTPRequest(
-            f"{self.base_url}api/internal/{path}",
-            method=method,
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
-            body=json.dumps(body) if body is not None else None,
-            connect_timeout=timeout or self.timeout,
-            request_timeout=timeout or self.timeout,
-        )
-        try:
-            resp = await AsyncHTTPClient().fetch(req, raise_error=False)
-        except (OSError, HTTPClientError) as e:  # TimeoutError is an OSError
-            raise Unreachable(f"{type(e).__name__}: {e}") from None
-        if resp.code >= 500 or resp.code == 599:
-            raise Unreachable(f"HTTP {resp.code}")
-        try:
-            data = json.loads(resp.body or b"{}")
-        except ValueError:
-            data = {}
-        return resp.code, data
-
-    async def _call_retrying(self, method: str, path: str, body: Any = None) -> tuple:
-        """``_call`` with ``tries`` tries and growing pauses (bounded: about
-        ``tries * timeout`` seconds at worst)."""
-        delay = 0.25
-        for attempt in range(1, self.tries + 1):
-            try:
-                return await self._call(method, path, body)
-            except Unreachable as e:
-                if attempt == self.tries:
-                    raise
-                log.warning("Accounting %s %s failed (%s); retrying", method, path, e)
-                await asyncio.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
-
     async def spawn_info(self, spawner) -> dict[str, Any]:
         groups = ",".join(sorted(spawner.user_groups()))
         query = urlencode({"user": spawner.user.name, "groups": groups})
-        status, data = await self._call("GET", f"spawn-info?{query}", timeout=3)
+        status, data = await self.service.call("GET", f"spawn-info?{query}", timeout=3)
         if status != 200:
             raise Unreachable(f"spawn-info answered {status}: {data.get('message')}")
         return data
@@ -218,7 +177,7 @@ class HubSide:
             "at": utc_iso(spawner.orm_spawner.started),
         }
         try:
-            status, answer = await self._call_retrying("POST", "reserve", reserve)
+            status, answer = await self.service.call_retrying("POST", "reserve", reserve)
         except Unreachable as e:
             await self._unreachable(spawner, reserve, str(e))
         else:
@@ -300,7 +259,9 @@ class HubSide:
             return  # the deliverer has them
         seqs = [seq for seq, _ in claimed]
         try:
-            status, answer = await self._call("POST", "events", {"events": [e for _, e in claimed]})
+            status, answer = await self.service.call(
+                "POST", "events", {"events": [e for _, e in claimed]}
+            )
         except Unreachable as e:
             await asyncio.to_thread(self.outbox.release, seqs, str(e), 1.0)
             return
@@ -340,7 +301,9 @@ class HubSide:
 
     async def _refresh_alerts(self, name: str) -> None:
         try:
-            status, data = await self._call("GET", f"alerts?{urlencode({'user': name})}", timeout=3)
+            status, data = await self.service.call(
+                "GET", f"alerts?{urlencode({'user': name})}", timeout=3
+            )
             if status == 200 and isinstance(data.get("alerts"), list):
                 self._alerts[name] = (time.monotonic(), data["alerts"])
             else:

@@ -43,20 +43,35 @@ def main():
 )
 def up(config, port):
     """Run Labspace in the foreground until Ctrl-C."""
-    from .launcher import LaunchError, prepare, run
+    import signal
 
+    from .launcher import Hub, LaunchError, prepare, run
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # ignored by a wrapper or a script
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # SIGINT stops Labspace
+    if "jsonschema" not in sys.modules:
+        # Labspace validates without format checks, and jsonschema imports
+        # rfc3987_syntax (for IRI formats) only to build a grammar: seconds of CPU
+        # that the hub, importing JupyterHub right now, would wait for
+        sys.modules.setdefault("rfc3987_syntax", None)
+    hub = Hub()  # it imports JupyterHub while the settings are checked
     try:
-        prepared = prepare(config, port)
-    except LaunchError as e:
-        err.print(str(e), markup=False)
-        sys.exit(2)
-    if prepared.wrote_default:
-        out.print(
-            f"No settings file found: wrote the defaults to {prepared.wrote_default} "
-            "(edit it, then restart).",
-            markup=False,
-        )
-    sys.exit(run(prepared, echo=lambda line: out.print(line, markup=False)))
+        try:
+            prepared = prepare(config, port)
+        except LaunchError as e:
+            hub.cancel()
+            err.print(str(e), markup=False)
+            sys.exit(2)
+        if prepared.wrote_default:
+            out.print(
+                f"No settings file found: wrote the defaults to {prepared.wrote_default} "
+                "(edit it, then restart).",
+                markup=False,
+            )
+        prepared.hub = hub
+        sys.exit(run(prepared, echo=lambda line: out.print(line, markup=False)))
+    finally:
+        hub.cancel()  # nothing once it has had its go
 
 
 @main.group()

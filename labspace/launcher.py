@@ -1,12 +1,22 @@
 """``labspace up``: run the hub in the foreground until Ctrl-C.
 
-The hub runs as a child process (``python -m jupyterhub -f <packaged config>``);
-this process validates the settings first, waits for ``/hub/health``, prints
-where to log in, forwards SIGINT/SIGTERM and exits with the hub's status.
+The hub is a child process: JupyterHub with the packaged config. It is started
+first (``Hub``) and spends its first seconds importing JupyterHub while this
+process checks the settings, the data folder, the proxy and the ports; only
+then does it get its go (environment and folder, on a pipe) and read its
+config. A check costs the start no time, and a failed one leaves nothing
+behind. This process then waits for ``/hub/health``, prints where to log in,
+forwards SIGINT/SIGTERM and exits with the hub's status.
+
+The hub runs with SIGINT at its default even where this process was started
+with SIGINT ignored (a service wrapper, a script's ``&``): the services the hub
+starts inherit it, so JupyterHub's SIGINT stops them at once.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import socket
@@ -16,12 +26,10 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import NoReturn
 
-import httpx
-
-from . import reference
+from . import rules
 from . import settings as settings_mod
-from .hubconfig import ProxyNotFound, find_proxy
 from .settings import Settings, SettingsError
 from .state import State, StateError, private_umask
 
@@ -30,12 +38,107 @@ class LaunchError(Exception):
     """Labspace cannot start; the message says why and what to do."""
 
 
+class Hub:
+    """The hub's process, started at once: it imports JupyterHub and waits for
+    ``go``; ``cancel`` ends it if it never got one (a failed check)."""
+
+    def __init__(self) -> None:
+        # -P: the current folder is not searched for modules (it may hold another
+        # labspace); a session of its own, so a terminal's Ctrl-C reaches it once
+        self.proc = subprocess.Popen(
+            [sys.executable, "-P", "-m", "labspace.launcher"],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self.released = False
+
+    def go(self, env: dict[str, str], cwd: Path) -> subprocess.Popen:
+        message = {"env": env, "cwd": str(cwd), "config": config_file()}
+        self.released = True
+        try:
+            self.proc.stdin.write(json.dumps(message).encode())
+            self.proc.stdin.close()
+        except BrokenPipeError:  # it has died; proc.wait() tells the status
+            pass
+        return self.proc
+
+    def signal(self, signum: int) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+
+    def stop_services(self) -> None:
+        """SIGTERM to each Labspace service the hub runs, all at once: JupyterHub
+        stops its services one after another (each up to 2 s), and finds these
+        already gone. Other children (the proxy, workspaces) are the hub's to stop."""
+        pid = self.proc.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:  # not Linux, or the hub is gone
+            return
+        for child in children:
+            try:
+                if SERVICE_MODULE in Path(f"/proc/{child}/cmdline").read_bytes():
+                    os.kill(int(child), signal.SIGTERM)
+            except OSError:  # it has exited meanwhile
+                continue
+
+    def cancel(self) -> None:
+        if self.released:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()  # still importing: nothing of its own to clean up
+        self.proc.wait()
+        self.proc.stdin.close()
+
+
+SERVICE_MODULE = b"-m\0labspace.services."  # how the hub starts each service
+
+
+def config_file() -> str:
+    return str(resources.files("labspace").joinpath("jupyterhub_config.py"))
+
+
+def hub_main() -> None:
+    """The hub's process (``python -m labspace.launcher``): import JupyterHub,
+    then wait for the launcher's go; run the hub with it, or end quietly."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if it came ignored
+    try:
+        from jupyterhub.app import JupyterHub  # the long part, while the launcher checks
+
+        message = sys.stdin.buffer.read()
+    except KeyboardInterrupt:
+        raise SystemExit(128 + signal.SIGINT) from None
+    if not message:
+        return  # the launcher found a problem, or went away
+    go = json.loads(message)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.environ.clear()
+    os.environ.update(go["env"])
+    os.chdir(go["cwd"])
+    private_umask()
+    JupyterHub.launch_instance(["-f", go["config"]])
+    end(0)  # JupyterHub has stopped its services and proxy, and committed
+
+
+def end(status: int) -> NoReturn:
+    """Exit now, with our work done: Python's own teardown collects the garbage
+    of every module loaded (JupyterHub, SQLAlchemy, jsonschema...), which takes
+    seconds on a busy machine and is all a stop waits for."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 @dataclass
 class Prepared:
     settings: Settings
     state: State
     wrote_default: Path | None
     env: dict[str, str]  # the hub's environment: where its settings are, any --port
+    hub: Hub | None = None  # started early by ``labspace up``; run() starts one if not
 
 
 PORT_ENV = settings_mod.env_name("hub.port")
@@ -43,16 +146,8 @@ PORT_ENV = settings_mod.env_name("hub.port")
 
 def busy_ports(settings: Settings) -> list[str]:
     """Problem lines for the ports Labspace needs that something else holds."""
-    wanted = [
-        ("hub.port", settings.get("hub.ip") or "0.0.0.0", settings.get("hub.port")),  # noqa: S104
-        ("hub.hub_port", "127.0.0.1", settings.get("hub.hub_port")),
-        ("hub.proxy_api_port", "127.0.0.1", settings.get("hub.proxy_api_port")),
-    ]
-    for name in settings_mod.SERVICE_SECTIONS:  # the services the hub will start
-        if settings.get(f"{name}.enabled"):
-            wanted.append((f"{name}.port", "127.0.0.1", settings.get(f"{name}.port")))
     problems = []
-    for key, ip, port in wanted:
+    for key, ip, port in rules.ports(settings.values):
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -67,23 +162,31 @@ def busy_ports(settings: Settings) -> list[str]:
     return problems
 
 
+def write_default(path: Path) -> Path:
+    from . import reference
+
+    try:
+        path.write_text(reference.default_yaml())
+    except OSError as e:
+        raise LaunchError(
+            f"{path}: no settings file, and none can be written here: {e.strerror} "
+            "(run from a writable folder, or pass --config FILE)"
+        ) from None
+    return path
+
+
 def prepare(config: str | None, port: int | None = None) -> Prepared:
     """Validate everything a start needs, writing a default settings file if
     the default path has none. ``port`` overrides ``hub.port``."""
+    from .hubconfig import ProxyNotFound, find_proxy
+
     env = dict(os.environ)
     if port:
         env[PORT_ENV] = str(port)
     path = settings_mod.config_path(config)
     wrote = None
     if config is None and not env.get(settings_mod.CONFIG_ENV) and not path.exists():
-        try:
-            path.write_text(reference.default_yaml())
-        except OSError as e:
-            raise LaunchError(
-                f"{path}: no settings file, and none can be written here: {e.strerror} "
-                "(run from a writable folder, or pass --config FILE)"
-            ) from None
-        wrote = path
+        wrote = write_default(path)
     try:
         settings = settings_mod.load(path, environ=env)
         state = State(settings)
@@ -102,13 +205,10 @@ def prepare(config: str | None, port: int | None = None) -> Prepared:
     return Prepared(settings, state, wrote, env)
 
 
-def hub_command() -> list[str]:
-    config_file = resources.files("labspace").joinpath("jupyterhub_config.py")
-    return [sys.executable, "-m", "jupyterhub", "-f", str(config_file)]
-
-
 def wait_healthy(proc: subprocess.Popen, url: str, timeout: float) -> bool:
     """Poll ``url`` until it answers 200; False if the hub exits first."""
+    import httpx
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -118,7 +218,7 @@ def wait_healthy(proc: subprocess.Popen, url: str, timeout: float) -> bool:
                 return True
         except httpx.HTTPError:
             pass
-        time.sleep(0.25)
+        time.sleep(0.1)
     return False
 
 
@@ -140,21 +240,19 @@ def banner(settings: Settings, state: State) -> str:
     return f"Labspace is running at {url} — log in as '{admin}' with {how}"
 
 
-def run(prepared: Prepared, echo) -> int:
-    """Start the hub, announce it, and wait for it to end; returns its status."""
+def run(prepared: Prepared, echo) -> NoReturn:
+    """Start the hub, announce it, wait for it to end, and exit with its status."""
     settings, state = prepared.settings, prepared.state
-    private_umask()  # the hub inherits it (and sets it again in its config)
-    # a session of its own, so a terminal's Ctrl-C reaches it once, through us
-    proc = subprocess.Popen(
-        hub_command(), env=prepared.env, cwd=state.data_dir, start_new_session=True
-    )
+    private_umask()  # the hub sets it again in its config
+    hub = prepared.hub or Hub()
 
     def forward(signum, _frame):
-        if proc.poll() is None:
-            proc.send_signal(signum)
+        hub.signal(signum)
+        hub.stop_services()
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    proc = hub.go(prepared.env, state.data_dir)
     url = settings.public_url()
     # the hub itself first, so the proxy is not asked before it has a route
     hub_health = f"http://127.0.0.1:{settings.get('hub.hub_port')}{settings.get('hub.base_url')}"
@@ -165,4 +263,8 @@ def run(prepared: Prepared, echo) -> int:
         echo("Press Ctrl-C to stop.")
     elif proc.poll() is None:
         echo(f"Labspace has not answered at {url}hub/health after 120 s; see the log above.")
-    return proc.wait()
+    end(proc.wait())
+
+
+if __name__ == "__main__":
+    hub_main()

@@ -74,6 +74,30 @@ def hub_settings_for(data_dir: Path, proxy_command: list[str], token: str) -> di
     }
 
 
+def demo_app(app_id: str = "demo", *, python: str = sys.executable, launch=None, **fields):
+    """A catalog definition of the bundled demo app (an HTML page and a websocket
+    echo, ``labspace.extensions.demo_app``) on a unix socket; ``launch`` adds
+    keys to its ``launch``, ``fields`` to the definition (``kind``, ``icon``...)."""
+    return {
+        "id": app_id,
+        "version": "1",
+        "title": app_id.replace("-", " ").title(),
+        "kind": "proxied",
+        **fields,
+        "launch": {
+            "command": [
+                python,
+                "-m",
+                "labspace.extensions.demo_app",
+                "--unix-socket={unix_socket}",
+            ],
+            "unix_socket": True,
+            "ready_path": "/healthz",
+            **(launch or {}),
+        },
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

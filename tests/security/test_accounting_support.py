@@ -1,7 +1,7 @@
-"""Helpers for the accounting attacks (no tests here): a real hub with the
-accounting service, users who sign in with a password, and a browser-like
-client that went through the service's OAuth dance (it holds the
-``service-accounting`` cookie)."""
+"""Helpers for the accounting attacks (no tests here): the security world's hub
+(the accounting service on, a ``lab-a`` project with alice in it, an ``admin``
+user, users who sign in with a password), and a browser-like client that went
+through the service's OAuth dance (it holds the ``service-accounting`` cookie)."""
 
 from __future__ import annotations
 
@@ -10,34 +10,24 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import HubAPI, login
+from harness import login
+
+from .conftest import PASSWORD
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
 
-from test_accounting_e2e_support import Accounting, accounting_settings  # noqa: E402
+from test_accounting_e2e_support import Accounting, accounting_settings  # noqa: E402, F401
 
-PASSWORD = "user-pw-for-tests"  # noqa: S105 (a test hub's shared user password)
 PREFIX = "services/accounting/"
 
 
 @pytest.fixture
-def acct_hub(hub_factory, hub_settings, service_token):
-    """A hub with accounting, a ``lab-a`` project with alice in it, and an
-    ``admin`` user; yields ``(hub, api, acct)``."""
-    accounting_settings(hub_settings, no_project="personal", personal_allowance=5)
-    hub_settings["auth"] = {"user_password": PASSWORD}
-    hub_settings["hub"]["admin_users"] = ["admin"]
-    hub = hub_factory(hub_settings).start()
-    api = HubAPI(hub.url, service_token)
-    acct = Accounting(hub, service_token)
+def acct_hub(security_world):
+    """The security world's hub (see conftest.py); yields ``(hub, api, acct)``,
+    ``acct.api`` calling as the hub's test service, an accounting admin."""
+    acct = Accounting(security_world.hub, security_world.service_token)
     acct.wait_up()
-    for name in ("alice", "admin"):
-        if api.user(name).status_code == 404:
-            api.create_user(name)
-    r = api.request("POST", "groups/lab-a", json={"users": ["alice"]})
-    assert r.status_code == 201, r.text
-    yield hub, api, acct
-    api.close()
+    yield security_world.hub, security_world.api, acct
     acct.close()
 
 

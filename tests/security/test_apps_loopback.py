@@ -13,12 +13,13 @@ login). Before the fix Voilà listened on a loopback port of its own with no log
 from __future__ import annotations
 
 import secrets
-import sys
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+
+from .conftest import DEMO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -38,22 +39,6 @@ NOTEBOOK = {
     },
     "nbformat": 4,
     "nbformat_minor": 5,
-}
-DEMO = {
-    "id": "demo",
-    "version": "1",
-    "title": "Demo",
-    "kind": "proxied",
-    "launch": {
-        "command": [
-            sys.executable,
-            "-m",
-            "labspace.extensions.demo_app",
-            "--unix-socket={unix_socket}",
-        ],
-        "unix_socket": True,
-        "ready_path": "/healthz",
-    },
 }
 
 

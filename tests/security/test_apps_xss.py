@@ -1,9 +1,10 @@
 """The Data Explorer shows names, never runs them (issue 10, finding 3).
 
-A real hub on the local backend, the admin's workspace, and Chromium signed in as
-the admin. Three payloads that would each set a ``window`` flag if the page ran
-them as HTML: one in the ``?file=`` link (a reflected attack: anyone may send the
-link), one in a file name and one in a column name (stored: a shared dataset).
+A real hub on the local backend (the security world's), the admin's workspace,
+and Chromium signed in as the admin. Three payloads that would each set a
+``window`` flag if the page ran them as HTML: one in the ``?file=`` link (a
+reflected attack: anyone may send the link), one in a file name and one in a
+column name (stored: a shared dataset).
 Each flag stays unset, and where the name is shown it is shown as text.
 """
 
@@ -15,7 +16,6 @@ import urllib.parse
 import httpx
 import pytest
 from browser import VIEWPORT, sign_in
-from harness import HubAPI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,27 +26,24 @@ FLAGS = ["__xss_url", "__xss_file", "__xss_column"]
 
 
 @pytest.fixture
-def workspace(hub_factory, hub_settings, service_token):
-    """The admin's running workspace with the two booby-trapped files."""
-    hub = hub_factory(hub_settings).start()
-    api = HubAPI(hub.url, service_token)
-    try:
-        api.start_server("admin")
-        base = hub.url.rstrip("/") + "/user/admin/"
-        headers = {"Authorization": f"token {service_token}"}
-        files = [
-            (FILE_PAYLOAD, "not a parquet file"),
-            ("columns.csv", f"{COLUMN_PAYLOAD},rain\n1,2\n3,4\n"),
-        ]
-        for name, content in files:
-            body = {"type": "file", "format": "text", "content": content}
-            path = urllib.parse.quote(name, safe="")
-            r = httpx.put(f"{base}api/contents/{path}", json=body, headers=headers, timeout=30)
-            assert r.status_code == 201, r.text
-        yield hub, base
-    finally:
-        api.stop_all()
-        api.close()
+def workspace(security_world_factory):
+    """The admin's running workspace, in the security world's hub, with the two
+    booby-trapped files."""
+    world = security_world_factory(start=["admin"])
+    hub = world.hub
+    base = hub.url.rstrip("/") + "/user/admin/"
+    headers = {"Authorization": f"token {world.service_token}"}
+    files = [
+        (FILE_PAYLOAD, "not a parquet file"),
+        ("columns.csv", f"{COLUMN_PAYLOAD},rain\n1,2\n3,4\n"),
+    ]
+    for name, content in files:
+        body = {"type": "file", "format": "text", "content": content}
+        path = urllib.parse.quote(name, safe="")
+        r = httpx.put(f"{base}api/contents/{path}", json=body, headers=headers, timeout=30)
+        assert r.status_code == 201, r.text
+    yield hub, base
+    world.api.stop_server("admin")
 
 
 def explorer(page, base: str, file: str) -> None:

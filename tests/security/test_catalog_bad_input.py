@@ -8,29 +8,28 @@ log; a restart keeps signed-in catalog sessions (the cookie secret is kept).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from harness import HubProcess, login, wait_for
 
-from .test_catalog_support import PASSWORD, catalog_world, close_world, site_app
+from .conftest import PASSWORD, WEB
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-WEB = site_app("web", Path(__file__).resolve().parent)
-
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, proxy_command):
-    world = catalog_world(tmp_path_factory.mktemp("catalog-input"), proxy_command, [WEB])
-    yield world
-    close_world(world)
+def world(security_world_factory):
+    world = security_world_factory(catalog_apps=[WEB])
+    if world.api.user("alice").json()["servers"]:  # a module before started it
+        world.api.stop_server("alice")
+    return world
 
 
 @pytest.fixture(scope="module")
 def launch_id(world) -> int:
-    """Alice's launch of the web app; ``version: null`` means the current one."""
+    """Alice's launch of the web app (her workspace is stopped);
+    ``version: null`` means the current one."""
     r = world.catalog("alice", "POST", "apps/web/launch", json={"version": None})
     assert r.status_code == 202, r.text  # her workspace starts
     assert r.json()["version"] == "1"

@@ -6,33 +6,24 @@ page (Chromium), and not when the icon's URL is opened by itself.
 
 from __future__ import annotations
 
-import base64
 import re
 from pathlib import Path
 
 import pytest
 from browser import VIEWPORT, sign_in
 
-from .test_catalog_support import PASSWORD, catalog_world, close_world, site_app
+from .conftest import EVIL, EVIL_ICON, PASSWORD
+from .test_catalog_support import site_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-EVIL = (
-    '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64" '
-    'onload="window.pwned = (window.pwned || 0) + 1">'
-    "<script>window.pwned = (window.pwned || 0) + 1</script>"
-    '<rect width="64" height="64" fill="#c00"/></svg>'
-)
-ICON = "data:image/svg+xml;base64," + base64.b64encode(EVIL.encode()).decode()
+ICON = EVIL_ICON  # an SVG whose script and onload would set window.pwned
 SITE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, proxy_command):
-    app = site_app("evil-settings", SITE, icon=ICON)
-    world = catalog_world(tmp_path_factory.mktemp("catalog-icons"), proxy_command, [app])
-    yield world
-    close_world(world)
+def world(security_world_factory):
+    return security_world_factory(catalog_apps=[EVIL])  # evil-settings
 
 
 def test_icons_with_script_run_nothing(world, chromium):

@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 from harness import wait_for
 
-from .test_catalog_support import catalog_world, close_world, site_app
+from .conftest import WEB  # a static site (any folder: a listing)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-WEB = site_app("web", Path(__file__).resolve().parent)  # any folder: a listing
 RECORDER = """
 import os
 from jupyter_server.log import log_request
@@ -40,19 +39,25 @@ c.ServerApp.tornado_settings = {"log_function": record}
 """
 
 
-def record_authorization(world) -> None:
+def record_authorization(world) -> Path:
     """Alice's own Jupyter config: every Authorization header into a file."""
     config = world.home("alice") / ".jupyter" / "jupyter_server_config.py"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(RECORDER)
+    return config
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, proxy_command):
-    tmp = tmp_path_factory.mktemp("catalog-tokens")
-    world = catalog_world(tmp, proxy_command, [WEB], record_authorization, ["alice", "bob"])
-    yield world
-    close_world(world)
+def world(security_world_factory):
+    """The security world; alice's workspace starts (again) with her recorder,
+    bob's runs. At the end her workspace stops and the recorder goes."""
+    world = security_world_factory(catalog_apps=[WEB])
+    if world.api.user("alice").json()["servers"]:  # a module before started it
+        world.api.stop_server("alice")
+    config = record_authorization(world)
+    yield security_world_factory(catalog_apps=[WEB], start=["alice", "bob"])
+    world.api.stop_server("alice")
+    config.unlink()
 
 
 def catalog(world, who, method, path):

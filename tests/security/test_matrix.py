@@ -27,37 +27,16 @@ caller order, admin last.
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 from harness import wait_for
+
+from .conftest import DEMO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CALLERS = ("anonymous", "bob", "alice", "gina", "admin")
 HTML = {"Accept": "text/html"}
 PAGE = {"headers": HTML, "session": True}
-DEMO = {
-    "id": "demo",
-    "version": "1.0",
-    "title": "Demo",
-    "description": "An HTML page and a websocket echo",
-    "category": "Testing",
-    "kind": "proxied",
-    "launch": {
-        "command": [
-            sys.executable,
-            "-m",
-            "labspace.extensions.demo_app",
-            "--unix-socket",
-            "{unix_socket}",
-        ],
-        "unix_socket": True,
-        "ready_path": "/healthz",
-        "ready_status": 200,
-        "timeout": 60,
-    },
-}
 NEW_APP = {**DEMO, "id": "matrix-app", "title": "Matrix app"}
 ADMIN_NO = (403, 403, 403, 403, None)  # nobody but an admin; the admin is not asked
 TOPUP = {"project": "lab-a", "amount": "1", "reason": "matrix"}

@@ -19,6 +19,13 @@ Fixtures:
   turn them on).
 - ``hub_factory``: makes ``HubProcess`` objects (``labspace up`` subprocesses)
   from settings and stops every one of them at teardown, by PID.
+- ``module_hub_factory`` (module): ``make(edit=None, env=None)`` starts a hub
+  shared by the tests of a module: ``hub_settings_for`` settings (a ``test``
+  service with a token of its own) changed by ``edit(settings)``; returns
+  ``(hub, api)``, ``api`` a ``HubAPI`` with the service token. At the end of the
+  module the servers ``api`` started and the hub are stopped, by PID. For tests
+  that only add users and servers of their own; a test about a fresh hub (a
+  first start, a restart, a setting) keeps ``hub_factory``.
 - ``hub``: a running hub on ``db_url``; ``api``: a ``HubAPI`` client for it
   that stops the servers it started at teardown.
 - ``sso_factory(accounts=None, **auth)``: starts the test OpenID Connect
@@ -151,6 +158,34 @@ def hub_factory(tmp_path):
     # a test that failed half-way may leave workspaces of a hub that kept them
     # running (hub.cleanup_servers: false); they are ours, found by their folder
     leftovers = workspace_pids(tmp_path / "data" / "users")
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    assert not leftovers, f"workspace processes outlived their hub: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def module_hub_factory(tmp_path_factory, proxy_command):
+    made: list[tuple[HubProcess, HubAPI]] = []
+
+    def make(edit=None, env: dict | None = None) -> tuple[HubProcess, HubAPI]:
+        workdir = tmp_path_factory.mktemp("hub")
+        token = secrets.token_hex(16)
+        settings = hub_settings_for(workdir / "data", proxy_command, token)
+        if edit:
+            edit(settings)
+        hub = HubProcess(workdir, settings, env)
+        api = HubAPI(hub.url, token)
+        made.append((hub, api))
+        hub.start()
+        return hub, api
+
+    yield make
+    leftovers = []
+    for hub, api in made:
+        api.stop_all()
+        api.close()
+        hub.stop()
+        leftovers += workspace_pids(hub.workdir / "data" / "users")
     for pid in leftovers:
         os.kill(pid, signal.SIGKILL)
     assert not leftovers, f"workspace processes outlived their hub: {leftovers}"

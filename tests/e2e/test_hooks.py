@@ -19,47 +19,38 @@ from harness import REPO, wait_for, workspace_pids
 pytestmark = [pytest.mark.e2e]
 
 
-@pytest.fixture
-def hooked(hub_factory, hub_settings, tmp_path, service_token):
-    from harness import HubAPI
+@pytest.fixture(scope="module")
+def hooked(module_hub_factory, tmp_path_factory):
+    """One hub for the module (each test has users of its own) whose hooks
+    record every call, with the user's name, in ``log``."""
+    log = tmp_path_factory.mktemp("hooks") / "hooks.jsonl"
 
-    log = tmp_path / "hooks.jsonl"
-    hub_settings["hub"]["config"]["LabspaceSpawnerMixin"] = {
-        "before_start": ["recording_hooks.before_start"],
-        "after_stop": ["recording_hooks.after_stop"],
-        "check_options": ["recording_hooks.check_options"],
-        "form_parts": ["recording_hooks.form_part"],
-        "option_keys": {"app": "an app to run"},
-    }
-    hub_settings["hub"]["config"]["Spawner"] = {"poll_interval": 1}
+    def edit(settings):
+        settings["hub"]["config"]["LabspaceSpawnerMixin"] = {
+            "before_start": ["recording_hooks.before_start"],
+            "after_stop": ["recording_hooks.after_stop"],
+            "check_options": ["recording_hooks.check_options"],
+            "form_parts": ["recording_hooks.form_part"],
+            "option_keys": {"app": "an app to run"},
+        }
+        settings["hub"]["config"]["Spawner"] = {"poll_interval": 1}
+
     env = {
         "PYTHONPATH": str(REPO / "tests" / "hooks"),
         "LABSPACE_TEST_HOOK_LOG": str(log),
     }
-    hub = hub_factory(hub_settings, env=env).start()
-    api = HubAPI(hub.url, service_token)
-    yield hub, api, log
-    api.stop_all()
-    api.close()
+    hub, api = module_hub_factory(edit, env)
+    return hub, api, log
 
 
-def events(log: Path) -> list[dict]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def test_hooks_run_around_a_workspace(hooked):
-    _, api, log = hooked
-    api.create_user("ann")
-    api.start_server("ann")
-    assert events(log) == [
-        {"event": "check_options", "user": "ann", "options": {}},
-        {"event": "before_start", "user": "ann", "profile": "default"},
-    ]
-    api.stop_server("ann")
-    assert events(log)[-1] == {"event": "after_stop", "user": "ann"}
+def events(log: Path, user: str) -> list[dict]:
+    """The hook calls recorded for ``user``, in order."""
+    found = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return [e for e in found if e["user"] == user]
 
 
 def test_before_start_hook_refuses_with_its_message(hooked):
+    # first in the module: no workspace of the shared hub has started yet
     hub, api, log = hooked
     api.create_user("broke1")
     r = api.request("POST", "users/broke1/server")
@@ -68,7 +59,19 @@ def test_before_start_hook_refuses_with_its_message(hooked):
     assert not api.user("broke1").json()["servers"]
     assert workspace_pids(hub.workdir / "data" / "users") == []
     # the failed start still owes its after_stop (a reservation to release)
-    wait_for(lambda: events(log)[-1]["event"] == "after_stop", 30, what="after_stop")
+    wait_for(lambda: events(log, "broke1")[-1]["event"] == "after_stop", 30, what="after_stop")
+
+
+def test_hooks_run_around_a_workspace(hooked):
+    _, api, log = hooked
+    api.create_user("ann")
+    api.start_server("ann")
+    assert events(log, "ann") == [
+        {"event": "check_options", "user": "ann", "options": {}},
+        {"event": "before_start", "user": "ann", "profile": "default"},
+    ]
+    api.stop_server("ann")
+    assert events(log, "ann")[-1] == {"event": "after_stop", "user": "ann"}
 
 
 def test_after_stop_runs_when_a_workspace_dies(hooked):
@@ -78,7 +81,7 @@ def test_after_stop_runs_when_a_workspace_dies(hooked):
     (pid,) = workspace_pids(hub.workdir / "data" / "users" / "cleo")
     os.kill(pid, signal.SIGKILL)
     wait_for(
-        lambda: events(log)[-1] == {"event": "after_stop", "user": "cleo"},
+        lambda: events(log, "cleo")[-1] == {"event": "after_stop", "user": "cleo"},
         60,
         what="after_stop for the dead workspace",
     )
@@ -98,7 +101,7 @@ def test_check_options_hook_refuses_or_passes_an_option(hooked):
     assert r.status_code == 403, r.text
     assert r.json()["message"] == "App 'forbidden' is not open to your groups"
     assert not api.user("dora").json()["servers"]
-    assert "before_start" not in [e["event"] for e in events(log)]
+    assert "before_start" not in [e["event"] for e in events(log, "dora")]
     r = api.request("POST", "users/dora/server", json={"bogus": 1})
     assert r.status_code == 400
     assert "Unknown option 'bogus'" in r.json()["message"]

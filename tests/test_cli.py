@@ -18,7 +18,7 @@ import jupyterhub
 import pytest
 import yaml
 from click.testing import CliRunner
-from harness import free_port
+from harness import free_port, workspace_pids
 
 from labspace import __version__, cli, launcher, reference
 from labspace.settings import iter_keys, load
@@ -460,6 +460,16 @@ def test_console_script_up_bad_file(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [f"{path}: 2 problems in Labspace settings", *BAD_LINES]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+def test_console_script_up_bad_file_leaves_no_hub_process(tmp_path):
+    """``labspace up`` starts the hub's process before it checks the settings (it
+    imports JupyterHub meanwhile); a failed check ends it: nothing runs in the
+    folder afterwards."""
+    path = write(tmp_path / "bad.yaml", BAD)
+    result = console("up", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert [pid for pid in workspace_pids(tmp_path) if pid != os.getpid()] == []  # we run here too
 
 
 def test_up_in_an_unwritable_folder_says_so(invoke, tmp_path, monkeypatch):

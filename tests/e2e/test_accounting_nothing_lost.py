@@ -12,6 +12,9 @@
   ``on_unreachable: closed``, a start is refused with a 503 that says why, and
   the refusal reaches the service's health report. (With the outbox intact the
   hub's stop event closes such a session exactly: the first test.)
+- SIGTERM (how the hub stops it) ends the service within 2 s, with a session
+  open; the server's stop while it is down waits in the outbox and closes that
+  session, charged for what ran, once the hub has started the service again.
 
 The hub restarts a killed managed service on its own, within its 30 s poll
 (see ``test_accounting_e2e_support``); these tests wait for that restart.
@@ -20,10 +23,13 @@ The hub restarts a killed managed service on its own, within its 30 s poll
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from harness import wait_for
@@ -273,3 +279,53 @@ def test_stop_while_the_service_is_down_and_closed_mode(make):
     (event,) = wait_for(refused, 60, 1, what="the refusal on the health page")
     assert event["decision"] == "refused"
     assert acct.sessions(user="uma") == []
+
+
+def exited(pid: int) -> bool:
+    """The process has exited (gone, or a zombie its parent has yet to reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def test_sigterm_stops_the_service_within_2s_and_nothing_is_lost(make):
+    """The service gets SIGTERM while a session is open and its charger runs: it
+    is gone within 2 s (its loops ended, its database closed). The server stops
+    while the service is down: the stop event waits in the hub's outbox, and
+    when the hub has started the service again it closes the session that stayed
+    open, with the cost of what the server ran."""
+    hub, api, acct = make(on_unreachable="open")
+    api.create_user("vic")
+    assert post_start(api, "vic", {"profile": "small"}).status_code in (201, 202)
+    wait_ready(api, "vic")
+    started = start_time(api, "vic")
+    key = key_of("vic", "", started)
+    wait_for(
+        lambda: [s for s in acct.sessions(user="vic") if s["last_charged_at"]],
+        30,
+        0.2,
+        what="vic's session, charged by the running service",
+    )
+
+    pid = acct.pid()
+    assert pid, "the accounting service is not running"
+    sent = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: exited(pid), 10, 0.02, what="the accounting service's exit")
+    took = time.monotonic() - sent
+    assert took < 2.0, f"the accounting service took {took:.2f} s to stop after SIGTERM"
+    assert not acct.up()
+    wait_for(lambda: "Stopping the accounting service" in hub.log(), 5, what="its stop logged")
+
+    asked = time.time()
+    api.stop_server("vic")
+    stopped = time.time()
+    wait_for(lambda: acct.outbox_depth() >= 1, 10, what="the stop event kept in the outbox")
+
+    acct.wait_service_back(pid)
+    (session,) = drained(acct, {key}).values()
+    assert session["closed_by"] == "stop"  # the hub's own stop event, delivered late
+    check_cost(session, started, asked, stopped, hub.log())
+    assert [s["key"] for s in acct.sessions(user="vic")] == [key]  # none lost, none twice

@@ -23,10 +23,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # an app id is one URL path segment (/user/<name>/<id>/) and, for a standalone
-# app, the name of a named server; the catalog's schema spells the same pattern
-ID_PATTERN = r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?"
-ID_HINT = "lower-case letters, digits and '-' (not first or last), at most 40, e.g. my-viewer"
-APP_ID = re.compile(rf"^{ID_PATTERN}\Z")
+# app, the name of its named server, which JupyterHub (6+) creates only for a
+# "safe slug" (jupyterhub.slugs.is_valid_safe_slug); the id is one, whatever the
+# kind (an app may change kind). The catalog's schema spells the same pattern.
+ID_MAX = 30
+ID_PATTERN = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
+ID_HINT = (
+    "lower-case letters and digits, single '-' between them, starting with a letter, "
+    f"at most {ID_MAX}, e.g. my-viewer"
+)
+APP_ID = re.compile(rf"^(?=.{{1,{ID_MAX}}}\Z){ID_PATTERN}\Z")
 # route fragments, one group each: a catalog app's id; the name of any app a
 # workspace serves (the operator's jupyter-server-proxy servers have free names)
 ID_ROUTE = f"({ID_PATTERN})"

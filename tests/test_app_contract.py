@@ -38,10 +38,15 @@ IDS = [
     "a",
     "web",
     "my-viewer",
+    "a1-b2-c3",
+    "x" * 30,
+    "x" * 31,
     "x" * 40,
-    "x" * 41,
     "a-",
     "-a",
+    "a--b",
+    "3d",
+    "3d-viewer",
     "my_app",
     "My-App",
     "web\n",
@@ -59,6 +64,18 @@ def test_catalog_refuses_exactly_the_ids_a_workspace_refuses(app_id):
     assert bool(catalog) == bool(workspace), (catalog, workspace)
     if app_id in appspec.RESERVED_IDS:
         assert catalog == [reserved(app_id, "app")]
+
+
+def test_an_app_id_is_a_server_name_jupyterhub_creates():
+    """A standalone app runs in a named server called by its id: JupyterHub
+    refuses to create one whose name is not a safe slug (400 at launch)."""
+    import itertools
+
+    from jupyterhub.slugs import is_valid_safe_slug
+
+    names = ["".join(t) for n in range(1, 6) for t in itertools.product("ab1-", repeat=n)]
+    names += IDS
+    assert [n for n in names if bool(appspec.APP_ID.match(n)) != is_valid_safe_slug(n)] == []
 
 
 @pytest.mark.parametrize(

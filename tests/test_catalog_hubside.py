@@ -5,6 +5,7 @@ refused, what a workspace gets, and what a start does when the service is down."
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +20,8 @@ from labspace.services.catalog import app as service
 from labspace.services.catalog import apps as appdefs
 from labspace.services.catalog import config
 from labspace.services.catalog.hubside import UNREACHABLE_APP, UNREACHABLE_START, CatalogOptions
+from labspace.services.kit.run import ServiceContext
+from labspace.services.kit.web import make_server
 
 # apps listen on a unix socket: a TCP {port} is refused where workspaces share 127.0.0.1
 SOCKET_APP = ["python3", "-m", "labspace.extensions.demo_app", "--unix-socket", "{unix_socket}"]
@@ -54,34 +57,37 @@ PREFIX = "/services/catalog/"
 
 @pytest.fixture
 async def serve(monkeypatch, tmp_path):
-    """``serve(apps, profiles) -> (hook, catalog)``: a catalog service in-process on
-    its own SQLite file, seeded with ``apps`` (and the bundled ones), and the
-    hub's hook pointed at it with the service's token."""
+    """``await serve(apps, profiles) -> (hook, catalog)``: a catalog service
+    in-process on its own SQLite file, seeded with ``apps`` (and the bundled
+    ones), and the hub's hook pointed at it with the service's token."""
     token = secrets.token_hex(8)
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", token)
     monkeypatch.setenv("JUPYTERHUB_API_URL", f"http://127.0.0.1:{free_port()}/hub/api")
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", PREFIX)
     monkeypatch.setenv("JUPYTERHUB_CLIENT_ID", "service-catalog")
-    started = []
+    running = []
 
-    def serve(apps, profiles, **hook_options):
-        db = tmp_path / f"catalog-{len(started)}.sqlite"
-        config = service.ServiceConfig(db_url=f"sqlite:///{db}", apps=apps, profiles=profiles)
-        app = service.make_app(config)
+    async def serve(apps, profiles, **hook_options):
+        db = tmp_path / f"catalog-{len(running)}.sqlite"
+        config = {"db_url": f"sqlite:///{db}", "apps": apps, "profiles": profiles}
+        environ = {**os.environ, "LABSPACE_CATALOG_CONFIG": json.dumps(config)}
+        started = await service.start(ServiceContext("catalog", environ))
         port = free_port()
-        started.append((app.listen(port, address="127.0.0.1"), app))
+        server = make_server(started.app)
+        server.listen(port, address="127.0.0.1")
+        running.append((server, started))
         hook = CatalogOptions(f"http://127.0.0.1:{port}{PREFIX}", token, **hook_options)
-        return hook, app.settings["catalog"]
+        return hook, started.app.settings["catalog"]
 
     yield serve
-    for server, app in started:
+    for server, started in running:
         server.stop()
-        app.settings["catalog"].engine.dispose()
+        await started.stop()
 
 
 @pytest.fixture
 async def hook(serve) -> CatalogOptions:
-    return serve([WEB, PHYS, VIEWER], ["default"])[0]
+    return (await serve([WEB, PHYS, VIEWER], ["default"]))[0]
 
 
 async def test_default_workspace_gets_the_proxied_apps_of_its_groups(hook):
@@ -153,8 +159,8 @@ async def test_bad_options_are_refused_with_400(hook, options, server, groups, m
 
 
 async def test_disabled_app_is_refused(serve):
-    hook, catalog = serve([WEB, PHYS, VIEWER], ["default"])
-    catalog.set_disabled("viewer", True)
+    hook, catalog = await serve([WEB, PHYS, VIEWER], ["default"])
+    await catalog.set_disabled("viewer", True)
     with pytest.raises(web.HTTPError) as e:
         await hook(spawner(server="viewer"), {"app": "viewer"})
     assert e.value.status_code == 400
@@ -162,7 +168,7 @@ async def test_disabled_app_is_refused(serve):
 
 async def test_standalone_profile_must_be_sent(serve):
     big = {**VIEWER, "launch": {**VIEWER["launch"], "profile": "big"}}
-    hook, _ = serve([big], ["default", "big"])
+    hook, _ = await serve([big], ["default", "big"])
     with pytest.raises(web.HTTPError, match="profile"):
         await hook(spawner(server="viewer"), {"app": "viewer"})
     await hook(spawner(server="viewer"), {"app": "viewer", "profile": "big"})
@@ -232,30 +238,31 @@ async def test_a_starting_catalog_is_unreachable(monkeypatch):
 
 
 async def test_internal_endpoint_needs_the_service_token(serve):
-    hook, _ = serve([WEB], ["default"])
+    hook, _ = await serve([WEB], ["default"])
+    url = hook.caller.base_url + "api/internal/spawn-options"
     async with httpx.AsyncClient(timeout=10) as c:
         body = {"user": "ada", "server": "", "groups": [], "options": {}}
-        r = await c.post(hook.url, json=body)
+        r = await c.post(url, json=body)
         assert r.status_code == 403
         assert r.json() == {
             "status": 403,
             "message": "Internal endpoints need the catalog service's token",
         }
-        r = await c.post(hook.url, json=body, headers={"Authorization": "token nope"})
+        r = await c.post(url, json=body, headers={"Authorization": "token nope"})
         assert r.status_code == 403
-        auth = {"Authorization": f"token {hook.token}"}
-        r = await c.post(hook.url, json=body, headers=auth)
+        auth = {"Authorization": f"token {hook.caller.token}"}
+        r = await c.post(url, json=body, headers=auth)
         assert r.status_code == 200 and [a["id"] for a in r.json()["apps"]] == ["web"]
-        r = await c.post(hook.url, json={**body, "groups": "physics"}, headers=auth)
+        r = await c.post(url, json={**body, "groups": "physics"}, headers=auth)
         assert r.status_code == 400
         assert r.json()["message"] == "'groups' must be a list of group names"
-        r = await c.post(hook.url, content=b"[1]", headers=auth)
+        r = await c.post(url, content=b"[1]", headers=auth)
         assert r.status_code == 400 and r.json()["message"] == "The body must be a JSON object"
 
 
 async def test_a_wrong_token_is_unreachable_not_a_refusal(serve):
-    hook, _ = serve([WEB, PHYS, VIEWER], ["default"])
-    wrong = CatalogOptions(hook.url.removesuffix("api/internal/spawn-options"), "not-it")
+    hook, _ = await serve([WEB, PHYS, VIEWER], ["default"])
+    wrong = CatalogOptions(hook.caller.base_url, "not-it")
     s = spawner()
     await wrong(s, {})
     assert s.extra_env["LABSPACE_CATALOG_APPS"] == "[]"

@@ -20,8 +20,9 @@ from harness import free_port
 from tornado import web
 
 from labspace.services.catalog import app as service
-from labspace.services.catalog import handlers
 from labspace.services.catalog.store import Catalog
+from labspace.services.kit import web as kit
+from labspace.services.kit.run import ServiceContext
 
 SERVICE_TOKEN = secrets.token_hex(8)
 PREFIX = "/services/catalog/"
@@ -198,7 +199,7 @@ class Service:
 
 
 @pytest.fixture
-async def svc(monkeypatch, catalog_db):
+async def svc(monkeypatch, catalog_db, tmp_path):
     hub = FakeHub()
     hub_port, port = free_port(), free_port()
     hub_server = fake_hub_app(hub).listen(hub_port, address="127.0.0.1")
@@ -208,18 +209,21 @@ async def svc(monkeypatch, catalog_db):
     monkeypatch.setenv("JUPYTERHUB_SERVICE_NAME", "catalog")
     monkeypatch.setenv("JUPYTERHUB_CLIENT_ID", "service-catalog")
     monkeypatch.setenv("JUPYTERHUB_BASE_URL", "/")
-    config = service.ServiceConfig(
-        db_url=catalog_db,
-        apps=[WEB, VIEWER],
-        profiles=["default"],
-        proxy_url=f"http://127.0.0.1:{hub_port}/",
-    )
-    app = service.make_app(config)
-    server = app.listen(port, address="127.0.0.1")
-    yield Service(f"http://127.0.0.1:{port}", hub, app)
+    config = {
+        "db_url": catalog_db,
+        "data_dir": str(tmp_path),
+        "apps": [WEB, VIEWER],
+        "profiles": ["default"],
+        "proxy_url": f"http://127.0.0.1:{hub_port}/",
+    }
+    monkeypatch.setenv("LABSPACE_CATALOG_CONFIG", json.dumps(config))
+    started = await service.start(ServiceContext("catalog"))
+    server = kit.make_server(started.app)
+    server.listen(port, address="127.0.0.1")
+    yield Service(f"http://127.0.0.1:{port}", hub, started.app)
     server.stop()
     hub_server.stop()
-    app.settings["catalog"].engine.dispose()
+    await started.stop()
 
 
 def user_token(svc: Service, name="ada", groups=("physics",), verbs=("read", "launch")) -> str:
@@ -512,7 +516,7 @@ async def test_settings_may_restrict_a_bundled_app(svc, catalog_db):
         "groups": ["physics"],
         "launch": {"bundled": True},
     }
-    config = service.ServiceConfig(db_url=catalog_db, apps=[explorer])
+    config = {"db_url": catalog_db, "apps": [explorer]}
     for _ in range(2):  # a restart adds no version
         service.seed(svc.catalog, config)
     outsider = user_token(svc, "bob", groups=["chemistry"])
@@ -609,13 +613,14 @@ async def test_a_new_launch_supersedes_the_old_one(svc):
 
 def test_access_log_masks_oauth_code_and_state():
     uri = "/services/catalog/oauth_callback?code=abc123&state=xyz&next=%2F"
-    masked = handlers.masked_uri(uri)
+    masked = kit.masked_uri(uri)
     assert masked == "/services/catalog/oauth_callback?code=[secret]&state=[secret]&next=%2F"
-    assert handlers.masked_uri("/x?st%61te=1") == "/x?st%61te=[secret]"
+    assert kit.masked_uri("/x?st%61te=1") == "/x?st%61te=[secret]"
 
 
 def test_cookie_secret_is_kept_0600(tmp_path):
-    config = service.ServiceConfig(data_dir=str(tmp_path))
+    config = {"data_dir": str(tmp_path)}
+    config = ServiceContext("catalog", {"LABSPACE_CATALOG_CONFIG": json.dumps(config)})
     first = config.cookie_secret()
     assert first == config.cookie_secret() and len(first) >= 32
     path = tmp_path / "secrets" / "catalog-cookie-secret"

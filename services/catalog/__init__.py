@@ -2,7 +2,10 @@
 
 - ``config``: the settings checks and what the hub gets (service, roles, hooks);
 - ``apps``: app definitions (schema, rules, bundled apps, workspace entries);
-- ``store`` / ``models`` / ``migrations``: the database;
-- ``app`` / ``handlers`` / ``launcher`` / ``hubapi``: the service;
-- ``hubside``: the spawner hook that validates ``{"app", "version"}`` options.
+- ``store`` / ``models`` / ``migrations``: the database (on ``kit.db.Database``);
+- ``app`` / ``handlers`` / ``internal`` / ``launcher`` / ``hubapi``: the service,
+  on the shared kit (``labspace.services.kit``);
+- ``hubside``: the spawner hook in the hub process; it asks the service
+  (``internal``) to check ``{"app", "version"}`` options and never opens the
+  catalog's database.
 """

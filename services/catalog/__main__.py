@@ -1,8 +1,5 @@
 """``python -m labspace.services.catalog``: the catalog service (see app.py)."""
 
-from labspace.state import private_umask
+from labspace.services.kit.run import run_service
 
-from .app import main
-
-private_umask()  # what it writes is the owner's only
-main()
+run_service("catalog", "labspace.services.catalog.app:run", 8011)

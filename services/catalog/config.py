@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from labspace import rules
 from labspace.services import managed_service, service_role
 from labspace.state import keep_secret
 
@@ -59,33 +59,16 @@ def problems(values: dict[str, Any]) -> list[str]:
     if not isinstance(section, dict):
         return []
     out = appdefs.problems(values)
-    db_url = section.get("db_url") or ""
-    scheme = urlsplit(db_url).scheme if db_url else "sqlite"
-    if scheme not in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
-        out.append(
-            f"catalog.db_url: unsupported database {scheme!r} "
-            "(sqlite:///path or postgresql://user:password@host:5432/db)"
-        )
-    hub = values.get("hub") or {}
-    port = section.get("port")
-    for key in ("port", "hub_port", "proxy_api_port"):
-        if port is not None and hub.get(key) == port:
-            out.append(f"catalog.port: {port} is also hub.{key} (give each a port of its own)")
-    accounting = values.get("accounting") or {}
-    if (
-        port is not None
-        and isinstance(accounting, dict)
-        and accounting.get("enabled")
-        and accounting.get("port") == port
-    ):
-        out.append(f"catalog.port: {port} is also accounting.port (give each a port of its own)")
+    out += rules.database_url_problems("catalog.db_url", section.get("db_url"))
+    out += rules.port_clashes(values, prefix="catalog.")
     return out
 
 
 def service_environment(settings, state) -> dict[str, str]:
-    """What the service process needs (see ``app.ServiceConfig``). The database
-    URL may hold a password: it is kept in ``data_dir/secrets/catalog-db-url``
-    and the environment names that file (``db_url_file``), never the URL."""
+    """What the service process needs (its ``ServiceContext.config``, see
+    ``app``). The database URL may hold a password: it is kept in
+    ``data_dir/secrets/catalog-db-url`` and the environment names that file
+    (``db_url_file``), never the URL."""
     secrets_dir = Path(state.data_dir) / "secrets"
     db_url_file = secrets_dir / f"{NAME}-db-url"
     keep_secret(db_url_file, state.service_db_url(NAME))

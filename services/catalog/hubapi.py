@@ -10,13 +10,12 @@ for its life (``ServerTokens``).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
 from urllib.parse import quote
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from labspace.services.kit.hub import HubClient, HubUnreachable
 
 log = logging.getLogger("labspace.catalog")
 
@@ -34,77 +33,35 @@ TOKEN_LIFE = 300  # seconds a minted workspace token lives
 TOKEN_MARGIN = 60  # ... and is not used in its last minute
 
 
-def _message(body: bytes, status: int) -> str:
-    """The message of an error answer; never a page (the hub answers HTML for a
-    workspace that is not running)."""
-    try:
-        data = json.loads(body or b"{}")
-    except ValueError:
-        return f"HTTP {status}"
-    if isinstance(data, dict):
-        return str(data.get("message") or data.get("reason") or f"HTTP {status}")
-    return f"HTTP {status}"
-
-
 def server_path(user: str, server: str) -> str:
     """``users/<user>/server`` for the default server, else ``.../servers/<name>``."""
     base = f"users/{quote(user, safe='')}"
     return f"{base}/servers/{quote(server, safe='')}" if server else f"{base}/server"
 
 
-class Hub:
-    """Calls to the hub API (``api_url``) and to workspaces (``proxy_url``)."""
+def answer(status: int, body: Any) -> tuple[int, Any]:
+    """``(status, body)`` of a success, else ``HubError`` (a redirect too)."""
+    if status >= 300:
+        raise HubError(status, body if isinstance(body, str) else f"HTTP {status}")
+    return status, body
 
-    def __init__(self, api_url: str, token: str, proxy_url: str = "", timeout: float = 30):
-        self.api_url = api_url.rstrip("/") + "/"
+
+class Hub:
+    """Calls to the hub API (``kit.hub.HubClient``, the service's token) and to
+    workspaces through the proxy (``proxy_url``, a minted token of their user)."""
+
+    def __init__(self, client: HubClient, proxy_url: str = ""):
+        self.client = client
         self.proxy_url = proxy_url.rstrip("/") + "/" if proxy_url else ""
-        self.token = token
-        self.timeout = timeout
-        self.http = AsyncHTTPClient()
         # (user, server) -> (minted token, monotonic time until it is used)
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
 
-    async def _fetch(
-        self, url: str, method: str, body: Any = None, *, token: str, **kw
-    ) -> tuple[int, Any]:
-        headers = {"Authorization": f"token {token}", "Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body)
-            headers["Content-Type"] = "application/json"
-        elif method in ("POST", "PATCH", "PUT"):
-            data = ""
-        request = HTTPRequest(
-            url,
-            method=method,
-            headers=headers,
-            body=data,
-            request_timeout=kw.pop("timeout", self.timeout),
-            allow_nonstandard_methods=True,
-            follow_redirects=False,
-            **kw,
-        )
-        try:
-            response = await self.http.fetch(request)
-        except HTTPClientError as e:
-            if e.response is None:
-                raise HubError(502, f"{method} {url.split('?')[0]}: {e}") from None
-            raise HubError(e.code, _message(e.response.body, e.code)) from None
-        except OSError as e:
-            raise HubError(502, f"cannot reach {url.split('?')[0]}: {e}") from None
-        ctype = response.headers.get("Content-Type", "")
-        if not response.body:
-            return response.code, None
-        if "json" in ctype:
-            try:
-                return response.code, json.loads(response.body)
-            except ValueError:
-                raise HubError(502, f"{method} {url.split('?')[0]}: not JSON") from None
-        return response.code, response.body.decode(errors="replace")
-
-    async def api(self, method: str, path: str, body: Any = None, **kw) -> tuple[int, Any]:
+    async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """The hub API, with the service's own token (to the hub, nowhere else)."""
-        return await self._fetch(self.api_url + path, method, body, token=self.token, **kw)
+        try:
+            return answer(*await self.client.request(method, path, body))
+        except HubUnreachable as e:
+            raise HubError(502, f"cannot reach the hub: {e}") from None
 
     async def user(self, name: str) -> dict[str, Any] | None:
         try:
@@ -131,25 +88,13 @@ class Hub:
 
     async def progress(self, user: str, server: str, on_event, timeout: float) -> None:
         """Read the start's event stream, calling ``on_event(dict)`` per event."""
-        buffer = b""
-
-        def chunk(data: bytes) -> None:
-            nonlocal buffer
-            buffer += data
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                if line.startswith(b"data:"):
-                    try:
-                        on_event(json.loads(line[5:]))
-                    except ValueError:
-                        log.debug("Unreadable progress line for %s/%s", user, server)
-
-        await self.api(
-            "GET",
-            server_path(user, server) + "/progress",
-            streaming_callback=chunk,
-            timeout=timeout,
-        )
+        path = server_path(user, server) + "/progress"
+        try:
+            status = await self.client.stream(path, on_event, timeout)
+        except HubUnreachable as e:
+            raise HubError(502, f"cannot reach the hub: {e}") from None
+        if status >= 300:
+            raise HubError(status, f"progress of {user}/{server}: HTTP {status}")
 
     # -- sharing (JupyterHub 5+) -------------------------------------------------
 
@@ -202,7 +147,9 @@ class Hub:
         token = await self.server_token(user, server)
         url = self.workspace_url(user, server, path)
         try:
-            _, body = await self._fetch(url, method, token=token, timeout=15)
+            _, body = answer(*await self.client.fetch(url, method, token=token, timeout=15))
+        except HubUnreachable as e:
+            raise HubError(502, f"cannot reach the workspace: {e}") from None
         except HubError as e:
             if e.status in (401, 403):  # revoked or expired early: mint anew next time
                 self._tokens.pop((user, server), None)

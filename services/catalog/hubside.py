@@ -26,13 +26,13 @@ refuses every start (503). Either way the hub's log says so.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
 
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from labspace.services.kit.caller import ServiceCaller, Unreachable
 
 # a child of the hub's own logger: these lines appear in the hub's log, in its format
 log = logging.getLogger("JupyterHub.catalog")
@@ -46,10 +46,6 @@ UNREACHABLE_START = (
     "The app catalog is not answering, so workspaces cannot start right now; "
     "try again in a few minutes or tell your administrator"
 )
-
-
-class Unreachable(Exception):
-    """The catalog service did not answer (or answered 5xx, or not JSON)."""
 
 
 def loopback_private(spawner) -> bool:
@@ -84,52 +80,23 @@ class CatalogOptions:
     ):
         if on_unreachable not in ON_UNREACHABLE:
             raise ValueError(f"catalog.on_unreachable: one of {', '.join(ON_UNREACHABLE)}")
-        self.url = f"{base_url}api/internal/spawn-options"
-        self.token = token
+        self.caller = ServiceCaller("catalog", base_url, token, timeout=timeout, tries=tries)
         self.on_unreachable = on_unreachable
-        self.timeout = timeout
-        self.tries = tries
 
     def __repr__(self) -> str:
-        return f"CatalogOptions({self.url!r}, on_unreachable={self.on_unreachable!r})"
+        return f"CatalogOptions({self.caller!r}, on_unreachable={self.on_unreachable!r})"
 
     def __deepcopy__(self, memo):
         return self  # traitlets copies config values; the hook holds no per-spawner state
 
-    async def _call(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """One request: ``(status, json)`` of a 200 or 400 answer, else ``Unreachable``."""
-        request = HTTPRequest(
-            self.url,
-            method="POST",
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
-            body=json.dumps(body),
-            connect_timeout=self.timeout,
-            request_timeout=self.timeout,
-        )
-        try:
-            response = await AsyncHTTPClient().fetch(request, raise_error=False)
-        except (OSError, HTTPClientError) as e:  # TimeoutError is an OSError
-            raise Unreachable(f"{type(e).__name__}: {e}") from None
-        try:
-            data = json.loads(response.body or b"{}")
-        except ValueError:
-            data = None
-        if response.code not in (200, 400) or not isinstance(data, dict):
-            # 599: no answer; 503: still starting; 403/404: not this catalog's token or API
-            raise Unreachable(f"HTTP {response.code}")
-        return response.code, data
-
     async def ask(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """``_call`` with ``tries`` tries, a short pause between them."""
-        for attempt in range(1, self.tries + 1):
-            try:
-                return await self._call(body)
-            except Unreachable as e:
-                if attempt == self.tries:
-                    raise
-                log.warning("Catalog spawn-options failed (%s); retrying", e)
-                await asyncio.sleep(0.5 * attempt)
-        raise AssertionError("unreachable")
+        """``(status, answer)`` of a 200 or a 400; ``Unreachable`` otherwise (no
+        answer, a 5xx, a service still starting; a 403 or 404 is not this
+        catalog's token or API)."""
+        status, answer = await self.caller.call_retrying("POST", "spawn-options", body)
+        if status not in (200, 400) or not isinstance(answer, dict):
+            raise Unreachable(f"HTTP {status}")
+        return status, answer
 
     async def __call__(self, spawner, user_options: dict[str, Any]) -> None:
         env = spawner.extra_env

@@ -10,34 +10,17 @@ hub process never opens the catalog's database.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 
+from labspace.services.kit.web import InternalHandler
+
 from . import apps as appdefs
-from .handlers import APIHandler
 from .hubside import check_app_options
 from .store import Catalog, CatalogError
 
 MAX_NAME = 255
-
-
-class InternalHandler(APIHandler):
-    """JSON for the hub side, authorised by the service's own hub token alone
-    (no cookie, so no XSRF to check)."""
-
-    def check_xsrf_cookie(self):
-        """Token requests only: a browser's cookie authorises nothing here."""
-
-    async def prepare(self):
-        if len(self.request.body) > 1024 * 1024:
-            raise web.HTTPError(413, "The body is larger than 1048576 bytes")
-        sent = self.request.headers.get("Authorization", "")
-        mine = f"token {self.settings['hub_auth'].api_token}"
-        if not hmac.compare_digest(sent.encode(), mine.encode()):
-            raise web.HTTPError(403, "Internal endpoints need the catalog service's token")
 
 
 def _name(body: dict, key: str, empty: bool = False) -> str:
@@ -59,15 +42,16 @@ def check_request(body: dict[str, Any]) -> tuple[str, str, set[str], dict[str, A
     return _name(body, "user"), _name(body, "server", empty=True), set(groups), options
 
 
-def spawn_options(catalog: Catalog, body: dict[str, Any]) -> dict[str, Any]:
+async def spawn_options(catalog: Catalog, body: dict[str, Any]) -> dict[str, Any]:
     """What the workspace of this start gets, or ``HTTPError(400)`` saying why
     it may not start."""
     user, server, groups, options = check_request(body)
     app_id = options.get("app")
     if app_id is None:
-        return {"apps": [appdefs.workspace_entry(d) for d in catalog.proxied_for(groups)]}
+        apps = await catalog.proxied_for(groups)
+        return {"apps": [appdefs.workspace_entry(d) for d in apps]}
     try:
-        app = catalog.get(app_id, groups)
+        app = await catalog.get(app_id, groups)
         defn = catalog.version(app, options.get("version")).definition
     except CatalogError as e:
         # unknown, disabled or outside the groups: the same answer
@@ -93,13 +77,9 @@ def spawn_options(catalog: Catalog, body: dict[str, Any]) -> dict[str, Any]:
 
 
 class SpawnOptionsHandler(InternalHandler):
-    def post(self):
-        try:
-            answer = spawn_options(self.catalog, self.body_object())
-        except SQLAlchemyError as e:
-            self.log.error("Catalog database unreadable: %s", e)
-            raise web.HTTPError(503, "The catalog database is not available") from None
-        self.send(answer)
+    async def post(self):
+        answer = await spawn_options(self.settings["catalog"], self.json_body())
+        self.write_json(answer)
 
 
 def routes(prefix: str) -> list[tuple[str, type]]:

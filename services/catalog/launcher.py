@@ -49,7 +49,7 @@ class Launcher:
         self.tasks: set[asyncio.Task] = set()
 
     async def launch(self, user: str, groups: set[str], app_id: str, version: str | None):
-        app = self.catalog.get(app_id, groups)
+        app = await self.catalog.get(app_id, groups)
         chosen = self.catalog.version(app, version)
         defn = chosen.definition
         if defn["kind"] == "proxied":
@@ -73,21 +73,21 @@ class Launcher:
                     409,
                     f"{app_id} {running} is running already; stop it to launch {chosen.version}",
                 )
-        launch = self.catalog.add_launch(user, defn, server_name)
+        launch = await self.catalog.add_launch(user, defn, server_name)
         if existing is None:
             try:
                 await self.hub.start(user, server_name, options)
             except HubError as e:
-                self.catalog.set_launch(launch["id"], "failed", e.message)
+                await self.catalog.set_launch(launch["id"], "failed", e.message)
                 raise CatalogError(e.status if 400 <= e.status < 500 else 502, e.message) from e
             self._follow(launch["id"], user, server_name)
             log.info("Launching %s %s for %s", app_id, chosen.version, user)
         else:
             state = live_state(existing)
-            self.catalog.set_launch(launch["id"], state)
+            await self.catalog.set_launch(launch["id"], state)
             if state == "starting":
                 self._follow(launch["id"], user, server_name)
-        return self.with_url(self.catalog.launch(launch["id"]))
+        return self.with_url(await self.catalog.launch(launch["id"]))
 
     def with_url(self, launch: dict[str, Any] | None) -> dict[str, Any] | None:
         """The launch with the URL that opens its app."""
@@ -101,38 +101,48 @@ class Launcher:
         task.add_done_callback(self.tasks.discard)
 
     async def follow(self, launch_id: int, user: str, server: str) -> None:
-        """Record the start's progress messages; the end state from the hub."""
-        failed: list[str] = []
-
-        def on_event(event: dict[str, Any]) -> None:
+        """Record the start's progress messages, in order; the end state from the hub."""
+        events: asyncio.Queue = asyncio.Queue()
+        reading = asyncio.ensure_future(
+            self.hub.progress(user, server, events.put_nowait, FOLLOW_TIMEOUT)
+        )
+        reading.add_done_callback(lambda _: events.put_nowait(None))
+        failed = False
+        while (event := await events.get()) is not None:
             message = str(event.get("message") or "")
             if event.get("failed"):
-                failed.append(message or "The server failed to start")
-                self.catalog.set_launch(launch_id, "failed", failed[-1])
+                failed = True
+                message = message or "The server failed to start"
+                await self.catalog.set_launch(launch_id, "failed", message)
             elif message:
                 state = "running" if event.get("ready") else "starting"
-                self.catalog.set_launch(launch_id, state, message)
-
+                await self.catalog.set_launch(launch_id, state, message)
         try:
-            await self.hub.progress(user, server, on_event, FOLLOW_TIMEOUT)
+            reading.result()
         except HubError as e:
             log.debug("Progress of %s/%s: %s", user, server, e.message)
         if not failed:
             await self.refresh(launch_id)
 
+    async def stop_following(self) -> None:
+        """At the service's stop: the followers end (their launches keep their state)."""
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
     async def refresh(self, launch_id: int) -> dict[str, Any] | None:
         """The launch with its state as the hub sees it now."""
-        launch = self.catalog.launch(launch_id)
+        launch = await self.catalog.launch(launch_id)
         if launch is None or launch["state"] in FINAL:
             return self.with_url(launch)
         server = await self.hub.server(launch["user"], launch["server_name"])
         state = live_state(server)
         if state == "stopped" and launch["state"] == "starting":
             message = launch["message"] or "The server stopped before it was ready"
-            self.catalog.set_launch(launch_id, "failed", f"Start failed: {message}")
+            await self.catalog.set_launch(launch_id, "failed", f"Start failed: {message}")
         elif state in ("running", "starting", "stopped"):
-            self.catalog.set_launch(launch_id, state)
-        return self.with_url(self.catalog.launch(launch_id))
+            await self.catalog.set_launch(launch_id, state)
+        return self.with_url(await self.catalog.launch(launch_id))
 
     async def stop(self, launch: dict[str, Any]) -> dict[str, Any]:
         """Standalone: stop the named server; proxied: stop the app in the workspace."""
@@ -151,8 +161,8 @@ class Launcher:
             except HubError as e:
                 if e.status not in (404, 424, 503):
                     raise CatalogError(502, f"Stopping {launch['app']} failed: {e.message}") from e
-        self.catalog.set_launch(launch["id"], "stopped", "Stopped")
-        return self.with_url(self.catalog.launch(launch["id"]))
+        await self.catalog.set_launch(launch["id"], "stopped", "Stopped")
+        return self.with_url(await self.catalog.launch(launch["id"]))
 
     async def logs(self, launch: dict[str, Any], lines: int) -> list[str]:
         """The app's last log lines from the workspace lifecycle endpoint."""

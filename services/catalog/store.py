@@ -1,7 +1,10 @@
-"""The catalog database: migrations, seeding, versions and launches.
+"""The catalog database: seeding, versions and launches.
 
-``Catalog`` is the one place that reads and writes the tables; only the
-service opens it (the hub side asks the service over HTTP). Every changed
+``Catalog`` is the one place that reads and writes the tables, on a
+``kit.db.Database``: every query runs on the database's own threads
+(``await catalog.list_apps(...)``), never on the event loop; only ``seed``
+is synchronous (the service's factory runs it on those threads at start).
+Only the service opens the database (the hub side asks it over HTTP). Every changed
 definition is a new version whose label is the definition's ``version``, with
 ``+r<revision>`` appended when that label is taken already, so old versions
 stay visible and launchable.
@@ -11,16 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, event, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from labspace.services.kit.db import Database
 
 from . import apps as appdefs
 from .iconsafe import IconError, clean_icon, safe_icon
@@ -38,30 +38,6 @@ class CatalogError(Exception):
         self.status = status
         self.message = message
         super().__init__(message)
-
-
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn, _record):
-            cursor = conn.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
-def migrate(engine: Engine) -> None:
-    """``alembic upgrade head`` on ``engine``'s database (the service, at its start)."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
 
 
 def digest(defn: dict[str, Any]) -> str:
@@ -118,36 +94,180 @@ def launch_model(launch: Launch) -> dict[str, Any]:
     }
 
 
-class Catalog:
-    """Apps, versions and launches in one database."""
+def _load(s: Session, app_id: str) -> App | None:
+    q = select(App).where(App.id == app_id).options(selectinload(App.versions))
+    return s.scalars(q).one_or_none()
 
-    def __init__(
-        self, engine: Engine, profiles: list[str] | None = None, shared_loopback: bool = False
+
+def _require(s: Session, app_id: str) -> App:
+    app = _load(s, app_id)
+    if app is None:
+        raise CatalogError(404, f"No such app: {app_id}")
+    return app
+
+
+def _add_version(app: App, defn: dict[str, Any], source: str, by: str) -> AppVersion | None:
+    """A new version of ``app`` unless ``defn`` equals its current one."""
+    dig = digest(defn)
+    if (
+        app.versions
+        and app.current.digest == dig
+        and (
+            defn["version"] == app.current.version
+            or defn["version"] == app.current.version.split("+r")[0]
+        )
     ):
-        self.engine = engine
+        return None
+    revision = len(app.versions) + 1 if not app.versions else app.current.revision + 1
+    label = defn["version"]
+    if any(v.version == label for v in app.versions):
+        label = f"{label.split('+r')[0]}+r{revision}"
+    stored = {**defn, "version": label}
+    stored.pop("disabled", None)
+    version = AppVersion(
+        app_id=app.id,
+        revision=revision,
+        version=label,
+        definition=stored,
+        digest=dig,
+        source=source,
+        created_by=by,
+        created=utcnow(),
+    )
+    app.versions.append(version)
+    app.updated = utcnow()
+    return version
+
+
+def _new_app(s: Session, app_id: str, source: str) -> App:
+    app = App(id=app_id, source=source, created=utcnow(), updated=utcnow())
+    app.versions = []
+    s.add(app)
+    return app
+
+
+def _seed(s: Session, definitions: list[dict[str, Any]], source: str) -> list[str]:
+    changed = []
+    for raw in definitions:
+        defn = appdefs.with_defaults(raw)
+        app = _load(s, defn["id"]) or _new_app(s, defn["id"], source)
+        if _add_version(app, defn, source, source) is not None:
+            app.disabled = defn.get("disabled", False)
+            changed.append(defn["id"])
+    return changed
+
+
+def _create(s: Session, defn: dict[str, Any], by: str) -> dict[str, Any]:
+    if _load(s, defn["id"]) is not None:
+        raise CatalogError(409, f"App {defn['id']!r} exists already (update it instead)")
+    app = _new_app(s, defn["id"], "admin")
+    app.disabled = defn.get("disabled", False)
+    _add_version(app, defn, "admin", by)
+    return app_model(app)
+
+
+def _set_disabled(s: Session, app_id: str, disabled: bool) -> dict[str, Any]:
+    app = _require(s, app_id)
+    app.disabled = disabled
+    app.updated = utcnow()
+    return app_model(app)
+
+
+def _delete(s: Session, app_id: str) -> None:
+    s.delete(_require(s, app_id))
+
+
+def _list_apps(s: Session, groups: set[str] | None, disabled: bool) -> list[dict]:
+    q = select(App).options(selectinload(App.versions)).order_by(App.id)
+    out = []
+    for app in s.scalars(q):
+        if app.disabled and not disabled:
+            continue
+        if groups is None or appdefs.allowed(app.current.definition["groups"], groups):
+            out.append(app_model(app))
+    return out
+
+
+def _get(s: Session, app_id: str, groups: set[str] | None, disabled: bool) -> App:
+    app = _load(s, app_id)
+    if app is None or (app.disabled and not disabled):
+        raise CatalogError(404, f"No such app: {app_id}")
+    if groups is not None and not appdefs.allowed(app.current.definition["groups"], groups):
+        raise CatalogError(404, f"No such app: {app_id}")
+    s.expunge_all()
+    return app
+
+
+def _proxied_for(s: Session, groups: set[str]) -> list[dict[str, Any]]:
+    q = select(App).where(App.disabled.is_(False)).options(selectinload(App.versions))
+    out = []
+    for app in s.scalars(q).all():
+        d = app.current.definition
+        if d["kind"] != "proxied" or d["launch"].get("bundled"):
+            continue
+        if appdefs.allowed(d["groups"], groups):
+            out.append(d)
+    return sorted(out, key=lambda d: d["id"])
+
+
+def _add_launch(s: Session, user: str, defn: dict[str, Any], server_name: str) -> dict[str, Any]:
+    q = select(Launch).where(
+        Launch.user == user,
+        Launch.app_id == defn["id"],
+        Launch.server_name == server_name,
+        Launch.state.in_(LIVE),
+    )
+    older = list(s.scalars(q))
+    launch = Launch(
+        user=user,
+        app_id=defn["id"],
+        version=defn["version"],
+        kind=defn["kind"],
+        server_name=server_name,
+        state="starting",
+        created=utcnow(),
+        updated=utcnow(),
+    )
+    s.add(launch)
+    s.flush()
+    for old in older:
+        old.state = "superseded"
+        old.message = f"Superseded by launch {launch.id}"
+        old.updated = utcnow()
+    return launch_model(launch)
+
+
+def _set_launch(s: Session, launch_id: int, state: str, message: str | None) -> None:
+    launch = s.get(Launch, launch_id)
+    if launch is None or (launch.state == "superseded" and state != "stopped"):
+        return  # a superseded launch's follower tells nothing more
+    if launch.state != state or (message is not None and message != launch.message):
+        launch.state = state
+        if message is not None:
+            launch.message = message
+        launch.updated = utcnow()
+
+
+def _launches(s: Session, user: str, active: bool) -> list[dict[str, Any]]:
+    q = select(Launch).where(Launch.user == user).order_by(Launch.id.desc())
+    if active:
+        q = q.where(Launch.state.in_(LIVE))
+    return [launch_model(x) for x in s.scalars(q.limit(200))]
+
+
+def _launch(s: Session, launch_id: int) -> dict[str, Any] | None:
+    launch = s.get(Launch, launch_id)
+    return launch_model(launch) if launch else None
+
+
+class Catalog:
+    """Apps, versions and launches in one ``Database``."""
+
+    def __init__(self, db: Database, profiles: list[str] | None = None, shared_loopback=False):
+        self.db = db
         self.profiles = profiles
         # workspaces share 127.0.0.1: an app on a TCP port is refused (apps.loopback_shared)
         self.shared_loopback = shared_loopback
-        self.sessions = sessionmaker(engine, expire_on_commit=False)
-
-    @classmethod
-    def open(
-        cls, url: str, profiles: list[str] | None = None, shared_loopback: bool = False
-    ) -> Catalog:
-        engine = make_engine(url)
-        migrate(engine)
-        return cls(engine, profiles, shared_loopback)
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with self.sessions() as s, s.begin():
-            yield s
-
-    # -- apps ------------------------------------------------------------------
-
-    def _load(self, s: Session, app_id: str) -> App | None:
-        q = select(App).where(App.id == app_id).options(selectinload(App.versions))
-        return s.scalars(q).one_or_none()
 
     def _check(self, defn: Any) -> dict[str, Any]:
         problems = appdefs.definition_problems(defn, "app", self.profiles, self.shared_loopback)
@@ -160,125 +280,52 @@ class Catalog:
             raise CatalogError(400, f"app.icon: {e}") from None
         return defn
 
-    def _add_version(self, s: Session, app: App, defn: dict[str, Any], source: str, by: str):
-        """A new version of ``app`` unless ``defn`` equals its current one."""
-        dig = digest(defn)
-        if (
-            app.versions
-            and app.current.digest == dig
-            and (
-                defn["version"] == app.current.version
-                or defn["version"] == app.current.version.split("+r")[0]
-            )
-        ):
-            return None
-        revision = len(app.versions) + 1 if not app.versions else app.current.revision + 1
-        label = defn["version"]
-        if any(v.version == label for v in app.versions):
-            label = f"{label.split('+r')[0]}+r{revision}"
-        stored = {**defn, "version": label}
-        stored.pop("disabled", None)
-        version = AppVersion(
-            app_id=app.id,
-            revision=revision,
-            version=label,
-            definition=stored,
-            digest=dig,
-            source=source,
-            created_by=by,
-            created=utcnow(),
-        )
-        app.versions.append(version)
-        app.updated = utcnow()
-        return version
+    # -- apps ------------------------------------------------------------------
 
     def seed(self, definitions: list[dict[str, Any]], source: str) -> list[str]:
-        """Seed settings-defined or bundled apps; returns the ids given a new version."""
-        changed = []
-        with self.session() as s:
-            for raw in definitions:
-                defn = appdefs.with_defaults(raw)
-                app = self._load(s, defn["id"])
-                if app is None:
-                    app = App(id=defn["id"], source=source, created=utcnow(), updated=utcnow())
-                    s.add(app)
-                    app.versions = []
-                if self._add_version(s, app, defn, source, source) is not None:
-                    app.disabled = defn.get("disabled", False)
-                    changed.append(defn["id"])
-        return changed
+        """Seed settings-defined or bundled apps (synchronous: at start, on the
+        database's threads); returns the ids given a new version."""
+        return self.db.work(_seed, definitions, source)
 
-    def create(self, raw: Any, by: str) -> dict[str, Any]:
-        defn = self._check(raw)
-        with self.session() as s:
-            if self._load(s, defn["id"]) is not None:
-                raise CatalogError(409, f"App {defn['id']!r} exists already (update it instead)")
-            app = App(id=defn["id"], source="admin", created=utcnow(), updated=utcnow())
-            app.versions = []
-            s.add(app)
-            app.disabled = defn.get("disabled", False)
-            self._add_version(s, app, defn, "admin", by)
-            return app_model(app)
+    async def create(self, raw: Any, by: str) -> dict[str, Any]:
+        return await self.db.run(lambda s: _create(s, self._check(raw), by))
 
-    def update(self, app_id: str, raw: Any, by: str) -> dict[str, Any]:
+    async def update(self, app_id: str, raw: Any, by: str) -> dict[str, Any]:
         """A new version of ``app_id``; fields left out keep their current value."""
         if not isinstance(raw, dict):
             raise CatalogError(400, "The body must be a JSON object (an app definition)")
-        with self.session() as s:
-            app = self._require(s, app_id)
-            current = dict(app.current.definition)
-            current["version"] = current["version"].split("+r")[0]
-            merged = {**current, **raw}
-            if merged.get("id") != app_id:
-                raise CatalogError(400, f"app.id: cannot change the id of {app_id!r}")
-            defn = self._check(merged)
-            if self._add_version(s, app, defn, "admin", by) is None:
-                raise CatalogError(409, f"Nothing changed: {app_id} {app.current.version}")
-            if "disabled" in raw:
-                app.disabled = bool(raw["disabled"])
-            return app_model(app)
+        return await self.db.run(self._update, app_id, raw, by)
 
-    def set_disabled(self, app_id: str, disabled: bool) -> dict[str, Any]:
-        with self.session() as s:
-            app = self._require(s, app_id)
-            app.disabled = disabled
-            app.updated = utcnow()
-            return app_model(app)
+    def _update(self, s: Session, app_id: str, raw: dict[str, Any], by: str) -> dict[str, Any]:
+        app = _require(s, app_id)
+        current = dict(app.current.definition)
+        current["version"] = current["version"].split("+r")[0]
+        merged = {**current, **raw}
+        if merged.get("id") != app_id:
+            raise CatalogError(400, f"app.id: cannot change the id of {app_id!r}")
+        defn = self._check(merged)
+        if _add_version(app, defn, "admin", by) is None:
+            raise CatalogError(409, f"Nothing changed: {app_id} {app.current.version}")
+        if "disabled" in raw:
+            app.disabled = bool(raw["disabled"])
+        return app_model(app)
 
-    def delete(self, app_id: str) -> None:
-        with self.session() as s:
-            s.delete(self._require(s, app_id))
+    async def set_disabled(self, app_id: str, disabled: bool) -> dict[str, Any]:
+        return await self.db.run(_set_disabled, app_id, disabled)
 
-    def _require(self, s: Session, app_id: str) -> App:
-        app = self._load(s, app_id)
-        if app is None:
-            raise CatalogError(404, f"No such app: {app_id}")
-        return app
+    async def delete(self, app_id: str) -> None:
+        await self.db.run(_delete, app_id)
 
-    def list_apps(self, groups: set[str] | None = None, disabled: bool = False) -> list[dict]:
+    async def list_apps(self, groups: set[str] | None = None, disabled: bool = False) -> list:
         """Apps visible to someone in ``groups`` (None: all, for admins)."""
-        with self.session() as s:
-            q = select(App).options(selectinload(App.versions)).order_by(App.id)
-            out = []
-            for app in s.scalars(q):
-                if app.disabled and not disabled:
-                    continue
-                if groups is None or appdefs.allowed(app.current.definition["groups"], groups):
-                    out.append(app_model(app))
-            return out
+        return await self.db.read(_list_apps, groups, disabled)
 
-    def get(self, app_id: str, groups: set[str] | None = None, disabled: bool = False) -> App:
+    async def get(self, app_id: str, groups: set[str] | None = None, disabled=False) -> App:
         """The app, detached; 404 when absent, disabled or outside ``groups``."""
-        with self.session() as s:
-            app = self._load(s, app_id)
-            if app is None or (app.disabled and not disabled):
-                raise CatalogError(404, f"No such app: {app_id}")
-            if groups is not None and not appdefs.allowed(app.current.definition["groups"], groups):
-                raise CatalogError(404, f"No such app: {app_id}")
-            s.expunge_all()
-            return app
+        return await self.db.read(_get, app_id, groups, disabled)
 
-    def version(self, app: App, label: str | None) -> AppVersion:
+    @staticmethod
+    def version(app: App, label: str | None) -> AppVersion:
         if not label:
             return app.current
         for v in app.versions:
@@ -287,69 +334,22 @@ class Catalog:
         known = ", ".join(v.version for v in app.versions)
         raise CatalogError(404, f"No version {label!r} of {app.id} (versions: {known})")
 
-    def proxied_for(self, groups: set[str]) -> list[dict[str, Any]]:
+    async def proxied_for(self, groups: set[str]) -> list[dict[str, Any]]:
         """Definitions of the enabled proxied apps with a command open to ``groups``."""
-        with self.session() as s:
-            q = select(App).where(App.disabled.is_(False)).options(selectinload(App.versions))
-            out = []
-            for app in s.scalars(q).all():
-                d = app.current.definition
-                if d["kind"] != "proxied" or d["launch"].get("bundled"):
-                    continue
-                if appdefs.allowed(d["groups"], groups):
-                    out.append(d)
-            return sorted(out, key=lambda d: d["id"])
+        return await self.db.read(_proxied_for, groups)
 
     # -- launches --------------------------------------------------------------
 
-    def add_launch(self, user: str, defn: dict[str, Any], server_name: str) -> dict[str, Any]:
+    async def add_launch(self, user: str, defn: dict[str, Any], server_name: str) -> dict:
         """A new launch; earlier live launches of that app in that server are
         marked ``superseded`` (the new one tells the state from now on)."""
-        with self.session() as s:
-            q = select(Launch).where(
-                Launch.user == user,
-                Launch.app_id == defn["id"],
-                Launch.server_name == server_name,
-                Launch.state.in_(LIVE),
-            )
-            older = list(s.scalars(q))
-            launch = Launch(
-                user=user,
-                app_id=defn["id"],
-                version=defn["version"],
-                kind=defn["kind"],
-                server_name=server_name,
-                state="starting",
-                created=utcnow(),
-                updated=utcnow(),
-            )
-            s.add(launch)
-            s.flush()
-            for old in older:
-                old.state = "superseded"
-                old.message = f"Superseded by launch {launch.id}"
-                old.updated = utcnow()
-            return launch_model(launch)
+        return await self.db.run(_add_launch, user, defn, server_name)
 
-    def set_launch(self, launch_id: int, state: str, message: str | None = None) -> None:
-        with self.session() as s:
-            launch = s.get(Launch, launch_id)
-            if launch is None or (launch.state == "superseded" and state != "stopped"):
-                return  # a superseded launch's follower tells nothing more
-            if launch.state != state or (message is not None and message != launch.message):
-                launch.state = state
-                if message is not None:
-                    launch.message = message
-                launch.updated = utcnow()
+    async def set_launch(self, launch_id: int, state: str, message: str | None = None) -> None:
+        await self.db.run(_set_launch, launch_id, state, message)
 
-    def launches(self, user: str, active: bool = False) -> list[dict[str, Any]]:
-        with self.session() as s:
-            q = select(Launch).where(Launch.user == user).order_by(Launch.id.desc())
-            if active:
-                q = q.where(Launch.state.in_(LIVE))
-            return [launch_model(x) for x in s.scalars(q.limit(200))]
+    async def launches(self, user: str, active: bool = False) -> list[dict[str, Any]]:
+        return await self.db.read(_launches, user, active)
 
-    def launch(self, launch_id: int) -> dict[str, Any] | None:
-        with self.session() as s:
-            launch = s.get(Launch, launch_id)
-            return launch_model(launch) if launch else None
+    async def launch(self, launch_id: int) -> dict[str, Any] | None:
+        return await self.db.read(_launch, launch_id)

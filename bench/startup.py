@@ -7,7 +7,9 @@ ignored, and so inherited), in a session of its own, and times from the launch:
   that ``labspace up`` starts; plain: the launch itself, 0);
 - ``health``: until ``/hub/health`` answers 200 through the proxy;
 - ``services``: (Labspace) until every service's route answers through the
-  proxy (``/services/<name>/api/openapi.json``: any status but 404, 502, 503);
+  proxy (``/services/<name>/api/openapi.json``: any status but 404, 502, 503),
+  asked once ``/hub/health`` answers, so that both hubs get the same probes
+  while they start (a probe costs the proxy a 404 and the hub an error page);
 - ``stop``: from the stop signal (SIGTERM, or SIGINT, by turns) to the exit of
   the launched process; anything of the run left behind (a process in its
   session, a proxy still answering) is counted, then killed.
@@ -59,6 +61,9 @@ SERVICES = ("accounting", "catalog")
 TARGET_RATIO = 1.3
 TARGET_STOP_S = 3.0
 START_BOUND_S = 240.0
+# each probe costs the proxy a 404 and the hub an error page while they start:
+# both hubs get the same probes (the services' only once the hub answers)
+POLL_S = 0.05
 STOP_BOUND_S = 60.0
 
 
@@ -195,14 +200,14 @@ def time_start(run: Run) -> dict:
                 out["hub_process_s"] = round(now, 3)
             if out["health_s"] is None and probe(client, run.url + "hub/health") == 200:
                 out["health_s"] = round(time.perf_counter() - t0, 3)
-            for name in services:
+            for name in services if out["health_s"] is not None else ():
                 if name not in out["services_s"]:
                     status = probe(client, f"{run.url}services/{name}/api/openapi.json")
                     if status is not None and status not in (404, 502, 503):
                         out["services_s"][name] = round(time.perf_counter() - t0, 3)
             if out["health_s"] is not None and len(out["services_s"]) == len(services):
                 break
-            time.sleep(0.02)
+            time.sleep(POLL_S)
         else:
             raise RuntimeError(f"{run.kind} not up after {START_BOUND_S:g} s; see its log")
     if services:

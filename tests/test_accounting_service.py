@@ -16,7 +16,7 @@ import pytest
 from harness import free_port
 from test_accounting_fixtures import SERVICE_TOKEN, AccountingServer
 
-from labspace.services.accounting import usage
+from labspace.services.accounting import charger, usage
 from labspace.services.accounting.clock import now
 
 
@@ -264,11 +264,11 @@ async def test_reconciler_closes_gone_servers_only_when_outbox_drained(acct):
     active = {("alice", "alive"): alive["at"]}
     seen = now()
     assert svc.loops.outbox_drained(seen) is False  # no report yet after a start
-    assert svc.db.work(usage.mark_seen, active, seen, svc.policy, may_close=False) == []
+    assert svc.db.work(charger.mark_seen, active, seen, svc.policy, may_close=False) == []
     r = await acct.internal("POST", "outbox-status", {"depth": 0, "oldest": None})
     assert r.status_code == 200
     assert svc.loops.outbox_drained(now()) is True
-    assert svc.db.work(usage.mark_seen, active, seen, svc.policy) == [gone["key"]]
+    assert svc.db.work(charger.mark_seen, active, seen, svc.policy) == [gone["key"]]
     sessions = (await acct.call("GET", "api/sessions?limit=5", "alice-token")).json()["sessions"]
     by_server = {s["server"]: s for s in sessions}
     assert by_server["gone"]["closed_by"] == "reconciler"

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from labspace.services.kit.hub import HubClient
 
-from . import usage
+from . import charger
 from .clock import now
 from .pricing import iso, parse_time
 
@@ -81,7 +81,7 @@ class Loops:
 
     async def charge(self) -> list[dict]:
         svc = self.service
-        stops = await svc.db.run(usage.charge_all, svc.policy, now())
+        stops = await svc.db.run(charger.charge_all, svc.policy, now())
         svc.metrics.charges.inc()
         for stop in stops:
             await self.stop_server(stop)
@@ -120,7 +120,7 @@ class Loops:
                 active[(user["name"], name)] = server.get("started")
         drained = self.outbox_drained(fetched_at)
         closed = await svc.db.run(
-            usage.mark_seen, active, fetched_at, svc.policy, may_close=drained
+            charger.mark_seen, active, fetched_at, svc.policy, may_close=drained
         )
         if not drained:
             log.debug("Reconcile: hub events may still be in the outbox; closing nothing")

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import ledger, usage
+from . import charger, ledger
 from .models import UsageSession
 
 NS = "labspace_accounting"
@@ -54,7 +54,7 @@ class Metrics:
         )
         for project, total in rows:
             self.usage_total.labels(project).set(float(total))
-        self.open_sessions.set(usage.open_count(session))
+        self.open_sessions.set(charger.open_count(session))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

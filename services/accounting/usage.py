@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import ledger
 from .ledger import LedgerError, Leg
-from .models import Account, Event, PricePoint, Status, Transaction, UsageSession
+from .models import Account, Event, PricePoint, Transaction, UsageSession
 from .policy import Policy
 from .pricing import Point, aware, cost, dec, derived_price, iso, merge_new_points, price_at, show
 
@@ -431,145 +431,4 @@ def apply_waiting(session, policy, key: str, now) -> None:
         row.applied = int(apply(session, policy, row, {}, points, now))
 
 
-# -- the charger ----------------------------------------------------------------
-
-
-def open_sessions(session: Session) -> list[UsageSession]:
-    return list(session.scalars(select(UsageSession).where(UsageSession.status.in_(OPEN))))
-
-
-def charge_all(session: Session, policy: Policy, now: datetime) -> list[dict]:
-    """Charge every open session to ``now``, log budget warnings (once per mark),
-    and return the stops that are due (``[{"key","user","server","reason"}]``),
-    marking them requested."""
-    points = load_prices(session)
-    renew_all(session, policy, now)
-    by_account: dict[int, list[UsageSession]] = {}
-    for s in open_sessions(session):
-        charge(session, s, now, points)
-        by_account.setdefault(s.account_id, []).append(s)
-    stops = []
-    for account_id, sessions in by_account.items():
-        account = ledger.account_by_id(session, account_id)
-        left = ledger.available(session, account)
-        warn(session, policy, account, sessions, left, now)
-        for s in sessions:
-            stop = enforce(policy, account, s, left, now)
-            if stop:
-                stops.append(stop)
-    return stops
-
-
-def warn(session, policy: Policy, account: Account, sessions, left: Decimal, now) -> None:
-    """Log when an account's budget falls below a new ``warn_at`` mark (the
-    banner shows it to the users, see ``alerts``)."""
-    from .alerts import crossed, used_this_month
-
-    held = sum((dec(s.held) for s in sessions), Decimal(0))
-    mark = crossed(policy, left + held, left + held + used_this_month(session, account, now))
-    level = 0 if mark is None else policy.warn_at.index(mark) + 1
-    for s in sessions:
-        if level > s.warned:
-            log.warning(
-                "Budget warning for %s: %s has %s left (below %s)",
-                s.key,
-                account.label,
-                show(left + held),
-                mark,
-            )
-        s.warned = level
-
-
-def enforce(policy: Policy, account: Account, s: UsageSession, left: Decimal, now):
-    """Mark ``s`` exhausted, and return its stop once the grace period is over."""
-    exhausted = dec(s.held) <= 0 and (left <= 0 or dec(s.unbilled) > 0)
-    if not exhausted:
-        s.exhausted_at = None
-        return None
-    if s.exhausted_at is None:
-        s.exhausted_at = now
-        log.warning("Budget of %s exhausted for %s", account.label, s.key)
-    due = aware(s.exhausted_at) + timedelta(seconds=policy.grace_period)
-    retry = s.stop_requested_at is None or now - aware(s.stop_requested_at) > timedelta(minutes=5)
-    if now < due or not retry:
-        return None
-    s.stop_requested_at = now
-    s.stop_reason = (
-        f"budget of {account.name} exhausted at {iso(s.exhausted_at)}; "
-        f"grace period of {policy.grace_period}s over"
-    )
-    return {"key": s.key, "user": s.user, "server": s.server, "reason": s.stop_reason}
-
-
-def mark_seen(
-    session: Session,
-    active: dict[tuple[str, str], str | None],
-    fetched_at: datetime,
-    policy: Policy,
-    margin: float = 30.0,
-    may_close: bool = True,
-) -> list[str]:
-    """The reconciler's step: ``active`` maps ``(user, server)`` to the hub's start
-    time of each live server. Open sessions whose server is live get
-    ``last_seen_at``; the others are closed at their last sighting, unless
-    ``may_close`` is false (hub events may still be on their way)."""
-    points = load_prices(session)
-    closed = []
-    for s in open_sessions(session):
-        started = active.get((s.user, s.server), False)
-        same = started is not False and (
-            started is None or s.key.endswith("/" + started) or _same_time(started, s.started_at)
-        )
-        if same:
-            s.last_seen_at = max(aware(s.last_seen_at), fetched_at)
-            continue
-        if not may_close or (fetched_at - aware(s.started_at)).total_seconds() < margin:
-            continue  # too young to judge, or its stop event may still be in the outbox
-        close(session, s, aware(s.last_seen_at), "reconciler", points)
-        closed.append(s.key)
-    set_status(session, "last_reconcile", iso(fetched_at))
-    return closed
-
-
-def _same_time(text: str, t: datetime) -> bool:
-    from .pricing import parse_time
-
-    try:
-        return abs((parse_time(text) - aware(t)).total_seconds()) < 0.001
-    except ValueError:
-        return False
-
-
-# -- status ---------------------------------------------------------------------
-
-
-def set_status(session: Session, name: str, value: str) -> None:
-    row = session.get(Status, name)
-    if row is None:
-        session.add(Status(name=name, value=value))
-    else:
-        row.value = value
-
-
-def get_status(session: Session) -> dict[str, str]:
-    return {row.name: row.value for row in session.scalars(select(Status))}
-
-
-def unreachable_events(session: Session, limit: int = 20) -> list[Event]:
-    return list(
-        session.scalars(
-            select(Event).where(Event.type == "unreachable").order_by(Event.at.desc()).limit(limit)
-        )
-    )
-
-
-def open_count(session: Session) -> int:
-    return (
-        session.scalar(
-            select(func.count()).select_from(UsageSession).where(UsageSession.status.in_(OPEN))
-        )
-        or 0
-    )
-
-
-__all__ = ["LedgerError", "Refusal", "reserve", "ingest", "charge_all", "mark_seen"]
+__all__ = ["LedgerError", "Refusal", "reserve", "ingest"]

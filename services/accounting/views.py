@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from tornado import web
 
-from . import ledger, reports, usage
+from . import charger, ledger, reports, usage
 from .clock import month_start, now
 from .config import READ_ALL
 from .ledger import LedgerError, Leg
@@ -269,8 +269,8 @@ async def operate(handler: BaseHandler, op: str, args: dict[str, Any]) -> dict[s
 
 async def health(svc) -> dict[str, Any]:
     def read(session):
-        status = usage.get_status(session)
-        events = usage.unreachable_events(session)
+        status = charger.get_status(session)
+        events = charger.unreachable_events(session)
         return status, [
             {"at": iso(e.at), "user": e.user, "server": e.server, "decision": e.reason}
             for e in events

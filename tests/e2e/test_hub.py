@@ -2,8 +2,9 @@
 local workspaces) on SQLite and PostgreSQL, driven over HTTP as users and
 scripts drive it.
 
-The first tests share one hub per database (``shared``); the others start,
-restart or stop hubs of their own."""
+The first tests share one hub per database (``shared``; the PostgreSQL one
+named by a plain ``postgresql://`` URL), and the last ones check and stop it;
+the others start or restart hubs of their own."""
 
 from __future__ import annotations
 
@@ -33,13 +34,15 @@ pytestmark = [pytest.mark.e2e]
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def shared(request, tmp_path_factory, proxy_command):
-    """``(hub, api, token)``: one hub per database for the module."""
+    """``(hub, api, token)``: one hub per database for the module; PostgreSQL
+    through a plain ``postgresql://`` URL (the driver is Labspace's to add)."""
     tmp = tmp_path_factory.mktemp(f"hub-{request.param}")
     token = secrets.token_hex(16)
     settings = hub_settings_for(tmp / "data", proxy_command, token)
     if request.param == "postgres":
         cluster = request.getfixturevalue("pg_cluster")
-        settings["hub"]["db_url"] = cluster.create_database(f"hub_{secrets.token_hex(4)}")
+        url = cluster.create_database(f"hub_{secrets.token_hex(4)}")
+        settings["hub"]["db_url"] = url.replace("+psycopg", "")
     hub = HubProcess(tmp, settings)
     api = HubAPI(hub.url, token)
     try:
@@ -183,29 +186,6 @@ def test_restart_keeps_users_servers_and_password(hub_factory, hub_settings, db_
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_stopping_labspace_stops_workspaces(hub, api):
-    api.create_user("dave")
-    api.start_server("dave")
-    home = hub.workdir / "data" / "users" / "dave"
-    assert workspace_pids(home)
-    assert hub.stop() == 0
-    assert workspace_pids(home) == []
-
-
-def test_postgres_holds_the_hub_state(pg_cluster, hub_factory, hub_settings, service_token):
-    import psycopg
-
-    url = pg_cluster.create_database("hub_state_check")
-    hub_settings["hub"]["db_url"] = url.replace("+psycopg", "")  # plain postgresql:// too
-    hub = hub_factory(hub_settings).start()
-    HubAPI(hub.url, service_token).create_user("carol")
-    with psycopg.connect(url.replace("+psycopg", "")) as conn:
-        names = {row[0] for row in conn.execute("SELECT name FROM users")}
-    assert {"admin", "carol"} <= names
-    assert not (hub.workdir / "data" / "jupyterhub.sqlite").exists()
-
-
 def test_bad_settings_stop_labspace_up(tmp_path):
     config = tmp_path / "labspace.yaml"
     config.write_text("hub:\n  prot: 8000\n  port: eighty\n")
@@ -265,3 +245,29 @@ def test_busy_port_is_named_before_anything_starts(tmp_path, hub_settings):
     port = hub_settings["hub"]["port"]
     assert f"hub.port: 127.0.0.1:{port} is not free" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# the last tests on the shared hubs: pytest keeps each hub's tests in file order
+
+
+@pytest.mark.parametrize("shared", ["postgres"], indirect=True)
+def test_postgres_holds_the_hub_state(shared):
+    import psycopg
+
+    hub, api, _ = shared
+    api.create_user("carol")
+    with psycopg.connect(hub.settings["hub"]["db_url"]) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM users")}
+    assert {"admin", "carol"} <= names
+    assert not (hub.workdir / "data" / "jupyterhub.sqlite").exists()
+
+
+@pytest.mark.parametrize("shared", ["sqlite"], indirect=True)
+def test_stopping_labspace_stops_workspaces(shared):
+    hub, api, _ = shared
+    api.create_user("dave")
+    api.start_server("dave")
+    home = hub.workdir / "data" / "users" / "dave"
+    assert workspace_pids(home)
+    assert hub.stop() == 0
+    assert workspace_pids(home) == []

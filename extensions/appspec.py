@@ -84,6 +84,13 @@ SHARED_LOOPBACK = (
     "other users could reach it without logging in. Make it listen on a unix socket "
     "(launch.unix_socket: true and {unix_socket} in the command)"
 )
+# the same, as the catalog and the settings say it (key launch.unix_socket)
+SHARED_LOOPBACK_FIX = (
+    "an app on a TCP '{port}' listens on 127.0.0.1, which every workspace of this "
+    "platform shares: other users could open it without logging in. Set unix_socket: "
+    "true and put '{unix_socket}' in the command (TCP ports are for kubernetes and "
+    "docker networks other than host)"
+)
 
 
 def loopback_shared(environ: Mapping[str, str]) -> bool:
@@ -179,7 +186,9 @@ def _command(app: str, launch: dict, unix_socket: bool) -> tuple[str, ...]:
         raise _refuse(
             app,
             key,
-            "must be a non-empty list of arguments "
+            "the app needs a command, e.g. [my-app, --socket, '{unix_socket}'] with "
+            "unix_socket: true (or bundled: true for an app of the image)",
+            f"{key} must be a non-empty list of arguments "
             '(e.g. ["my-app", "--port={port}"]), never a shell string',
         )
     if not all(isinstance(arg, str) and arg for arg in command):
@@ -193,10 +202,17 @@ def _command(app: str, launch: dict, unix_socket: bool) -> tuple[str, ...]:
         _check_template(app, key, arg)
     wanted = "unix_socket" if unix_socket else "port"
     if not any(wanted in _template_fields(arg) for arg in command):
+        fix = (
+            "unix_socket is true: the app must listen on the socket it is given"
+            if unix_socket
+            else "the app must listen on the port it is given, or set unix_socket: true "
+            "and use '{unix_socket}'"
+        )
         raise _refuse(
             app,
             key,
-            f"must contain {{{wanted}}} so the app listens where the workspace proxies to",
+            f"'{{{wanted}}}' is missing ({fix})",
+            f"{key} must contain {{{wanted}}} so the app listens where the workspace proxies to",
         )
     return tuple(command)
 
@@ -297,8 +313,9 @@ def _checks(app_id: str, entry: dict, launch: dict, shared_loopback: bool) -> li
     workspace reports them; each returns a value or raises AppSpecError."""
 
     def loopback():
-        if shared_loopback and not (launch.get("bundled") is True or unix_socket()):
-            raise _refuse(app_id, "launch.unix_socket", SHARED_LOOPBACK, SHARED_LOOPBACK)
+        on_tcp = launch.get("command") and not (launch.get("bundled") is True or unix_socket())
+        if shared_loopback and on_tcp:
+            raise _refuse(app_id, "launch.unix_socket", SHARED_LOOPBACK_FIX, SHARED_LOOPBACK)
 
     def unix_socket():
         return launch.get("unix_socket") is True

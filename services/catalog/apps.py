@@ -86,39 +86,15 @@ def launch_problems(
     defn: dict[str, Any],
     where: str,
     profiles: list[str] | None = None,
-    shared_loopback: bool = False,
 ) -> list[str]:
-    """Rules across keys of one schema-valid definition (defaults filled). On a
-    shared loopback (:func:`loopback_shared`) an app on a TCP ``{port}`` is refused:
-    it has no login of its own, and every workspace on the machine could reach it."""
+    """The catalog's own rules across keys of one schema-valid definition
+    (defaults filled): a bundled app's command, standalone profiles. What a
+    workspace needs of a command is the app contract's (:func:`contract_problems`)."""
     problems = []
     launch = defn.get("launch", {})
-    command = launch.get("command", [])
-    bundled = launch.get("bundled", False)
     key = f"{where}.launch"
-    if bundled and command:
+    if launch.get("bundled", False) and launch.get("command", []):
         problems.append(f"{key}.command: a bundled app has no command (drop one of the two)")
-    if not bundled and not command:
-        problems.append(
-            f"{key}.command: a {defn['kind']} app needs a command, e.g. "
-            "[my-app, --socket, '{unix_socket}'] with unix_socket: true (or bundled: true "
-            "for an app of the image)"
-        )
-    joined = " ".join(command)
-    if command and launch.get("unix_socket") and "{unix_socket}" not in joined:
-        problems.append(f"{key}.command: unix_socket is true but '{{unix_socket}}' is missing")
-    if command and not launch.get("unix_socket") and "{port}" not in joined:
-        problems.append(
-            f"{key}.command: '{{port}}' is missing (the app must listen on the port it is "
-            "given, or set unix_socket: true and use '{unix_socket}')"
-        )
-    elif command and not launch.get("unix_socket") and shared_loopback:
-        problems.append(
-            f"{key}.unix_socket: an app on a TCP '{{port}}' listens on 127.0.0.1, which "
-            "every workspace of this platform shares: other users could open it without "
-            "logging in. Set unix_socket: true and put '{unix_socket}' in the command "
-            "(TCP ports are for kubernetes and docker networks other than host)"
-        )
     profile = launch.get("profile", "")
     if profile and defn["kind"] != "standalone":
         problems.append(f"{key}.profile: only standalone apps have a profile (drop it)")
@@ -134,7 +110,9 @@ def contract_problems(
     """What a workspace would refuse in a schema-valid definition (defaults
     filled), one line each, ``where.key: what is wrong (the fix)``: the app
     contract is extensions/appspec.py, so the catalog keeps no app a workspace
-    would skip."""
+    would skip. On a shared loopback (:func:`loopback_shared`) an app on a TCP
+    ``{port}`` is refused: it has no login of its own, and every workspace on the
+    machine could reach it."""
     entry = workspace_entry(defn)
     if defn.get("launch", {}).get("bundled"):
         entry["launch"] = {"bundled": True}
@@ -153,9 +131,7 @@ def definition_problems(
     if problems:
         return problems
     defn = with_defaults(defn)
-    return launch_problems(defn, where, profiles, shared_loopback) or contract_problems(
-        defn, where, shared_loopback
-    )
+    return launch_problems(defn, where, profiles) + contract_problems(defn, where, shared_loopback)
 
 
 def profile_slugs(values: dict[str, Any]) -> list[str]:
@@ -188,9 +164,7 @@ def problems(values: dict[str, Any]) -> list[str]:
             )
         if isinstance(app.get("kind"), str) and isinstance(app.get("launch", {}), dict):
             app = with_defaults(app)
-            out += launch_problems(app, where, slugs, shared) or contract_problems(
-                app, where, shared
-            )
+            out += launch_problems(app, where, slugs) + contract_problems(app, where, shared)
     return out
 
 

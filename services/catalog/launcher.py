@@ -108,15 +108,18 @@ class Launcher:
         )
         reading.add_done_callback(lambda _: events.put_nowait(None))
         failed = False
-        while (event := await events.get()) is not None:
-            message = str(event.get("message") or "")
-            if event.get("failed"):
-                failed = True
-                message = message or "The server failed to start"
-                await self.catalog.set_launch(launch_id, "failed", message)
-            elif message:
-                state = "running" if event.get("ready") else "starting"
-                await self.catalog.set_launch(launch_id, state, message)
+        try:
+            while (event := await events.get()) is not None:
+                message = str(event.get("message") or "")
+                if event.get("failed"):
+                    failed = True
+                    message = message or "The server failed to start"
+                    await self.catalog.set_launch(launch_id, "failed", message)
+                elif message:
+                    state = "running" if event.get("ready") else "starting"
+                    await self.catalog.set_launch(launch_id, state, message)
+        finally:
+            reading.cancel()  # a no-op once it ended; else (cancelled) it ends with us
         try:
             reading.result()
         except HubError as e:

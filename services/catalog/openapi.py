@@ -50,7 +50,10 @@ TARGET = {
         "application/json": {
             "schema": {
                 "type": "object",
-                "properties": {"user": {"type": "string"}, "group": {"type": "string"}},
+                "properties": {
+                    "user": {"type": "string", "minLength": 1},
+                    "group": {"type": "string", "minLength": 1},
+                },
                 "minProperties": 1,
                 "maxProperties": 1,
             }

@@ -33,9 +33,11 @@ ID_HINT = (
     f"at most {ID_MAX}, e.g. my-viewer"
 )
 APP_ID = re.compile(rf"^(?=.{{1,{ID_MAX}}}\Z){ID_PATTERN}\Z")
-# route fragments, one group each: a catalog app's id; the name of any app a
-# workspace serves (the operator's jupyter-server-proxy servers have free names)
-ID_ROUTE = f"({ID_PATTERN})"
+# route fragments, one group each: any id a catalog may hold (also one saved
+# before the rule above was tightened: it stays readable, and is checked when
+# saved again); the name of any app a workspace serves (the operator's
+# jupyter-server-proxy servers have free names)
+ID_ROUTE = r"([a-z0-9][a-z0-9-]*)"
 NAME_ROUTE = r"([^/]+)"
 # path names the workspace itself serves: an app must not shadow them
 RESERVED_IDS = frozenset(

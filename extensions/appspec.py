@@ -24,18 +24,22 @@ from dataclasses import dataclass, field
 
 # an app id is one URL path segment (/user/<name>/<id>/) and, for a standalone
 # app, the name of its named server, which JupyterHub (6+) creates only for a
-# "safe slug" (jupyterhub.slugs.is_valid_safe_slug); the id is one, whatever the
-# kind (an app may change kind). The catalog's schema spells the same pattern.
+# "safe slug" (jupyterhub.slugs.is_valid_safe_slug): a NEW id (an app saved or
+# given a new version) is one, whatever the kind (an app may change kind). The
+# catalog's schema spells the same pattern.
 ID_MAX = 30
 ID_PATTERN = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
 ID_HINT = (
     "lower-case letters and digits, single '-' between them, starting with a letter, "
     f"at most {ID_MAX}, e.g. my-viewer"
 )
-APP_ID = re.compile(rf"^(?=.{{1,{ID_MAX}}}\Z){ID_PATTERN}\Z")
-# route fragments, one group each: any id a catalog may hold (also one saved
-# before the rule above was tightened: it stays readable, and is checked when
-# saved again); the name of any app a workspace serves (the operator's
+NEW_APP_ID = re.compile(rf"^(?=.{{1,{ID_MAX}}}\Z){ID_PATTERN}\Z")
+# what a workspace serves: any id a catalog may hold, one saved before the rule
+# above was tightened included (nothing stored is lost)
+APP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
+SERVED_HINT = "lower-case letters, digits, '-' and '_', at most 63"
+# route fragments, one group each: any id a catalog may hold (checked when a
+# version is saved); the name of any app a workspace serves (the operator's
 # jupyter-server-proxy servers have free names)
 ID_ROUTE = r"([a-z0-9][a-z0-9-]*)"
 NAME_ROUTE = r"([^/]+)"
@@ -273,13 +277,14 @@ def _flag(app: str, launch: dict, key: str) -> bool:
     return value
 
 
-def _app_id(entry) -> str:
+def _app_id(entry, new: bool) -> str:
     """The entry's id, or the refusal of an entry that cannot be named."""
     if not isinstance(entry, dict):
         raise _refuse(None, "", f"an app must be an object, not {type(entry).__name__}")
     app_id = entry.get("id")
-    if not isinstance(app_id, str) or not APP_ID.match(app_id):
-        raise _refuse(None, "id", f"{app_id!r} is not a valid path name ({ID_HINT})")
+    rule, hint = (NEW_APP_ID, ID_HINT) if new else (APP_ID, SERVED_HINT)
+    if not isinstance(app_id, str) or not rule.match(app_id):
+        raise _refuse(None, "id", f"{app_id!r} is not a valid path name ({hint})")
     return app_id
 
 
@@ -348,13 +353,14 @@ def _collect(checks) -> list[Refusal]:
     return found
 
 
-def refusals(entry, shared_loopback: bool = False) -> list[Refusal]:
+def refusals(entry, shared_loopback: bool = False, new: bool = True) -> list[Refusal]:
     """Every reason a workspace refuses the app ``entry`` (one item of
     ``LABSPACE_CATALOG_APPS``), in the order it reports them; empty when it would
     serve it. On a shared loopback an app on a TCP ``{port}`` is refused (it has
-    no login of its own)."""
+    no login of its own). ``new``: the app is being saved, so its id must follow
+    today's rule (:data:`NEW_APP_ID`); a workspace serves any id a catalog holds."""
     try:
-        app_id = _app_id(entry)
+        app_id = _app_id(entry, new)
     except AppSpecError as e:
         return [e.refusal]
     found = _collect([lambda: _reserved(app_id)])
@@ -368,7 +374,7 @@ def refusals(entry, shared_loopback: bool = False) -> list[Refusal]:
 def parse_app(entry, shared_loopback: bool = False) -> AppSpec:
     """One catalog entry -> AppSpec, or AppSpecError naming the first thing wrong
     (see :func:`refusals`)."""
-    found = refusals(entry, shared_loopback)
+    found = refusals(entry, shared_loopback, new=False)
     if found:
         app_id = entry.get("id") if isinstance(entry, dict) else None
         named = isinstance(app_id, str) and APP_ID.match(app_id)

@@ -75,7 +75,18 @@ def test_an_app_id_is_a_server_name_jupyterhub_creates():
 
     names = ["".join(t) for n in range(1, 6) for t in itertools.product("ab1-", repeat=n)]
     names += IDS
-    assert [n for n in names if bool(appspec.APP_ID.match(n)) != is_valid_safe_slug(n)] == []
+    assert [n for n in names if bool(appspec.NEW_APP_ID.match(n)) != is_valid_safe_slug(n)] == []
+
+
+def test_a_workspace_still_serves_an_app_stored_under_an_older_id():
+    """Saving needs today's id rule; a workspace serves what a catalog already holds."""
+    import json
+
+    defn = {"id": "3d-viewer", "title": "T", "kind": "proxied", "launch": SOCKET_LAUNCH}
+    entry = appdefs.workspace_entry(appdefs.with_defaults(defn))
+    assert [r.key for r in appspec.refusals(entry)] == ["id"]
+    apps, problems = appspec.parse_catalog_apps(json.dumps([entry]), shared_loopback=True)
+    assert ([a.id for a in apps], problems) == (["3d-viewer"], [])
 
 
 @pytest.mark.parametrize(

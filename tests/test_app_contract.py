@@ -66,6 +66,14 @@ def test_catalog_refuses_exactly_the_ids_a_workspace_refuses(app_id):
         assert catalog == [reserved(app_id, "app")]
 
 
+def test_the_catalog_schema_spells_the_contracts_id_rule():
+    """JSON cannot import it: the schema repeats the contract's pattern, length
+    and hint, word for word."""
+    schema = appdefs.app_schema()["properties"]["id"]
+    assert schema["pattern"] == f"^{appspec.ID_PATTERN}$"
+    assert (schema["maxLength"], schema["x-hint"]) == (appspec.ID_MAX, appspec.ID_HINT)
+
+
 def test_an_app_id_is_a_server_name_jupyterhub_creates():
     """A standalone app runs in a named server called by its id: JupyterHub
     refuses to create one whose name is not a safe slug (400 at launch)."""

@@ -69,7 +69,7 @@ def stop_within(proc: subprocess.Popen, sig: int, seconds: float) -> float:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_answers_503_while_starting_then_serves_then_stops_within_2s(tmp_path, sig):
-    proc, url = start(tmp_path, start_delay=3)
+    proc, url = start(tmp_path, start_delay=5)
     try:
         r = first_answer(proc, url)
         assert r.status_code == 503
@@ -78,6 +78,11 @@ def test_answers_503_while_starting_then_serves_then_stops_within_2s(tmp_path, s
             "status": 503,
             "message": "The demo service is starting; try again in a moment",
         }
+        # the service's own URL, which JupyterHub asks: anything but a 5xx lets the hub go on
+        page = httpx.get(url.rsplit("/", 1)[0] + "/", timeout=2)
+        assert page.status_code == 200
+        assert "The demo service is starting" in page.text
+        assert page.headers["Refresh"] == "2"
         deadline = time.monotonic() + 20
         while r.status_code == 503 and time.monotonic() < deadline:
             time.sleep(0.2)

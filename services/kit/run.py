@@ -1,10 +1,12 @@
 """A service's whole ``main()``: ``run_service(name, "module:factory", port)``.
 
 1. Files it writes are its owner's only (``private_umask``); logs carry its name.
-2. It binds its port at once and answers 503 (``Retry-After: 1``) while it
-   starts. JupyterHub starts managed services one after the other and waits for
-   each to answer before it adds the proxy's routes, so a service that imported
-   SQLAlchemy and migrated its database first would hold up the whole hub.
+2. It binds its port at once and, while it starts, answers 503 (``Retry-After:
+   1``) to everything but its own page, which is a "starting" page that reloads
+   itself. JupyterHub starts managed services one after the other and asks each
+   for that page (any answer but a 5xx will do) before it adds the proxy's
+   routes, so a service that imported SQLAlchemy and migrated its database first
+   would hold up the whole hub.
 3. It imports ``module`` and awaits ``factory(ctx)``: migrations, seeding, the
    application (``Started(app, stop)``). The port then serves that application.
 4. SIGTERM or SIGINT (handled even when the parent ignored SIGINT, as a shell
@@ -166,12 +168,24 @@ class Started:
 
 
 class Starting(web.RequestHandler):
+    """Every request while the service starts. The service's own page answers
+    200 with a page that reloads itself: JupyterHub asks exactly that URL to see
+    whether a service is up, takes any 5xx for "not yet", and holds the proxy's
+    routes (the whole hub) until it gets something else. Everything else, the
+    API and the hub side's internal calls included, is a 503 JSON error."""
+
     def prepare(self):
-        self.set_status(503)
-        self.set_header("Retry-After", "1")
-        self.set_header("Content-Type", "application/json; charset=utf-8")
         name = self.settings["service_name"]
         message = f"The {name} service is starting; try again in a moment"
+        self.set_header("Retry-After", "1")
+        self.set_header("Cache-Control", "no-store")
+        if self.request.method in ("GET", "HEAD") and self.request.path == self.settings["root"]:
+            self.set_header("Refresh", "2")
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.finish(f"<!doctype html><title>{name}</title><p>{message}.</p>")
+            return
+        self.set_status(503)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps({"status": 503, "message": message}))
 
 
@@ -200,7 +214,8 @@ async def serve(ctx: ServiceContext, factory: str, default_port: int) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     url = urlsplit(ctx.url or f"http://127.0.0.1:{default_port}")
-    switch = Switch(web.Application([(r".*", Starting)], service_name=ctx.name))
+    starting_app = web.Application([(r".*", Starting)], service_name=ctx.name, root=ctx.prefix)
+    switch = Switch(starting_app)
     server = HTTPServer(switch, xheaders=True, max_body_size=HARD_MAX_BODY)
     server.listen(url.port or default_port, url.hostname or "127.0.0.1")
     log.info("%s service on %s: starting", ctx.name, url.geturl())

@@ -58,6 +58,7 @@ RESULTS = REPO / "bench" / "results"
 PROXY = str(REPO / "node_modules" / ".bin" / "configurable-http-proxy")
 PLAIN_CONFIG = REPO / "bench" / "plain_jupyterhub_config.py"
 SERVICES = ("accounting", "catalog")
+KINDS = ("plain", "labspace")
 TARGET_RATIO = 1.3
 TARGET_STOP_S = 3.0
 START_BOUND_S = 240.0
@@ -279,16 +280,23 @@ def add_users(db: Path, count: int) -> None:
     engine.dispose()
 
 
-def template(kind: str, root: Path, users: int) -> Path:
-    """A data folder after a first start and stop, plus ``users`` users."""
-    folder = root / f"template-{kind}"
-    folder.mkdir()
-    run = Run(kind, folder)
-    try:
-        time_start(run)
-        time_stop(run, signal.SIGTERM)
-    finally:
-        run.clean()
+def template(kind: str, root: Path, users: int, tries: int = 3) -> Path:
+    """A data folder after a first start and stop, plus ``users`` users (a
+    start that fails, as one may on a busy machine, is tried again)."""
+    for attempt in range(tries):
+        folder = root / f"template-{kind}-{attempt}"
+        folder.mkdir()
+        run = Run(kind, folder)
+        try:
+            time_start(run)
+            time_stop(run, signal.SIGTERM)
+            break
+        except RuntimeError as e:
+            print(f"template {kind}: {e}", file=sys.stderr, flush=True)
+        finally:
+            run.clean()
+    else:
+        raise RuntimeError(f"no {kind} hub started in {tries} tries; see the logs")
     add_users(run.db, users)
     return run.data
 
@@ -421,9 +429,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="labspace-bench-startup-") as tmp:
         root = Path(tmp)
         templates = {}
-        if "users" in scenarios:
-            templates = {kind: template(kind, root, args.users) for kind in ("plain", "labspace")}
         try:
+            if "users" in scenarios:
+                templates = {kind: template(kind, root, args.users) for kind in KINDS}
             for scenario in scenarios:
                 for round_no in range(args.rounds):
                     order = ("plain", "labspace") if round_no % 2 == 0 else ("labspace", "plain")

@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import signal
-import sys
 from pathlib import Path
 
 import httpx
@@ -26,6 +25,7 @@ import pytest
 from harness import (
     HubAPI,
     HubProcess,
+    demo_app,
     hub_settings_for,
     login,
     wait_for,
@@ -36,28 +36,18 @@ from tornado.websocket import websocket_connect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-DEMO = {
-    "id": "demo",
-    "version": "1.0",
-    "title": "Demo",
-    "description": "An HTML page and a websocket echo",
-    "category": "Testing",
-    "icon": "data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciLz4=",
-    "launch": {
-        "command": [
-            sys.executable,
-            "-m",
-            "labspace.extensions.demo_app",
-            "--unix-socket={unix_socket}",
-        ],
-        "unix_socket": True,
-        "ready_path": "/healthz",
+DEMO = demo_app(
+    version="1.0",
+    description="An HTML page and a websocket echo",
+    category="Testing",
+    icon="data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciLz4=",
+    launch={
         "ready_status": 200,
         "timeout": 30,
         "environment": {"DEMO_GREETING": "Greetings from the catalog"},
         "cwd": "",
     },
-}
+)
 BAD = {"id": "broken", "launch": {"command": "rm -rf ~", "ready_path": "/"}}
 APPS = ["data-explorer", "dashboards", "demo"]
 PASSWORD = secrets.token_hex(12)

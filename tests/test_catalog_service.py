@@ -218,6 +218,7 @@ async def svc(monkeypatch, catalog_db, tmp_path):
     }
     monkeypatch.setenv("LABSPACE_CATALOG_CONFIG", json.dumps(config))
     started = await service.start(ServiceContext("catalog"))
+    await started.app.settings["catalog"].warm  # jsonschema imported before the first check
     server = kit.make_server(started.app)
     server.listen(port, address="127.0.0.1")
     yield Service(f"http://127.0.0.1:{port}", hub, started.app)

@@ -2,4 +2,4 @@
 
 from labspace.services.kit.run import run_service
 
-run_service("catalog", "labspace.services.catalog.app:run", 8011)
+run_service("catalog", "labspace.services.catalog.app:start", 8011)

@@ -16,9 +16,10 @@ bundled apps on the database's threads, then serves.
 from __future__ import annotations
 
 import asyncio
-import gc
+import contextlib
 import importlib
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,23 @@ def make_app(ctx: ServiceContext, catalog: Catalog, launcher: Launcher, hub_auth
     )
 
 
+def warm_up(loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+    """Import jsonschema (an app's check needs it; seconds on a busy machine) on a
+    daemon thread while the service already serves: the hub waits for the
+    service's start, and a stop does not wait for the import."""
+    done = loop.create_future()
+
+    def work() -> None:
+        try:
+            importlib.import_module("jsonschema")
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: stopped meanwhile
+                loop.call_soon_threadsafe(done.set_result, None)
+
+    threading.Thread(target=work, name="catalog-warm-up", daemon=True).start()
+    return done
+
+
 async def start(ctx: ServiceContext) -> Started:
     """The service's factory (``kit.run``): migrate, seed, serve."""
     config = ctx.config
@@ -146,8 +164,7 @@ async def start(ctx: ServiceContext) -> Started:
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(db.pool, db.upgrade)
     await loop.run_in_executor(db.pool, seed, catalog, config)
-    # an app's check imports jsonschema (seconds on a busy machine): now, not at a request
-    await loop.run_in_executor(db.pool, importlib.import_module, "jsonschema")
+    catalog.warm = warm_up(loop)
     hub = Hub(ctx.hub(timeout=30), config.get("proxy_url") or "")
     launcher = Launcher(catalog, hub, config.get("base_url") or ctx.base_url)
 
@@ -156,12 +173,3 @@ async def start(ctx: ServiceContext) -> Started:
         await loop.run_in_executor(None, db.close)
 
     return Started(make_app(ctx, catalog, launcher), stop)
-
-
-async def run(ctx: ServiceContext) -> Started:
-    """The factory of ``python -m labspace.services.catalog``: ``start``, then
-    what start-up made is frozen for good (``gc.freeze``): no collection walks
-    it, nor the one at the interpreter's exit, which took 3 s of a stop."""
-    started = await start(ctx)
-    gc.freeze()
-    return started

@@ -12,6 +12,7 @@ stay visible and launchable.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -265,6 +266,7 @@ class Catalog:
 
     def __init__(self, db: Database, profiles: list[str] | None = None, shared_loopback=False):
         self.db = db
+        self.warm: asyncio.Future | None = None  # what start-up left running (app.start)
         self.profiles = profiles
         # workspaces share 127.0.0.1: an app on a TCP port is refused (apps.loopback_shared)
         self.shared_loopback = shared_loopback

@@ -84,12 +84,15 @@ def test_sigterm_stops_it_within_2s_and_a_restart_keeps_sign_in(world):
     no_redirects = httpx.Client(
         base_url=hub.url, cookies=browser.cookies, follow_redirects=False, timeout=30
     )
-    r = wait_for(
-        lambda: (r := no_redirects.get("services/catalog/")).status_code != 503 and r,
+    # (while it starts, its page answers 200 with a Refresh header, the API 503)
+    wait_for(
+        lambda: no_redirects.get("services/catalog/api/apps").status_code != 503,
         60,
         what="the catalog answering",
     )
+    r = no_redirects.get("services/catalog/")
     assert r.status_code == 200, (r.status_code, r.headers.get("Location"))
+    assert "Refresh" not in r.headers and "ada" in r.text
     assert hub.log().count(AUTHORIZE) == authorized
 
     # nothing lost: the launch made before the stop is there and runs

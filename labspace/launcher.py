@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -253,16 +254,15 @@ def run(prepared: Prepared, echo) -> NoReturn:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     proc = hub.go(prepared.env, state.data_dir)
-    url = settings.public_url()
     # the hub itself first, so the proxy is not asked before it has a route
     hub_health = f"http://127.0.0.1:{settings.get('hub.hub_port')}{settings.get('hub.base_url')}"
-    if wait_healthy(proc, hub_health + "hub/health", timeout=120) and wait_healthy(
-        proc, settings.local_url() + "hub/health", timeout=30
-    ):
+    urls = (hub_health + "hub/health", settings.local_url() + "hub/health")
+    if not all(wait_healthy(proc, u, timeout=120) for u in urls) and proc.poll() is None:
+        # a busy machine: say so, and keep waiting for as long as the hub runs
+        echo(f"Labspace has not answered at {urls[1]} after 120 s; still waiting (see the log).")
+    if all(wait_healthy(proc, u, timeout=math.inf) for u in urls):
         echo(banner(settings, state))
         echo("Press Ctrl-C to stop.")
-    elif proc.poll() is None:
-        echo(f"Labspace has not answered at {url}hub/health after 120 s; see the log above.")
     end(proc.wait())
 
 

@@ -107,8 +107,9 @@ def test_a_signal_while_starting_stops_it_at_once(tmp_path):
             proc.kill()
 
 
-def test_a_slow_stop_is_cut_short(tmp_path):
-    proc, url = start(tmp_path, stop_delay=30)
+@pytest.mark.parametrize("how", ["stop_delay", "blocking_stop"])
+def test_a_slow_stop_is_cut_short(tmp_path, how):
+    proc, url = start(tmp_path, **{how: 30})
     try:
         deadline = time.monotonic() + 20
         while first_answer(proc, url).status_code != 200:

@@ -12,7 +12,8 @@
 4. SIGTERM or SIGINT (handled even when the parent ignored SIGINT, as a shell
    script or a service wrapper does) stops it: no new connections, ``stop()``
    bounded to ``STOP_GRACE`` seconds, open connections closed; it is gone
-   within 2 s.
+   within 2 s (a watchdog thread ends it at ``STOP_DEADLINE`` if something
+   blocks the event loop).
 
 ``ServiceContext`` is what the hub tells a service: ``LABSPACE_<NAME>_CONFIG``
 (JSON; secrets are never in it, only the paths of files holding them) and
@@ -32,6 +33,7 @@ import os
 import secrets
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -47,6 +49,13 @@ from . import HARD_MAX_BODY
 log = logging.getLogger("labspace.kit")
 STOP_GRACE = 1.5  # seconds a service's own stop() may take
 CLOSE_GRACE = 0.3  # ... and closing its open connections
+STOP_DEADLINE = 1.9  # seconds after the signal the process is gone, whatever blocks
+
+
+def _exit_now(name: str) -> None:
+    log.warning("%s service: still stopping %.1f s after the signal; leaving", name, STOP_DEADLINE)
+    logging.shutdown()
+    os._exit(0)
 
 
 class ServiceContext:
@@ -240,6 +249,11 @@ async def serve(ctx: ServiceContext, factory: str, default_port: int) -> int:
     log.info("%s service ready (prefix %s)", ctx.name, ctx.prefix)
     await stopping.wait()
     log.info("Stopping the %s service", ctx.name)
+    # a stop() that blocks the loop (a query running on) cannot be timed out by
+    # wait_for: a watchdog thread ends the process at the deadline
+    watchdog = threading.Timer(STOP_DEADLINE, _exit_now, (ctx.name,))
+    watchdog.daemon = True
+    watchdog.start()
     server.stop()
     if started.stop is not None:
         try:

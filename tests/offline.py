@@ -29,6 +29,8 @@ class MockUser:
     name: str
     id: int = 1
     groups: list[Group] = field(default_factory=list)
+    # the hub's tornado settings (JupyterHub's User.settings), where the start queue lives
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def escaped_name(self) -> str:

@@ -106,7 +106,6 @@ def make_spawner(settings, tmp_path):
         for trait, value in traits.items():
             setattr(config.DockerSpawner, trait, value)
         spawner = build_spawner(LabspaceDockerSpawner, name, server_name, values, config)
-        spawner.user.settings = {}  # the hub's tornado settings (User.settings): its start queue
         return spawner
 
     return make

@@ -78,7 +78,7 @@ def server(tmp_path_factory):
     proc = subprocess.Popen(cmd, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _up(url), 30, what="jupyter-server")
+        wait_for(lambda: _up(url), 120, what="jupyter-server")  # 30+ s on a loaded machine
         yield {"url": url, "log": home / "server.log"}
     finally:
         proc.send_signal(signal.SIGTERM)

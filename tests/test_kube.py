@@ -131,7 +131,6 @@ def make_spawner(offline_kube, settings):
         for trait, value in kube_traits.items():  # as hub.config would set them
             setattr(config.KubeSpawner, trait, value)
         spawner = build_spawner(LabspaceKubeSpawner, name, server_name, values, config)
-        spawner.user.settings = {}  # the hub's tornado settings (User.settings): its start queue
         return spawner
 
     return make

@@ -90,7 +90,7 @@ async def cluster_spawner():
     config.LabspaceSpawnerMixin.backend_settings = values["backend"]
     config.KubeSpawner.start_timeout = 300  # first pull of the image
     config.KubeSpawner.http_timeout = 5
-    user = ClusterUser(name=f"e2e-{secrets.token_hex(3)}", id=1)
+    user = ClusterUser(name=f"e2e-{secrets.token_hex(3)}", id=1, settings={})
     server = orm.Server(proto="http", ip="", port=0, base_url=user.url, cookie_name="unused")
     spawner = LabspaceKubeSpawner(
         user=user,

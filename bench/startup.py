@@ -456,8 +456,10 @@ def main() -> None:
             row["health_ratio"] is not None and row["health_ratio"] <= TARGET_RATIO
             for row in summary.values()
         ),
-        "stop_target_met": all(
-            r.get("stop_s") is not None and r["stop_s"] <= TARGET_STOP_S for r in runs
+        "stop_target_met": all(  # the target is Labspace's; plain is measured beside it
+            r.get("stop_s") is not None and r["stop_s"] <= TARGET_STOP_S
+            for r in runs
+            if r.get("kind") == "labspace"
         ),
         "runs": runs,
     }

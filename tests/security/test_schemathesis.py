@@ -58,6 +58,8 @@ SEMANTIC_400 = {
     ("accounting", "POST /ledger/assign"): "'parent'/'child' must name existing projects",
     ("accounting", "POST /ledger/move"): "'from'/'to' must name existing projects",
     ("catalog", "POST /api/apps"): "an SVG icon must decode to well-formed UTF-8 XML",
+    # (reached since the security world is shared: alice's launch 1 exists)
+    ("catalog", "POST /api/launches/{launch_id}/shares"): "the user or group must exist",
     ("catalog", "PATCH /api/apps/{app_id}"): "an SVG icon must decode to well-formed UTF-8 XML",
 }
 # plain user first, admin last (see the module docstring)

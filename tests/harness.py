@@ -98,10 +98,20 @@ def demo_app(app_id: str = "demo", *, python: str = sys.executable, launch=None,
     }
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port on 127.0.0.1, never one this process handed out before (the
+    kernel may give the same free port twice in a row: a hub's two ports clashed)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port that was not handed out before (100 tries)")
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):

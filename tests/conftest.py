@@ -47,7 +47,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import HubAPI, HubProcess, hub_settings_for, workspace_pids  # noqa: E402
+from harness import HubAPI, HubProcess, hub_settings_for, outliving_workspaces  # noqa: E402
 from oidc_provider import OIDCProvider  # noqa: E402
 from oidc_provider import available as oidc_available  # noqa: E402
 from postgres import PostgresCluster, find_bindir  # noqa: E402
@@ -157,7 +157,7 @@ def hub_factory(tmp_path):
         hub.stop()
     # a test that failed half-way may leave workspaces of a hub that kept them
     # running (hub.cleanup_servers: false); they are ours, found by their folder
-    leftovers = workspace_pids(tmp_path / "data" / "users")
+    leftovers = outliving_workspaces(tmp_path / "data" / "users")
     for pid in leftovers:
         os.kill(pid, signal.SIGKILL)
     assert not leftovers, f"workspace processes outlived their hub: {leftovers}"
@@ -185,7 +185,7 @@ def module_hub_factory(tmp_path_factory, proxy_command):
         api.stop_all()
         api.close()
         hub.stop()
-        leftovers += workspace_pids(hub.workdir / "data" / "users")
+        leftovers += outliving_workspaces(hub.workdir / "data" / "users")
     for pid in leftovers:
         os.kill(pid, signal.SIGKILL)
     assert not leftovers, f"workspace processes outlived their hub: {leftovers}"

@@ -141,6 +141,17 @@ def workspace_pids(root: Path) -> list[int]:
     return pids
 
 
+def outliving_workspaces(root: Path, grace: float = 15.0) -> list[int]:
+    """``workspace_pids(root)`` still there ``grace`` seconds after their hub
+    stopped. A kernel leaves on its own a moment after its server (ipykernel
+    polls its parent every second), later on a loaded machine; what is still
+    there after ``grace`` has really outlived its hub."""
+    deadline = time.monotonic() + grace
+    while (pids := workspace_pids(root)) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return pids
+
+
 class Managed:
     """A subprocess in a session of its own, logging to ``log_path``, waited for
     with ``ready()`` and stopped by PID: SIGTERM, then SIGKILL of its group."""

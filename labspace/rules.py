@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # jsonschema takes seconds to import: only validation loads i
 HIDDEN = "<hidden>"
 # the services the hub may start, in the order it starts them; each has a
 # section of the same name with ``enabled``, ``port`` and ``db_url``
-SERVICE_SECTIONS = ("accounting", "catalog")
+SERVICE_SECTIONS = ("accounting", "catalog", "data")
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
 DATABASE_FIX = "sqlite:///path or postgresql+psycopg://user:password@host:5432/db"
 LOOPBACK = "127.0.0.1"

@@ -1,0 +1,1 @@
+// Data admin: filled next

@@ -375,7 +375,7 @@ def test_parts_for_the_hub_config(tmp_path):
     assert service["name"] == "accounting-deliverer" and "url" not in service
     assert service["command"][1:] == ["-m", "labspace.services.accounting.deliver"]
     env = service["environment"]
-    secret = Path(env["LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE"])
+    secret = Path(json.loads(env["LABSPACE_ACCOUNTING_DELIVERER_CONFIG"])["secret_file"])
     assert secret == tmp_path / "secrets" / "accounting-deliverer-secret"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert len(secret.read_text().strip()) == 64  # its own, not the service's token
@@ -390,9 +390,9 @@ def start_deliverer(service: FakeService, outbox_path) -> subprocess.Popen:
     secret.write_text(TOKEN + "\n")
     env = {
         **os.environ,
-        "LABSPACE_ACCOUNTING_OUTBOX": str(outbox_path),
-        "LABSPACE_ACCOUNTING_URL": service.base_url,
-        "LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE": str(secret),
+        "LABSPACE_ACCOUNTING_DELIVERER_CONFIG": json.dumps(
+            {"outbox": str(outbox_path), "url": service.base_url, "secret_file": str(secret)}
+        ),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "labspace.services.accounting.deliver"],

@@ -249,7 +249,7 @@ def test_hub_parts(tmp_path):
     }
     env = __import__("json").loads(service["environment"]["LABSPACE_ACCOUNTING_CONFIG"])
     assert "db_url" not in env and "db_url" not in env["accounting"]
-    db_url_file = Path(service["environment"]["LABSPACE_ACCOUNTING_DB_URL_FILE"])
+    db_url_file = Path(env["db_url_file"])
     assert db_url_file == tmp_path / "data" / "secrets" / "accounting-db-url"
     assert db_url_file.read_text().strip() == f"sqlite:///{tmp_path / 'data' / 'accounting.sqlite'}"
     assert stat.S_IMODE(db_url_file.stat().st_mode) == 0o600

@@ -83,19 +83,12 @@ def labspace_services(st: State) -> list[dict]:
     return [s for s in services if "-m" in s.get("command", [])]
 
 
-ACCOUNTING_ENV = pytest.mark.xfail(
-    strict=True,
-    reason="accounting still passes its secret files as LABSPACE_ACCOUNTING_*_FILE variables "
-    "and the deliverer has no config (see /tmp/labspace-findings/accounting.md)",
-)
-
-
 @pytest.mark.parametrize(
     "name",
     [
         "catalog",
-        pytest.param("accounting", marks=ACCOUNTING_ENV),
-        pytest.param("accounting-deliverer", marks=ACCOUNTING_ENV),
+        "accounting",
+        "accounting-deliverer",
     ],
 )
 def test_every_service_of_the_hub_is_configured_the_same_way(state, name):
@@ -110,7 +103,7 @@ def test_every_service_of_the_hub_is_configured_the_same_way(state, name):
     assert ctx.data_dir == st.data_dir
 
 
-@pytest.mark.parametrize("name", ["catalog", pytest.param("accounting", marks=ACCOUNTING_ENV)])
+@pytest.mark.parametrize("name", ["catalog", "accounting"])
 def test_each_service_reads_its_database_from_its_config(state, name):
     st = state(f"{name}:\n  db_url: {PG_URL}\n")
     (service,) = [s for s in labspace_services(st) if s["name"] == name]

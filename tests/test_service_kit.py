@@ -130,12 +130,12 @@ def test_context_keeps_its_cookie_secret_and_reads_secrets_from_files(tmp_path):
     kept = tmp_path / "secrets" / "demo-cookie-secret"
     assert kept.stat().st_mode & 0o777 == 0o600
     assert ServiceContext("demo", env).db_url == f"sqlite:///{tmp_path / 'demo.sqlite'}"
-    env["LABSPACE_DEMO_DB_URL_FILE"] = str(tmp_path / "url")
-    assert ServiceContext("demo", env).db_url == "postgresql+psycopg://u:p@127.0.0.1:5432/x"
+    env["LABSPACE_DEMO_DB_URL_FILE"] = str(tmp_path / "url")  # not read: the config names files
+    assert ServiceContext("demo", env).db_url == f"sqlite:///{tmp_path / 'demo.sqlite'}"
     config = {"data_dir": str(tmp_path), "db_url_file": str(tmp_path / "url")}
     assert "db_url_file" in json.dumps(config) and "u:p" not in json.dumps(config)
     ctx = ServiceContext("demo", {"LABSPACE_DEMO_CONFIG": json.dumps(config)})
-    assert ctx.db_url.startswith("postgresql+psycopg://")
+    assert ctx.db_url == "postgresql+psycopg://u:p@127.0.0.1:5432/x"
 
 
 def test_context_refuses_a_config_that_is_not_a_json_object():

@@ -14,10 +14,10 @@ the settings' prices and this month's allowances, the charger and reconciler;
 its stop ends the loops and closes the database.
 
 Environment (besides the hub's ``JUPYTERHUB_*``): ``LABSPACE_ACCOUNTING_CONFIG``
-(JSON: the ``accounting`` section, the profiles, ``data_dir``),
-``LABSPACE_ACCOUNTING_DB_URL_FILE`` (the file that keeps the database URL;
-default: SQLite under ``data_dir``), ``LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE``
-(the deliverer's secret) and optionally ``LABSPACE_ACCOUNTING_DB_BUSY_TIMEOUT``
+(JSON: the ``accounting`` section, the profiles, ``data_dir``,
+``db_url_file`` (the file that keeps the database URL; default: SQLite under
+``data_dir``) and ``deliverer_secret_file`` (the deliverer's secret)) and
+optionally ``LABSPACE_ACCOUNTING_DB_BUSY_TIMEOUT``
 (seconds a write waits for SQLite's lock before the answer is a 503; default 3).
 """
 

@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -153,36 +151,23 @@ def secrets_dir(state) -> Path:
 
 
 def service_environment(settings, state) -> dict[str, str]:
-    """What the service process needs: its section, the profiles, and where its
+    """``LABSPACE_ACCOUNTING_CONFIG``: its section, the profiles, and where its
     secrets are kept. No secret travels in the environment (JupyterHub keeps a
     service's environment in its database): the database URL, which may carry a
-    password, and the deliverer's secret are files under ``secrets/``."""
+    password, and the deliverer's secret are files under ``secrets/``, named in
+    the config as ``db_url_file`` and ``deliverer_secret_file`` (read with
+    ``ServiceContext.secret``)."""
     section = {k: v for k, v in (settings.get("accounting") or {}).items() if k != "db_url"}
+    db_url = keep_secret(secrets_dir(state) / DB_URL, state.service_db_url(NAME))
     config = {
         "accounting": section,
         "profiles": _profiles(settings.values),
         "data_dir": str(state.data_dir),
         "admin_users": list(settings.get("hub.admin_users") or []),
+        "db_url_file": str(db_url),
+        "deliverer_secret_file": str(deliverer_secret_file(state)),
     }
-    db_url = keep_secret(secrets_dir(state) / DB_URL, state.service_db_url(NAME))
-    return {
-        "LABSPACE_ACCOUNTING_CONFIG": json.dumps(config),
-        "LABSPACE_ACCOUNTING_DB_URL_FILE": str(db_url),
-        "LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE": str(deliverer_secret_file(state)),
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def read_secret_file(variable: str) -> str:
-    """The secret in the file named by the environment variable ``variable``
-    (``""`` when it is not set); exits with a clear line if it cannot be read."""
-    name = os.environ.get(variable)
-    if not name:
-        return ""
-    try:
-        return Path(name).read_text().strip()
-    except OSError as e:
-        sys.exit(f"{variable}: {name} cannot be read: {e.strerror}")
+    return {"LABSPACE_ACCOUNTING_CONFIG": json.dumps(config), "PYTHONUNBUFFERED": "1"}
 
 
 def hub_parts(settings, state) -> dict[str, Any]:

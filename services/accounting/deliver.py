@@ -8,11 +8,12 @@ service answered 200; on failure it retries with exponential backoff (0.5 s
 doubling to 10 s, with jitter). Every few seconds it reports the outbox depth to
 ``api/internal/outbox-status``. SIGTERM ends it after the batch in flight.
 
-Environment: ``LABSPACE_ACCOUNTING_OUTBOX`` (the outbox file),
-``LABSPACE_ACCOUNTING_URL`` (the service's root, ending in ``/``) and
-``LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE`` (the file that keeps the
-deliverer's own secret: it may post events and the outbox status, nothing else;
-no secret travels in the environment).
+``LABSPACE_ACCOUNTING_DELIVERER_CONFIG`` (JSON, as every Labspace service is
+configured: ``kit.run.ServiceContext``) holds ``outbox`` (the outbox file),
+``url`` (the service's root, ending in ``/``), ``data_dir`` and
+``secret_file`` (the file that keeps the deliverer's own secret: it may post
+events and the outbox status, nothing else; no secret travels in the
+environment).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import signal
 import sys
@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from .config import read_secret_file
+from labspace.services.kit.run import ServiceContext
+
 from .outbox import Outbox
 
-SECRET_FILE = "LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE"  # noqa: S105 (a variable name)
+NAME = "accounting-deliverer"
 
 log = logging.getLogger("labspace.accounting.deliver")
 
@@ -139,14 +140,15 @@ def main() -> None:
     )
     # a line per request every few seconds would drown the hub's log
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    for name in ("LABSPACE_ACCOUNTING_OUTBOX", "LABSPACE_ACCOUNTING_URL", SECRET_FILE):
-        if not os.environ.get(name):
-            sys.exit(f"accounting-deliverer: {name} is not set")
-    outbox = Outbox(os.environ["LABSPACE_ACCOUNTING_OUTBOX"])
-    base_url = os.environ["LABSPACE_ACCOUNTING_URL"]
-    token = read_secret_file(SECRET_FILE)
+    ctx = ServiceContext(NAME)
+    for key in ("outbox", "url", "secret_file"):
+        if not ctx.config.get(key):
+            sys.exit(f"{NAME}: {ctx.key}_CONFIG names no {key} (the hub sets it)")
+    outbox = Outbox(ctx.config["outbox"])
+    base_url = ctx.config["url"]
+    token = ctx.secret("secret")
     if not token:
-        sys.exit(f"accounting-deliverer: the file named by {SECRET_FILE} is empty")
+        sys.exit(f"{NAME}: {ctx.config['secret_file']} is empty (the hub writes it)")
     outbox.create()
 
     async def run() -> None:

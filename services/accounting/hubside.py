@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import logging
 import sys
 import time
@@ -396,9 +397,14 @@ def deliverer_service(settings, state) -> dict[str, Any]:
         "name": DELIVERER,
         "command": [sys.executable, "-m", "labspace.services.accounting.deliver"],
         "environment": {
-            "LABSPACE_ACCOUNTING_OUTBOX": str(path_in(state.data_dir)),
-            "LABSPACE_ACCOUNTING_URL": service_base(settings),
-            "LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE": str(deliverer_secret_file(state)),
+            "LABSPACE_ACCOUNTING_DELIVERER_CONFIG": json.dumps(
+                {
+                    "outbox": str(path_in(state.data_dir)),
+                    "url": service_base(settings),
+                    "data_dir": str(state.data_dir),
+                    "secret_file": str(deliverer_secret_file(state)),
+                }
+            ),
             "PYTHONUNBUFFERED": "1",
         },
         "display": False,

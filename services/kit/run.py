@@ -83,9 +83,9 @@ class ServiceContext:
         return Path(value) if value else None
 
     def secret(self, key: str) -> str:
-        """The secret kept in the file named by ``config["<key>_file"]`` or by
-        ``LABSPACE_<NAME>_<KEY>_FILE``; "" when neither is set."""
-        path = self.config.get(f"{key}_file") or self.env.get(f"{self.key}_{key.upper()}_FILE")
+        """The secret kept in the file named by ``config["<key>_file"]``; "" when
+        the config names none."""
+        path = self.config.get(f"{key}_file")
         if not path:
             return ""
         try:

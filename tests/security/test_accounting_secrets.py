@@ -74,7 +74,7 @@ def test_no_secret_in_the_services_environment_and_the_deliverer_delivers(pg_hub
         assert db_password not in text, name
         for file, value in kept.items():
             assert value not in text, (name, file)
-        assert "_FILE" in text, text
+        assert "_file" in text, text  # the files that keep them are named instead
 
     # what the processes run with
     service_env = process_environment(acct.pid())
@@ -83,7 +83,8 @@ def test_no_secret_in_the_services_environment_and_the_deliverer_delivers(pg_hub
     assert deliverer_secret not in json.dumps(service_env)
     assert service_token not in json.dumps(deliverer_env)  # not the service's hub token
     assert db_password not in json.dumps(deliverer_env)
-    assert deliverer_env["LABSPACE_ACCOUNTING_DELIVERER_SECRET_FILE"] == str(
+    deliverer_config = json.loads(deliverer_env["LABSPACE_ACCOUNTING_DELIVERER_CONFIG"])
+    assert deliverer_config["secret_file"] == str(
         data_dir / "secrets" / "accounting-deliverer-secret"
     )
 

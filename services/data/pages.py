@@ -78,6 +78,7 @@ class PageHandler(kit.ServiceHandler):
             backend=self.backend(),
             xsrf=xsrf.decode() if isinstance(xsrf, bytes) else xsrf,
             css=f"static/data.css?v={static_version('data.css')}",
+            common=f"static/common.js?v={static_version('common.js')}",
             script=f"static/{script}?v={static_version(script)}",
             **kw,
         )

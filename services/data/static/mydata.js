@@ -1,1 +1,61 @@
-// My data: filled next
+// My data: the datasets I may use, where each appears in my workspace, read or write.
+"use strict";
+(function () {
+  const { body, call, el, say, size, levelBadge } = window.labspaceData;
+  const list = document.getElementById("datasets");
+  const KINDS = { host: "folder", volume: "Docker volume", pvc: "Kubernetes volume", nfs: "NFS share", s3: "S3 object store" };
+
+  function notebook(d) {
+    const lines = [
+      "from labspace.extensions.datasets import filesystem",
+      "",
+      `fs = filesystem(${JSON.stringify(d.id)})`,
+    ];
+    if (d.url) lines.push(`fs.ls(${JSON.stringify(d.url.replace(/^s3:\/\//, ""))})`);
+    return el("pre", { class: "ls-code", "aria-label": "How to open it in a notebook" }, lines.join("\n"));
+  }
+
+  function where(d) {
+    if (d.kind === "s3") {
+      return [el("dt", {}, "Location"), el("dd", {}, el("code", { class: "ds-url" }, d.url || "s3://")),
+        el("dt", {}, "In a notebook"), el("dd", {}, notebook(d),
+          el("div", { class: "small text-muted mt-1" },
+            d.level === "write" ? "Your workspace gets a credential that may read and write."
+              : "Your workspace gets a credential that may only read."))];
+    }
+    return [el("dt", {}, "In your workspace"), el("dd", {}, el("code", { class: "ds-path" }, d.mount_path || ""))];
+  }
+
+  function card(d) {
+    const local = body.backend === "local" && d.kind !== "s3" && d.level === "read";
+    return el("div", { class: "col" }, el("div", { class: "card dataset-card h-100", "data-dataset": d.id },
+      el("div", { class: "card-body" },
+        el("div", { class: "d-flex align-items-start gap-2 mb-1" },
+          el("h2", { class: "h5 mb-0 me-auto ds-title" }, d.title || d.id), levelBadge(d.level)),
+        el("div", { class: "small text-muted mb-2" }, `${d.id} · ${KINDS[d.kind] || d.kind}`),
+        d.description ? el("p", { class: "ds-description" }, d.description) : null,
+        el("dl", {}, ...where(d), el("dt", {}, "Access"),
+          el("dd", {}, d.level === "write" ? "read and write" : "read only",
+            local ? el("span", { class: "text-warning-emphasis" }, " (not enforced on this hub: please do not write)") : null),
+          el("dt", {}, "Size"), el("dd", { class: "ds-size" }, size(d.size))))));
+  }
+
+  function empty() {
+    return el("div", { class: "col-12" }, el("div", { class: "ls-card ls-empty", id: "empty" },
+      el("h2", { class: "h5" }, "You have no datasets yet"),
+      el("p", { class: "mb-1" }, "A dataset appears here once an admin of this hub grants it to you or to one of your groups."),
+      el("p", { class: "text-muted mb-0" }, "Ask an admin for the datasets you need: say which data, for which project, and whether you need to write to it.")));
+  }
+
+  async function load() {
+    try {
+      const answer = await call("GET", "me/datasets");
+      const datasets = Array.isArray(answer) ? answer : answer.datasets || [];
+      list.replaceChildren(...(datasets.length ? datasets.map(card) : [empty()]));
+    } catch (e) {
+      list.replaceChildren();
+      say(`Your datasets could not be loaded: ${e.message}`);
+    }
+  }
+  load();
+})();

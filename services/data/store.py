@@ -1,0 +1,533 @@
+"""The data service's database: datasets, grants, credentials and the audit trail.
+
+``DataStore`` is the one place that reads and writes the tables, on a
+``kit.db.Database``: every query runs on the database's own threads
+(``await store.list_datasets(...)``), never on the event loop; only ``seed``
+is synchronous (the service's factory runs it on those threads at start).
+
+Every change of a dataset, a grant or a credential adds an audit event in the
+same transaction (who, when, before, after, reason), so the trail cannot miss
+a change that happened. Credentials are stored sealed (``crypto.Vault``) and
+leave the store only through ``start`` (the hub side's ``api/internal/start``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from labspace.services.kit.db import Database
+
+from . import audit as trail
+from . import rules
+from .crypto import Vault
+from .models import Credential, Dataset, Grant, utcnow
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+FIELDS = (
+    "title",
+    "description",
+    "kind",
+    "source",
+    "sub_path",
+    "mount_path",
+    "size",
+    "owner_group",
+    "tags",
+    "s3",
+)
+LEVELS = ("read", "write")
+log = logging.getLogger("labspace.data")
+
+
+class StoreError(Exception):
+    """A request the store refuses; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Who:
+    """A person as the grants see them: a name and the groups the hub knows."""
+
+    user: str
+    groups: frozenset[str]
+
+
+def given(ds: Dataset) -> dict[str, Any]:
+    """The dataset as it was given (``mount_path`` "" when the default)."""
+    return {"id": ds.id, **{k: getattr(ds, k) for k in FIELDS}}
+
+
+def dataset_model(
+    ds: Dataset, backend: str, creds: set[str], level: str | None = None
+) -> dict[str, Any]:
+    """The API view of a dataset: credentials only as whether each is set."""
+    out = given(ds)
+    out["mount_path"] = rules.mount_path(out, backend)
+    out["tags"] = list(ds.tags or [])
+    out["credentials"] = {lv: lv in creds for lv in LEVELS}
+    out["source_of"] = ds.source_of
+    out["created"] = ds.created.isoformat()
+    out["updated"] = ds.updated.isoformat()
+    out["level"] = level
+    return out
+
+
+def grant_model(g: Grant) -> dict[str, Any]:
+    return {
+        "dataset": g.dataset_id,
+        "subject_type": g.subject_type,
+        "subject": g.subject,
+        "level": g.level,
+        "granted_by": g.granted_by,
+        "granted_at": g.granted_at.isoformat(),
+        "source_of": g.source_of,
+    }
+
+
+def _creds(s: Session, ids: list[str] | None = None) -> dict[str, set[str]]:
+    q = select(Credential.dataset_id, Credential.level)
+    if ids is not None:
+        q = q.where(Credential.dataset_id.in_(ids))
+    out: dict[str, set[str]] = {}
+    for dataset_id, level in s.execute(q):
+        out.setdefault(dataset_id, set()).add(level)
+    return out
+
+
+def _levels(s: Session, who: Who) -> dict[str, str]:
+    """Dataset id -> the strongest level ``who`` holds (own grant or a group's)."""
+    q = select(Grant.dataset_id, Grant.level).where(
+        or_(
+            and_(Grant.subject_type == "user", Grant.subject == who.user),
+            and_(Grant.subject_type == "group", Grant.subject.in_(sorted(who.groups))),
+        )
+    )
+    held: dict[str, list[str]] = {}
+    for dataset_id, level in s.execute(q):
+        held.setdefault(dataset_id, []).append(level)
+    return {k: rules.strongest(v) for k, v in held.items()}
+
+
+def _require(s: Session, dataset_id: str, who: Who | None = None) -> Dataset:
+    """The dataset; 404 when absent or (``who``) not granted, the same answer."""
+    ds = s.get(Dataset, dataset_id)
+    if ds is None or (who is not None and dataset_id not in _levels(s, who)):
+        raise StoreError(404, f"No such dataset: {dataset_id}")
+    return ds
+
+
+def _grant(s: Session, dataset_id: str, subject_type: str, subject: str) -> Grant | None:
+    q = select(Grant).where(
+        Grant.dataset_id == dataset_id,
+        Grant.subject_type == subject_type,
+        Grant.subject == subject,
+    )
+    return s.scalars(q).one_or_none()
+
+
+def _apply(ds: Dataset, d: dict[str, Any]) -> None:
+    for k in FIELDS:
+        setattr(ds, k, d[k])
+    ds.updated = utcnow()
+
+
+def _set_grant(
+    s: Session,
+    dataset_id: str,
+    subject_type: str,
+    subject: str,
+    level: str | None,
+    *,
+    actor: str,
+    reason: str,
+    source_of: str,
+) -> Grant | None:
+    """Add, change (``level``) or remove (``level=None``) one grant, audited;
+    the grant after (None when removed)."""
+    g = _grant(s, dataset_id, subject_type, subject)
+    before = g.level if g else None
+    if level is None:
+        if g is not None:
+            s.delete(g)
+    elif g is None:
+        g = Grant(
+            dataset_id=dataset_id,
+            subject_type=subject_type,
+            subject=subject,
+            level=level,
+            source_of=source_of,
+            granted_by=actor,
+            granted_at=utcnow(),
+        )
+        s.add(g)
+    elif g.level != level or g.source_of != source_of:
+        g.level, g.source_of, g.granted_by, g.granted_at = level, source_of, actor, utcnow()
+    if before != level:
+        trail.add(
+            s,
+            "grant",
+            actor=actor,
+            dataset=dataset_id,
+            subject=f"{subject_type}:{subject}",
+            before=before,
+            after=level,
+            reason=reason,
+        )
+    return g if level is not None else None
+
+
+def _set_credential(
+    s: Session,
+    vault: Vault,
+    dataset_id: str,
+    level: str,
+    credential: dict[str, str] | None,
+    *,
+    actor: str,
+    source_of: str,
+) -> None:
+    """Store (sealed), replace or remove (``None``) one credential, audited
+    without its value; nothing when it is the same as before."""
+    row = s.get(Credential, (dataset_id, level))
+    if credential is None:
+        if row is None:
+            return
+        s.delete(row)
+    elif row is not None and vault.open(row.sealed) == credential:
+        if row.source_of != source_of:
+            row.source_of = source_of
+        return
+    elif row is None:
+        s.add(
+            Credential(
+                dataset_id=dataset_id,
+                level=level,
+                sealed=vault.seal(credential),
+                source_of=source_of,
+                updated_by=actor,
+                updated=utcnow(),
+            )
+        )
+    else:
+        row.sealed, row.source_of, row.updated_by, row.updated = (
+            vault.seal(credential),
+            source_of,
+            actor,
+            utcnow(),
+        )
+    trail.add(
+        s,
+        "credential",
+        actor=actor,
+        dataset=dataset_id,
+        subject=level,
+        before="set" if row is not None else None,
+        after="set" if credential is not None else None,
+    )
+
+
+def _create(s: Session, d: dict[str, Any], actor: str, source_of: str) -> Dataset:
+    ds = Dataset(id=d["id"], source_of=source_of, created=utcnow())
+    _apply(ds, d)
+    s.add(ds)
+    trail.add(s, "dataset", actor=actor, dataset=ds.id, before=None, after=given(ds))
+    return ds
+
+
+def _update(s: Session, ds: Dataset, d: dict[str, Any], actor: str, reason: str = "") -> bool:
+    """Apply ``d`` to ``ds``, audited; whether anything changed."""
+    before = given(ds)
+    if before == {"id": ds.id, **{k: d[k] for k in FIELDS}}:
+        return False
+    _apply(ds, d)
+    trail.add(
+        s, "dataset", actor=actor, dataset=ds.id, before=before, after=given(ds), reason=reason
+    )
+    return True
+
+
+def _delete(s: Session, ds: Dataset, actor: str, reason: str = "") -> None:
+    """Delete ``ds`` with its grants and credentials; each removal audited."""
+    for g in s.scalars(select(Grant).where(Grant.dataset_id == ds.id)).all():
+        _set_grant(
+            s,
+            ds.id,
+            g.subject_type,
+            g.subject,
+            None,
+            actor=actor,
+            reason=reason or "dataset deleted",
+            source_of=g.source_of,
+        )
+    for c in s.scalars(select(Credential).where(Credential.dataset_id == ds.id)).all():
+        s.delete(c)
+    s.flush()
+    trail.add(s, "dataset", actor=actor, dataset=ds.id, before=given(ds), after=None, reason=reason)
+    s.delete(ds)
+
+
+def grant_subject(grant: dict[str, Any]) -> tuple[str, str]:
+    """``("group", name)`` or ``("user", name)`` of a grant as the settings write it."""
+    for kind in ("group", "user"):
+        if grant.get(kind):
+            return kind, str(grant[kind])
+    raise StoreError(400, 'A grant names a "group" or a "user"')
+
+
+def _s3_entry(
+    s: Session, vault: Vault, ds: Dataset, level: str
+) -> tuple[str, dict[str, str] | None]:
+    """The level and credential an s3 dataset gives at a start: the grant's
+    level's; a write grant without a write credential gets the read one, as read."""
+    for lv in ("write", "read") if level == "write" else ("read",):
+        row = s.get(Credential, (ds.id, lv))
+        opened = vault.open(row.sealed) if row is not None else None
+        if opened is not None:
+            return lv, opened
+        if row is not None:
+            log.error("Credential %s of %s cannot be opened (another key?)", lv, ds.id)
+    return "read", None
+
+
+class DataStore:
+    """Datasets, grants, credentials and the audit trail in one ``Database``."""
+
+    def __init__(self, db: Database, vault: Vault, roots: list[str], backend: str):
+        self.db = db
+        self.vault = vault
+        self.roots = list(roots)
+        self.backend = backend
+
+    def check(self, raw: Any) -> dict[str, Any]:
+        """A dataset as stored (``rules.check_dataset``), or ``StoreError(400)``."""
+        if not isinstance(raw, dict):
+            raise StoreError(400, "The body must be a JSON object (a dataset)")
+        try:
+            d = rules.check_dataset(raw, self.roots, self.backend)
+        except rules.DataError as e:
+            raise StoreError(e.status, e.message) from None
+        return {"id": d["id"], **{k: d.get(k) for k in FIELDS}}
+
+    def model(self, s: Session, ds: Dataset, level: str | None = None) -> dict[str, Any]:
+        return dataset_model(ds, self.backend, _creds(s, [ds.id]).get(ds.id, set()), level)
+
+    # -- datasets ---------------------------------------------------------------
+
+    def _list(self, s: Session, who: Who | None) -> list[dict[str, Any]]:
+        creds = _creds(s)
+        levels = _levels(s, who) if who is not None else {}
+        q = select(Dataset).order_by(Dataset.id)
+        if who is not None:
+            q = q.where(Dataset.id.in_(sorted(levels)))
+        return [
+            dataset_model(ds, self.backend, creds.get(ds.id, set()), levels.get(ds.id))
+            for ds in s.scalars(q)
+        ]
+
+    async def list_datasets(self, who: Who | None = None) -> list[dict[str, Any]]:
+        """Every dataset (``who`` None: admins), else those ``who`` holds a grant
+        for, each with ``level``."""
+        return await self.db.read(self._list, who)
+
+    async def get(self, dataset_id: str, who: Who | None = None) -> dict[str, Any]:
+        """One dataset; 404 when absent or (``who``) not granted."""
+
+        def work(s: Session) -> dict[str, Any]:
+            ds = _require(s, dataset_id, who)
+            return self.model(s, ds, _levels(s, who).get(ds.id) if who else None)
+
+        return await self.db.read(work)
+
+    async def create(self, raw: Any, actor: str) -> dict[str, Any]:
+        def work(s: Session) -> dict[str, Any]:
+            d = self.check(raw)
+            if s.get(Dataset, d["id"]) is not None:
+                raise StoreError(409, f"Dataset {d['id']!r} exists already (update it instead)")
+            ds = _create(s, d, actor, "api")
+            s.flush()
+            return self.model(s, ds)
+
+        try:
+            return await self.db.run(work)
+        except IntegrityError:
+            raise StoreError(409, "That dataset exists already (update it instead)") from None
+
+    def _settings_only(self, ds: Dataset, what: str) -> None:
+        if ds.source_of == "settings":
+            raise StoreError(
+                409,
+                f"Dataset {ds.id!r} is defined in labspace.yaml (data.datasets): {what} it there",
+            )
+
+    async def update(self, dataset_id: str, raw: Any, actor: str) -> dict[str, Any]:
+        """Change the keys of ``raw``; the others keep their value."""
+        if not isinstance(raw, dict) or not raw:
+            raise StoreError(400, "The body must be a JSON object with the keys to change")
+        if "id" in raw and raw["id"] != dataset_id:
+            raise StoreError(400, f"id: cannot change the id of {dataset_id!r}")
+
+        def work(s: Session) -> dict[str, Any]:
+            ds = _require(s, dataset_id)
+            self._settings_only(ds, "change")
+            _update(s, ds, self.check({**given(ds), **raw}), actor)
+            return self.model(s, ds)
+
+        return await self.db.run(work)
+
+    async def delete(self, dataset_id: str, actor: str) -> None:
+        def work(s: Session) -> None:
+            ds = _require(s, dataset_id)
+            self._settings_only(ds, "remove")
+            _delete(s, ds, actor)
+
+        await self.db.run(work)
+
+    # -- grants and credentials ---------------------------------------------------
+
+    async def grants(self, dataset_id: str) -> list[dict[str, Any]]:
+        def work(s: Session) -> list[dict[str, Any]]:
+            _require(s, dataset_id)
+            q = (
+                select(Grant)
+                .where(Grant.dataset_id == dataset_id)
+                .order_by(Grant.subject_type, Grant.subject)
+            )
+            return [grant_model(g) for g in s.scalars(q)]
+
+        return await self.db.read(work)
+
+    async def set_grant(
+        self,
+        dataset_id: str,
+        subject: tuple[str, str],
+        level: str | None,
+        *,
+        actor: str,
+        reason: str,
+    ) -> dict[str, Any] | None:
+        """Add or change (``level``) or remove (None) a grant; 404 when the dataset
+        (or, to remove, the grant) does not exist."""
+
+        def work(s: Session) -> dict[str, Any] | None:
+            _require(s, dataset_id)
+            if level is None and _grant(s, dataset_id, *subject) is None:
+                raise StoreError(404, f"No grant of {dataset_id} to {subject[0]} {subject[1]!r}")
+            g = _set_grant(
+                s, dataset_id, *subject, level, actor=actor, reason=reason, source_of="api"
+            )
+            s.flush()
+            return grant_model(g) if g is not None else None
+
+        try:
+            return await self.db.run(work)
+        except IntegrityError:  # a concurrent add of the same grant (PostgreSQL)
+            raise StoreError(409, "That grant changed meanwhile; try again") from None
+
+    async def set_credential(
+        self, dataset_id: str, level: str, credential: dict[str, str] | None, actor: str
+    ) -> None:
+        """Store (sealed) or remove an s3 dataset's credential for ``level``."""
+
+        def work(s: Session) -> None:
+            ds = _require(s, dataset_id)
+            if ds.kind != "s3":
+                raise StoreError(
+                    400,
+                    f"Dataset {dataset_id!r} is of kind {ds.kind}: only s3 datasets "
+                    "have credentials",
+                )
+            if credential is None and s.get(Credential, (dataset_id, level)) is None:
+                raise StoreError(404, f"Dataset {dataset_id!r} has no {level} credential")
+            _set_credential(
+                s, self.vault, dataset_id, level, credential, actor=actor, source_of="api"
+            )
+
+        await self.db.run(work)
+
+    # -- what a person gets ---------------------------------------------------------
+
+    def entry(self, ds: Dataset, level: str) -> dict[str, Any]:
+        """What the caller's own list shows of a dataset (no credential)."""
+        d = given(ds)
+        out = {
+            "id": ds.id,
+            "title": ds.title,
+            "description": ds.description,
+            "kind": ds.kind,
+            "level": level,
+            "mount_path": rules.mount_path(d, self.backend),
+            "size": ds.size,
+            "tags": list(ds.tags or []),
+        }
+        if ds.kind == "s3" and ds.s3:
+            out["url"] = f"s3://{ds.s3.get('bucket', '')}/{ds.s3.get('prefix', '')}"
+        return out
+
+    async def mine(self, who: Who) -> list[dict[str, Any]]:
+        def work(s: Session) -> list[dict[str, Any]]:
+            levels = _levels(s, who)
+            q = select(Dataset).where(Dataset.id.in_(sorted(levels))).order_by(Dataset.id)
+            return [self.entry(ds, levels[ds.id]) for ds in s.scalars(q)]
+
+        return await self.db.read(work)
+
+    def _start(self, s: Session, who: Who, server: str, backend: str) -> list[dict[str, Any]]:
+        levels = _levels(s, who)
+        out = []
+        q = select(Dataset).where(Dataset.id.in_(sorted(levels))).order_by(Dataset.id)
+        for ds in s.scalars(q):
+            level, credential = levels[ds.id], None
+            if ds.kind == "s3":
+                level, credential = _s3_entry(s, self.vault, ds, level)
+            d = given(ds)
+            out.append(
+                {
+                    "id": ds.id,
+                    "title": ds.title,
+                    "kind": ds.kind,
+                    "level": level,
+                    "mount_path": rules.mount_path(d, backend),
+                    "source": ds.source,
+                    "sub_path": ds.sub_path,
+                    "size": ds.size,
+                    "s3": dict(ds.s3) if ds.kind == "s3" and ds.s3 else None,
+                    "credentials": credential,
+                }
+            )
+        trail.add(
+            s,
+            "start",
+            actor="hub",
+            user=who.user,
+            server=server,
+            datasets=[{"id": x["id"], "level": x["level"]} for x in out],
+        )
+        return out
+
+    async def start(self, who: Who, server: str, backend: str = "") -> list[dict[str, Any]]:
+        """The datasets a start of ``who``'s ``server`` gets (strongest grant wins;
+        s3 ones with the credential of their level), recorded in the audit."""
+        return await self.db.run(self._start, who, server, backend or self.backend)
+
+    # -- audit and holders ----------------------------------------------------------
+
+    async def audit(self, **filters: Any) -> list[dict[str, Any]]:
+        return await self.db.read(lambda s: trail.events(s, **filters))
+
+    async def last_starts(self, servers: list[tuple[str, str]]) -> dict:
+        return await self.db.read(trail.last_starts, servers)
+
+    async def levels(self, people: list[Who]) -> dict[str, dict[str, str]]:
+        """User name -> (dataset id -> the level they hold now)."""
+        return await self.db.read(lambda s: {w.user: _levels(s, w) for w in people})

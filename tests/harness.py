@@ -98,6 +98,48 @@ def demo_app(app_id: str = "demo", *, python: str = sys.executable, launch=None,
     }
 
 
+def lab_datasets(root: Path, uid: int = 1000, gid: int = 100) -> list[dict[str, Any]]:
+    """The issue's two host datasets under ``root`` (a ``data.roots`` entry), their
+    folders made: ``genomes`` (a README, group ``lab-a`` may read) and
+    ``lab-a-scratch`` (empty, owned by ``uid``:``gid`` when run as root, so a
+    container's user may write; ``lab-a`` may write)."""
+    genomes, scratch = root / "genomes", root / "lab-a-scratch"
+    for folder in (genomes, scratch):
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o755)
+    (genomes / "README.txt").write_text("reference genomes\n")
+    (genomes / "README.txt").chmod(0o644)
+    if os.geteuid() == 0:
+        os.chown(scratch, uid, gid)
+    scratch.chmod(0o775)
+    return [
+        {
+            "id": "genomes",
+            "title": "Reference genomes",
+            "kind": "host",
+            "source": str(genomes),
+            "grants": [{"group": "lab-a", "level": "read"}],
+        },
+        {
+            "id": "lab-a-scratch",
+            "title": "Lab A scratch",
+            "kind": "host",
+            "source": str(scratch),
+            "grants": [{"group": "lab-a", "level": "write"}],
+        },
+    ]
+
+
+def service_client(hub_url: str, token: str, name: str) -> httpx.Client:
+    """An HTTP client for ``services/<name>/api/`` of the hub at ``hub_url``
+    with ``token`` (a person's or a service's)."""
+    return httpx.Client(
+        base_url=f"{hub_url}services/{name}/api/",
+        headers={"Authorization": f"token {token}"},
+        timeout=60,
+    )
+
+
 _handed_out: set[int] = set()
 
 
@@ -150,6 +192,37 @@ def outliving_workspaces(root: Path, grace: float = 15.0) -> list[int]:
     while (pids := workspace_pids(root)) and time.monotonic() < deadline:
         time.sleep(0.25)
     return pids
+
+
+def environ(pid: int) -> dict[str, str]:
+    """The environment process ``pid`` started with (``/proc/<pid>/environ``)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def service_pid(hub: HubProcess, name: str) -> int:
+    """The process of Labspace service ``name`` (``python -m labspace.services.<name>``)
+    under ``hub``'s ``labspace up``."""
+    import psutil
+
+    module = f"labspace.services.{name}"
+    for proc in psutil.Process(hub.proc.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if module in proc.cmdline():
+                return proc.pid
+    raise AssertionError(f"no {name} service process under the hub")
+
+
+@contextlib.contextmanager
+def paused(pid: int):
+    """Process ``pid`` stopped (SIGSTOP) for the block, then continued: its port
+    still accepts connections and nothing answers (the worst case for a caller,
+    which waits for its timeout); the hub does not restart a stopped service."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 class Managed:
@@ -266,6 +339,19 @@ class HubAPI:
 
     def user(self, name: str) -> httpx.Response:
         return self.request("GET", f"users/{name}")
+
+    def token(self, name: str, note: str = "test") -> str:
+        """A new API token of user ``name`` (with all of that user's permissions)."""
+        r = self.request("POST", f"users/{name}/tokens", json={"note": note})
+        assert r.status_code == 201, r.text
+        return r.json()["token"]
+
+    def add_to_group(self, group: str, *users: str) -> None:
+        """Put ``users`` in ``group``, creating the group if it is not there yet."""
+        r = self.request("POST", f"groups/{group}", json={"users": list(users)})
+        if r.status_code == 409:  # the group exists
+            r = self.request("POST", f"groups/{group}/users", json={"users": list(users)})
+        assert r.status_code in (200, 201), r.text
 
     def start_server(self, name: str, timeout: float = 90) -> dict:
         r = self.request("POST", f"users/{name}/server")

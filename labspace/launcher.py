@@ -104,7 +104,9 @@ def hub_main() -> None:
     then wait for the launcher's go; run the hub with it, or end quietly."""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if it came ignored
     try:
-        from jupyterhub.app import JupyterHub  # the long part, while the launcher checks
+        from labspace.hubapp import (
+            LabspaceHub,
+        )  # JupyterHub: the long part, while the launcher checks
 
         message = sys.stdin.buffer.read()
     except KeyboardInterrupt:
@@ -119,7 +121,7 @@ def hub_main() -> None:
     os.environ.update(go["env"])
     os.chdir(go["cwd"])
     private_umask()
-    JupyterHub.launch_instance(["-f", go["config"]])
+    LabspaceHub.launch_instance(["-f", go["config"]])
     end(0)  # JupyterHub has stopped its services and proxy, and committed
 
 

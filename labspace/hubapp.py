@@ -1,0 +1,40 @@
+"""``LabspaceHub``: JupyterHub, with its managed services started side by side.
+
+JupyterHub's ``start()`` starts each service in turn and waits until it
+answers before it starts the next (``JupyterHub.start_service``). Labspace runs
+three or four managed services, each a Python process that needs a second or
+more on a busy machine to answer, so the hub's start-up grew with every service.
+This subclass starts them all at the first call and hands each of JupyterHub's
+calls the outcome of its own service's start: the same steps, the same checks
+(a managed service that does not come up still stops the hub), run together.
+Any later call (none in JupyterHub 5) is JupyterHub's own.
+
+Configuration written for ``JupyterHub`` applies unchanged (traitlets reads a
+class's section for its subclasses too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from jupyterhub.app import JupyterHub
+
+
+class LabspaceHub(JupyterHub):
+    """JupyterHub whose first round of service starts runs concurrently."""
+
+    _first_starts: dict[str, asyncio.Task] | None = None
+
+    async def start_service(self, service_name, service, ssl_context=None):
+        first = self._first_starts
+        if first is None:
+            first = self._first_starts = {
+                name: asyncio.ensure_future(
+                    super(LabspaceHub, self).start_service(name, s, ssl_context)
+                )
+                for name, s in self._service_map.items()
+            }
+        task = first.pop(service_name, None)
+        if task is None:
+            return await super().start_service(service_name, service, ssl_context)
+        return await task

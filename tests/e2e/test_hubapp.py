@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 
 import httpx
-
 from harness import free_port
 
 WAIT_AND_SERVE = """
@@ -23,7 +22,8 @@ if write:
 deadline = time.monotonic() + 60
 while wait_for and not os.path.exists(wait_for) and time.monotonic() < deadline:
     time.sleep(0.1)
-http.server.ThreadingHTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler).serve_forever()
+handler = http.server.SimpleHTTPRequestHandler
+http.server.ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
 """
 
 

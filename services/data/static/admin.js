@@ -47,7 +47,7 @@
         d.description ? el("div", { class: "small ds-description" }, d.description) : null),
       cell(d.kind), cell(el("code", {}, where(d)), creds), cell(el("code", {}, d.mount_path || "")),
       cell(size(d.size)), cell(d.owner_group || ""), cell(d.source_of || ""),
-      cell(button("Edit", "btn-outline-primary", async () => edit(d)),
+      el("td", { class: "ls-actions" }, button("Edit", "btn-outline-primary", async () => edit(d)),
         button("Grants", "btn-outline-secondary", async () => { $("g-dataset").value = d.id; show("grants"); }),
         button("Delete", "btn-outline-danger", () => remove(d))));
   }
@@ -199,7 +199,7 @@
     return el("tr", { "data-subject": `${g.subject_type}:${g.subject}` },
       cell(el("span", { class: "badge text-bg-light me-2" }, g.subject_type), el("span", { class: "g-subject" }, g.subject)),
       cell(level), cell(g.granted_by || ""), cell(when(g.granted_at)),
-      cell(button("Remove", "btn-outline-danger", async () => {
+      el("td", { class: "ls-actions" }, button("Remove", "btn-outline-danger", async () => {
         await call("DELETE", `datasets/${enc(id)}/grants/${g.subject_type}/${enc(g.subject)}?reason=${enc(reason())}`);
         say(`${g.subject_type} ${g.subject} may use ${id} no more (from their next start)`, "success");
         await loadGrants();
@@ -279,7 +279,7 @@
     const rows = holders.map((x) => el("tr", { "data-holder": `${x.user}/${x.server || ""}` },
       cell(x.user), cell(x.server || "(default)"), cell(x.dataset), cell(levelBadge(x.held)), cell(x.now ? levelBadge(x.now) : "none"),
       cell(when(x.started)),
-      cell(button("Stop", "btn-outline-danger", async () => {
+      el("td", { class: "ls-actions" }, button("Stop", "btn-outline-danger", async () => {
         if (!confirm(`Stop ${x.user}'s server${x.server ? ` ${x.server}` : ""}? Unsaved work in it is lost.`)) return;
         await call("POST", `holders/${enc(x.user)}/stop`, { server: x.server || "" });
         say(`Stopping ${x.user}'s server`, "success");

@@ -50,7 +50,11 @@ class PageHandler(kit.ServiceHandler):
     def nav(self) -> list[dict[str, str]]:
         base_url = self.settings["base_url"]
         admin = bool(self.user.get("admin")) or self.may(ADMIN)
-        links = self.settings.get("nav") or DEFAULT_NAV
+        links = list(self.settings.get("nav") or DEFAULT_NAV)
+        prefix = self.settings["prefix"]  # the nav's links are relative to base_url
+        admin_url = "/" + prefix.removeprefix(base_url).lstrip("/") + "admin"
+        if self.may(ADMIN) and not any(x["url"] == admin_url for x in links):
+            links.append({"title": "Data admin", "url": admin_url, "admin": True})
         return [
             {"title": x["title"], "url": base_url + x["url"].lstrip("/")}
             for x in links

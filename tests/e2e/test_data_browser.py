@@ -4,7 +4,8 @@ Playwright) on a real hub with the local backend and the data service on.
 One hub serves the module. Datasets under a ``data.roots`` root: ``genomes``
 (lab-a reads), ``lab-a-scratch`` (lab-a writes), ``html-title`` (lab-a reads;
 its title and description are HTML that must show as text) and ``archive``
-(granted to lab-z only, which nobody is in). Ann is in lab-a, Bea in no group.
+(granted to lab-z only, which nobody is in), and the s3 dataset ``climate``
+(Ann writes). Ann is in lab-a, Bea in no group.
 
 - Ann's My data lists her three datasets with their level and where they
   appear (``~/data/<id>`` on the local backend), says that read-only cannot be
@@ -45,6 +46,7 @@ REVOKE_REASON = "genomes licence ended for lab-a"
 @pytest.fixture(scope="module")
 def world(module_hub_factory, tmp_path_factory, chromium):
     root = tmp_path_factory.mktemp("datasets")
+    ann, bea = (f"{n}{secrets.token_hex(3)}" for n in ("ann", "bea"))
     datasets = lab_datasets(root)
     for extra in ("html-title", "archive"):
         (root / extra).mkdir()
@@ -57,6 +59,14 @@ def world(module_hub_factory, tmp_path_factory, chromium):
             "kind": "host",
             "source": str(root / "html-title"),
             "grants": [{"group": "lab-a", "level": "read"}],
+        },
+        {
+            "id": "climate",
+            "title": "Climate runs",
+            "description": "Model output on the object store",
+            "kind": "s3",
+            "s3": {"endpoint": "http://127.0.0.1:9", "bucket": "climate-bucket", "prefix": "runs/"},
+            "grants": [{"user": ann, "level": "write"}],
         },
         {
             "id": "archive",
@@ -77,7 +87,6 @@ def world(module_hub_factory, tmp_path_factory, chromium):
         }
 
     hub, api = module_hub_factory(edit)
-    ann, bea = (f"{n}{secrets.token_hex(3)}" for n in ("ann", "bea"))
     for name in (ann, bea):
         api.create_user(name)
     api.add_to_group("lab-a", ann)
@@ -109,8 +118,9 @@ def test_my_data_lists_what_ann_may_use(world, chromium):
     page = signed_in(world, chromium, world["ann"])
     page.goto(world["hub"].url + "services/data/")
     cards = page.locator(".dataset-card")
-    expect(cards).to_have_count(3)
-    expect(page.get_by_role("link", name="My data")).to_have_class(re.compile("active"))
+    expect(cards).to_have_count(4)
+    expect(page.locator("a.nav-link.active")).to_have_attribute("href", "/services/data/")
+    expect(page.locator('a.nav-link[href="/services/data/admin"]')).to_have_count(0)
     genomes = page.locator('.dataset-card[data-dataset="genomes"]')
     expect(genomes.locator(".ds-title")).to_have_text("Reference genomes")
     expect(genomes.locator("[data-level]")).to_have_text("read only")
@@ -119,6 +129,14 @@ def test_my_data_lists_what_ann_may_use(world, chromium):
     scratch = page.locator('.dataset-card[data-dataset="lab-a-scratch"]')
     expect(scratch.locator("[data-level]")).to_have_text("read and write")
     expect(scratch.locator(".ds-path")).to_have_text("~/data/lab-a-scratch")
+    # s3: its URL and how to open it in a notebook
+    climate = page.locator('.dataset-card[data-dataset="climate"]')
+    expect(climate.locator("[data-level]")).to_have_text("read and write")
+    expect(climate.locator(".ds-url")).to_have_text("s3://climate-bucket/runs/")
+    expect(climate.locator("pre")).to_contain_text(
+        "from labspace.extensions.datasets import filesystem"
+    )
+    expect(climate.locator("pre")).to_contain_text('fs = filesystem("climate")')
     # the local backend: said plainly that read-only cannot be enforced here
     expect(page.locator("#local-note")).to_contain_text("Read-only is not enforced")
     expect(page.locator("#local-note")).to_contain_text("without root cannot make a read-only view")
@@ -163,7 +181,8 @@ def test_admin_adds_a_grant_and_sees_it_in_the_audit(world, chromium):
     page = signed_in(world, chromium, "admin")
     page.goto(hub.url + "services/data/admin")
     rows = page.locator("#datasets-table tbody tr[data-dataset]")
-    expect(rows).to_have_count(4)
+    expect(rows).to_have_count(5)
+    expect(page.locator("a.nav-link.active")).to_have_attribute("href", "/services/data/admin")
     html_row = page.locator('#datasets-table tr[data-dataset="html-title"]')
     expect(html_row.locator(".ds-title")).to_have_text(HTML_TITLE)
     assert html_row.locator("img, b, script").count() == 0
@@ -177,7 +196,7 @@ def test_admin_adds_a_grant_and_sees_it_in_the_audit(world, chromium):
     page.get_by_role("button", name="Add dataset").click()
     expect(page.locator("#alert")).to_have_class(re.compile("alert-danger"))
     expect(page.locator("#alert")).to_contain_text("source")
-    expect(rows).to_have_count(4)
+    expect(rows).to_have_count(5)
 
     # the session cookie alone, without the page's XSRF token, cannot change a grant
     r = page.request.post(
@@ -276,6 +295,6 @@ def test_admin_stops_a_workspace_holding_a_revoked_grant(world, chromium):
     # Ann's My data no longer lists genomes
     page = signed_in(world, chromium, ann)
     page.goto(hub.url + "services/data/")
-    expect(page.locator(".dataset-card")).to_have_count(2)
+    expect(page.locator(".dataset-card")).to_have_count(3)
     expect(page.locator('.dataset-card[data-dataset="genomes"]')).to_have_count(0)
     page.context.close()

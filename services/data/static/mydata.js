@@ -6,22 +6,26 @@
   const KINDS = { host: "folder", volume: "Docker volume", pvc: "Kubernetes volume", nfs: "NFS share", s3: "S3 object store" };
 
   function notebook(d) {
-    const lines = [
-      "from labspace.extensions.datasets import filesystem",
+    const id = JSON.stringify(d.id);
+    return el("pre", { class: "ls-code", "aria-label": "How to open it in a notebook" }, [
+      "from labspace.extensions.datasets import filesystem, root",
       "",
-      `fs = filesystem(${JSON.stringify(d.id)})`,
-    ];
-    if (d.url) lines.push(`fs.ls(${JSON.stringify(d.url.replace(/^s3:\/\//, ""))})`);
-    return el("pre", { class: "ls-code", "aria-label": "How to open it in a notebook" }, lines.join("\n"));
+      `fs = filesystem(${id})`,
+      `fs.ls(root(${id}))  # ${d.url || ""}`,
+    ].join("\n"));
+  }
+
+  function s3Help(d) {
+    return el("div", { class: "mt-3" },
+      el("div", { class: "fw-medium small" }, "In a notebook of your workspace"), notebook(d),
+      el("div", { class: "small text-muted mt-1" },
+        d.level === "write" ? "Your workspace gets a credential that may read and write here."
+          : "Your workspace gets a credential that may only read here."));
   }
 
   function where(d) {
     if (d.kind === "s3") {
-      return [el("dt", {}, "Location"), el("dd", {}, el("code", { class: "ds-url" }, d.url || "s3://")),
-        el("dt", {}, "In a notebook"), el("dd", {}, notebook(d),
-          el("div", { class: "small text-muted mt-1" },
-            d.level === "write" ? "Your workspace gets a credential that may read and write."
-              : "Your workspace gets a credential that may only read."))];
+      return [el("dt", {}, "Location"), el("dd", {}, el("code", { class: "ds-url" }, d.url || "s3://"))];
     }
     return [el("dt", {}, "In your workspace"), el("dd", {}, el("code", { class: "ds-path" }, d.mount_path || ""))];
   }
@@ -37,7 +41,8 @@
         el("dl", {}, ...where(d), el("dt", {}, "Access"),
           el("dd", {}, d.level === "write" ? "read and write" : "read only",
             local ? el("span", { class: "text-warning-emphasis" }, " (not enforced on this hub: please do not write)") : null),
-          el("dt", {}, "Size"), el("dd", { class: "ds-size" }, size(d.size))))));
+          el("dt", {}, "Size"), el("dd", { class: "ds-size" }, size(d.size))),
+        d.kind === "s3" ? s3Help(d) : null)));
   }
 
   function empty() {

@@ -35,8 +35,28 @@ class Mount:
     name: str
     type: str  # host | volume | pvc | nfs
     source: str  # host path | volume name | claim name | server:/export
-    target: str  # path inside the workspace
+    target: str  # path inside the workspace; local backend: "~/..." is a link in the home
     read_only: bool = True
+    sub_path: str = ""  # volume, pvc, nfs: a relative folder inside the source
+
+
+# where the docker and kubernetes backends put a spec's files in the workspace
+FILES_DIR = "/run/labspace"
+
+
+@dataclass(frozen=True)
+class WorkspaceFile:
+    """A file one start of a workspace gets outside its home (e.g. credentials),
+    readable by the workspace's user only, and never kept past the workspace: the
+    backend puts it in its ``files_dir`` (``/run/labspace`` in a container or
+    pod; a per-server folder under the hub's data folder for the local backend,
+    removed at stop). ``name`` is a plain file name."""
+
+    name: str
+    content: str
+
+    def __repr__(self) -> str:  # the content may be a secret: never in a log
+        return f"WorkspaceFile({self.name!r}, <{len(self.content)} characters>)"
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,7 @@ class WorkspaceSpec:
     mounts: tuple[Mount, ...] = ()
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[dict[str, Any], ...] = ()
+    files: tuple[WorkspaceFile, ...] = ()  # added by before_start hooks, never by settings
 
 
 def to_bytes(value: str | int | float | None) -> int | None:

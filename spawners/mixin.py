@@ -241,7 +241,8 @@ class LabspaceSpawnerMixin(Configurable):
             hooks.append(hook)
         return hooks
 
-    workspace_spec: WorkspaceSpec | None = None
+    workspace_spec: WorkspaceSpec | None = None  # of this start, hooks' changes included
+    _profile_spec: WorkspaceSpec | None = None  # what the profile gave, before any hook
     extra_env: dict[str, str]  # set by hooks for the coming start (see __init__)
     _configured_default_url: str | None = None
     _base_environment: dict[str, str] | None = None  # Spawner.environment as configured
@@ -310,7 +311,7 @@ class LabspaceSpawnerMixin(Configurable):
             # every later start that names no profile replays the refused choice
             self.orm_spawner.user_options = {}
             raise
-        self.workspace_spec = spec
+        self.workspace_spec = self._profile_spec = spec
         self.apply_workspace_spec(spec)
         if self._configured_default_url is None:
             self._configured_default_url = self.default_url
@@ -431,10 +432,13 @@ class LabspaceSpawnerMixin(Configurable):
             progress.finish()
 
     async def _start_in_slot(self):
-        if self.workspace_spec is None:  # e.g. resumed after a hub restart
-            self.workspace_spec = self.resolve_spec(self.user_options or {})
-            self.apply_workspace_spec(self.workspace_spec)
-        spec = self.workspace_spec
+        if self._profile_spec is None:  # e.g. resumed after a hub restart
+            self._profile_spec = self.workspace_spec or self.resolve_spec(self.user_options or {})
+            self.workspace_spec = None
+        spec = self._profile_spec
+        if self.workspace_spec is not spec:  # what a hook of the last start added is gone
+            self.workspace_spec = spec
+            self.apply_workspace_spec(spec)
         limit = self.start_slots
         gate = self.start_queue.slot(limit)
         if gate.locked():
@@ -446,8 +450,8 @@ class LabspaceSpawnerMixin(Configurable):
                 "%s got a start slot after %.1fs", self._log_name, time.monotonic() - waited
             )
             self._hooks_started = True
-            for hook in self.before_start:
-                await maybe_future(hook(self, spec))
+            await self._run_before_start(spec)
+            spec = self.workspace_spec
             if self.extra_env:
                 self.environment = {**self.environment, **self.extra_env}
             self.emit("Preparing home", 15)
@@ -459,6 +463,22 @@ class LabspaceSpawnerMixin(Configurable):
         self._start_progress().up = True
         self.emit("Workspace is up", 95)
         return url
+
+    async def _run_before_start(self, spec: WorkspaceSpec) -> None:
+        """The ``before_start`` hooks, in order. A hook may replace
+        ``workspace_spec`` (e.g. with the mounts of a person's data grants): the
+        backend then applies the spec it left, before the extra environment."""
+        for hook in self.before_start:
+            await maybe_future(hook(self, self.workspace_spec or spec))
+        if self.workspace_spec is not spec:
+            self.log.info("%s: a start hook changed the workspace spec", self._log_name)
+            self.apply_workspace_spec(self.workspace_spec)
+
+    @property
+    def files_dir(self) -> str:
+        """Where the workspace finds the spec's ``files`` (see
+        ``labspace.profiles.WorkspaceFile``); backends say where they put them."""
+        return profiles.FILES_DIR
 
     def prepare_workspace(self) -> None:
         """Backend work before the workspace starts (home, volumes, images);

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from .models import AuditEvent, utcnow
+from .models import AuditDataset, AuditEvent, utcnow
 
 KINDS = ("grant", "dataset", "credential", "start")
 COLUMNS = (
@@ -41,8 +41,13 @@ DEFAULT_LIMIT = 500
 
 
 def add(s: Session, kind: str, **fields: Any) -> AuditEvent:
-    event = AuditEvent(kind=kind, at=utcnow(), datasets=[], **fields)
+    fields.setdefault("datasets", [])
+    event = AuditEvent(kind=kind, at=utcnow(), **fields)
     s.add(event)
+    if event.datasets:
+        s.flush()  # its id
+        for item in event.datasets:
+            s.add(AuditDataset(event_id=event.id, dataset_id=item["id"], level=item["level"]))
     return event
 
 
@@ -72,11 +77,12 @@ def events(
     until: datetime | None = None,
     limit: int = DEFAULT_LIMIT,
 ) -> list[dict[str, Any]]:
-    """Events newest first; ``user`` matches that user's starts and the grants
-    made to them by name."""
+    """Events newest first; ``dataset`` matches its changes and the starts that
+    took it, ``user`` that user's starts and the grants made to them by name."""
     q = select(AuditEvent)
     if dataset:
-        q = q.where(AuditEvent.dataset == dataset)
+        took = select(AuditDataset.event_id).where(AuditDataset.dataset_id == dataset)
+        q = q.where(or_(AuditEvent.dataset == dataset, AuditEvent.id.in_(took)))
     if user:
         q = q.where(or_(AuditEvent.user == user, AuditEvent.subject == f"user:{user}"))
     if since is not None:

@@ -103,3 +103,16 @@ class AuditEvent(Base):
     user: Mapped[str] = mapped_column(String(NAME), default="", index=True)
     server: Mapped[str] = mapped_column(String(NAME), default="")
     datasets: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+
+
+class AuditDataset(Base):
+    """A dataset of a ``start`` event, so the trail of a dataset finds the starts
+    that took it."""
+
+    __tablename__ = "data_audit_datasets"
+
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("data_audit.id", ondelete="CASCADE"), primary_key=True
+    )
+    dataset_id: Mapped[str] = mapped_column(String(63), primary_key=True, index=True)
+    level: Mapped[str] = mapped_column(String(8))

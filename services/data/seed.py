@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import rules
 from .crypto import CredentialError, check_credential
 from .models import Credential, Dataset, Grant
 from .store import (
@@ -31,7 +32,6 @@ from .store import (
     _set_credential,
     _set_grant,
     _update,
-    grant_subject,
 )
 
 ACTOR = "settings"
@@ -84,16 +84,19 @@ def _grants(s: Session, grants: dict[str, list]) -> None:
     for dataset_id, listed in grants.items():
         for g in listed:
             try:
-                subject = grant_subject(g if isinstance(g, dict) else {})
-            except StoreError:
-                log.warning("data.datasets %s: a grant names no group or user", dataset_id)
+                grant = rules.check_grant(g)
+            except rules.DataError as e:
+                log.warning("data.datasets %s grants: %s; not seeded", dataset_id, e.message)
                 continue
-            level = g.get("level", "read")
-            if level not in LEVELS:
-                log.warning("data.datasets %s: grant level %r unknown", dataset_id, level)
-                continue
+            subject = (grant["subject_type"], grant["subject"])
             _set_grant(
-                s, dataset_id, *subject, level, actor=ACTOR, reason=REASON, source_of="settings"
+                s,
+                dataset_id,
+                *subject,
+                grant["level"],
+                actor=ACTOR,
+                reason=REASON,
+                source_of="settings",
             )
             kept.add((dataset_id, *subject))
     s.flush()

@@ -277,14 +277,6 @@ def _delete(s: Session, ds: Dataset, actor: str, reason: str = "") -> None:
     s.delete(ds)
 
 
-def grant_subject(grant: dict[str, Any]) -> tuple[str, str]:
-    """``("group", name)`` or ``("user", name)`` of a grant as the settings write it."""
-    for kind in ("group", "user"):
-        if grant.get(kind):
-            return kind, str(grant[kind])
-    raise StoreError(400, 'A grant names a "group" or a "user"')
-
-
 def _s3_entry(
     s: Session, vault: Vault, ds: Dataset, level: str
 ) -> tuple[str, dict[str, str] | None]:

@@ -76,9 +76,21 @@ def upgrade():
         sa.Column("server", sa.String(255), nullable=False, server_default=""),
         sa.Column("datasets", sa.JSON, nullable=False),
     )
+    op.create_table(
+        "data_audit_datasets",
+        sa.Column(
+            "event_id",
+            sa.Integer,
+            sa.ForeignKey("data_audit.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("dataset_id", sa.String(63), primary_key=True, index=True),
+        sa.Column("level", sa.String(8), nullable=False),
+    )
 
 
 def downgrade():
+    op.drop_table("data_audit_datasets")
     op.drop_table("data_audit")
     op.drop_table("data_credentials")
     op.drop_table("data_grants")

@@ -48,6 +48,7 @@ def world(module_hub_factory, tmp_path_factory, chromium):
     root = tmp_path_factory.mktemp("datasets")
     ann, bea = (f"{n}{secrets.token_hex(3)}" for n in ("ann", "bea"))
     datasets = lab_datasets(root)
+    datasets[0]["size"] = "2G"  # the settings' size is shown (host datasets without one: measured)
     for extra in ("html-title", "archive"):
         (root / extra).mkdir()
         (root / extra / "README.txt").write_text(f"{extra}\n")
@@ -125,7 +126,7 @@ def test_my_data_lists_what_ann_may_use(world, chromium):
     expect(genomes.locator(".ds-title")).to_have_text("Reference genomes")
     expect(genomes.locator("[data-level]")).to_have_text("read only")
     expect(genomes.locator(".ds-path")).to_have_text("~/data/genomes")
-    expect(genomes.locator(".ds-size")).not_to_have_text("unknown")  # measured: a README
+    expect(genomes.locator(".ds-size")).to_have_text(re.compile(r"^2\.\d GB$"))
     scratch = page.locator('.dataset-card[data-dataset="lab-a-scratch"]')
     expect(scratch.locator("[data-level]")).to_have_text("read and write")
     expect(scratch.locator(".ds-path")).to_have_text("~/data/lab-a-scratch")
@@ -277,7 +278,7 @@ def test_admin_stops_a_workspace_holding_a_revoked_grant(world, chromium):
     expect(page.locator("#holders-count")).to_have_text("1")
     shoot(page, "data-admin-holders")
     holder.get_by_role("button", name="Stop").click()
-    expect(page.locator("#alert")).to_contain_text(f"Stopping {ann}'s server")
+    expect(page.locator("#alert")).to_contain_text(f"{ann}'s server is stopping", timeout=60_000)
     wait_for(lambda: not api.user(ann).json()["servers"], 60, what=f"{ann}'s server stopped")
     api.started.discard(ann)
     page.reload()

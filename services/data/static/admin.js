@@ -42,11 +42,13 @@
   function datasetRow(d) {
     const creds = d.kind === "s3" && d.credentials
       ? el("div", { class: "small text-muted" }, `credentials: read ${d.credentials.read ? "set" : "missing"}, write ${d.credentials.write ? "set" : "missing"}`) : null;
+    const mounted = d.kind === "s3" ? el("span", { class: "small text-muted" }, "not mounted (fsspec)") : el("code", {}, d.mount_path || "");
     return el("tr", { "data-dataset": d.id },
-      cell(el("div", { class: "fw-semibold ds-title" }, d.title || d.id), el("div", { class: "small text-muted" }, d.id),
+      cell(el("div", { class: "fw-semibold ds-title" }, d.title || d.id),
+        el("div", { class: "small text-muted" }, `${d.id} · from ${d.source_of === "settings" ? "labspace.yaml" : "the API"}`),
         d.description ? el("div", { class: "small ds-description" }, d.description) : null),
-      cell(d.kind), cell(el("code", {}, where(d)), creds), cell(el("code", {}, d.mount_path || "")),
-      cell(size(d.size)), cell(d.owner_group || ""), cell(d.source_of || ""),
+      cell(d.kind), cell(el("code", {}, where(d)), creds), cell(mounted),
+      cell(size(d.size)), cell(d.owner_group || ""),
       el("td", { class: "ls-actions" }, button("Edit", "btn-outline-primary", async () => edit(d)),
         button("Grants", "btn-outline-secondary", async () => { $("g-dataset").value = d.id; show("grants"); }),
         button("Delete", "btn-outline-danger", () => remove(d))));
@@ -57,7 +59,7 @@
     state.datasets = Array.isArray(answer) ? answer : answer.datasets || [];
     const rows = state.datasets.map(datasetRow);
     $("datasets-table").tBodies[0].replaceChildren(...(rows.length ? rows
-      : [el("tr", {}, el("td", { colspan: "8", class: "text-muted" }, "No datasets yet: add one below, or in labspace.yaml (data.datasets)."))]));
+      : [el("tr", {}, el("td", { colspan: "7", class: "text-muted" }, "No datasets yet: add one below, or in labspace.yaml (data.datasets)."))]));
     const options = state.datasets.map((d) => el("option", { value: d.id }, `${d.title || d.id} (${d.id})`));
     const keep = $("g-dataset").value || state.grantsOf;
     $("g-dataset").replaceChildren(...options);
@@ -247,7 +249,20 @@
     return typeof value === "object" ? JSON.stringify(value) : String(value);
   }
 
+  // a dataset event: created (what), deleted, or the fields that changed
+  function datasetChange(before, after) {
+    if (!before && after) return `created: ${after.kind} ${after.kind === "s3" && after.s3 ? `s3://${after.s3.bucket}/${after.s3.prefix || ""}` : after.source || ""}`;
+    if (before && !after) return "deleted";
+    const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])];
+    const changed = keys.filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
+    return changed.map((k) => `${k}: ${shown(before[k])} → ${shown(after[k])}`).join("; ") || "no change";
+  }
+
   function change(e) {
+    const isObject = (v) => v && typeof v === "object";
+    if ((isObject(e.before) || isObject(e.after)) && !Array.isArray(e.before) && !Array.isArray(e.after)) {
+      return datasetChange(isObject(e.before) ? e.before : null, isObject(e.after) ? e.after : null);
+    }
     if (e.kind === "start") {
       const sets = (e.datasets || []).map((x) => `${x.id} (${x.level})`).join(", ");
       return sets || "no datasets";
@@ -266,7 +281,8 @@
     const answer = await call("GET", auditQuery());
     const events = Array.isArray(answer) ? answer : answer.events || [];
     const rows = events.map((e) => el("tr", { "data-kind": e.kind || "" },
-      cell(when(e.at)), cell(e.kind || ""), cell(e.actor || ""), cell(e.dataset || ""), cell(who(e)), cell(change(e)), cell(e.reason || "")));
+      el("td", { class: "ls-when" }, when(e.at)), el("td", { class: "ls-short" }, e.kind || ""), cell(e.actor || ""),
+      cell(e.dataset || ""), cell(who(e)), cell(change(e)), cell(e.reason || "")));
     $("audit-table").tBodies[0].replaceChildren(...(rows.length ? rows
       : [el("tr", {}, el("td", { colspan: "7", class: "text-muted" }, "Nothing recorded for these filters."))]));
   }
@@ -281,8 +297,9 @@
       cell(when(x.started)),
       el("td", { class: "ls-actions" }, button("Stop", "btn-outline-danger", async () => {
         if (!confirm(`Stop ${x.user}'s server${x.server ? ` ${x.server}` : ""}? Unsaved work in it is lost.`)) return;
+        say(`Asking the hub to stop ${x.user}'s server…`, "info");
         await call("POST", `holders/${enc(x.user)}/stop`, { server: x.server || "" });
-        say(`Stopping ${x.user}'s server`, "success");
+        say(`${x.user}'s server is stopping: its next start gets only the grants held then`, "success");
         await loadHolders();
       }))));
     $("holders-table").tBodies[0].replaceChildren(...(rows.length ? rows

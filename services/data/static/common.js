@@ -53,9 +53,9 @@ window.labspaceData = (function () {
     return Number.isNaN(d.getTime()) ? String(iso) : d.toISOString().replace("T", " ").slice(0, 19);
   }
 
-  function levelBadge(level) {
+  function levelBadge(level, extra) {
     const label = level === "write" ? "read and write" : level === "read" ? "read only" : String(level || "none");
-    return el("span", { class: `badge ls-${level === "write" ? "write" : "read"}`, "data-level": level || "" }, label);
+    return el("span", { class: `badge ls-${level === "write" ? "write" : "read"} ${extra || ""}`, "data-level": level || "" }, label);
   }
 
   return { body, api, call, el, say, size, when, levelBadge };

@@ -35,13 +35,14 @@
     return el("div", { class: "col" }, el("div", { class: "card dataset-card h-100", "data-dataset": d.id },
       el("div", { class: "card-body" },
         el("div", { class: "d-flex align-items-start gap-2 mb-1" },
-          el("h2", { class: "h5 mb-0 me-auto ds-title" }, d.title || d.id), levelBadge(d.level)),
+          el("h2", { class: "h5 mb-0 me-auto ds-title" }, d.title || d.id), levelBadge(d.level, "flex-none")),
         el("div", { class: "small text-muted mb-2" }, `${d.id} · ${KINDS[d.kind] || d.kind}`),
         d.description ? el("p", { class: "ds-description" }, d.description) : null,
         el("dl", {}, ...where(d), el("dt", {}, "Access"),
           el("dd", {}, d.level === "write" ? "read and write" : "read only",
             local ? el("span", { class: "text-warning-emphasis" }, " (not enforced on this hub: please do not write)") : null),
-          el("dt", {}, "Size"), el("dd", { class: "ds-size" }, size(d.size))),
+          d.kind === "s3" && (d.size === null || d.size === undefined) ? null : el("dt", {}, "Size"),
+          d.kind === "s3" && (d.size === null || d.size === undefined) ? null : el("dd", { class: "ds-size" }, size(d.size))),
         d.kind === "s3" ? s3Help(d) : null)));
   }
 

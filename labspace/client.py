@@ -170,3 +170,76 @@ class Client:
 
     def stop_launch(self, launch_id: int) -> Any:
         return self.service("catalog", "POST", f"launches/{int(launch_id)}/stop")
+
+    # -- data -----------------------------------------------------------------
+
+    def datasets(self) -> list[dict[str, Any]]:
+        """Admins: every dataset; others: those they hold a grant for, with their level."""
+        return _items(self.service("data", "GET", "datasets"), "datasets")
+
+    def my_datasets(self) -> list[dict[str, Any]]:
+        """My datasets: level, where they appear in my workspace, size, s3 URL."""
+        return _items(self.service("data", "GET", "me/datasets"), "datasets")
+
+    def dataset(self, dataset: str) -> dict[str, Any]:
+        return self.service("data", "GET", f"datasets/{quote(dataset, safe='')}")
+
+    def grants(self, dataset: str) -> list[dict[str, Any]]:
+        path = f"datasets/{quote(dataset, safe='')}/grants"
+        return _items(self.service("data", "GET", path), "grants")
+
+    def grant(
+        self,
+        dataset: str,
+        level: str,
+        reason: str,
+        *,
+        group: str | None = None,
+        user: str | None = None,
+    ) -> dict[str, Any]:
+        """Give ``group`` or ``user`` ``level`` (read|write) on ``dataset``, or change
+        the level it has; the reason is kept in the audit."""
+        body = {**_subject(group, user), "level": level, "reason": reason}
+        path = f"datasets/{quote(dataset, safe='')}/grants"
+        return self.service("data", "POST", path, json=body)
+
+    def revoke(
+        self, dataset: str, reason: str, *, group: str | None = None, user: str | None = None
+    ) -> None:
+        """Remove the grant of ``group`` or ``user`` on ``dataset`` (gone at its next start)."""
+        ((kind, name),) = _subject(group, user).items()
+        path = f"datasets/{quote(dataset, safe='')}/grants/{kind}/{quote(name, safe='')}"
+        self.service("data", "DELETE", path, params={"reason": reason})
+
+    def data_audit(
+        self,
+        dataset: str | None = None,
+        user: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = None,
+        fmt: str = "json",
+    ) -> Any:
+        """Audit events, newest first (grant changes, dataset changes, starts);
+        ``fmt="csv"`` returns the CSV text."""
+        filters = {"dataset": dataset, "user": user, "since": since, "until": until}
+        params = {k: v for k, v in filters.items() if v}
+        if limit:
+            params["limit"] = str(limit)
+        result = self.service("data", "GET", "audit", params={**params, "format": fmt})
+        return result if fmt == "csv" else _items(result, "events")
+
+    def data_holders(self) -> list[dict[str, Any]]:
+        """Running workspaces holding a grant stronger than the user has now."""
+        return _items(self.service("data", "GET", "holders"), "holders")
+
+
+def _items(result: Any, key: str) -> Any:
+    """A list answer, whether the API sends the list or ``{key: [...]}``."""
+    return result[key] if isinstance(result, dict) and key in result else result
+
+
+def _subject(group: str | None, user: str | None) -> dict[str, str]:
+    if bool(group) == bool(user):
+        raise ValueError("name a group or a user (one of them)")
+    return {"group": group} if group else {"user": user}

@@ -21,7 +21,11 @@ What a workspace gets:
   free loopback port; nothing is published;
 - the profile's memory and CPU limits (and guarantees as reservation and
   shares), GPUs as device requests, and its mounts (``host`` folders as bind
-  mounts, ``volume`` as named volumes), read-only unless ``read_only: false``.
+  mounts, ``volume`` as named volumes, a ``sub_path`` of a volume with Docker 26
+  or later), read-only unless ``read_only: false``;
+- the spec's files (e.g. a data grant's credentials) in ``/run/labspace``, put
+  into the created container before it starts (0600, the workspace user's), so
+  they are never in the home and go with the container.
 
 Every value is a ``@default``, and ``extra_create_kwargs`` / ``extra_host_config``
 set through ``hub.config`` are merged over Labspace's, so one site may still
@@ -31,13 +35,18 @@ override any of them.
 from __future__ import annotations
 
 import inspect
+import io
 import os
+import posixpath
 import secrets
+import tarfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import docker.errors
+import docker.utils
 from docker.types import Mount as DockerMount
 from dockerspawner import DockerSpawner
 from jupyterhub.slugs import safe_slug
@@ -45,7 +54,7 @@ from jupyterhub.utils import random_port
 from tornado import web
 from traitlets import default
 
-from labspace.profiles import Mount, WorkspaceSpec
+from labspace.profiles import FILES_DIR, Mount, WorkspaceFile, WorkspaceSpec
 from labspace.state import user_dir_name
 
 from .mixin import LabspaceSpawnerMixin
@@ -55,6 +64,7 @@ GID = 100  # "users": the workspace user's group, as in the workspace image
 PREFIX = "labspace"
 LABEL = "org.labspace"
 MOUNT_TYPES = {"host": "bind", "volume": "volume"}
+SUBPATH_API = "1.45"  # Docker 26: a volume mount's VolumeOptions.Subpath
 LAB_ARGS = (
     # no news feed or update check from inside a workspace (the image's
     # overrides.json says so too, for images that are not Labspace's)
@@ -80,25 +90,80 @@ def home_volume_name(prefix: str, username: str) -> str:
     return f"{prefix}-home-{user_dir_name(username)}"
 
 
-def mount_for(mount: Mount) -> dict[str, Any]:
-    """``docker.types.Mount`` arguments for one settings mount."""
+def mount_for(mount: Mount, subpath_ok: bool = False) -> dict[str, Any]:
+    """``docker.types.Mount`` arguments for one settings mount; a volume's
+    ``sub_path`` is ``volume_subpath`` (``VolumeOptions.Subpath``, which only
+    Docker 26 and later honour: ``subpath_ok`` says the daemon is one). An older
+    daemon would mount the whole volume, so that is refused (ValueError)."""
     if mount.type not in MOUNT_TYPES:
         raise ValueError(
             f"mount {mount.name!r}: {mount.type!r} mounts do not work on the docker "
             "backend (use host or volume)"
         )
-    return {
+    out = {
         "type": MOUNT_TYPES[mount.type],
         "source": mount.source,
         "target": mount.target,
         "read_only": mount.read_only,
     }
+    sub = posixpath.normpath(mount.sub_path) if mount.sub_path else ""
+    if sub and (sub.startswith(("/", "..")) or sub == "."):
+        raise ValueError(f"mount {mount.name!r}: sub_path {mount.sub_path!r} leaves the source")
+    if sub and mount.type == "host":
+        out["source"] = posixpath.join(mount.source, sub)
+    elif sub:
+        if not subpath_ok:
+            raise ValueError(
+                f"mount {mount.name!r}: this Docker host cannot mount a folder of a volume "
+                f"(sub_path needs Docker 26, API {SUBPATH_API}, or later)"
+            )
+        out["volume_subpath"] = sub
+    return out
 
 
-def mounts_for(spec: WorkspaceSpec, home_kind: str, home_source: str) -> list[dict[str, Any]]:
+def mounts_for(
+    spec: WorkspaceSpec, home_kind: str, home_source: str, subpath_ok: bool = False
+) -> list[dict[str, Any]]:
     """The home (read-write) and the spec's mounts, as ``docker.types.Mount`` arguments."""
     home = {"type": home_kind, "source": home_source, "target": HOME, "read_only": False}
-    return [home, *(mount_for(m) for m in spec.mounts)]
+    return [home, *(mount_for(m, subpath_ok) for m in spec.mounts)]
+
+
+def docker_mount(args: dict[str, Any]) -> DockerMount:
+    """A ``docker.types.Mount`` from ``mount_for``'s arguments."""
+    args = dict(args)
+    subpath = args.pop("volume_subpath", "")
+    mount = DockerMount(**args)
+    if subpath:  # docker-py has no argument for it: the API's field itself
+        mount.setdefault("VolumeOptions", {})["Subpath"] = subpath
+    return mount
+
+
+def files_archive(files: tuple[WorkspaceFile, ...], uid: int, gid: int) -> bytes:
+    """A tar of ``run/labspace/<name>`` for each file (the folder 0700, each file
+    0600, both the workspace user's), to put at ``/`` of a created container
+    (Docker makes the missing parents)."""
+    buf = io.BytesIO()
+    now = int(time.time())
+    top = FILES_DIR.strip("/")
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        folder = tarfile.TarInfo(top)
+        folder.type, folder.mode, folder.uid, folder.gid, folder.mtime = (
+            tarfile.DIRTYPE,
+            0o700,
+            uid,
+            gid,
+            now,
+        )
+        tar.addfile(folder)
+        for f in files:
+            if "/" in f.name or f.name in ("", ".", ".."):
+                raise ValueError(f"workspace file {f.name!r} is not a plain file name")
+            data = f.content.encode()
+            info = tarfile.TarInfo(f"{top}/{f.name}")
+            info.size, info.mode, info.uid, info.gid, info.mtime = len(data), 0o600, uid, gid, now
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def host_config_for(spec: WorkspaceSpec) -> dict[str, Any]:
@@ -222,13 +287,20 @@ class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
     def apply_workspace_spec(self, spec: WorkspaceSpec) -> None:
         super().apply_workspace_spec(spec)
         try:
-            mounts_for(spec, *self._home_source())  # refuse what docker cannot mount, now
+            # refuse what docker cannot mount, now
+            mounts_for(spec, *self._home_source(), self._subpath_ok(spec))
         except ValueError as e:
             raise web.HTTPError(
                 500, f"This workspace cannot start: {e} (ask an administrator)"
             ) from None
         # the one image this start may run (DockerSpawner refuses any other)
         self.allowed_images = [spec.image]
+
+    def _subpath_ok(self, spec: WorkspaceSpec) -> bool:
+        """Whether the daemon mounts a folder of a volume (asked only when needed)."""
+        if not any(m.sub_path and m.type == "volume" for m in spec.mounts):
+            return False
+        return docker.utils.version_gte(self.client.api_version, SUBPATH_API)
 
     def _home_source(self) -> tuple[str, str]:
         if self.home_kind == "bind":
@@ -242,8 +314,8 @@ class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
         (Unlike DockerSpawner's, paths are not templates: ``{`` in a path stays.)
         """
         spec = self.workspace_spec
-        ours = mounts_for(spec, *self._home_source()) if spec else []
-        return [*super().mount_binds, *(DockerMount(**m) for m in ours)]
+        ours = mounts_for(spec, *self._home_source(), self._subpath_ok(spec)) if spec else []
+        return [*super().mount_binds, *(docker_mount(m) for m in ours)]
 
     async def _site_value(self, value) -> dict[str, Any]:
         if callable(value):
@@ -401,6 +473,12 @@ class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
             return await super().create_object()
 
     async def start_object(self):
+        spec = self.workspace_spec
+        if spec and spec.files:
+            # into the created container, outside the home: gone with the container
+            archive = files_archive(spec.files, self.uid, GID)
+            with self._docker_refusal("prepare"):
+                await self.docker("put_archive", self.container_id, "/", archive)
         self.emit(f"Starting container {self.object_name}", 45)
         with self._docker_refusal("start"):
             await super().start_object()

@@ -22,7 +22,11 @@ So the dicts below are exactly what Docker would be sent.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import re
+import secrets
+import tarfile
 from typing import Any
 
 import docker
@@ -32,10 +36,12 @@ from tornado import web
 from traitlets import TraitError
 from traitlets.config import Config
 
-from labspace.profiles import Mount, WorkspaceSpec
+from labspace.profiles import Mount, WorkspaceFile, WorkspaceSpec
 from labspace.spawners.docker import (
     LabspaceDockerSpawner,
     container_name,
+    docker_mount,
+    files_archive,
     home_volume_name,
     host_config_for,
     labels_for,
@@ -703,3 +709,94 @@ def test_home_root_must_be_absolute(make_spawner):
     config.LabspaceDockerSpawner.home_root = "users"
     with pytest.raises(TraitError, match="home_root must be an absolute path, not .users."):
         LabspaceDockerSpawner(user=MockUser("alice"), config=config)
+
+
+# -- data grants: sub_path and files ------------------------------------------------
+
+
+def test_volume_sub_path_needs_a_daemon_that_honours_it():
+    mount = Mount("data-ref", "volume", "team-data", "/data/ref", sub_path="genomes/hg38")
+    # Docker before 26 would mount the whole volume: refused, never widened
+    with pytest.raises(ValueError, match="sub_path needs Docker 26"):
+        mount_for(mount)
+    args = mount_for(mount, subpath_ok=True)
+    assert args["volume_subpath"] == "genomes/hg38"
+    assert docker_mount(args) == {
+        "Target": "/data/ref",
+        "Source": "team-data",
+        "Type": "volume",
+        "ReadOnly": True,
+        "VolumeOptions": {"Subpath": "genomes/hg38"},
+    }
+    host = mount_for(Mount("h", "host", "/srv/data", "/data/h", sub_path="a/b"))
+    assert host["source"] == "/srv/data/a/b"
+    for bad in ("../x", "/etc", "."):
+        with pytest.raises(ValueError, match="leaves the source"):
+            mount_for(Mount("h", "host", "/srv/data", "/d", sub_path=bad), subpath_ok=True)
+
+
+async def test_sub_path_refused_at_the_profile_on_an_old_daemon(
+    make_spawner, offline_client, monkeypatch
+):
+    spawner = make_spawner("alice")
+    await spawner._run_apply_user_options({})
+    spec = spawner.workspace_spec
+    sub = Mount("data-ref", "volume", "team-data", "/data/ref", sub_path="hg38")
+    with pytest.raises(web.HTTPError) as e:
+        spawner.apply_workspace_spec(dataclasses.replace(spec, mounts=(sub,)))
+    assert e.value.status_code == 500 and "sub_path needs Docker 26" in e.value.log_message
+
+
+def test_files_archive_is_the_users_and_private():
+    files = (WorkspaceFile("data-credentials.ini", "[labspace-x]\naws_access_key_id = A\n"),)
+    with tarfile.open(fileobj=io.BytesIO(files_archive(files, 1000, 100))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert set(members) == {"run/labspace", "run/labspace/data-credentials.ini"}
+        folder, file = members["run/labspace"], members["run/labspace/data-credentials.ini"]
+        assert folder.isdir() and folder.mode == 0o700 and (folder.uid, folder.gid) == (1000, 100)
+        assert file.isfile() and file.mode == 0o600 and (file.uid, file.gid) == (1000, 100)
+        assert tar.extractfile(file).read().startswith(b"[labspace-x]")
+    for bad in ("../x", "a/b", ""):
+        with pytest.raises(ValueError, match="plain file name"):
+            files_archive((WorkspaceFile(bad, "x"),), 1000, 100)
+
+
+async def test_files_reach_the_created_container_before_it_starts(make_spawner, docker_objects):
+    """Against the real daemon: the spawner puts the spec's files into a created
+    container; the container's first command already finds them, 0600 and its
+    user's, outside the home."""
+    from docker_env import WORKSPACE_IMAGE
+
+    spawner = make_spawner("files-test")
+    spawner.workspace_spec = WorkspaceSpec(
+        profile="default",
+        display_name="Standard",
+        image=WORKSPACE_IMAGE,
+        files=(WorkspaceFile("data-credentials.ini", "[labspace-s]\naws_access_key_id = AK\n"),),
+    )
+    name = f"labspace-test-files-{secrets.token_hex(3)}"
+    docker_objects.containers.add(name)
+    api = spawner.client
+    script = "stat -c '%a %u %n' /run/labspace /run/labspace/*; cat /run/labspace/*; id -u"
+    created = api.create_container(
+        WORKSPACE_IMAGE,
+        entrypoint=["sh", "-c"],
+        command=[script],
+        user="1000:100",
+        name=name,
+        host_config=api.create_host_config(network_mode="none"),
+    )
+    spawner.object_id = created["Id"]
+    try:
+        await spawner.start_object()
+        assert api.wait(created["Id"], timeout=60)["StatusCode"] == 0
+        out = api.logs(created["Id"]).decode().splitlines()
+    finally:
+        api.remove_container(created["Id"], force=True)
+    assert out == [
+        "700 1000 /run/labspace",
+        "600 1000 /run/labspace/data-credentials.ini",
+        "[labspace-s]",
+        "aws_access_key_id = AK",
+        "1000",
+    ]

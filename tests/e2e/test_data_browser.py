@@ -49,7 +49,7 @@ def world(module_hub_factory, tmp_path_factory, chromium):
     ann, bea = (f"{n}{secrets.token_hex(3)}" for n in ("ann", "bea"))
     datasets = lab_datasets(root)
     datasets[0]["size"] = "2G"  # the settings' size is shown (host datasets without one: measured)
-    for extra in ("html-title", "archive"):
+    for extra in ("html-title", "archive", "notes"):
         (root / extra).mkdir()
         (root / extra / "README.txt").write_text(f"{extra}\n")
     datasets += [
@@ -187,7 +187,8 @@ def test_admin_adds_a_grant_and_sees_it_in_the_audit(world, chromium):
     html_row = page.locator('#datasets-table tr[data-dataset="html-title"]')
     expect(html_row.locator(".ds-title")).to_have_text(HTML_TITLE)
     assert html_row.locator("img, b, script").count() == 0
-    expect(page.locator('#datasets-table tr[data-dataset="genomes"]')).to_contain_text("settings")
+    genomes = page.locator('#datasets-table tr[data-dataset="genomes"]')
+    expect(genomes).to_contain_text("from labspace.yaml")
     shoot(page, "data-admin-datasets")
 
     # the API's refusal is shown: a host dataset outside data.roots
@@ -253,6 +254,62 @@ def test_admin_adds_a_grant_and_sees_it_in_the_audit(world, chromium):
     assert {"subject_type": "group", "subject": "lab-b", "level": "read"}.items() <= next(
         g for g in grants if g["subject"] == "lab-b"
     ).items()
+    page.context.close()
+
+
+def test_admin_manages_datasets_and_s3_credentials(world, chromium):
+    from playwright.sync_api import expect
+
+    hub = world["hub"]
+    page = signed_in(world, chromium, "admin")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(hub.url + "services/data/admin")
+    rows = page.locator("#datasets-table tbody tr[data-dataset]")
+    expect(rows).to_have_count(5)
+
+    # add a host dataset with the form, then change its title (a PATCH of that field)
+    page.locator("#f-id").fill("notes")
+    page.locator("#f-title").fill("Lab notes")
+    page.locator("#f-source").fill(str(world["root"] / "notes"))
+    page.locator("#f-tags").fill("notes, lab")
+    page.get_by_role("button", name="Add dataset").click()
+    expect(page.locator("#alert")).to_have_text("notes saved")
+    row = page.locator('#datasets-table tr[data-dataset="notes"]')
+    expect(row.locator(".ds-title")).to_have_text("Lab notes")
+    expect(page.locator("#editor-title")).to_have_text("Edit notes")
+    page.locator("#f-title").fill("Lab notebooks")
+    page.get_by_role("button", name="Save changes").click()
+    expect(row.locator(".ds-title")).to_have_text("Lab notebooks")
+    with service_client(hub.url, world["token"], "data") as admin:
+        notes = admin.get("datasets/notes").json()
+    assert (notes["title"], notes["tags"]) == ("Lab notebooks", ["notes", "lab"])
+
+    # an s3 dataset's read credential: saved, said to be set, never shown again
+    page.locator('#datasets-table tr[data-dataset="climate"]').get_by_role(
+        "button", name="Edit"
+    ).click()
+    expect(page.locator("#credentials")).to_be_visible()
+    expect(page.locator("#credentials-state")).to_contain_text("Read credential: not set")
+    secret = f"s3cr3t-{secrets.token_hex(8)}"
+    page.locator("#c-level").select_option("read")
+    page.locator("#c-key").fill("climate-reader")
+    page.locator("#c-secret").fill(secret)
+    page.get_by_role("button", name="Save credential").click()
+    expect(page.locator("#alert")).to_have_text("The read credential of climate is saved")
+    expect(page.locator("#credentials-state")).to_contain_text("Read credential: set")
+    expect(page.locator("#c-secret")).to_have_value("")
+    climate = page.locator('#datasets-table tr[data-dataset="climate"]')
+    expect(climate).to_contain_text("credentials: read set, write missing")
+    assert secret not in page.content()
+    shoot(page, "data-admin-credentials")
+
+    # delete the new dataset (after the confirmation)
+    page.locator('#datasets-table tr[data-dataset="notes"]').get_by_role(
+        "button", name="Delete"
+    ).click()
+    expect(page.locator("#alert")).to_have_text("notes deleted")
+    expect(rows).to_have_count(5)
+    assert not page.errors, page.errors
     page.context.close()
 
 

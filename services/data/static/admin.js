@@ -282,7 +282,7 @@
     const events = Array.isArray(answer) ? answer : answer.events || [];
     const rows = events.map((e) => el("tr", { "data-kind": e.kind || "" },
       el("td", { class: "ls-when" }, when(e.at)), el("td", { class: "ls-short" }, e.kind || ""), cell(e.actor || ""),
-      cell(e.dataset || ""), cell(who(e)), cell(change(e)), cell(e.reason || "")));
+      cell(e.dataset || ""), el("td", { class: "ls-short" }, who(e)), cell(change(e)), cell(e.reason || "")));
     $("audit-table").tBodies[0].replaceChildren(...(rows.length ? rows
       : [el("tr", {}, el("td", { colspan: "7", class: "text-muted" }, "Nothing recorded for these filters."))]));
   }

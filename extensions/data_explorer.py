@@ -4,11 +4,16 @@ home folder or the mounted data and plots it (hvplot on Bokeh).
 Served by ``panel serve`` through jupyter-server-proxy (see bundled.py); Bokeh
 and Panel serve their own JavaScript, so it works without internet. Open a file
 directly with ``?file=~/path/to/file.csv``.
+
+The datasets of the workspace (``LABSPACE_DATASETS``, see datasets.py) are listed
+too: a folder dataset's files wherever it is mounted, an s3 dataset's files
+through fsspec with the grant's own key pair.
 """
 
 from __future__ import annotations
 
 import html
+import os
 import re
 from pathlib import Path
 
@@ -16,7 +21,7 @@ import hvplot.pandas  # noqa: F401  (registers .hvplot on DataFrames)
 import hvplot.xarray  # noqa: F401  (registers .hvplot on DataArrays)
 import panel as pn
 
-from labspace.extensions import datafiles
+from labspace.extensions import datafiles, datasets
 
 pn.extension("tabulator", sizing_mode="stretch_width", notifications=True)
 
@@ -94,13 +99,60 @@ def dataset_view(dataset, title: str):
 
 
 def view_file(path: Path, label: str):
+    return view_data(lambda: datafiles.load(path), datafiles.kind_of(path), label)
+
+
+def view_s3(value: str, label: str):
+    """``value`` is ``s3:<dataset id>:<key>`` (an option of the picker)."""
+    _, dataset_id, key = value.split(":", 2)
+    kind = datafiles.SUFFIXES.get(Path(key).suffix.lower(), "csv")
+    return view_data(lambda: datasets.load(dataset_id, key), kind, label)
+
+
+def view_data(load, kind: str, label: str):
     try:
-        data = datafiles.load(path)
+        data = load()
     except Exception as e:  # unreadable file: tell the user, keep the app alive
         return pn.pane.Alert(f"Could not open {text(label)}: {text(e)}", alert_type="danger")
-    if datafiles.kind_of(path) == "netcdf":
+    if kind == "netcdf":
         return dataset_view(data, label)
     return frame_view(data, label)
+
+
+def dataset_roots() -> str:
+    """LABSPACE_DATA_DIRS plus the folders of the workspace's folder datasets
+    (a mount_path outside /data is listed too)."""
+    paths = [d["path"] for d in datasets.datasets() if d["kind"] != "s3"]
+    return ":".join([os.environ.get("LABSPACE_DATA_DIRS", ""), *paths])
+
+
+def s3_files() -> tuple[dict[str, str], list[str]]:
+    """Picker options ``{label: "s3:<id>:<key>"}`` of every s3 dataset, and one
+    line per s3 dataset that could not be listed (its message, no secret)."""
+    options: dict[str, str] = {}
+    problems: list[str] = []
+    for d in datasets.datasets():
+        if d["kind"] != "s3":
+            continue
+        try:
+            found = datasets.s3_data_files(d["id"])
+        except Exception as e:  # unreachable endpoint, a revoked key: say so, list the rest
+            problems.append(f"{d['id']}: cannot be listed ({e})")
+            continue
+        options.update({label: f"s3:{d['id']}:{key}" for label, key in found})
+    return options, problems
+
+
+def datasets_note(problems: list[str]):
+    """What the workspace was given: each dataset, its level and where it is."""
+    rows = [
+        f"- **{text(d['title'])}** ({text(d['level'])}): {text(d['url'] or d['path'])}"
+        for d in datasets.datasets()
+    ]
+    rows += [f"- {text(p)}" for p in problems]
+    return (
+        pn.pane.Markdown("**Datasets of this workspace**\n\n" + "\n".join(rows)) if rows else None
+    )
 
 
 def cannot_open_link():
@@ -116,9 +168,10 @@ def cannot_open_link():
 
 def build():
     home = Path.home()
-    roots = datafiles.data_roots(home)
+    roots = datafiles.data_roots(home, extra=dataset_roots())
     files = datafiles.list_data_files(roots, home)
-    options = {f.label: str(f.path) for f in files}
+    remote, problems = s3_files()
+    options = {**{f.label: str(f.path) for f in files}, **remote}
     picker = pn.widgets.Select(label="File", options={"(choose a file)": "", **options})
     requested = (
         pn.state.session_args.get("file", [b""])[0].decode() if pn.state.session_args else ""
@@ -135,15 +188,23 @@ def build():
 
     def show(value):
         if not value:
-            found = f"{len(files)} data file(s)" if files else "No CSV, Parquet or NetCDF files"
-            where = ", ".join(text(r) for r in roots)
+            count = len(files) + len(remote)
+            found = f"{count} data file(s)" if count else "No CSV, Parquet or NetCDF files"
+            where = ", ".join([*(text(r) for r in roots), *(text(k) for k in s3_roots())])
             return pn.pane.Markdown(f"{found} found in {where}. Choose one above.")
-        path = datafiles.safe_path(value, roots, home)
         label = next((k for k, v in picker.options.items() if v == value), value)
-        return view_file(path, label)
+        if value.startswith("s3:") and value in remote.values():
+            return view_s3(value, label)
+        return view_file(datafiles.safe_path(value, roots, home), label)
 
     header = pn.pane.Markdown("# Data Explorer", margin=(0, 10))
-    return pn.Column(header, picker, pn.panel(pn.bind(show, picker), loading_indicator=True))
+    note = datasets_note(problems)
+    body = pn.panel(pn.bind(show, picker), loading_indicator=True)
+    return pn.Column(header, *([note] if note else []), picker, body)
+
+
+def s3_roots() -> list[str]:
+    return [d["url"] for d in datasets.datasets() if d["kind"] == "s3"]
 
 
 build().servable(title="Data Explorer")

@@ -285,9 +285,13 @@ def test_admin_manages_datasets_and_s3_credentials(world, chromium):
     assert (notes["title"], notes["tags"]) == ("Lab notebooks", ["notes", "lab"])
 
     # an s3 dataset's read credential: saved, said to be set, never shown again
-    page.locator('#datasets-table tr[data-dataset="climate"]').get_by_role(
-        "button", name="Edit"
-    ).click()
+    # (a dataset of labspace.yaml is changed there: viewed here, not edited or deleted)
+    climate = page.locator('#datasets-table tr[data-dataset="climate"]')
+    expect(climate.get_by_role("button", name="Delete")).to_have_count(0)
+    climate.get_by_role("button", name="View").click()
+    expect(page.locator("#editor-title")).to_contain_text("defined in labspace.yaml")
+    expect(page.locator("#f-title")).to_be_disabled()
+    expect(page.locator("#save")).to_be_hidden()
     expect(page.locator("#credentials")).to_be_visible()
     expect(page.locator("#credentials-state")).to_contain_text("Read credential: not set")
     secret = f"s3cr3t-{secrets.token_hex(8)}"
@@ -298,12 +302,13 @@ def test_admin_manages_datasets_and_s3_credentials(world, chromium):
     expect(page.locator("#alert")).to_have_text("The read credential of climate is saved")
     expect(page.locator("#credentials-state")).to_contain_text("Read credential: set")
     expect(page.locator("#c-secret")).to_have_value("")
-    climate = page.locator('#datasets-table tr[data-dataset="climate"]')
     expect(climate).to_contain_text("credentials: read set, write missing")
     assert secret not in page.content()
     shoot(page, "data-admin-credentials")
 
-    # delete the new dataset (after the confirmation)
+    # delete the new dataset (after the confirmation); the form is open again for new ones
+    page.get_by_role("button", name="New dataset").click()
+    expect(page.locator("#f-title")).to_be_enabled()
     page.locator('#datasets-table tr[data-dataset="notes"]').get_by_role(
         "button", name="Delete"
     ).click()

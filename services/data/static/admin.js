@@ -39,6 +39,9 @@
     return d.source + (d.sub_path ? ` (${d.sub_path})` : "");
   }
 
+  // a dataset of labspace.yaml is changed there (the API refuses); its grants and credentials here
+  const fixed = (d) => d.source_of === "settings";
+
   function datasetRow(d) {
     const creds = d.kind === "s3" && d.credentials
       ? el("div", { class: "small text-muted" }, `credentials: read ${d.credentials.read ? "set" : "missing"}, write ${d.credentials.write ? "set" : "missing"}`) : null;
@@ -49,9 +52,10 @@
         d.description ? el("div", { class: "small ds-description" }, d.description) : null),
       cell(d.kind), cell(el("code", {}, where(d)), creds), cell(mounted),
       cell(size(d.size)), cell(d.owner_group || ""),
-      el("td", { class: "ls-actions" }, button("Edit", "btn-outline-primary", async () => edit(d)),
+      el("td", { class: "ls-actions" },
+        button(fixed(d) ? "View" : "Edit", "btn-outline-primary", async () => edit(d)),
         button("Grants", "btn-outline-secondary", async () => { $("g-dataset").value = d.id; show("grants"); }),
-        button("Delete", "btn-outline-danger", () => remove(d))));
+        fixed(d) ? null : button("Delete", "btn-outline-danger", () => remove(d))));
   }
 
   async function loadDatasets() {
@@ -94,6 +98,7 @@
       v.s3 = {};
       for (const f of S3) v.s3[f] = $(`f-${f}`).value.trim();
       v.source = "";
+      v.mount_path = state.editing ? String(state.editing.mount_path || "") : "";
     }
     return v;
   }
@@ -103,17 +108,26 @@
     for (const f of FIELDS) $(`f-${f}`).value = f === "tags" ? (d.tags || []).join(", ") : d[f] === null || d[f] === undefined ? "" : String(d[f]);
     for (const f of S3) $(`f-${f}`).value = (d.s3 && d.s3[f]) || "";
     $("f-id").readOnly = true;
-    $("editor-title").textContent = `Edit ${d.id}`;
+    $("f-id").classList.add("bg-body-secondary");
+    lock(fixed(d));
+    $("editor-title").textContent = fixed(d) ? `${d.id} is defined in labspace.yaml (data.datasets): change it there` : `Edit ${d.id}`;
     $("save").textContent = "Save changes";
     kindChanged();
     showCredentials(d);
     $("editor").scrollIntoView({ block: "start" });
   }
 
+  function lock(locked) {
+    for (const f of [...FIELDS, ...S3]) if (f !== "id") $(`f-${f}`).disabled = locked;
+    $("save").classList.toggle("d-none", locked);
+  }
+
   function reset() {
     state.editing = null;
+    lock(false);
     $("editor").reset();
     $("f-id").readOnly = false;
+    $("f-id").classList.remove("bg-body-secondary");
     $("editor-title").textContent = "Add a dataset";
     $("save").textContent = "Add dataset";
     kindChanged();

@@ -20,11 +20,14 @@ the same database and data_dir).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import re
 import secrets
+import signal
 import stat
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -691,8 +694,119 @@ async def test_undeclared_methods_are_405_with_allow(data_svc):
     assert r.status_code == 404 and r.json()["status"] == 404
 
 
-def test_the_service_runs_as_a_module():
-    main = Path(service.__file__).with_name("__main__.py").read_text()
-    assert 'run_service("data", "labspace.services.data.app:start", 8012)' in main
-    assert re.search(r"^from labspace.services.kit.run import run_service$", main, re.M)
-    assert os.access(Path(service.__file__).with_name("migrations") / "env.py", os.R_OK)
+async def test_the_service_runs_as_its_own_process_and_stops_within_2s(
+    monkeypatch, tmp_path, world
+):
+    """``python -m labspace.services.data`` as the hub runs it: it migrates, seeds,
+    answers users (through the hub) and the hub side, writes only private files,
+    and stops within 2 s of SIGTERM."""
+    hub = FakeHub()
+    hub_port, port = free_port(), free_port()
+    hub_server = fake_hub_app(hub).listen(hub_port, address="127.0.0.1")
+    config = {
+        "db_url": "",
+        "data_dir": str(tmp_path / "data"),
+        "backend": "local",
+        "roots": [str(world.root)],
+        "datasets": world.datasets,
+        "credentials_file": str(world.credentials_file),
+    }
+    env = {
+        **os.environ,
+        "JUPYTERHUB_API_URL": f"http://127.0.0.1:{hub_port}/hub/api",
+        "JUPYTERHUB_API_TOKEN": SERVICE_TOKEN,
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
+        "JUPYTERHUB_SERVICE_PREFIX": PREFIX,
+        "JUPYTERHUB_CLIENT_ID": "service-data",
+        "LABSPACE_DATA_CONFIG": json.dumps(config),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "labspace.services.data", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    base = f"http://127.0.0.1:{port}{PREFIX}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=5) as c:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.returncode is None and time.monotonic() < deadline
+                try:
+                    r = await c.get("api/openapi.json")
+                    if r.status_code == 200:
+                        break
+                    assert r.status_code == 503  # starting
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            alice = hub.token("alice", [SCOPE + "read"], ["lab-a"])
+            r = await c.get("api/me/datasets", headers={"Authorization": f"token {alice}"})
+            assert r.status_code == 200
+            assert {d["id"]: d["mount_path"] for d in r.json()}["genomes"] == "~/data/genomes"
+            r = await c.post(
+                "api/internal/start",
+                json={"user": "alice", "server": "", "groups": ["lab-a"]},
+                headers={"Authorization": f"token {SERVICE_TOKEN}"},
+            )
+            assert r.status_code == 200 and len(r.json()["datasets"]) == 3
+        for name in ("data.sqlite", "secrets/data-credentials-key", "secrets/data-cookie-secret"):
+            mode = stat.S_IMODE((tmp_path / "data" / name).stat().st_mode)
+            assert mode & 0o077 == 0, (name, oct(mode))
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 10)
+        assert time.monotonic() - began < 2.0 and proc.returncode == 0
+        log = (await proc.stderr.read()).decode()
+        assert "data service ready" in log
+        no_secret_in(log)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        hub_server.stop()
+
+
+# -- sizes ---------------------------------------------------------------------------
+
+
+async def eventually_size(svc, dataset_id: str, timeout: float = 10.0):
+    """The dataset's size once measured (polled, bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = await svc.call(svc.admin(), "GET", f"api/datasets/{dataset_id}")
+        if r.json()["size"] is not None or time.monotonic() > deadline:
+            return r.json()["size"]
+        await asyncio.sleep(0.1)
+
+
+async def test_host_datasets_without_a_size_are_measured(data_svc, world):
+    (world.root / "lab-a-scratch" / "a.bin").write_bytes(b"x" * 1000)
+    (world.root / "lab-a-scratch" / "sub").mkdir()
+    (world.root / "lab-a-scratch" / "sub" / "b.bin").write_bytes(b"y" * 24)
+    (world.outside / "secret" / "big.bin").write_bytes(b"z" * 5000)
+    (world.root / "lab-a-scratch" / "out").symlink_to(world.outside / "secret")  # not followed
+    await data_svc.restart()
+    assert await eventually_size(data_svc, "lab-a-scratch") == 1024
+    me = await data_svc.call(data_svc.user("alice", ["lab-a"]), "GET", "api/me/datasets")
+    assert {d["id"]: d["size"] for d in me.json()}["lab-a-scratch"] == 1024
+    # a folder made through the API, and again when its source changes
+    other = world.root / "other"
+    other.mkdir()
+    (other / "c.bin").write_bytes(b"c" * 77)
+    admin = data_svc.admin()
+    body = {"id": "other", "kind": "host", "source": str(world.root / "genomes")}
+    assert (await data_svc.call(admin, "POST", "api/datasets", body)).status_code == 201
+    assert await eventually_size(data_svc, "other") == len(">chr1\nACGT\n")
+    r = await data_svc.call(admin, "PATCH", "api/datasets/other", {"source": str(other)})
+    assert r.json()["size"] is None  # the old measure is gone with the old source
+    assert await eventually_size(data_svc, "other") == 77
+    r = await data_svc.call(admin, "PATCH", "api/datasets/other", {"size": "1K"})
+    assert r.json()["size"] == 1024  # a given size wins
+
+
+def test_folder_size_is_bounded(tmp_path):
+    from labspace.services.data.measure import folder_size
+
+    for i in range(20):
+        (tmp_path / f"f{i}").write_bytes(b"x")
+    assert folder_size(str(tmp_path)) == 20
+    assert folder_size(str(tmp_path), max_entries=10) is None
+    assert folder_size(str(tmp_path / "missing")) == 0

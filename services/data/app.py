@@ -10,7 +10,8 @@ kubernetes: where datasets appear), ``roots`` (host datasets lie under one of
 them), ``datasets`` (data.datasets of labspace.yaml, without credentials) and
 ``credentials_file`` (a 0600 file the hub wrote with the credentials the
 settings name, or ""). ``start(ctx)`` migrates the database and seeds the
-settings on the database's threads, then serves.
+settings on the database's threads, then serves (host datasets without a size
+are measured in the background: ``measure``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from . import handlers as h
 from . import internal, pages
 from .crypto import Vault
 from .holders import Holders
+from .measure import Measurer
 from .seed import read_credentials, seed
 from .store import MIGRATIONS, DataStore
 
@@ -33,7 +35,9 @@ log = logging.getLogger("labspace.data")
 BACKENDS = ("local", "docker", "kubernetes")
 
 
-def make_app(ctx: ServiceContext, store: DataStore, holders: Holders, hub_auth=None):
+def make_app(
+    ctx: ServiceContext, store: DataStore, holders: Holders, measurer: Measurer, hub_auth=None
+):
     prefix = ctx.prefix
     routes = [
         *pages.routes(prefix),
@@ -47,6 +51,7 @@ def make_app(ctx: ServiceContext, store: DataStore, holders: Holders, hub_auth=N
         hub_auth=hub_auth,
         store=store,
         holders=holders,
+        measurer=measurer,
         data_backend=store.backend,
         scope_implies=h.SCOPE_IMPLIES,
     )
@@ -75,8 +80,11 @@ async def start(ctx: ServiceContext) -> Started:
     await loop.run_in_executor(db.pool, seed, store, config.get("datasets") or [], credentials)
     del credentials
     holders = Holders(store, ctx.hub(timeout=10))
+    measurer = Measurer(db)
+    measurer.soon()  # host datasets given without a size, in the background
 
     async def stop() -> None:
+        await measurer.stop()
         await loop.run_in_executor(None, db.close)
 
-    return Started(make_app(ctx, store, holders), stop)
+    return Started(make_app(ctx, store, holders, measurer), stop)

@@ -100,6 +100,11 @@ class APIHandler(kit.APIHandler):
         self.need(READ)
         return None if self.can(ADMIN) else self.who
 
+    def measure(self, ds: dict[str, Any]) -> None:
+        """A host dataset without a size is measured soon (off the loop)."""
+        if ds["kind"] == "host" and ds["size"] is None:
+            self.settings["measurer"].soon([ds["id"]])
+
     def no_content(self) -> None:
         self.set_status(204)
         self.clear_header("Content-Type")
@@ -116,6 +121,7 @@ class DatasetsHandler(APIHandler):
         with refusals():
             ds = await self.store.create(body, self.user["name"])
         log.info("%s created dataset %s", self.user["name"], ds["id"])
+        self.measure(ds)
         self.write_json(ds, 201)
 
 
@@ -148,6 +154,7 @@ class DatasetHandler(APIHandler):
         with refusals():
             ds = await self.store.update(dataset_id, body, self.user["name"])
         log.info("%s changed dataset %s", self.user["name"], dataset_id)
+        self.measure(ds)
         self.write_json(ds)
 
     async def delete(self, dataset_id):

@@ -44,7 +44,8 @@ class Dataset(Base):
     source: Mapped[str] = mapped_column(Text, default="")
     sub_path: Mapped[str] = mapped_column(Text, default="")
     mount_path: Mapped[str] = mapped_column(Text, default="")  # as given ("" = default)
-    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # as given
+    measured: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # host, no size
     owner_group: Mapped[str] = mapped_column(String(NAME), default="")
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     s3: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

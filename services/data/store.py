@@ -74,6 +74,7 @@ def dataset_model(
     """The API view of a dataset: credentials only as whether each is set."""
     out = given(ds)
     out["mount_path"] = rules.mount_path(out, backend)
+    out["size"] = size_of(ds)
     out["tags"] = list(ds.tags or [])
     out["credentials"] = {lv: lv in creds for lv in LEVELS}
     out["source_of"] = ds.source_of
@@ -81,6 +82,11 @@ def dataset_model(
     out["updated"] = ds.updated.isoformat()
     out["level"] = level
     return out
+
+
+def size_of(ds: Dataset) -> int | None:
+    """The size given, else the one measured (host datasets), else None."""
+    return ds.size if ds.size is not None else ds.measured
 
 
 def grant_model(g: Grant) -> dict[str, Any]:
@@ -137,6 +143,8 @@ def _grant(s: Session, dataset_id: str, subject_type: str, subject: str) -> Gran
 
 
 def _apply(ds: Dataset, d: dict[str, Any]) -> None:
+    if ds.source != d["source"] or d["kind"] != "host":
+        ds.measured = None  # measured again (``measure``) when it is a host folder
     for k in FIELDS:
         setattr(ds, k, d[k])
     ds.updated = utcnow()
@@ -459,7 +467,7 @@ class DataStore:
             "kind": ds.kind,
             "level": level,
             "mount_path": rules.mount_path(d, self.backend),
-            "size": ds.size,
+            "size": size_of(ds),
             "tags": list(ds.tags or []),
         }
         if ds.kind == "s3" and ds.s3:
@@ -492,7 +500,7 @@ class DataStore:
                     "mount_path": rules.mount_path(d, backend),
                     "source": ds.source,
                     "sub_path": ds.sub_path,
-                    "size": ds.size,
+                    "size": size_of(ds),
                     "s3": dict(ds.s3) if ds.kind == "s3" and ds.s3 else None,
                     "credentials": credential,
                 }

@@ -22,6 +22,7 @@ def upgrade():
         sa.Column("sub_path", sa.Text, nullable=False, server_default=""),
         sa.Column("mount_path", sa.Text, nullable=False, server_default=""),
         sa.Column("size", sa.BigInteger, nullable=True),
+        sa.Column("measured", sa.BigInteger, nullable=True),
         sa.Column("owner_group", sa.String(255), nullable=False, server_default=""),
         sa.Column("tags", sa.JSON, nullable=False),
         sa.Column("s3", sa.JSON, nullable=True),

@@ -1,0 +1,446 @@
+"""The data service on a real hub with the local backend (tier 4): the issue's
+second "Done when" and its safety rules, as users, an admin and the workspace's
+own code meet them.
+
+One hub serves the module (local backend, the data service and the catalog
+on), with ``genomes`` (``lab-a`` may read), ``lab-a-scratch`` (``lab-a`` may
+write) and ``survey``, an s3 dataset in a real S3 API server (moto's server
+mode on 127.0.0.1, authentication enforced, tests/s3server.py): ``lab-a`` may
+read it, Wri may write it. Its read credential comes from an environment
+variable of the hub, its write credential from a file, as ``labspace.yaml``
+names them.
+
+- Ana (in lab-a) finds the host datasets as links under ``~/data/``; her
+  workspace's code lists and reads ``survey`` and cannot write it; Wri's writes.
+- The credentials reach a workspace as a 0600 profile file outside the home,
+  for the grant's level only, gone at stop; no API answer, hub log, workspace
+  environment or command line holds a secret value.
+- With the data service stopped a start still succeeds, without datasets, and
+  its progress says so; the next start has them again.
+- Oli (no grant) cannot make a dataset appear: not through ``user_options``,
+  another profile, or a catalog standalone app.
+
+Tests run in file order on the shared hub; each starts what it needs.
+"""
+
+from __future__ import annotations
+
+import configparser
+import csv
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from harness import (
+    demo_app,
+    environ,
+    free_port,
+    lab_datasets,
+    paused,
+    progress,
+    service_client,
+    service_pid,
+    wait_for,
+    workspace_pids,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+UNREACHABLE = "The data service is not answering: this workspace starts without datasets"
+PROFILES = [
+    {"slug": "small", "display_name": "Small", "default": True},
+    {"slug": "big", "display_name": "Big"},
+    {"slug": "lab", "display_name": "Lab A", "groups": ["lab-a"]},
+]
+USERS = ("ana", "oli", "wri")
+
+
+def s3_available() -> tuple[bool, str]:
+    missing = [m for m in ("moto", "boto3", "s3fs") if importlib.util.find_spec(m) is None]
+    if missing:
+        return False, f"{', '.join(missing)} missing (pip install -e '.[test]')"
+    return True, ""
+
+
+@pytest.fixture(scope="module")
+def s3(need, tmp_path_factory):
+    """The S3 API server of the module, with a bucket holding ``survey/readme.txt``."""
+    ok, why = s3_available()
+    need("moto S3 server", ok, why)
+    from s3server import S3Server
+
+    with S3Server(tmp_path_factory.mktemp("s3"), bucket="labspace-test", prefix="survey/") as s3:
+        s3.put("survey/readme.txt", b"field survey 2026\n")
+        yield s3
+
+
+def keys(s3) -> set[str]:
+    """What the bucket holds, asked with the write key."""
+    listed = s3.client(s3.write).list_objects_v2(Bucket=s3.bucket, Prefix="survey/")
+    return {o["Key"] for o in listed.get("Contents", [])}
+
+
+@pytest.fixture(scope="module")
+def world(module_hub_factory, tmp_path_factory, s3):
+    tmp = tmp_path_factory.mktemp("data-local")
+    root = tmp / "datasets"
+    write_file = tmp / "survey-write.json"
+    write_file.write_text(json.dumps(s3.write))
+    write_file.chmod(0o600)
+    survey = {
+        "id": "survey",
+        "title": "Field survey",
+        "kind": "s3",
+        "source": "",
+        "s3": {"endpoint": s3.endpoint, "bucket": s3.bucket, "prefix": "survey/", "region": ""},
+        "credentials": {"read": {"env": "SURVEY_READ"}, "write": {"file": str(write_file)}},
+        "grants": [{"group": "lab-a", "level": "read"}, {"user": "wri", "level": "write"}],
+    }
+
+    def edit(settings):
+        settings["profiles"] = PROFILES
+        settings["data"] = {
+            "enabled": True,
+            "port": free_port(),
+            "roots": [str(root)],
+            "datasets": [*lab_datasets(root), survey],
+        }
+        settings["catalog"] = {
+            "enabled": True,
+            "port": free_port(),
+            "apps": [demo_app("viewer", kind="standalone")],
+        }
+
+    hub, api = module_hub_factory(edit, {"SURVEY_READ": json.dumps(s3.read)})
+    for name in USERS:
+        api.create_user(name)
+    api.add_to_group("lab-a", "ana")
+    tokens = {name: api.token(name, "data e2e") for name in (*USERS, "admin")}
+    w = {"hub": hub, "api": api, "root": root, "tokens": tokens, "s3": s3}
+    wait_for(lambda: data(w, "admin").get("datasets").status_code == 200, 90, 1, what="data API")
+    try:
+        yield w
+    finally:
+        for name in USERS:
+            api.request("DELETE", f"users/{name}/servers/viewer")
+
+
+def data(world, who: str) -> httpx.Client:
+    return service_client(world["hub"].url, world["tokens"][who], "data")
+
+
+def home(world, name: str) -> Path:
+    return world["hub"].workdir / "data" / "users" / name
+
+
+def start(world, name: str, body: dict | None = None) -> httpx.Response:
+    r = world["api"].request("POST", f"users/{name}/server", json=body)
+    if r.status_code in (201, 202):
+        world["api"].started.add(name)
+    return r
+
+
+def started(world, name: str, body: dict | None = None) -> dict[str, str]:
+    """Start ``name``'s default server; returns its environment."""
+    r = start(world, name, body)
+    assert r.status_code in (201, 202), r.text
+    wait_for(
+        lambda: world["api"].user(name).json()["servers"].get("", {}).get("ready"),
+        120,
+        0.5,
+        what=f"{name}'s server",
+    )
+    return server_env(world, name)
+
+
+def server_env(world, name: str, server: str = "") -> dict[str, str]:
+    """The environment of ``name``'s running server ``server`` (a process in the home)."""
+    for pid in workspace_pids(home(world, name)):
+        try:
+            env = environ(pid)
+        except OSError:
+            continue
+        if env.get("JUPYTERHUB_SERVER_NAME", "") == server and "JUPYTERHUB_API_TOKEN" in env:
+            return env
+    raise AssertionError(f"no process of {name}'s server {server!r}")
+
+
+def stop(world, name: str) -> None:
+    world["api"].stop_server(name)
+
+
+def announced(env: dict[str, str]) -> dict[str, dict]:
+    return {d["id"]: d for d in json.loads(env.get("LABSPACE_DATASETS", "[]"))}
+
+
+def in_workspace(world, name: str, code: str, env: dict[str, str]) -> dict:
+    """Run ``code`` as the workspace does (its Python, environment and folder);
+    it prints one JSON line, returned."""
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=home(world, name),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# the workspace's own code on dataset "survey": list, read and try to write, both
+# through the client (fsspec, what the Data Explorer uses) and through boto3 with
+# the announced profile file
+S3_CHECK = """
+import json, os, boto3, botocore.exceptions
+from labspace.extensions import datasets
+out = {}
+fs = datasets.filesystem("survey")
+out["listed"] = sorted(p.rsplit("/", 1)[-1] for p in fs.ls("%(bucket)s/survey/"))
+out["read"] = fs.cat("%(bucket)s/survey/readme.txt").decode()
+try:
+    fs.pipe("%(bucket)s/survey/by-%(who)s-fsspec.txt", b"written")
+    out["fsspec_write"] = "ok"
+except PermissionError as e:
+    out["fsspec_write"] = "denied"
+(entry,) = [d for d in datasets.datasets() if d["id"] == "survey"]
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = entry["credentials_file"]
+s3 = boto3.Session(profile_name=entry["profile"]).client("s3", endpoint_url=entry["endpoint_url"])
+body = s3.get_object(Bucket="%(bucket)s", Key="survey/readme.txt")["Body"].read().decode()
+out["boto_read"] = body
+try:
+    s3.put_object(Bucket="%(bucket)s", Key="survey/by-%(who)s-boto.txt", Body=b"written")
+    out["boto_write"] = "ok"
+except botocore.exceptions.ClientError as e:
+    out["boto_write"] = e.response["Error"]["Code"]
+print(json.dumps(out))
+"""
+
+
+# -- host datasets as links -------------------------------------------------------
+
+
+def test_grants_appear_as_links_under_data(world):
+    env = started(world, "ana")
+    root, data_dir = world["root"], home(world, "ana") / "data"
+    for dataset in ("genomes", "lab-a-scratch"):
+        link = data_dir / dataset
+        assert link.is_symlink(), sorted(os.listdir(data_dir)) if data_dir.exists() else None
+        assert os.path.realpath(link) == str(root / dataset)
+    assert not (data_dir / "survey").exists()  # s3 is reached through its API, not a link
+
+    # the user reads through the workspace's own API; scratch takes a write
+    headers = {"Authorization": f"token {world['tokens']['ana']}"}
+    url = f"{world['hub'].url}user/ana/api/contents/data/"
+    r = httpx.get(url + "genomes/README.txt", headers=headers, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["content"] == "reference genomes\n"
+    body = {"type": "file", "format": "text", "content": "from ana"}
+    r = httpx.put(url + "lab-a-scratch/ana.txt", json=body, headers=headers, timeout=60)
+    assert r.status_code == 201, r.text
+    assert (root / "lab-a-scratch" / "ana.txt").read_text() == "from ana"
+
+    shown = announced(env)
+    assert {k: v["level"] for k, v in shown.items()} == {
+        "genomes": "read",
+        "lab-a-scratch": "write",
+        "survey": "read",
+    }
+    assert shown["genomes"]["path"] == str(data_dir / "genomes")
+    assert shown["survey"]["url"] == f"s3://{world['s3'].bucket}/survey/"
+    assert shown["survey"]["endpoint_url"] == world["s3"].endpoint
+    assert shown["survey"]["profile"] == "labspace-survey"
+
+
+# -- s3 by level ------------------------------------------------------------------
+
+
+def test_s3_read_grant_reads_and_cannot_write(world):
+    env = server_env(world, "ana") if "ana" in world["api"].started else started(world, "ana")
+    s3 = world["s3"]
+    out = in_workspace(world, "ana", S3_CHECK % {"bucket": s3.bucket, "who": "ana"}, env)
+    assert out["listed"] == ["readme.txt"], out
+    assert out["read"] == out["boto_read"] == "field survey 2026\n"
+    assert (out["fsspec_write"], out["boto_write"]) == ("denied", "AccessDenied"), out
+    assert not [k for k in keys(s3) if "by-ana" in k]
+
+
+def test_s3_write_grant_writes(world):
+    env = started(world, "wri")
+    assert {k: v["level"] for k, v in announced(env).items()} == {"survey": "write"}
+    s3 = world["s3"]
+    out = in_workspace(world, "wri", S3_CHECK % {"bucket": s3.bucket, "who": "wri"}, env)
+    assert out["read"] == out["boto_read"] == "field survey 2026\n"
+    assert (out["fsspec_write"], out["boto_write"]) == ("ok", "ok"), out
+    assert {"survey/by-wri-fsspec.txt", "survey/by-wri-boto.txt"} <= keys(s3)
+
+
+# -- secrets ----------------------------------------------------------------------
+
+
+def profile_file(world, env: dict[str, str]) -> tuple[Path, configparser.ConfigParser]:
+    entry = announced(env)["survey"]
+    path = Path(entry["credentials_file"])
+    parsed = configparser.ConfigParser()
+    parsed.read_string(path.read_text())
+    return path, parsed
+
+
+def secret_values(world) -> list[str]:
+    s3 = world["s3"]
+    return [s3.read["secret_access_key"], s3.write["secret_access_key"]]
+
+
+def api_answers(world) -> list[str]:
+    """Every answer of the data API and the hub API a person or an admin may
+    read about the datasets, the grants, the audit and the servers."""
+    texts = []
+    for who in ("admin", "ana", "wri"):
+        with data(world, who) as c:
+            for path in (
+                "datasets",
+                "datasets/survey",
+                "datasets/survey/grants",
+                "me/datasets",
+                "audit",
+                "audit?format=csv",
+                "holders",
+                "openapi.json",
+            ):
+                texts.append(c.get(path).text)
+    for name in USERS:
+        texts.append(world["api"].user(name).text)
+    texts.append(world["api"].request("GET", "users?include_stopped_servers=1").text)
+    return texts
+
+
+def test_credentials_reach_the_workspace_only_as_a_private_file(world):
+    api, s3 = world["api"], world["s3"]
+    envs = {
+        name: server_env(world, name) if name in api.started else started(world, name)
+        for name in ("ana", "wri")
+    }
+    files = {}
+    for name, level in (("ana", "read"), ("wri", "write")):
+        path, parsed = profile_file(world, envs[name])
+        files[name] = path
+        assert path.stat().st_mode & 0o777 == 0o600, oct(path.stat().st_mode)
+        assert not path.is_relative_to(home(world, name)), path
+        section = parsed["labspace-survey"]
+        given = getattr(s3, level)
+        assert section["aws_access_key_id"] == given["access_key_id"], name
+        assert section["aws_secret_access_key"] == given["secret_access_key"], name
+    assert files["ana"] != files["wri"]
+
+    # no secret value anywhere else a person, an admin or a log reader sees
+    secrets_ = secret_values(world)
+    places = {"hub log": world["hub"].log()}
+    for i, text in enumerate(api_answers(world)):
+        places[f"API answer {i}"] = text
+    for name, env in envs.items():
+        places[f"{name}'s environment"] = json.dumps(env)
+        for pid in workspace_pids(home(world, name)):
+            places[f"command line of {pid}"] = Path(f"/proc/{pid}/cmdline").read_text()
+        for file in home(world, name).rglob("*"):
+            if file.is_file() and not file.is_symlink():
+                places[str(file)] = file.read_text(errors="replace")
+    leaks = [where for where, text in places.items() for s in secrets_ if s in text]
+    assert not leaks, leaks
+
+    # the audit CSV is a table with a header row
+    with data(world, "admin") as c:
+        r = c.get("audit", params={"format": "csv"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert any(row["kind"] == "start" and row["user"] == "wri" for row in rows), rows[:5]
+
+    # a stopped workspace leaves no credential behind
+    for name in ("ana", "wri"):
+        stop(world, name)
+        assert not files[name].exists(), files[name]
+
+
+# -- the data service down ----------------------------------------------------------
+
+
+def test_start_without_the_data_service_says_so(world):
+    hub, token = world["hub"], world["api"].client.headers["Authorization"].split()[1]
+    if "ana" in world["api"].started:
+        stop(world, "ana")
+    with paused(service_pid(hub, "data")), ThreadPoolExecutor(1) as pool:
+        events = pool.submit(progress, hub.url, token, "ana", 180)
+        env = started(world, "ana")
+        shown = [e["message"] for e in events.result()]
+    assert UNREACHABLE in shown, shown
+    assert events.result()[-1].get("ready") is True
+    assert announced(env) == {}
+    data_dir = home(world, "ana") / "data"
+    assert not (data_dir / "genomes").exists(), "a link from an earlier start is still there"
+    assert "data service" in hub.log().lower()
+    stop(world, "ana")
+
+    # it answers again: the next start has the datasets again
+    wait_for(lambda: data(world, "admin").get("datasets").status_code == 200, 60, what="data API")
+    env = started(world, "ana")
+    assert set(announced(env)) == {"genomes", "lab-a-scratch", "survey"}
+    assert (data_dir / "genomes").is_symlink()
+    stop(world, "ana")
+
+
+# -- no grant, no dataset -------------------------------------------------------------
+
+
+def test_without_a_grant_no_way_makes_a_dataset_appear(world):
+    api, oli_home = world["api"], home(world, "oli")
+    with data(world, "oli") as c:
+        assert c.get("me/datasets").json() == []
+        assert c.get("datasets/genomes").status_code == 404
+
+    # user_options: no such option, nothing starts
+    for body in ({"datasets": ["genomes"]}, {"profile": "small", "mounts": ["genomes"]}):
+        r = start(world, "oli", body)
+        assert r.status_code == 400, r.text
+        assert api.user("oli").json()["servers"] == {}
+    # a profile of lab-a's: refused; another profile open to him: no dataset
+    r = start(world, "oli", {"profile": "lab"})
+    assert r.status_code == 403, r.text
+    env = started(world, "oli", {"profile": "big"})
+    assert env["LABSPACE_PROFILE"] == "big"
+    assert announced(env) == {}
+    assert not (oli_home / "data" / "genomes").exists()
+    headers = {"Authorization": f"token {world['tokens']['oli']}"}
+    r = httpx.get(
+        f"{world['hub'].url}user/oli/api/contents/data/genomes", headers=headers, timeout=60
+    )
+    assert r.status_code == 404, r.text
+
+    # a catalog standalone app (a named server of his): no dataset either
+    r = api.request("POST", "users/oli/servers/viewer", json={"app": "viewer", "datasets": ["x"]})
+    assert r.status_code == 400, r.text
+    catalog = service_client(world["hub"].url, world["tokens"]["oli"], "catalog")
+    with catalog:
+        r = catalog.post("apps/viewer/launch", json={})
+        assert r.status_code in (200, 202), r.text
+        launch = r.json()
+
+        def running():
+            state = catalog.get(f"launches/{launch['id']}").json()
+            assert state["state"] != "failed", state
+            return state["state"] == "running"
+
+        wait_for(running, 180, 1, what="oli's viewer app")
+        app_env = server_env(world, "oli", "viewer")
+        assert app_env.get("LABSPACE_STANDALONE_APP") == "viewer"
+        assert announced(app_env) == {}
+        assert not (oli_home / "data" / "genomes").exists()
+        r = catalog.post(f"launches/{launch['id']}/stop")
+        assert r.status_code == 200, r.text
+    wait_for(lambda: "viewer" not in api.user("oli").json()["servers"], 120, what="viewer stop")
+    stop(world, "oli")

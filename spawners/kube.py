@@ -18,7 +18,13 @@ What a workspace gets:
   default seccomp profile (Pod Security Standard "restricted", except ``host``
   mounts);
 - no Kubernetes API token unless ``backend.kubernetes.service_account`` names an
-  account.
+  account;
+- its mounts as volumes (``pvc``, ``nfs``, ``host``; ``subPath`` for a
+  ``sub_path``, ``readOnly`` unless writable);
+- the spec's files (e.g. a data grant's credentials) in a Secret
+  ``<pod>-files`` mounted read-only at ``/run/labspace`` (0440: root's, the
+  workspace group's ``fs_gid``), created before the pod and deleted when the
+  workspace ends, never in the home.
 
 Every value is a ``@default``, so ``hub.config`` may still override any of them
 for one site.
@@ -26,19 +32,24 @@ for one site.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
+from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import default
 
-from labspace.profiles import Mount, WorkspaceSpec
+from labspace.profiles import FILES_DIR, Mount, WorkspaceFile, WorkspaceSpec
 
 from .mixin import LabspaceSpawnerMixin
 
 HOME = "/home/jovyan"
 HOME_VOLUME = "home"
+FILES_VOLUME = "labspace-files"
+FILES_MODE = 0o440  # kubelet makes them root's with the pod's fsGroup: the user reads
 GPU_RESOURCE = "nvidia.com/gpu"
 PROFILE_LABEL = "labspace/profile"
 COMMON_LABELS = {
@@ -69,8 +80,13 @@ def quantity(size: str) -> str:
 
 
 def volume_name(mount: Mount) -> str:
-    """Pod volume of a mount; the prefix keeps a mount named ``home`` apart."""
-    return f"mount-{mount.name}"
+    """Pod volume of a mount; the prefix keeps a mount named ``home`` apart. A
+    name too long for a volume (63) is cut and ends with a hash of the whole."""
+    name = f"mount-{mount.name}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(mount.name.encode()).hexdigest()[:8]
+    return f"{name[:54].rstrip('-')}-{digest}"
 
 
 def nfs_source(source: str) -> tuple[str, str]:
@@ -106,10 +122,50 @@ def volumes_for(mounts: Iterable[Mount]) -> list[dict[str, Any]]:
     return [volume_for(m) for m in mounts]
 
 
+def volume_mount_for(mount: Mount) -> dict[str, Any]:
+    out = {"name": volume_name(mount), "mountPath": mount.target, "readOnly": mount.read_only}
+    if mount.sub_path:
+        parts = mount.sub_path.split("/")
+        if mount.sub_path.startswith("/") or ".." in parts:
+            raise ValueError(f"mount {mount.name!r}: sub_path {mount.sub_path!r} leaves the source")
+        out["subPath"] = mount.sub_path
+    return out
+
+
 def volume_mounts_for(mounts: Iterable[Mount]) -> list[dict[str, Any]]:
-    return [
-        {"name": volume_name(m), "mountPath": m.target, "readOnly": m.read_only} for m in mounts
-    ]
+    return [volume_mount_for(m) for m in mounts]
+
+
+def files_secret_name(pod_name: str) -> str:
+    return f"{pod_name}-files"
+
+
+def files_volume(secret_name: str) -> dict[str, Any]:
+    """The pod volume of a spec's files: its Secret, read-only for the user."""
+    secret = {"secretName": secret_name, "defaultMode": FILES_MODE}
+    return {"name": FILES_VOLUME, "secret": secret}
+
+
+def files_volume_mount() -> dict[str, Any]:
+    return {"name": FILES_VOLUME, "mountPath": FILES_DIR, "readOnly": True}
+
+
+def files_secret(
+    name: str, files: Iterable[WorkspaceFile], labels: dict[str, str]
+) -> dict[str, Any]:
+    """The Secret that holds a spec's files (one key per file name)."""
+    data = {}
+    for f in files:
+        if "/" in f.name or f.name in ("", ".", ".."):
+            raise ValueError(f"workspace file {f.name!r} is not a plain file name")
+        data[f.name] = base64.b64encode(f.content.encode()).decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "type": "Opaque",
+        "data": data,
+    }
 
 
 def home_volume(claim: str) -> dict[str, Any]:
@@ -242,6 +298,7 @@ class LabspaceKubeSpawner(LabspaceSpawnerMixin, KubeSpawner):
         super().apply_workspace_spec(spec)
         try:
             volumes = volumes_for(spec.mounts)
+            mounted = volume_mounts_for(spec.mounts)
         except ValueError as e:
             self.log.error("Cannot start %s: %s", self._log_name, e)
             raise web.HTTPError(
@@ -250,12 +307,11 @@ class LabspaceKubeSpawner(LabspaceSpawnerMixin, KubeSpawner):
         base = self._configured
         # "{pvc_name}" is expanded when the pod is built: KubeSpawner may still
         # settle the claim's name during start
+        if spec.files:
+            volumes.append(files_volume(files_secret_name(self.pod_name)))
+            mounted.append(files_volume_mount())
         self.volumes = [*base["volumes"], home_volume("{pvc_name}"), *volumes]
-        self.volume_mounts = [
-            *base["volume_mounts"],
-            home_volume_mount(),
-            *volume_mounts_for(spec.mounts),
-        ]
+        self.volume_mounts = [*base["volume_mounts"], home_volume_mount(), *mounted]
         gpus = gpu_resources(spec.gpus)
         self.extra_resource_limits = {**base["extra_resource_limits"], **gpus}
         self.extra_resource_guarantees = {**base["extra_resource_guarantees"], **gpus}
@@ -263,7 +319,44 @@ class LabspaceKubeSpawner(LabspaceSpawnerMixin, KubeSpawner):
         self.tolerations = [*base["tolerations"], *spec.tolerations]
         self.extra_labels = {**base["extra_labels"], PROFILE_LABEL: spec.profile}
 
-    def prepare_workspace(self) -> None:
+    def files_secret_manifest(self) -> dict[str, Any] | None:
+        """The Secret of this start's files, or None when it has none."""
+        spec = self.workspace_spec
+        if not spec or not spec.files:
+            return None
+        labels = {**self.common_labels, "app.kubernetes.io/component": "workspace-files"}
+        return files_secret(files_secret_name(self.pod_name), spec.files, labels)
+
+    async def write_files_secret(self) -> None:
+        """Create (or replace) the Secret of this start's files before the pod."""
+        manifest = self.files_secret_manifest()
+        if manifest is None:
+            return
+        name = manifest["metadata"]["name"]
+        try:
+            await self.api.create_namespaced_secret(self.namespace, manifest)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            await self.api.replace_namespaced_secret(name, self.namespace, manifest)
+        self.log.info("Wrote secret %s for %s", name, self._log_name)
+
+    async def delete_files_secret(self) -> None:
+        name = files_secret_name(self.pod_name)
+        try:
+            await self.api.delete_namespaced_secret(name, self.namespace)
+        except ApiException as e:
+            if e.status != 404:
+                self.log.error("Could not delete secret %s: %s", name, e.reason)
+
+    async def run_post_stop_hook(self):
+        try:
+            await super().run_post_stop_hook()
+        finally:
+            await self.delete_files_secret()  # a grant's credentials never outlive the pod
+
+    async def prepare_workspace(self) -> None:
+        await self.write_files_secret()
         self.log.info(
             "Starting pod %s for %s in namespace %s (home claim %s)",
             self.pod_name,

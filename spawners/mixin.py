@@ -374,6 +374,14 @@ class LabspaceSpawnerMixin(Configurable):
             self._base_environment = dict(self.environment)
         self.environment = {**self._base_environment, **spec.env, "LABSPACE_PROFILE": spec.profile}
 
+    def get_env(self):
+        """The backend's environment plus the hooks' ``extra_env``, added last and
+        as it is: data such as JSON, never a template (KubeSpawner expands
+        ``{...}`` in the configured ``environment``, which would break JSON)."""
+        env = super().get_env()
+        env.update(self.extra_env)
+        return env
+
     # -- progress ------------------------------------------------------------
 
     def emit(self, message: str, progress: int) -> None:
@@ -452,8 +460,6 @@ class LabspaceSpawnerMixin(Configurable):
             self._hooks_started = True
             await self._run_before_start(spec)
             spec = self.workspace_spec
-            if self.extra_env:
-                self.environment = {**self.environment, **self.extra_env}
             self.emit("Preparing home", 15)
             await maybe_future(self.prepare_workspace())
             self.emit(f"Starting your {spec.display_name} workspace", 30)
@@ -467,7 +473,7 @@ class LabspaceSpawnerMixin(Configurable):
     async def _run_before_start(self, spec: WorkspaceSpec) -> None:
         """The ``before_start`` hooks, in order. A hook may replace
         ``workspace_spec`` (e.g. with the mounts of a person's data grants): the
-        backend then applies the spec it left, before the extra environment."""
+        backend then applies the spec it left."""
         for hook in self.before_start:
             await maybe_future(hook(self, self.workspace_spec or spec))
         if self.workspace_spec is not spec:

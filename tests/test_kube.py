@@ -23,6 +23,8 @@ deliberate change, regenerate the golden files and review the diff:
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -448,3 +450,134 @@ async def test_bad_mount_refuses_start_with_500(make_spawner):
         await spawner._run_apply_user_options({"profile": "data"})
     assert e.value.status_code == 500
     assert "ask an administrator" in e.value.log_message
+
+
+# -- data grants ----------------------------------------------------------------------
+
+# what the data service answers (POST api/internal/start) for a person in lab-a with
+# the issue's grants: reference genomes read-only (a claim's folder), the group's
+# scratch writable (an NFS export's folder), a node folder read-only, an s3 prefix
+DATA_ROOTS = ["/srv/datasets"]
+DATA_ANSWER = [
+    {"id": "genomes", "title": "Reference genomes", "kind": "pvc", "level": "read",
+     "source": "reference-data", "sub_path": "genomes", "mount_path": "/data/genomes"},
+    {"id": "lab-a-scratch", "title": "Lab A scratch", "kind": "nfs", "level": "write",
+     "source": "files.example.org:/exports/labs", "sub_path": "lab-a/scratch",
+     "mount_path": "/data/lab-a-scratch"},
+    {"id": "atlas", "title": "Brain atlas", "kind": "host", "level": "read",
+     "source": "/srv/datasets/atlas", "sub_path": "", "mount_path": "/data/atlas"},
+    {"id": "survey", "title": "Survey", "kind": "s3", "level": "read", "source": "",
+     "sub_path": "", "mount_path": "/data/survey",
+     "s3": {"endpoint": "https://s3.example.org", "bucket": "lab-data", "prefix": "survey/",
+            "region": ""},
+     "credentials": {"access_key_id": "AKIDEXAMPLE", "secret_access_key": "s3cr3t-example"}},
+]  # fmt: skip
+
+
+async def data_manifests(spawner) -> dict[str, Any]:
+    """Pod, claim and files Secret after the data hook's answer went through
+    the mixin's before_start path (the hook replaces the spec, the backend
+    applies it)."""
+    from labspace.services.data.hubside import DataGrants
+
+    hook = DataGrants("http://127.0.0.1:9/services/data/", "unused", roots=DATA_ROOTS,
+                      backend="kubernetes")  # fmt: skip
+    spawner.before_start = [lambda sp, spec: hook.grant(sp, spec, DATA_ANSWER)]
+    spawner.user_options = {}
+    await spawner._run_apply_user_options({})
+    await spawner._run_before_start(spawner.workspace_spec)
+    out = await manifests_now(spawner)
+    out["secret"] = spawner.files_secret_manifest()
+    return out
+
+
+async def manifests_now(spawner) -> dict[str, Any]:
+    client = spawner.api.api_client
+    out = {"pod": client.sanitize_for_serialization(await spawner.get_pod_manifest())}
+    for key in VERSION_ANNOTATIONS:
+        out["pod"]["metadata"]["annotations"][key] = "<version>"
+    return out
+
+
+async def test_data_grants_golden_and_valid(make_spawner):
+    spawner = make_spawner("alice")
+    out = await data_manifests(spawner)
+    check_golden("data-grants", out)
+    assert_valid(out["pod"])
+    assert_valid({**out["secret"], "metadata": {**out["secret"]["metadata"], "namespace": "x"}})
+    assert_locked_down(out["pod"])
+    spec = out["pod"]["spec"]
+    mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert mounts["mount-data-genomes"] == {
+        "name": "mount-data-genomes",
+        "mountPath": "/data/genomes",
+        "readOnly": True,
+        "subPath": "genomes",
+    }
+    assert volumes["mount-data-genomes"]["persistentVolumeClaim"] == {
+        "claimName": "reference-data",
+        "readOnly": True,
+    }
+    assert mounts["mount-data-lab-a-scratch"]["readOnly"] is False
+    assert mounts["mount-data-lab-a-scratch"]["subPath"] == "lab-a/scratch"
+    assert volumes["mount-data-lab-a-scratch"]["nfs"] == {
+        "server": "files.example.org",
+        "path": "/exports/labs",
+        "readOnly": False,
+    }
+    assert mounts["mount-data-atlas"]["readOnly"] is True
+    assert volumes["mount-data-atlas"]["hostPath"]["path"] == "/srv/datasets/atlas"
+    # the s3 credentials: a Secret volume outside the home, never in the pod's env
+    assert mounts["labspace-files"] == {
+        "name": "labspace-files",
+        "mountPath": "/run/labspace",
+        "readOnly": True,
+    }
+    assert volumes["labspace-files"]["secret"] == {
+        "secretName": "jupyter-alice-files",
+        "defaultMode": 0o440,
+    }
+    assert "mount-data-survey" not in volumes
+    env = env_of(out["pod"])
+    assert "s3cr3t-example" not in json.dumps(out["pod"])
+    announced = json.loads(env["LABSPACE_DATASETS"])
+    assert [(d["id"], d["level"]) for d in announced] == [
+        ("genomes", "read"),
+        ("lab-a-scratch", "write"),
+        ("atlas", "read"),
+        ("survey", "read"),
+    ]
+    assert announced[3]["credentials_file"] == "/run/labspace/data-credentials.ini"
+    ini = base64.b64decode(out["secret"]["data"]["data-credentials.ini"]).decode()
+    assert ini == (
+        "[labspace-survey]\naws_access_key_id = AKIDEXAMPLE\n"
+        "aws_secret_access_key = s3cr3t-example\n"
+    )
+
+
+async def test_data_grants_are_gone_at_the_next_start(make_spawner):
+    """A grant revoked since the last start: the next start's pod has neither
+    its volume nor the files Secret."""
+    spawner = make_spawner("alice")
+    await data_manifests(spawner)
+    spawner.before_start = []
+    await spawner._run_apply_user_options({})
+    await spawner._run_before_start(spawner.workspace_spec)
+    pod = (await manifests_now(spawner))["pod"]
+    assert [v["name"] for v in pod["spec"]["volumes"]] == ["home"]
+    assert spawner.files_secret_manifest() is None
+
+
+def test_long_mount_names_fit_a_volume_name():
+    long = Mount("data-" + "a" * 63, "pvc", "claim", "/data/a")
+    other = Mount("data-" + "a" * 62 + "b", "pvc", "claim", "/data/b")
+    names = {kube.volume_name(long), kube.volume_name(other)}
+    assert len(names) == 2 and all(len(n) <= 63 for n in names)
+    assert kube.volume_name(Mount("data-genomes", "pvc", "c", "/d")) == "mount-data-genomes"
+
+
+def test_sub_path_may_not_leave_the_source():
+    for bad in ("../etc", "/etc", "a/../../b"):
+        with pytest.raises(ValueError, match="leaves the source"):
+            kube.volume_mounts_for([Mount("m", "pvc", "c", "/d", sub_path=bad)])

@@ -221,6 +221,11 @@ class DataGrants:
         except Unreachable as e:
             self.unreachable(spawner, str(e))
             return
+        self.grant(spawner, spec, datasets)
+
+    def grant(self, spawner, spec: WorkspaceSpec, datasets: list[dict[str, Any]]) -> None:
+        """The service's answer into this start: mounts and files in a new spec
+        for the backend, ``LABSPACE_DATASETS`` in its environment."""
         home = getattr(spawner, "home_dir", None) if self.backend == "local" else None
         mounts, files, entries = plan(datasets, self.roots, self.backend, home, spawner.files_dir)
         spawner.extra_env["LABSPACE_DATASETS"] = json.dumps(entries)

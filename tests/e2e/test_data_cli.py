@@ -10,6 +10,7 @@ the shared hub; each uses users and grants of its own or says what it needs.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -20,7 +21,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import free_port, lab_datasets, service_client, wait_for
+from harness import environ, free_port, lab_datasets, service_client, wait_for, workspace_pids
+
+from labspace.extensions import datasets
 
 pytestmark = [pytest.mark.e2e]
 
@@ -133,11 +136,29 @@ def test_users_cannot_change_grants_or_read_the_audit(world):
         assert done.stderr.startswith("error: 403: "), done.stderr
 
 
-def test_a_start_is_in_the_audit(world):
-    """Ann's workspace start is recorded with her datasets and levels, and the
-    CLI shows it to the admin."""
+def workspace_datasets(world, name: str) -> str:
+    """``LABSPACE_DATASETS`` of ``name``'s running local workspace (its process's
+    environment, its working folder the home)."""
+    home = Path(world["hub"].settings["data_dir"]) / "users" / name
+    for pid in workspace_pids(home):
+        with contextlib.suppress(OSError):
+            found = environ(pid).get(datasets.ENV)
+            if found:
+                return found
+    raise AssertionError(f"no workspace process of {name} with {datasets.ENV}")
+
+
+def test_a_start_is_in_the_audit_and_the_workspace_opens_its_datasets(world, monkeypatch):
+    """Ann's workspace start is recorded with her datasets and levels, the CLI
+    shows it to the admin, and in the workspace ``labspace.extensions.datasets``
+    reads what the hub announced and opens the folders."""
     world["api"].start_server(world["ann"], timeout=180)
     try:
+        monkeypatch.setenv(datasets.ENV, workspace_datasets(world, world["ann"]))
+        given = {d["id"]: (d["kind"], d["level"]) for d in datasets.datasets()}
+        assert given == {"genomes": ("host", "read"), "lab-a-scratch": ("host", "write")}
+        assert datasets.filesystem("genomes").ls("", detail=False) == ["README.txt"]
+        assert datasets.filesystem("genomes").cat("README.txt") == b"reference genomes\n"
         done = cli(world, "admin", "data", "audit", "--user", world["ann"], "--json")
         assert done.returncode == 0, done.stderr
         starts = [e for e in json.loads(done.stdout) if e["kind"] == "start"]

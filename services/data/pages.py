@@ -30,6 +30,7 @@ DEFAULT_NAV = [
     {"title": "Data admin", "url": "/services/data/admin", "admin": True},
 ]
 BACKENDS = ("local", "docker", "kubernetes")
+ERROR_HEADINGS = {403: "This page is not for you", 404: "No such page"}
 
 
 def static_version(name: str) -> str:
@@ -66,7 +67,7 @@ class PageHandler(kit.ServiceHandler):
         backend = self.settings.get("data_backend") or ""
         return backend if backend in BACKENDS else ""
 
-    def page(self, template: str, script: str, **kw) -> None:
+    def page(self, template: str, script: str = "", **kw) -> None:
         xsrf = self.xsrf_token
         self.set_header("Cache-Control", "no-store")
         self.render(
@@ -83,8 +84,17 @@ class PageHandler(kit.ServiceHandler):
             xsrf=xsrf.decode() if isinstance(xsrf, bytes) else xsrf,
             css=f"static/data.css?v={static_version('data.css')}",
             common=f"static/common.js?v={static_version('common.js')}",
-            script=f"static/{script}?v={static_version(script)}",
+            script=f"static/{script}?v={static_version(script)}" if script else "",
             **kw,
+        )
+
+    def error_page(self, status_code: int, message: str) -> None:
+        """An error in the hub's look for a signed-in person (else the kit's short page)."""
+        if not self.current_user:
+            return super().error_page(status_code, message)
+        heading = ERROR_HEADINGS.get(status_code, "Something went wrong")
+        self.page(
+            "error.html", page="error", status_code=status_code, heading=heading, message=message
         )
 
 

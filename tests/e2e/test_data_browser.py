@@ -156,7 +156,11 @@ def test_my_data_lists_what_ann_may_use(world, chromium):
     # the admin page is not for her
     r = page.goto(world["hub"].url + "services/data/admin")
     assert r.status == 403
-    expect(page.locator("body")).to_contain_text("custom:labspace-data:admin")
+    refused = page.locator("#error")
+    expect(refused).to_contain_text("This page is not for you")
+    expect(refused).to_contain_text("custom:labspace-data:admin")
+    expect(page.locator("nav.ls-nav")).to_contain_text(world["ann"])  # in the hub's look
+    shoot(page, "data-admin-refused")
     page.context.close()
 
 

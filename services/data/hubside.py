@@ -95,6 +95,8 @@ def _checked(d: dict[str, Any], roots: list[str], backend: str) -> dict[str, Any
     """The service's dataset checked again here; DataError when refused."""
     fields = ("id", "title", "kind", "source", "sub_path", "mount_path", "s3")
     mine = {k: d.get(k) for k in fields if d.get(k) is not None}
+    if mine.get("kind") == "s3":
+        mine.pop("mount_path", None)  # nothing is mounted: where it would be is moot
     # a kubernetes host dataset is a folder of the node: no link to follow here
     return rules.check_dataset(mine, roots, backend, resolve_links=backend != "kubernetes")
 

@@ -28,7 +28,6 @@ module, not in its errors.
 from __future__ import annotations
 
 import configparser
-import io
 import json
 import logging
 import os
@@ -41,6 +40,7 @@ from labspace.extensions import datafiles
 ENV = "LABSPACE_DATASETS"
 ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 FOLDER_KINDS = ("local", "host", "volume", "pvc", "nfs")
+MAX_BYTES = 512 * 2**20  # a Parquet or NetCDF file the explorer reads whole
 FIELDS = ("id", "title", "kind", "level", "path", "url", "profile", "credentials_file")
 log = logging.getLogger("labspace.datasets")
 
@@ -201,23 +201,30 @@ def s3_data_files(dataset_id: str, max_files: int = datafiles.MAX_FILES) -> list
     return [(f"s3://{k}", k) for k in sorted(keys[:max_files])]
 
 
-def load(dataset_id: str, key: str):
+def load(dataset_id: str, key: str, max_bytes: int = MAX_BYTES):
     """A file of an s3 dataset as ``datafiles.load`` gives a local one (a
-    DataFrame of at most MAX_ROWS rows, or an xarray Dataset)."""
+    DataFrame of at most MAX_ROWS rows, or an xarray Dataset), read through the
+    filesystem (a CSV only as far as MAX_ROWS); a Parquet or NetCDF file over
+    ``max_bytes`` is refused (it would be held in memory whole)."""
     start = root(dataset_id)
     if not key.startswith(start + "/") or ".." in PurePosixPath(key).parts:
         raise DatasetError(f"{key} is not a file of dataset {dataset_id}")
     kind = datafiles.SUFFIXES.get(PurePosixPath(key).suffix.lower())
     if kind is None:
         raise DatasetError(f"{key} is not a CSV, Parquet or NetCDF file")
-    with filesystem(dataset_id).open(key, "rb") as f:
-        raw = f.read()
-    if kind == "netcdf":
-        import xarray as xr
-
-        return xr.open_dataset(io.BytesIO(raw), engine="h5netcdf").load()
+    fs = filesystem(dataset_id)
+    if kind != "csv" and fs.size(key) > max_bytes:
+        raise DatasetError(
+            f"{key} is larger than {max_bytes // 2**20} MiB: open it in a notebook "
+            "(datasets.filesystem) and read the part you need"
+        )
     import pandas as pd
 
-    if kind == "csv":
-        return pd.read_csv(io.BytesIO(raw), nrows=datafiles.MAX_ROWS)
-    return pd.read_parquet(io.BytesIO(raw)).head(datafiles.MAX_ROWS)
+    with fs.open(key, "rb") as f:
+        if kind == "csv":
+            return pd.read_csv(f, nrows=datafiles.MAX_ROWS)
+        if kind == "parquet":
+            return pd.read_parquet(f).head(datafiles.MAX_ROWS)
+        import xarray as xr
+
+        return xr.open_dataset(f, engine="h5netcdf").load()  # before the file closes

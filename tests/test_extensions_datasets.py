@@ -6,14 +6,17 @@ enforced: tests/s3server.py), and the Data Explorer listing both."""
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import logging
 import os
 import sys
 
+import numpy as np
 import pandas as pd
 import panel as pn
 import pytest
+import xarray as xr
 from s3server import S3Server
 
 from labspace.extensions import datasets
@@ -35,6 +38,11 @@ def no_aws_env(monkeypatch):
 def s3(tmp_path_factory):
     with S3Server(tmp_path_factory.mktemp("moto"), bucket="labspace-test", prefix="climate/") as s:
         s.put("climate/runs/t.csv", CSV)
+        s.put("climate/runs/t.parquet", pd.read_csv(io.BytesIO(CSV)).to_parquet())
+        grid = xr.Dataset({"temp": (("lat", "lon"), np.arange(6.0).reshape(2, 3))})
+        path = tmp_path_factory.mktemp("nc") / "grid.nc"
+        grid.to_netcdf(path, engine="h5netcdf")
+        s.put("climate/runs/grid.nc", path.read_bytes())
         s.put("climate/notes.txt", b"not data\n")
         s.put("elsewhere/secret.csv", CSV)
         yield s
@@ -156,8 +164,7 @@ def test_a_read_credential_lists_and_reads_and_cannot_write(monkeypatch, tmp_pat
     start = datasets.root("climate")
     assert start == "labspace-test/climate"
     assert sorted(fs.find(start)) == [
-        "labspace-test/climate/notes.txt",
-        "labspace-test/climate/runs/t.csv",
+        f"{start}/{name}" for name in ("notes.txt", "runs/grid.nc", "runs/t.csv", "runs/t.parquet")
     ]
     assert fs.cat(f"{start}/runs/t.csv") == CSV
     with pytest.raises(PermissionError):
@@ -212,11 +219,20 @@ def test_an_s3_dataset_without_a_key_pair_is_listed_but_not_opened(monkeypatch, 
 
 def test_data_files_of_an_s3_dataset(monkeypatch, tmp_path, s3):
     announce(monkeypatch, s3_entry(s3, tmp_path, s3.read))
+    bucket = "labspace-test/climate"
     assert datasets.s3_data_files("climate") == [
-        ("s3://labspace-test/climate/runs/t.csv", "labspace-test/climate/runs/t.csv")
+        (f"s3://{bucket}/runs/grid.nc", f"{bucket}/runs/grid.nc"),
+        (f"s3://{bucket}/runs/t.csv", f"{bucket}/runs/t.csv"),
+        (f"s3://{bucket}/runs/t.parquet", f"{bucket}/runs/t.parquet"),
     ]
-    frame = datasets.load("climate", "labspace-test/climate/runs/t.csv")
+    frame = datasets.load("climate", f"{bucket}/runs/t.csv")
     assert list(frame.columns) == ["day", "temp"] and len(frame) == 3
+    frame = datasets.load("climate", f"{bucket}/runs/t.parquet")
+    assert frame["temp"].tolist() == [3.5, 4.0, 4.5]
+    grid = datasets.load("climate", f"{bucket}/runs/grid.nc")
+    assert grid["temp"].shape == (2, 3)
+    with pytest.raises(datasets.DatasetError, match="larger than 0 MiB: open it in a notebook"):
+        datasets.load("climate", f"{bucket}/runs/t.parquet", max_bytes=100)
     for outside in ("labspace-test/elsewhere/secret.csv", "labspace-test/climate/../x.csv"):
         with pytest.raises(datasets.DatasetError, match="not a file of dataset climate"):
             datasets.load("climate", outside)

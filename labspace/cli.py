@@ -432,7 +432,7 @@ def _one_subject(group, user) -> None:
 @_URL
 @_JSON
 def data_list(url, as_json):
-    """Datasets: all of them for admins, else the ones you may use, with your level."""
+    """Datasets you may use, with your level (admins: every dataset)."""
     with _client(url) as ls:
         rows = _call(ls.datasets)
     for row in rows:
@@ -472,10 +472,17 @@ def data_show(url, as_json, dataset):
 @_URL
 @click.argument("dataset")
 @_subject_options
-@click.option("--level", type=click.Choice(["read", "write"]), required=True)
+@click.option(
+    "--level",
+    type=click.Choice(["read", "write"]),
+    required=True,
+    help="read: read-only; write: read and write.",
+)
 @click.option("--reason", required=True, help="Why (kept in the audit).")
 def data_grant(url, dataset, group, user, level, reason):
-    """Let a group or a user read or write DATASET (from their next start)."""
+    """Let a group or user read or write DATASET.
+
+    Their workspaces get it at their next start."""
     _one_subject(group, user)
     with _client(url) as ls:
         _call(ls.grant, dataset, level, reason, group=group, user=user)
@@ -489,7 +496,9 @@ def data_grant(url, dataset, group, user, level, reason):
 @_subject_options
 @click.option("--reason", required=True, help="Why (kept in the audit).")
 def data_revoke(url, dataset, group, user, reason):
-    """Remove a group's or a user's grant on DATASET (gone at their next start)."""
+    """Remove a group's or user's grant on DATASET.
+
+    It is gone at their next start; running workspaces keep it until they stop."""
     _one_subject(group, user)
     with _client(url) as ls:
         _call(ls.revoke, dataset, reason, group=group, user=user)
@@ -511,7 +520,10 @@ def data_revoke(url, dataset, group, user, reason):
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (with a header row).")
 def data_audit(url, as_json, dataset, user, since, until, limit, as_csv):
-    """Who got which data when: grant changes and workspace starts, newest first."""
+    """Grant changes and workspace starts, newest first.
+
+    Who got which data when: every grant change (before, after, reason) and
+    every start (which datasets at which level). Needs data admin."""
     with _client(url) as ls:
         fmt = "csv" if as_csv else "json"
         events = _call(ls.data_audit, dataset, user, since, until, limit, fmt)

@@ -178,6 +178,7 @@ async def test_group_member_gets_mounts_and_the_read_credential(data_hub, root):
         "path": "",
         "url": "s3://lab-data/survey/",
         "endpoint_url": "http://127.0.0.1:9000",
+        "region": "",
         "profile": "labspace-survey",
         "credentials_file": f"{files_dir}/data-credentials.ini",
     }
@@ -386,7 +387,7 @@ def test_plan_for_each_kind_on_kubernetes():
     )
     assert files == ()  # an s3 dataset without credentials: anonymous, no file
     assert entries[2]["profile"] == "" and entries[2]["credentials_file"] == ""
-    assert entries[2]["url"] == "s3://b-1/p/"
+    assert entries[2]["url"] == "s3://b-1/p/" and entries[2]["region"] == "eu-west-1"
 
 
 def test_a_credential_that_could_write_another_section_is_left_out(caplog):

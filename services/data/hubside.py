@@ -19,7 +19,7 @@ records the start in its audit) and never opens the service's database. Then:
   readable by the workspace's user only, and gone with the workspace;
 - ``LABSPACE_DATASETS`` announces the datasets to the workspace, as JSON
   ``[{id, title, kind, level, path}]`` (s3: ``url``, ``endpoint_url``,
-  ``profile``, ``credentials_file``), without any secret.
+  ``region``, ``profile``, ``credentials_file``), without any secret.
 
 When the service does not answer (or answers 5xx, as it does while starting),
 ``data.on_unreachable`` decides: ``start-without-data`` starts the workspace
@@ -141,6 +141,7 @@ def plan(
             path="",
             url=f"s3://{s3['bucket']}/{s3['prefix']}",
             endpoint_url=s3["endpoint"],
+            region=s3["region"],
             profile="",
             credentials_file="",
         )

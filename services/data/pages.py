@@ -20,6 +20,8 @@ from tornado import web
 
 from labspace.services.kit import web as kit
 
+from .rules import BACKEND_KINDS, ID_PATTERN, KINDS
+
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
@@ -81,6 +83,8 @@ class PageHandler(kit.ServiceHandler):
             nav=self.nav(),
             here=self.request.path,
             backend=self.backend(),
+            kinds=BACKEND_KINDS.get(self.backend(), KINDS),
+            id_pattern=ID_PATTERN.replace("-]", r"\-]"),  # a literal - in the browser's v-mode
             xsrf=xsrf.decode() if isinstance(xsrf, bytes) else xsrf,
             css=f"static/data.css?v={static_version('data.css')}",
             common=f"static/common.js?v={static_version('common.js')}",

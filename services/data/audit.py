@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from .models import AuditDataset, AuditEvent, utcnow
+from .models import AuditDataset, AuditEvent, iso, utcnow
 
 KINDS = ("grant", "dataset", "credential", "start")
 COLUMNS = (
@@ -54,7 +54,7 @@ def add(s: Session, kind: str, **fields: Any) -> AuditEvent:
 def event_model(e: AuditEvent) -> dict[str, Any]:
     return {
         "id": e.id,
-        "at": e.at.isoformat(),
+        "at": iso(e.at),
         "kind": e.kind,
         "actor": e.actor or "",
         "dataset": e.dataset or "",

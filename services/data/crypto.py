@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from cryptography.fernet import Fernet, InvalidToken
 KEY_FILE = "data-credentials-key"
 FIELDS = ("access_key_id", "secret_access_key", "session_token")
 MAX_FIELD = 4096  # characters of one credential value (STS session tokens run to ~2 KB)
+VALUE_PATTERN = f"[!-~]{{1,{MAX_FIELD}}}"  # printable ASCII, no spaces (keys, base64 tokens)
+VALUE = re.compile(VALUE_PATTERN)
 
 
 class CredentialError(ValueError):
@@ -69,13 +72,12 @@ def check_credential(value: Any, where: str = "credentials") -> dict[str, str]:
         item = value.get(name)
         if item is None and name == "session_token":
             continue
-        if not isinstance(item, str) or not item.strip() or len(item) > MAX_FIELD:
+        if not isinstance(item, str) or not VALUE.fullmatch(item):
             raise CredentialError(
-                f"{where}.{name}: must be a non-empty string of at most {MAX_FIELD} characters"
+                f"{where}.{name}: must be 1 to {MAX_FIELD} printable ASCII characters "
+                "without spaces (as the S3 service gave it)"
             )
-        if any(ord(c) < 32 for c in item):
-            raise CredentialError(f"{where}.{name}: must not contain control characters")
-        out[name] = item.strip()
+        out[name] = item
     return out
 
 

@@ -14,6 +14,7 @@ input is a 4xx ``{"status", "message"}`` naming the field and the fix.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -69,17 +70,29 @@ def reason_value(value: Any, field: str = "reason") -> str:
     return value.strip()
 
 
+DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+TIME_RE = re.compile(
+    rf"{DATE}|{DATE}[Tt][0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(\.[0-9]{{1,9}})?([Zz]|[+-][0-9]{{2}}:[0-9]{{2}})"
+)
+
+
 def when(text: str, field: str) -> datetime | None:
-    """An ISO 8601 time of a query (UTC when it names no zone), or None when empty."""
+    """A time of a query, in UTC: an RFC 3339 date-time (2026-01-31T12:00:00Z) or
+    a date (2026-01-31, midnight UTC); None when empty."""
     if not text:
         return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
+    value = None
+    if TIME_RE.fullmatch(text):
+        try:
+            value = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        except ValueError:
+            value = None
+    if value is None:
         raise web.HTTPError(
-            400, f"{field}: not an ISO 8601 time (e.g. 2026-01-31 or 2026-01-31T12:00:00Z)"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+            400,
+            f"{field}: not a date or an RFC 3339 time (e.g. 2026-01-31 or 2026-01-31T12:00:00Z)",
+        )
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class APIHandler(kit.APIHandler):
@@ -308,7 +321,7 @@ class OpenAPIHandler(kit.ServiceHandler):
         """A public document: nothing to protect."""
 
     def get(self):
-        self.write_json(document(self.settings["prefix"]))
+        self.write_json(document(self.settings["prefix"], self.settings["data_backend"]))
 
 
 class NotFoundHandler(APIHandler):

@@ -56,6 +56,11 @@ def check_start(body: dict[str, Any]) -> tuple[Who, str, str]:
 
 
 class StartHandler(InternalHandler):
+    def prepare(self):
+        if self.request.method not in self.allowed_methods():
+            raise web.HTTPError(405)  # before the token: the document says so, publicly
+        super().prepare()
+
     async def post(self):
         who, server, backend = check_start(self.json_body())
         store: DataStore = self.settings["store"]

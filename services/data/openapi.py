@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .rules import ID_PATTERN, KINDS, S3_FIELDS
+from .crypto import VALUE_PATTERN
+from .rules import BACKEND_KINDS, ID_PATTERN, KINDS, S3_FIELDS
 
 ERROR = {"$ref": "#/components/responses/Error"}
 NAME = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^\\x00-\\x1f\\x7f]+$"}
@@ -20,6 +21,7 @@ DATASET_ID = {
     "schema": {"type": "string"},
     "description": "A dataset id; one the caller holds no grant for is a 404, as a missing one.",
 }
+CREDENTIAL_VALUE = {"type": "string", "pattern": f"^{VALUE_PATTERN}$"}
 LEVEL_PATH = {
     "name": "level",
     "in": "path",
@@ -60,6 +62,13 @@ def _list(ref: str, description: str = "OK") -> dict[str, Any]:
 
 
 NO_CONTENT = {"204": {"description": "Done"}}
+TIME = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "format": "date"},
+        {"type": "string", "maxLength": 0},
+    ]
+}
 AUDIT_PARAMETERS = [
     {"name": "dataset", "in": "query", "schema": {"type": "string"}},
     {
@@ -68,8 +77,13 @@ AUDIT_PARAMETERS = [
         "schema": {"type": "string"},
         "description": "That user's starts and the grants made to them by name",
     },
-    {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-    {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+    {
+        "name": "since",
+        "in": "query",
+        "schema": TIME,
+        "description": "From this time on (UTC when a date)",
+    },
+    {"name": "until", "in": "query", "schema": TIME, "description": "Before this time"},
     {
         "name": "limit",
         "in": "query",
@@ -258,14 +272,14 @@ S3 = _object(
 assert set(S3["properties"]) == set(S3_FIELDS)
 
 
-def dataset_fields() -> dict[str, Any]:
-    """A dataset's keys as a body gives them (``rules.check_dataset`` checks the
-    rest: paths under data.roots, what each kind needs, what the backend mounts)."""
+def dataset_fields(backend: str) -> dict[str, Any]:
+    """A dataset's keys as a body gives them, for the kinds ``backend`` mounts
+    (``rules.check_dataset`` checks the rest: paths under data.roots, mount paths)."""
     return {
         "id": {"type": "string", "pattern": f"^{ID_PATTERN}$"},
         "title": {"type": "string", "maxLength": 200},
         "description": {"type": "string", "maxLength": 4000},
-        "kind": {"enum": list(KINDS)},
+        "kind": {"enum": list(BACKEND_KINDS.get(backend, KINDS))},
         "source": {
             "type": "string",
             "description": "host: an absolute path under data.roots; volume: a Docker volume; "
@@ -283,8 +297,26 @@ def dataset_fields() -> dict[str, Any]:
     }
 
 
-def schemas() -> dict[str, Any]:
-    fields = dataset_fields()
+# what each kind needs, as far as JSON Schema can say it (rules.check_dataset says
+# the rest: a host path under data.roots, what the service's backend mounts)
+KIND_RULES = [
+    {
+        "if": {"properties": {"kind": {"const": "s3"}}},
+        "then": {"required": ["s3"], "properties": {"s3": S3, "source": {"const": ""}}},
+        "else": {
+            "required": ["source"],
+            "properties": {"source": {"minLength": 1}, "s3": {"type": "null"}},
+        },
+    },
+    {
+        "if": {"properties": {"kind": {"const": "host"}}},
+        "then": {"properties": {"source": {"pattern": "^/"}}},
+    },
+]
+
+
+def schemas(backend: str) -> dict[str, Any]:
+    fields = dataset_fields(backend)
     view = {
         **{k: {"type": v["type"]} if "type" in v else v for k, v in fields.items()},
         "size": {"type": ["integer", "null"]},
@@ -296,9 +328,9 @@ def schemas() -> dict[str, Any]:
         "updated": STR,
     }
     return {
-        "NewDataset": _object(fields, ["id", "kind"], additionalProperties=False),
+        "NewDataset": _object(fields, ["id", "kind"], additionalProperties=False, allOf=KIND_RULES),
         "DatasetChange": _object(
-            fields,
+            {k: v for k, v in fields.items() if k != "id"},
             additionalProperties=False,
             minProperties=1,
             description="Keys to change; the dataset they make must be valid (its id stays).",
@@ -344,9 +376,9 @@ def schemas() -> dict[str, Any]:
         },
         "Credential": _object(
             {
-                "access_key_id": {"type": "string", "minLength": 1, "maxLength": 4096},
-                "secret_access_key": {"type": "string", "minLength": 1, "maxLength": 4096},
-                "session_token": {"type": ["string", "null"], "maxLength": 4096},
+                "access_key_id": CREDENTIAL_VALUE,
+                "secret_access_key": CREDENTIAL_VALUE,
+                "session_token": {"anyOf": [CREDENTIAL_VALUE, {"type": "null"}]},
             },
             ["access_key_id", "secret_access_key"],
             additionalProperties=False,
@@ -399,7 +431,8 @@ def schemas() -> dict[str, Any]:
     }
 
 
-def document(prefix: str) -> dict[str, Any]:
+def document(prefix: str, backend: str = "") -> dict[str, Any]:
+    """The document; a dataset's ``kind`` is one the hub's ``backend`` mounts."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -429,6 +462,6 @@ def document(prefix: str) -> dict[str, Any]:
                 },
             },
             "responses": {"Error": _json("Error", "Error")},
-            "schemas": schemas(),
+            "schemas": schemas(backend),
         },
     }

@@ -27,7 +27,7 @@ from labspace.services.kit.db import Database
 from . import audit as trail
 from . import rules
 from .crypto import Vault
-from .models import Credential, Dataset, Grant, utcnow
+from .models import Credential, Dataset, Grant, iso, utcnow
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 FIELDS = (
@@ -78,8 +78,8 @@ def dataset_model(
     out["tags"] = list(ds.tags or [])
     out["credentials"] = {lv: lv in creds for lv in LEVELS}
     out["source_of"] = ds.source_of
-    out["created"] = ds.created.isoformat()
-    out["updated"] = ds.updated.isoformat()
+    out["created"] = iso(ds.created)
+    out["updated"] = iso(ds.updated)
     out["level"] = level
     return out
 
@@ -96,7 +96,7 @@ def grant_model(g: Grant) -> dict[str, Any]:
         "subject": g.subject,
         "level": g.level,
         "granted_by": g.granted_by,
-        "granted_at": g.granted_at.isoformat(),
+        "granted_at": iso(g.granted_at),
         "source_of": g.source_of,
     }
 
@@ -374,8 +374,8 @@ class DataStore:
         """Change the keys of ``raw``; the others keep their value."""
         if not isinstance(raw, dict) or not raw:
             raise StoreError(400, "The body must be a JSON object with the keys to change")
-        if "id" in raw and raw["id"] != dataset_id:
-            raise StoreError(400, f"id: cannot change the id of {dataset_id!r}")
+        if "id" in raw:
+            raise StoreError(400, "id: cannot change (the dataset's id is in the path)")
 
         def work(s: Session) -> dict[str, Any]:
             ds = _require(s, dataset_id)

@@ -202,6 +202,8 @@ async def test_internal_start_refuses_every_token_but_the_services(svc):
         assert r.status_code == 403, token
         assert r.json()["message"] == "Internal endpoints need the data service's token"
         no_secret_in(r.text)
+    r = await svc.call(svc.user("carol"), "GET", "api/internal/start")
+    assert r.status_code == 405 and r.headers["Allow"] == "POST"  # no token needed to learn that
     async with svc.client() as c:  # the token in the URL is not a token
         r = await c.post(f"api/internal/start?token={SERVICE_TOKEN}", json=body)
         assert r.status_code == 403

@@ -544,6 +544,23 @@ async def test_unsafe_paths_are_refused_when_saved(data_svc, world, source, mess
     assert r.status_code == 400 and message in r.json()["message"]
 
 
+async def test_on_kubernetes_host_paths_are_node_paths(data_svc, world):
+    """A kubernetes host dataset is a folder of the node: links on the service's
+    disk are not followed, but roots, siblings and '..' still are refused."""
+    await data_svc.restart(backend="kubernetes")
+    admin = data_svc.admin()
+    body = {"id": "node", "kind": "host", "source": str(world.root / "escape")}
+    r = await data_svc.call(admin, "POST", "api/datasets", body)
+    assert r.status_code == 201, r.text
+    assert r.json()["mount_path"] == "/data/node"
+    for source, message in (
+        (f"{world.outside}/secret", "outside every allowed root"),
+        (f"{world.root}/../datasets2", "'..'"),
+    ):
+        r = await data_svc.call(admin, "POST", "api/datasets", {**body, "source": source})
+        assert r.status_code == 400 and message in r.json()["message"]
+
+
 # -- credentials -------------------------------------------------------------------
 
 

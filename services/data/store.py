@@ -314,7 +314,11 @@ class DataStore:
         if not isinstance(raw, dict):
             raise StoreError(400, "The body must be a JSON object (a dataset)")
         try:
-            d = rules.check_dataset(raw, self.roots, self.backend)
+            # on kubernetes a host dataset is a folder of the node: links on this
+            # machine's disk say nothing about it (``..``, roots and siblings still count)
+            d = rules.check_dataset(
+                raw, self.roots, self.backend, resolve_links=self.backend != "kubernetes"
+            )
         except rules.DataError as e:
             raise StoreError(e.status, e.message) from None
         return {"id": d["id"], **{k: d.get(k) for k in FIELDS}}

@@ -40,11 +40,23 @@ PASSWORD = "data-pages-pw"  # noqa: S105 (a test hub's shared user password)
 HTML_TITLE = "<img src=x onerror=\"document.title='pwned'\">Sequencing <b>runs</b>"
 HTML_DESCRIPTION = "<script>document.title='pwned'</script>raw & <i>unsafe</i>"
 GRANT_REASON = "ticket 31: lab-b joins the genomes project"
+CHANGE_REASON = "ticket 32: lab-b annotates the genomes"
 REVOKE_REASON = "genomes licence ended for lab-a"
 
 
 @pytest.fixture(scope="module")
-def world(module_hub_factory, tmp_path_factory, chromium):
+def slow_machine_expect():
+    """Playwright's expect waits 20 s in this module (5 s by default: a loaded
+    2-core machine answers slower), and 5 s again after it."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=20_000)
+    yield
+    expect.set_options(timeout=5_000)
+
+
+@pytest.fixture(scope="module")
+def world(module_hub_factory, tmp_path_factory, chromium, slow_machine_expect):
     root = tmp_path_factory.mktemp("datasets")
     ann, bea = (f"{n}{secrets.token_hex(3)}" for n in ("ann", "bea"))
     datasets = lab_datasets(root)
@@ -232,6 +244,12 @@ def test_admin_adds_a_grant_and_sees_it_in_the_audit(world, chromium):
     expect(row).to_contain_text("admin")
     shoot(page, "data-admin-grants")
 
+    # change its level with the row's select, with a reason of its own
+    page.locator("#g-reason").fill(CHANGE_REASON)
+    row.locator("select").select_option("write")
+    expect(page.locator("#alert")).to_contain_text("group lab-b now has write access to genomes")
+    expect(row.locator("select")).to_have_value("write")
+
     # the audit trail shows it, filtered by dataset; and in the CSV download
     page.get_by_role("button", name="Audit trail").click()
     page.locator("#q-dataset").select_option("genomes")
@@ -242,6 +260,8 @@ def test_admin_adds_a_grant_and_sees_it_in_the_audit(world, chromium):
     expect(event).to_contain_text("read")
     expect(event).to_contain_text("admin")
     expect(page.locator("#audit-table tbody tr", has_text="html-title")).to_have_count(0)
+    changed = page.locator("#audit-table tbody tr", has_text=CHANGE_REASON)
+    expect(changed).to_contain_text("read → write")
     shoot(page, "data-admin-audit")
     with page.expect_download() as info:
         page.get_by_role("link", name="Download CSV").click()
@@ -250,12 +270,17 @@ def test_admin_adds_a_grant_and_sees_it_in_the_audit(world, chromium):
     assert len(table) >= 2, text
     assert any(GRANT_REASON in line for line in table[1:]), text
     assert "html-title" not in text  # the download keeps the page's filter
+
+    # a time filter: nothing recorded from 2099 on
+    page.locator("#q-since").fill("2099-01-01T00:00")
+    page.locator("#audit-filter").get_by_role("button", name="Show").click()
+    expect(page.locator("#audit-table tbody")).to_have_text("Nothing recorded for these filters.")
     assert not page.errors, page.errors
 
-    # the API agrees: lab-b holds read on genomes
+    # the API agrees: lab-b holds write on genomes
     with service_client(hub.url, world["token"], "data") as admin:
         grants = admin.get("datasets/genomes/grants").json()
-    assert {"subject_type": "group", "subject": "lab-b", "level": "read"}.items() <= next(
+    assert {"subject_type": "group", "subject": "lab-b", "level": "write"}.items() <= next(
         g for g in grants if g["subject"] == "lab-b"
     ).items()
     page.context.close()

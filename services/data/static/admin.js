@@ -251,7 +251,7 @@
     add("user", $("q-user").value.trim());
     for (const k of ["since", "until"]) {
       const v = $(`q-${k}`).value;
-      if (v) add(k, new Date(v).toISOString());
+      if (v) add(k, new Date(`${v}Z`).toISOString());  // the table's times are UTC: so are these
     }
     add("limit", $("q-limit").value);
     if (format) q.set("format", format);

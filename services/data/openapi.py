@@ -132,6 +132,11 @@ def dataset_paths() -> dict[str, Any]:
                 {**NO_CONTENT, "409": ERROR},
             ),
         },
+    }
+
+
+def grant_paths() -> dict[str, Any]:
+    return {
         "/api/datasets/{dataset_id}/grants": {
             "parameters": [DATASET_ID],
             "get": _op("The dataset's grants", "admin", {"200": _list("Grant")}),
@@ -315,7 +320,7 @@ KIND_RULES = [
 ]
 
 
-def schemas(backend: str) -> dict[str, Any]:
+def dataset_schemas(backend: str) -> dict[str, Any]:
     fields = dataset_fields(backend)
     view = {
         **{k: {"type": v["type"]} if "type" in v else v for k, v in fields.items()},
@@ -350,6 +355,11 @@ def schemas(backend: str) -> dict[str, Any]:
             },
             ["id", "kind", "level", "mount_path"],
         ),
+    }
+
+
+def other_schemas() -> dict[str, Any]:
+    return {
         "Grant": _object(
             {
                 "dataset": STR,
@@ -383,6 +393,12 @@ def schemas(backend: str) -> dict[str, Any]:
             ["access_key_id", "secret_access_key"],
             additionalProperties=False,
         ),
+    }
+
+
+def trail_schemas() -> dict[str, Any]:
+    """The audit trail, holders, and the hub side's start."""
+    return {
         "Event": _object(
             {
                 "id": {"type": "integer"},
@@ -445,7 +461,7 @@ def document(prefix: str, backend: str = "") -> dict[str, Any]:
             "{status, message}. Credentials are write-only.",
         },
         "servers": [{"url": prefix.rstrip("/")}],
-        "paths": {**dataset_paths(), **other_paths(), **internal_paths()},
+        "paths": {**dataset_paths(), **grant_paths(), **other_paths(), **internal_paths()},
         "components": {
             "securitySchemes": {
                 "hubToken": {
@@ -462,6 +478,6 @@ def document(prefix: str, backend: str = "") -> dict[str, Any]:
                 },
             },
             "responses": {"Error": _json("Error", "Error")},
-            "schemas": schemas(backend),
+            "schemas": {**dataset_schemas(backend), **other_schemas(), **trail_schemas()},
         },
     }

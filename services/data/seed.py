@@ -21,18 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import rules
+from .changes import add_dataset, change_dataset, remove_dataset, write_credential, write_grant
 from .crypto import CredentialError, check_credential
 from .models import Credential, Dataset, Grant
-from .store import (
-    LEVELS,
-    DataStore,
-    StoreError,
-    _create,
-    _delete,
-    _set_credential,
-    _set_grant,
-    _update,
-)
+from .store import LEVELS, DataStore, StoreError
 
 ACTOR = "settings"
 REASON = "labspace.yaml"
@@ -67,15 +59,15 @@ def _datasets(s: Session, store: DataStore, listed: list[dict[str, Any]]) -> dic
             continue
         ds = s.get(Dataset, d["id"])
         if ds is None:
-            _create(s, d, ACTOR, "settings")
+            add_dataset(s, d, ACTOR, "settings")
         else:
-            _update(s, ds, d, ACTOR, REASON)
+            change_dataset(s, ds, d, ACTOR, REASON)
             ds.source_of = "settings"
         grants[d["id"]] = wanted
     s.flush()
     q = select(Dataset).where(Dataset.source_of == "settings", Dataset.id.not_in(sorted(grants)))
     for gone in s.scalars(q).all():
-        _delete(s, gone, ACTOR, "no longer in labspace.yaml")
+        remove_dataset(s, gone, ACTOR, "no longer in labspace.yaml")
     return grants
 
 
@@ -89,7 +81,7 @@ def _grants(s: Session, grants: dict[str, list]) -> None:
                 log.warning("data.datasets %s grants: %s; not seeded", dataset_id, e.message)
                 continue
             subject = (grant["subject_type"], grant["subject"])
-            _set_grant(
+            write_grant(
                 s,
                 dataset_id,
                 *subject,
@@ -102,7 +94,7 @@ def _grants(s: Session, grants: dict[str, list]) -> None:
     s.flush()
     for g in s.scalars(select(Grant).where(Grant.source_of == "settings")).all():
         if (g.dataset_id, g.subject_type, g.subject) not in kept:
-            _set_grant(
+            write_grant(
                 s,
                 g.dataset_id,
                 g.subject_type,
@@ -129,13 +121,13 @@ def _credentials(s: Session, store: DataStore, given: dict[str, Any]) -> None:
             except CredentialError as e:
                 log.warning("%s; not stored", e)
                 continue
-            _set_credential(
+            write_credential(
                 s, store.vault, dataset_id, level, cred, actor=ACTOR, source_of="settings"
             )
             kept.add((dataset_id, level))
     for row in s.scalars(select(Credential).where(Credential.source_of == "settings")).all():
         if (row.dataset_id, row.level) not in kept:
-            _set_credential(
+            write_credential(
                 s, store.vault, row.dataset_id, row.level, None, actor=ACTOR, source_of="settings"
             )
 

@@ -26,22 +26,21 @@ from labspace.services.kit.db import Database
 
 from . import audit as trail
 from . import rules
+from .changes import (
+    FIELDS,
+    add_dataset,
+    change_dataset,
+    find_grant,
+    given,
+    remove_dataset,
+    s3_entry,
+    write_credential,
+    write_grant,
+)
 from .crypto import Vault
-from .models import Credential, Dataset, Grant, iso, utcnow
+from .models import Credential, Dataset, Grant, iso
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-FIELDS = (
-    "title",
-    "description",
-    "kind",
-    "source",
-    "sub_path",
-    "mount_path",
-    "size",
-    "owner_group",
-    "tags",
-    "s3",
-)
 LEVELS = ("read", "write")
 log = logging.getLogger("labspace.data")
 
@@ -61,11 +60,6 @@ class Who:
 
     user: str
     groups: frozenset[str]
-
-
-def given(ds: Dataset) -> dict[str, Any]:
-    """The dataset as it was given (``mount_path`` "" when the default)."""
-    return {"id": ds.id, **{k: getattr(ds, k) for k in FIELDS}}
 
 
 def dataset_model(
@@ -133,173 +127,6 @@ def _require(s: Session, dataset_id: str, who: Who | None = None) -> Dataset:
     return ds
 
 
-def _grant(s: Session, dataset_id: str, subject_type: str, subject: str) -> Grant | None:
-    q = select(Grant).where(
-        Grant.dataset_id == dataset_id,
-        Grant.subject_type == subject_type,
-        Grant.subject == subject,
-    )
-    return s.scalars(q).one_or_none()
-
-
-def _apply(ds: Dataset, d: dict[str, Any]) -> None:
-    if ds.source != d["source"] or d["kind"] != "host":
-        ds.measured = None  # measured again (``measure``) when it is a host folder
-    for k in FIELDS:
-        setattr(ds, k, d[k])
-    ds.updated = utcnow()
-
-
-def _set_grant(
-    s: Session,
-    dataset_id: str,
-    subject_type: str,
-    subject: str,
-    level: str | None,
-    *,
-    actor: str,
-    reason: str,
-    source_of: str,
-) -> Grant | None:
-    """Add, change (``level``) or remove (``level=None``) one grant, audited;
-    the grant after (None when removed)."""
-    g = _grant(s, dataset_id, subject_type, subject)
-    before = g.level if g else None
-    if level is None:
-        if g is not None:
-            s.delete(g)
-    elif g is None:
-        g = Grant(
-            dataset_id=dataset_id,
-            subject_type=subject_type,
-            subject=subject,
-            level=level,
-            source_of=source_of,
-            granted_by=actor,
-            granted_at=utcnow(),
-        )
-        s.add(g)
-    elif g.level != level or g.source_of != source_of:
-        g.level, g.source_of, g.granted_by, g.granted_at = level, source_of, actor, utcnow()
-    if before != level:
-        trail.add(
-            s,
-            "grant",
-            actor=actor,
-            dataset=dataset_id,
-            subject=f"{subject_type}:{subject}",
-            before=before,
-            after=level,
-            reason=reason,
-        )
-    return g if level is not None else None
-
-
-def _set_credential(
-    s: Session,
-    vault: Vault,
-    dataset_id: str,
-    level: str,
-    credential: dict[str, str] | None,
-    *,
-    actor: str,
-    source_of: str,
-) -> None:
-    """Store (sealed), replace or remove (``None``) one credential, audited
-    without its value; nothing when it is the same as before."""
-    row = s.get(Credential, (dataset_id, level))
-    if credential is None:
-        if row is None:
-            return
-        s.delete(row)
-    elif row is not None and vault.open(row.sealed) == credential:
-        if row.source_of != source_of:
-            row.source_of = source_of
-        return
-    elif row is None:
-        s.add(
-            Credential(
-                dataset_id=dataset_id,
-                level=level,
-                sealed=vault.seal(credential),
-                source_of=source_of,
-                updated_by=actor,
-                updated=utcnow(),
-            )
-        )
-    else:
-        row.sealed, row.source_of, row.updated_by, row.updated = (
-            vault.seal(credential),
-            source_of,
-            actor,
-            utcnow(),
-        )
-    trail.add(
-        s,
-        "credential",
-        actor=actor,
-        dataset=dataset_id,
-        subject=level,
-        before="set" if row is not None else None,
-        after="set" if credential is not None else None,
-    )
-
-
-def _create(s: Session, d: dict[str, Any], actor: str, source_of: str) -> Dataset:
-    ds = Dataset(id=d["id"], source_of=source_of, created=utcnow())
-    _apply(ds, d)
-    s.add(ds)
-    trail.add(s, "dataset", actor=actor, dataset=ds.id, before=None, after=given(ds))
-    return ds
-
-
-def _update(s: Session, ds: Dataset, d: dict[str, Any], actor: str, reason: str = "") -> bool:
-    """Apply ``d`` to ``ds``, audited; whether anything changed."""
-    before = given(ds)
-    if before == {"id": ds.id, **{k: d[k] for k in FIELDS}}:
-        return False
-    _apply(ds, d)
-    trail.add(
-        s, "dataset", actor=actor, dataset=ds.id, before=before, after=given(ds), reason=reason
-    )
-    return True
-
-
-def _delete(s: Session, ds: Dataset, actor: str, reason: str = "") -> None:
-    """Delete ``ds`` with its grants and credentials; each removal audited."""
-    for g in s.scalars(select(Grant).where(Grant.dataset_id == ds.id)).all():
-        _set_grant(
-            s,
-            ds.id,
-            g.subject_type,
-            g.subject,
-            None,
-            actor=actor,
-            reason=reason or "dataset deleted",
-            source_of=g.source_of,
-        )
-    for c in s.scalars(select(Credential).where(Credential.dataset_id == ds.id)).all():
-        s.delete(c)
-    s.flush()
-    trail.add(s, "dataset", actor=actor, dataset=ds.id, before=given(ds), after=None, reason=reason)
-    s.delete(ds)
-
-
-def _s3_entry(
-    s: Session, vault: Vault, ds: Dataset, level: str
-) -> tuple[str, dict[str, str] | None]:
-    """The level and credential an s3 dataset gives at a start: the grant's
-    level's; a write grant without a write credential gets the read one, as read."""
-    for lv in ("write", "read") if level == "write" else ("read",):
-        row = s.get(Credential, (ds.id, lv))
-        opened = vault.open(row.sealed) if row is not None else None
-        if opened is not None:
-            return lv, opened
-        if row is not None:
-            log.error("Credential %s of %s cannot be opened (another key?)", lv, ds.id)
-    return "read", None
-
-
 class DataStore:
     """Datasets, grants, credentials and the audit trail in one ``Database``."""
 
@@ -358,7 +185,7 @@ class DataStore:
             d = self.check(raw)
             if s.get(Dataset, d["id"]) is not None:
                 raise StoreError(409, f"Dataset {d['id']!r} exists already (update it instead)")
-            ds = _create(s, d, actor, "api")
+            ds = add_dataset(s, d, actor, "api")
             s.flush()
             return self.model(s, ds)
 
@@ -384,7 +211,7 @@ class DataStore:
         def work(s: Session) -> dict[str, Any]:
             ds = _require(s, dataset_id)
             self._settings_only(ds, "change")
-            _update(s, ds, self.check({**given(ds), **raw}), actor)
+            change_dataset(s, ds, self.check({**given(ds), **raw}), actor)
             return self.model(s, ds)
 
         return await self.db.run(work)
@@ -393,7 +220,7 @@ class DataStore:
         def work(s: Session) -> None:
             ds = _require(s, dataset_id)
             self._settings_only(ds, "remove")
-            _delete(s, ds, actor)
+            remove_dataset(s, ds, actor)
 
         await self.db.run(work)
 
@@ -425,9 +252,9 @@ class DataStore:
 
         def work(s: Session) -> dict[str, Any] | None:
             _require(s, dataset_id)
-            if level is None and _grant(s, dataset_id, *subject) is None:
+            if level is None and find_grant(s, dataset_id, *subject) is None:
                 raise StoreError(404, f"No grant of {dataset_id} to {subject[0]} {subject[1]!r}")
-            g = _set_grant(
+            g = write_grant(
                 s, dataset_id, *subject, level, actor=actor, reason=reason, source_of="api"
             )
             s.flush()
@@ -453,7 +280,7 @@ class DataStore:
                 )
             if credential is None and s.get(Credential, (dataset_id, level)) is None:
                 raise StoreError(404, f"Dataset {dataset_id!r} has no {level} credential")
-            _set_credential(
+            write_credential(
                 s, self.vault, dataset_id, level, credential, actor=actor, source_of="api"
             )
 
@@ -493,7 +320,7 @@ class DataStore:
         for ds in s.scalars(q):
             level, credential = levels[ds.id], None
             if ds.kind == "s3":
-                level, credential = _s3_entry(s, self.vault, ds, level)
+                level, credential = s3_entry(s, self.vault, ds, level)
             d = given(ds)
             out.append(
                 {

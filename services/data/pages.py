@@ -98,7 +98,12 @@ class PageHandler(kit.ServiceHandler):
             return super().error_page(status_code, message)
         heading = ERROR_HEADINGS.get(status_code, "Something went wrong")
         self.page(
-            "error.html", page="error", status_code=status_code, heading=heading, message=message
+            "error.html",
+            page="error",
+            status_code=status_code,
+            heading=heading,
+            message=message,
+            may_read=self.may(READ),
         )
 
 

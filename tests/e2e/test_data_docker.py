@@ -9,7 +9,9 @@ An admin revokes the genomes grant through the data service's API; while Ana's
 workspace runs it is listed as holding a revoked grant, and at her next start
 the dataset is gone. The audit shows both of her starts and the grant change,
 in order. ``LABSPACE_DATASETS`` in a container names what was granted and
-nothing secret.
+nothing secret; the read key of ``survey`` (an s3 dataset lab-a may read) is
+a 0600 file of the workspace's user at /run/labspace, and nowhere in the
+home, in what Docker keeps about the container, in the audit or the hub's log.
 
 The tests run in file order on the shared hub (each says what it needs).
 Needs Docker and ``make images``; skipped without them (failed under CI=true).
@@ -19,6 +21,7 @@ Every container and volume the module may create is removed by name at the end.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 
 import docker_env
@@ -29,7 +32,22 @@ from harness import free_port, lab_datasets, service_client, wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REASON = "genomes licence ended for lab-a (ticket 4711)"
-SECRET_WORDS = ("secret", "access_key", "session_token", "password", "credentials")
+# the read key of an s3 dataset, given to the hub as labspace.yaml names it (an
+# environment variable); no S3 server is asked in this module: what matters here
+# is how the key reaches the container, and where it never goes
+SURVEY_READ = {"access_key_id": "AKIADOCKERREAD", "secret_access_key": secrets.token_hex(20)}
+SECRET = SURVEY_READ["secret_access_key"]
+CREDENTIALS_FILE = "/run/labspace/data-credentials.ini"
+
+
+SURVEY = {
+    "id": "survey",
+    "title": "Field survey",
+    "kind": "s3",
+    "s3": {"endpoint": "http://127.0.0.1:9", "bucket": "labspace-test", "prefix": "survey/"},
+    "credentials": {"read": {"env": "SURVEY_READ"}},
+    "grants": [{"group": "lab-a", "level": "read"}],
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +74,12 @@ def world(need, module_hub_factory, tmp_path_factory):
             "enabled": True,
             "port": free_port(),
             "roots": [str(root)],
-            "datasets": lab_datasets(root),
+            "datasets": [*lab_datasets(root), SURVEY],
         }
 
     hub = api = None
     try:
-        hub, api = module_hub_factory(edit)
+        hub, api = module_hub_factory(edit, {"SURVEY_READ": json.dumps(SURVEY_READ)})
         for name in (ana, oli):
             api.create_user(name)
         api.add_to_group("lab-a", ana)
@@ -155,11 +173,15 @@ def test_lab_a_gets_genomes_read_only_and_scratch_writable(world, objects):
     with data(world, "ana") as c:
         r = c.get("me/datasets")
     assert r.status_code == 200, r.text
-    mine = {d["id"]: (d["level"], d["mount_path"]) for d in r.json()}
-    assert mine == {
-        "genomes": ("read", "/data/genomes"),
-        "lab-a-scratch": ("write", "/data/lab-a-scratch"),
+    mine = {d["id"]: d for d in r.json()}
+    assert {k: d["level"] for k, d in mine.items()} == {
+        "genomes": "read",
+        "lab-a-scratch": "write",
+        "survey": "read",
     }
+    assert mine["genomes"]["mount_path"] == "/data/genomes"
+    assert mine["lab-a-scratch"]["mount_path"] == "/data/lab-a-scratch"
+    assert mine["survey"]["url"] == "s3://labspace-test/survey/"
 
     box = start_and_get(world, objects, ana)
     mounts = mounts_of(box)
@@ -183,14 +205,28 @@ def test_lab_a_gets_genomes_read_only_and_scratch_writable(world, objects):
     written = root / "lab-a-scratch" / "from-ana.txt"
     assert written.read_text() == "x" and written.stat().st_uid == 1000
 
-    # LABSPACE_DATASETS names both, at their levels and paths, with no secret in it
+    # LABSPACE_DATASETS names what was granted, at its level, with no secret in it
     shown = announced(box)
     assert {k: (v["level"], v["path"], v["kind"]) for k, v in shown.items()} == {
         "genomes": ("read", "/data/genomes", "host"),
         "lab-a-scratch": ("write", "/data/lab-a-scratch", "host"),
+        "survey": ("read", "", "s3"),
     }
-    raw = env_of(box)["LABSPACE_DATASETS"].lower()
-    assert not [w for w in SECRET_WORDS if w in raw], raw
+    survey = shown["survey"]
+    assert (survey["url"], survey["profile"], survey["credentials_file"]) == (
+        "s3://labspace-test/survey/",
+        "labspace-survey",
+        CREDENTIALS_FILE,
+    )
+
+    # the read key is a file of the workspace's user only, outside the home, and
+    # nowhere in what Docker keeps about the container (environment, command, labels)
+    assert run(box, ["stat", "-c", "%u %a", CREDENTIALS_FILE]) == (0, "1000 600")
+    code, ini = run(box, ["cat", CREDENTIALS_FILE])
+    assert code == 0 and f"aws_secret_access_key = {SECRET}" in ini, ini
+    assert "[labspace-survey]" in ini and "aws_access_key_id = AKIADOCKERREAD" in ini
+    assert run(box, ["grep", "-rlF", SECRET, "/home/jovyan"])[0] == 1  # 1: not found
+    assert SECRET not in json.dumps(box.attrs)
 
 
 def test_outsider_gets_neither(world, objects):
@@ -207,6 +243,7 @@ def test_outsider_gets_neither(world, objects):
         code, out = run(box, ["test", "-e", path])
         assert code != 0, f"{path} is there for an outsider"
     assert json.loads(env_of(box).get("LABSPACE_DATASETS", "[]")) == []
+    assert run(box, ["test", "-e", CREDENTIALS_FILE])[0] != 0
     stop(world["api"], oli)
 
 
@@ -242,11 +279,11 @@ def test_revoked_grant_is_held_until_the_next_start(world, objects):
     assert "/data/genomes" not in mounts, sorted(mounts)
     assert mounts["/data/lab-a-scratch"]["RW"] is True
     assert run(box, ["test", "-e", "/data/genomes"])[0] != 0
-    assert set(announced(box)) == {"lab-a-scratch"}
+    assert set(announced(box)) == {"lab-a-scratch", "survey"}
     with data(world, "admin") as admin:
         assert admin.get("holders").json() == []
     with data(world, "ana") as c:
-        assert [d["id"] for d in c.get("me/datasets").json()] == ["lab-a-scratch"]
+        assert sorted(d["id"] for d in c.get("me/datasets").json()) == ["lab-a-scratch", "survey"]
     stop(api, ana)
 
 
@@ -256,8 +293,8 @@ def test_audit_shows_both_starts_and_the_change(world):
     ana_starts = starts_of(events, ana)
     assert len(ana_starts) >= 2, events
     before, after = ana_starts[-1], ana_starts[0]
-    assert levels(before) == {"genomes": "read", "lab-a-scratch": "write"}, before
-    assert levels(after) == {"lab-a-scratch": "write"}, after
+    assert levels(before) == {"genomes": "read", "lab-a-scratch": "write", "survey": "read"}
+    assert levels(after) == {"lab-a-scratch": "write", "survey": "read"}, after
     assert before["server"] == after["server"] == ""
     (oli_start,) = starts_of(events, oli)
     assert oli_start["datasets"] == []
@@ -275,3 +312,7 @@ def test_audit_shows_both_starts_and_the_change(world):
     assert change in audit(world, dataset="genomes")
     assert {e["actor"] for e in events if e["kind"] == "grant"} == {"settings", "admin"}
     assert [(e["kind"], e["user"]) for e in audit(world, user=oli)] == [("start", oli)]
+    # the audit and the hub's log (the data service's own lines included) hold no secret
+    log = world["hub"].log()
+    assert re.search(r"\[I [^\]]* data\] 200 GET /services/data/api/audit", log)
+    assert SECRET not in json.dumps(events) and SECRET not in log

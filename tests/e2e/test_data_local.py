@@ -31,6 +31,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -341,7 +342,10 @@ def test_credentials_reach_the_workspace_only_as_a_private_file(world):
 
     # no secret value anywhere else a person, an admin or a log reader sees
     secrets_ = secret_values(world)
-    places = {"hub log": world["hub"].log()}
+    log = world["hub"].log()  # the hub's, its services' and the workspaces' output
+    assert re.search(r"\[I [^\]]* data\] 200 GET /services/data/api/", log)
+    assert "ana gets datasets " in log  # the hub side's line about the start
+    places = {"hub log": log}
     for i, text in enumerate(api_answers(world)):
         places[f"API answer {i}"] = text
     for name, env in envs.items():
@@ -383,7 +387,7 @@ def test_start_without_the_data_service_says_so(world):
     assert announced(env) == {}
     data_dir = home(world, "ana") / "data"
     assert not (data_dir / "genomes").exists(), "a link from an earlier start is still there"
-    assert "data service" in hub.log().lower()
+    assert "Data service unreachable at ana's start" in hub.log()
     stop(world, "ana")
 
     # it answers again: the next start has the datasets again

@@ -361,6 +361,7 @@ def test_admin_stops_a_workspace_holding_a_revoked_grant(world, chromium):
     row.get_by_role("button", name="Remove").click()
     expect(page.locator("#alert")).to_contain_text("group lab-a may use genomes no more")
     expect(row).to_have_count(0)
+    expect(page.locator("#holders-count")).to_have_text("1")  # counted at once, on every tab
 
     page.get_by_role("button", name=re.compile("Revoked but running")).click()
     holder = page.locator(f'#holders-table tr[data-holder="{ann}/"]')

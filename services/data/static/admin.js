@@ -211,6 +211,7 @@
         say(`${g.subject_type} ${g.subject} now has ${level.value} access to ${id}`, "success");
       } catch (e) { level.value = g.level; say(e.message, "danger"); }
       await loadGrants();
+      loadHolders().catch(() => {});
     });
     return el("tr", { "data-subject": `${g.subject_type}:${g.subject}` },
       cell(el("span", { class: "badge text-bg-light me-2" }, g.subject_type), el("span", { class: "g-subject" }, g.subject)),
@@ -219,6 +220,7 @@
         await call("DELETE", `datasets/${enc(id)}/grants/${g.subject_type}/${enc(g.subject)}?reason=${enc(reason())}`);
         say(`${g.subject_type} ${g.subject} may use ${id} no more (from their next start)`, "success");
         await loadGrants();
+        loadHolders().catch(() => {});  // the badge: running workspaces that still hold it
       })));
   }
 

@@ -41,6 +41,11 @@ ENV = "LABSPACE_DATASETS"
 ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 FOLDER_KINDS = ("local", "host", "volume", "pvc", "nfs")
 MAX_BYTES = 512 * 2**20  # a Parquet or NetCDF file the explorer reads whole
+MAX_FOLDERS = 200  # folders of an s3 dataset the explorer lists at most
+# the explorer answers a page: an S3 API that does not answer is reported after
+# about 2 x 10 s, not waited for (boto's and s3fs's retries would take minutes)
+QUICK_CONFIG = {"connect_timeout": 5, "read_timeout": 10, "retries": {"total_max_attempts": 1}}
+QUICK_RETRIES = 2
 FIELDS = ("id", "title", "kind", "level", "path", "url", "profile", "credentials_file")
 log = logging.getLogger("labspace.datasets")
 
@@ -125,10 +130,11 @@ def root(dataset_id: str) -> str:
     return d["url"].removeprefix("s3://").rstrip("/") if d["kind"] == "s3" else ""
 
 
-def filesystem(dataset_id: str):
+def filesystem(dataset_id: str, **options: Any):
     """An fsspec filesystem for the dataset: a ``DirFileSystem`` rooted at its
     folder, or for s3 an ``s3fs.S3FileSystem`` with the grant's key pair (read
-    from its credentials file) and the dataset's endpoint."""
+    from its credentials file) and the dataset's endpoint; ``options`` go to
+    ``S3FileSystem`` (e.g. ``config_kwargs={"read_timeout": 300}``)."""
     d = dataset(dataset_id)
     if d["kind"] != "s3":
         from fsspec.implementations.dirfs import DirFileSystem
@@ -148,6 +154,7 @@ def filesystem(dataset_id: str):
         endpoint_url=d["endpoint_url"] or None,
         client_kwargs=client_kwargs,
         skip_instance_cache=True,  # a new key after a restart is used, not a cached one
+        **options,
     )
 
 
@@ -181,15 +188,24 @@ def credentials(d: dict[str, Any]) -> tuple[str, str, str]:
 # -- data files of s3 datasets, for the Data Explorer ------------------------
 
 
+def _quick(dataset_id: str):
+    """The s3 dataset's filesystem with short timeouts and few retries."""
+    fs = filesystem(dataset_id, config_kwargs=QUICK_CONFIG)
+    fs.retries = QUICK_RETRIES  # s3fs's own retries, on top of boto's
+    return fs
+
+
 def s3_data_files(dataset_id: str, max_files: int = datafiles.MAX_FILES) -> list[tuple[str, str]]:
     """(label, key) of the CSV, Parquet and NetCDF files of an s3 dataset,
     bounded in count and depth; label ``s3://bucket/prefix/file.csv``."""
-    fs, start = filesystem(dataset_id), root(dataset_id)
+    fs, start = _quick(dataset_id), root(dataset_id)
     keys: list[str] = []
     queue = [(start, 0)]
     # breadth first with ls, which raises when the key is refused (find with a
-    # maxdepth answers [] instead)
-    while queue and len(keys) < max_files:
+    # maxdepth answers [] instead); bounded in files and in folders asked
+    for _ in range(MAX_FOLDERS):
+        if not queue or len(keys) >= max_files:
+            break
         folder, depth = queue.pop(0)
         for entry in sorted(fs.ls(folder, detail=True), key=lambda e: e["name"]):
             name = entry["name"].rstrip("/")
@@ -212,7 +228,7 @@ def load(dataset_id: str, key: str, max_bytes: int = MAX_BYTES):
     kind = datafiles.SUFFIXES.get(PurePosixPath(key).suffix.lower())
     if kind is None:
         raise DatasetError(f"{key} is not a CSV, Parquet or NetCDF file")
-    fs = filesystem(dataset_id)
+    fs = _quick(dataset_id)
     if kind != "csv" and fs.size(key) > max_bytes:
         raise DatasetError(
             f"{key} is larger than {max_bytes // 2**20} MiB: open it in a notebook "

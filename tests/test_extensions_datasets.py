@@ -10,7 +10,9 @@ import io
 import json
 import logging
 import os
+import socket
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -281,3 +283,22 @@ def test_the_explorer_says_when_an_s3_dataset_cannot_be_listed(monkeypatch, tmp_
     note = app.objects[1].object
     assert "climate: cannot be listed" in note
     assert wrong["secret_access_key"] not in note
+
+
+def test_the_explorer_does_not_wait_long_for_an_s3_api_that_does_not_answer(
+    monkeypatch, tmp_path, s3, explorer
+):
+    """An endpoint that takes the connection and never answers (a hung S3 API):
+    the explorer reports it after ~20 s, not after boto's and s3fs's retries."""
+    entry = s3_entry(s3, tmp_path, s3.read)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes connections; nobody reads or answers
+        entry["endpoint_url"] = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        module = explorer()  # its import builds a page too: without datasets yet
+        announce(monkeypatch, entry)
+        began = time.monotonic()
+        app = module.build()
+        took = time.monotonic() - began
+    assert took < 35, took  # 2 tries of 10 s (boto and s3fs alone would retry for minutes)
+    assert "climate: cannot be listed" in app.objects[1].object

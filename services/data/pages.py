@@ -20,13 +20,12 @@ from tornado import web
 
 from labspace.services.kit import web as kit
 
+from .handlers import ADMIN, READ
 from .rules import BACKEND_KINDS, ID_PATTERN, KINDS
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
-SCOPE = "custom:labspace-data:"
-READ, ADMIN = SCOPE + "read", SCOPE + "admin"
 DEFAULT_NAV = [
     {"title": "My data", "url": "/services/data/", "admin": False},
     {"title": "Data admin", "url": "/services/data/admin", "admin": True},

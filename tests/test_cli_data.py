@@ -273,3 +273,22 @@ async def test_python_client(data):
             assert ls.data_holders() == []
 
     await asyncio.to_thread(script)
+
+
+async def test_python_client_my_datasets(data):
+    token = ann(data)
+
+    def script():
+        with Client(data.url, token) as ls:
+            (mine,) = ls.my_datasets()
+            assert (mine["id"], mine["level"], mine["mount_path"]) == (
+                "genomes",
+                "read",
+                "/data/genomes",
+            )
+            assert [d["id"] for d in ls.datasets()] == ["genomes"]
+            with pytest.raises(ClientError) as e:
+                ls.grants("genomes")
+            assert e.value.status == 403
+
+    await asyncio.to_thread(script)

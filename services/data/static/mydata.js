@@ -57,6 +57,7 @@
     try {
       const answer = await call("GET", "me/datasets");
       const datasets = Array.isArray(answer) ? answer : answer.datasets || [];
+      list.classList.toggle("row-cols-lg-2", datasets.length > 0);
       list.replaceChildren(...(datasets.length ? datasets.map(card) : [empty()]));
     } catch (e) {
       list.replaceChildren();

@@ -371,6 +371,43 @@ def test_credentials_reach_the_workspace_only_as_a_private_file(world):
         assert not files[name].exists(), files[name]
 
 
+def test_downgraded_grant_gets_the_read_key_at_the_next_start(world):
+    """Wri's write grant becomes read through the API: his running workspace is
+    listed as holding more than he has now; his next start gets the read key."""
+    api, s3 = world["api"], world["s3"]
+    if "wri" not in api.started:
+        started(world, "wri")
+    reason = "survey frozen for the 2026 report"
+    with data(world, "admin") as admin:
+        body = {"user": "wri", "level": "read", "reason": reason}
+        r = admin.post("datasets/survey/grants", json=body)
+        assert r.status_code == 200, r.text
+        assert (r.json()["subject"], r.json()["level"]) == ("wri", "read")
+        r = admin.get("holders")
+        assert r.status_code == 200, r.text
+        held = [(h["user"], h["dataset"], h["held"], h["now"]) for h in r.json()]
+        assert held == [("wri", "survey", "write", "read")], r.json()
+        # (labspace.yaml's seeding of the grant is recorded too, by actor "settings")
+        events = admin.get("audit", params={"user": "wri"}).json()
+        (change,) = [e for e in events if e["kind"] == "grant" and e["actor"] == "admin"]
+        assert (change["subject"], change["before"], change["after"], change["reason"]) == (
+            "user:wri",
+            "write",
+            "read",
+            reason,
+        )
+    stop(world, "wri")
+    env = started(world, "wri")
+    assert announced(env)["survey"]["level"] == "read"
+    _, parsed = profile_file(world, env)
+    assert parsed["labspace-survey"]["aws_access_key_id"] == s3.read["access_key_id"]
+    out = in_workspace(world, "wri", S3_CHECK % {"bucket": s3.bucket, "who": "wri2"}, env)
+    assert (out["fsspec_write"], out["boto_write"]) == ("denied", "AccessDenied"), out
+    with data(world, "admin") as admin:
+        assert admin.get("holders").json() == []
+    stop(world, "wri")
+
+
 # -- the data service down ----------------------------------------------------------
 
 

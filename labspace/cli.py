@@ -461,6 +461,13 @@ def data_show(url, as_json, dataset):
         return
     grants = found.pop("grants", None)
     found["size"] = _size(found.get("size"))
+    if isinstance(found.get("credentials"), dict):  # whether set, never a value
+        found["credentials"] = ", ".join(
+            f"{level} {'set' if is_set else 'not set'}"
+            for level, is_set in found["credentials"].items()
+        )
+    if isinstance(found.get("s3"), dict):
+        found["s3"] = ", ".join(f"{k}={v}" for k, v in found["s3"].items() if v)
     for key, value in found.items():
         out.print(f"{key}: {_cell(value)}", markup=False)
     if grants is not None:

@@ -30,6 +30,7 @@ from labspace.services.kit.run import ServiceContext
 SERVICE_TOKEN = secrets.token_hex(8)
 PREFIX = "/services/data/"
 READ, ADMIN = "custom:labspace-data:read", "custom:labspace-data:admin"
+READ_KEY = {"access_key_id": "AKIACLIMATEREAD", "secret_access_key": secrets.token_hex(20)}
 
 
 def fake_hub(tokens: dict[str, dict]) -> web.Application:
@@ -109,14 +110,22 @@ async def data(monkeypatch, tmp_path):
             "kind": "host",
             "source": str(root / "scratch"),
         },
+        {
+            "id": "climate",
+            "kind": "s3",
+            "s3": {"endpoint": "http://127.0.0.1:9", "bucket": "research", "prefix": "climate/"},
+        },
     ]
+    credentials = tmp_path / "data-settings-credentials.json"
+    credentials.write_text(json.dumps({"climate": {"read": READ_KEY}}))
+    credentials.chmod(0o600)
     config = {
         "db_url": f"sqlite:///{tmp_path / 'data.sqlite'}",
         "data_dir": str(tmp_path),
         "backend": "docker",
         "roots": [str(root)],
         "datasets": datasets,
-        "credentials_file": "",
+        "credentials_file": str(credentials),
     }
     monkeypatch.setenv("LABSPACE_DATA_CONFIG", json.dumps(config))
     started = await service.start(ServiceContext("data"))
@@ -145,7 +154,20 @@ async def test_admin_lists_every_dataset_as_a_table_and_as_json(data):
     assert any(line.split()[:2] == ["genomes", "Reference"] for line in lines)
     assert "/data/scratch" in done.output  # docker backend: /data/<id>
     done = await data.cli(admin(data), "data", "list", "--json")
-    assert {d["id"] for d in json.loads(done.output)} == {"genomes", "scratch"}
+    assert {d["id"] for d in json.loads(done.output)} == {"genomes", "scratch", "climate"}
+
+
+async def test_show_says_where_an_s3_dataset_is_and_whether_keys_are_set_never_them(data):
+    done = await data.cli(admin(data), "data", "show", "climate")
+    assert done.exit_code == 0, done.output
+    lines = done.output.splitlines()
+    assert "s3: endpoint=http://127.0.0.1:9, bucket=research, prefix=climate/" in lines
+    assert "credentials: read set, write not set" in lines
+    for args in (("show", "climate", "--json"), ("list", "--json"), ("list",), ("audit", "--csv")):
+        done = await data.cli(admin(data), "data", *args)
+        assert done.exit_code == 0, done.output
+        assert READ_KEY["secret_access_key"] not in done.output
+        assert READ_KEY["access_key_id"] not in done.output
 
 
 async def test_a_user_lists_only_the_datasets_granted_with_the_level(data):

@@ -10,20 +10,40 @@ calls the outcome of its own service's start: the same steps, the same checks
 Any later call (none in JupyterHub 5) is JupyterHub's own.
 
 Configuration written for ``JupyterHub`` applies unchanged (traitlets reads a
-class's section for its subclasses too).
+class's section for its subclasses too), and it logs as ``JupyterHub``, as the
+hub always did: traitlets names an application's logger after its class, and
+the hub sides' loggers (``JupyterHub.catalog``, ``JupyterHub.data``...) are
+children of that one, so their lines reach the hub's log in its format.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from jupyterhub.app import JupyterHub
+from traitlets import default
+
+LOGGER = "JupyterHub"
 
 
 class LabspaceHub(JupyterHub):
     """JupyterHub whose first round of service starts runs concurrently."""
 
     _first_starts: dict[str, asyncio.Task] | None = None
+
+    @default("log")
+    def _log_default(self):
+        log = logging.getLogger(LOGGER)
+        log.propagate = False
+        return log
+
+    def get_default_logging_config(self):
+        config = super().get_default_logging_config()
+        loggers = config.get("loggers", {})
+        if type(self).__name__ in loggers:
+            loggers[LOGGER] = loggers.pop(type(self).__name__)
+        return config
 
     async def start_service(self, service_name, service, ssl_context=None):
         first = self._first_starts

@@ -50,3 +50,6 @@ def test_managed_services_start_side_by_side(tmp_path, hub_factory, hub_settings
         assert r.status_code != 503, (name, r.status_code)
     log = hub.log()
     assert log.index("Starting managed service second") < log.index("JupyterHub is now running")
+    # it logs as JupyterHub did, so the hub sides' "JupyterHub.<name>" loggers reach its log
+    started = next(line for line in log.splitlines() if "Starting managed service second" in line)
+    assert " JupyterHub app:" in started and "LabspaceHub" not in log

@@ -45,13 +45,14 @@ TEST_SERVICE_SCOPES = [
 
 
 def hub_settings_for(data_dir: Path, proxy_command: list[str], token: str) -> dict[str, Any]:
-    """Settings for a test hub: free loopback ports, ``data_dir``, the accounting
-    and catalog services off (tests about them turn them on), and a ``test``
+    """Settings for a test hub: free loopback ports, ``data_dir``, the accounting,
+    catalog and data services off (tests about them turn them on), and a ``test``
     service whose ``token`` may manage users, groups, servers and tokens."""
     return {
         "data_dir": str(data_dir),
         "accounting": {"enabled": False},
         "catalog": {"enabled": False},
+        "data": {"enabled": False},
         "hub": {
             "ip": "127.0.0.1",
             "port": free_port(),

@@ -468,6 +468,26 @@ async def test_grant_add_change_remove_is_audited_with_reason(data_svc):
     assert all(e["kind"] == "grant" and e["subject"] == "group:lab-b" for e in events)
 
 
+async def test_concurrent_grant_changes_leave_an_unbroken_audit_chain(data_svc):
+    """Twenty changes of one grant at once: none fails, and the audit reads as one
+    chain (each event's before is the previous one's after), ending at the grant
+    as it stands."""
+    admin = data_svc.admin()
+    path = "api/datasets/genomes/grants"
+    levels = ["read", "write"] * 10
+    answers = await asyncio.gather(
+        *(data_svc.call(admin, "POST", path, {"user": "zoe", "level": lv}) for lv in levels)
+    )
+    assert [r.status_code for r in answers] == [200] * 20
+    events = (await data_svc.call(admin, "GET", "api/audit?user=zoe")).json()[::-1]
+    assert events[0]["before"] is None
+    for earlier, later in zip(events, events[1:], strict=False):
+        assert later["before"] == earlier["after"]
+    grants = (await data_svc.call(admin, "GET", path)).json()
+    [zoe] = [g for g in grants if g["subject"] == "zoe"]
+    assert zoe["level"] == events[-1]["after"]
+
+
 async def test_user_grant_to_a_name_with_odd_characters(data_svc):
     admin = data_svc.admin()
     name = "ann.o'neil@example.org"

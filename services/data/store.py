@@ -119,9 +119,12 @@ def _levels(s: Session, who: Who) -> dict[str, str]:
     return {k: rules.strongest(v) for k, v in held.items()}
 
 
-def _require(s: Session, dataset_id: str, who: Who | None = None) -> Dataset:
-    """The dataset; 404 when absent or (``who``) not granted, the same answer."""
-    ds = s.get(Dataset, dataset_id)
+def _require(s: Session, dataset_id: str, who: Who | None = None, *, lock: bool = False) -> Dataset:
+    """The dataset; 404 when absent or (``who``) not granted, the same answer.
+    ``lock``: its row is locked until the transaction ends (PostgreSQL; SQLite's
+    writing transactions hold the whole database), so two changes of a dataset or
+    its grants never read the same "before"."""
+    ds = s.get(Dataset, dataset_id, with_for_update=lock or None)
     if ds is None or (who is not None and dataset_id not in _levels(s, who)):
         raise StoreError(404, f"No such dataset: {dataset_id}")
     return ds
@@ -209,7 +212,7 @@ class DataStore:
             raise StoreError(400, "id: cannot change (the dataset's id is in the path)")
 
         def work(s: Session) -> dict[str, Any]:
-            ds = _require(s, dataset_id)
+            ds = _require(s, dataset_id, lock=True)
             self._settings_only(ds, "change")
             change_dataset(s, ds, self.check({**given(ds), **raw}), actor)
             return self.model(s, ds)
@@ -218,7 +221,7 @@ class DataStore:
 
     async def delete(self, dataset_id: str, actor: str) -> None:
         def work(s: Session) -> None:
-            ds = _require(s, dataset_id)
+            ds = _require(s, dataset_id, lock=True)
             self._settings_only(ds, "remove")
             remove_dataset(s, ds, actor)
 
@@ -251,7 +254,7 @@ class DataStore:
         (or, to remove, the grant) does not exist."""
 
         def work(s: Session) -> dict[str, Any] | None:
-            _require(s, dataset_id)
+            _require(s, dataset_id, lock=True)
             if level is None and find_grant(s, dataset_id, *subject) is None:
                 raise StoreError(404, f"No grant of {dataset_id} to {subject[0]} {subject[1]!r}")
             g = write_grant(
@@ -271,7 +274,7 @@ class DataStore:
         """Store (sealed) or remove an s3 dataset's credential for ``level``."""
 
         def work(s: Session) -> None:
-            ds = _require(s, dataset_id)
+            ds = _require(s, dataset_id, lock=True)
             if ds.kind != "s3":
                 raise StoreError(
                     400,

@@ -343,6 +343,19 @@ async def test_key_is_kept_so_credentials_survive_a_restart(data_svc, tmp_path):
     assert bucket["credentials"] == {**READ_KEY, "session_token": "tok"}
 
 
+async def test_an_unreadable_credentials_file_keeps_the_stored_ones(data_svc, world, caplog):
+    world.credentials_file.unlink()  # named, but gone (the hub did not write it this time)
+    await data_svc.restart()
+    r = await data_svc.call(data_svc.admin(), "GET", "api/datasets/bucket")
+    assert r.json()["credentials"] == {"read": True, "write": True}
+    assert "cannot read the settings' credentials" in caplog.text
+    world.credentials_file.write_text("[1, 2]")
+    await data_svc.restart()
+    r = await data_svc.internal({"user": "carol", "server": "", "groups": []})
+    assert r.json()["datasets"][0]["credentials"] == WRITE_KEY
+    no_secret_in(caplog.text)
+
+
 async def test_a_bad_settings_dataset_is_skipped_not_fatal(data_svc, world):
     bad = {"id": "escape", "kind": "host", "source": str(world.root / "escape")}
     await data_svc.restart(datasets=[*world.datasets, bad])

@@ -31,18 +31,25 @@ REASON = "labspace.yaml"
 log = logging.getLogger("labspace.data")
 
 
-def read_credentials(path: str) -> dict[str, Any]:
-    """The credentials file the hub wrote (``{}`` without one); its content is never logged."""
+def read_credentials(path: str) -> dict[str, Any] | None:
+    """The credentials file the hub wrote: ``{}`` when the settings name none
+    (``path`` ""), None when it is named but cannot be read (the stored ones are
+    then kept as they are). Its content is never logged."""
     if not path:
         return {}
     try:
         value = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return {}
     except (OSError, ValueError) as e:
-        log.error("%s: cannot read the settings' credentials (%s)", path, type(e).__name__)
-        return {}
-    return value if isinstance(value, dict) else {}
+        log.error(
+            "%s: cannot read the settings' credentials (%s); the stored ones are kept",
+            path,
+            type(e).__name__,
+        )
+        return None
+    if not isinstance(value, dict):
+        log.error("%s: not a JSON object; the stored credentials are kept", path)
+        return None
+    return value
 
 
 def _datasets(s: Session, store: DataStore, listed: list[dict[str, Any]]) -> dict[str, list]:
@@ -132,14 +139,17 @@ def _credentials(s: Session, store: DataStore, given: dict[str, Any]) -> None:
             )
 
 
-def seed(store: DataStore, datasets: list[dict[str, Any]], credentials: dict[str, Any]) -> None:
+def seed(
+    store: DataStore, datasets: list[dict[str, Any]], credentials: dict[str, Any] | None
+) -> None:
     """Apply the settings in one transaction (synchronous: at start, on the
-    database's threads)."""
+    database's threads); ``credentials`` None: leave the stored ones alone."""
 
     def work(s: Session) -> None:
         grants = _datasets(s, store, datasets or [])
         _grants(s, grants)
         s.flush()
-        _credentials(s, store, credentials or {})
+        if credentials is not None:
+            _credentials(s, store, credentials)
 
     store.db.work(work)

@@ -242,6 +242,15 @@ def test_admin_adds_a_grant_and_sees_it_in_the_audit(world, chromium):
     expect(row).to_be_visible()
     expect(row.locator("select")).to_have_value("read")
     expect(row).to_contain_text("admin")
+    # every grant by group and user: what each may use, over all datasets
+    lab_a = page.locator('#subjects-table tr[data-subject="group:lab-a"]')
+    for dataset in ("genomes", "lab-a-scratch", "html-title"):
+        expect(lab_a.locator(f'[data-dataset="{dataset}"]')).to_be_visible()
+    expect(lab_a.locator('[data-dataset="lab-a-scratch"]')).to_contain_text("read and write")
+    ann = page.locator(f'#subjects-table tr[data-subject="user:{world["ann"]}"]')
+    expect(ann.locator('[data-dataset="climate"]')).to_contain_text("read and write")
+    lab_b = page.locator('#subjects-table tr[data-subject="group:lab-b"]')
+    expect(lab_b).to_contain_text("genomes")
     shoot(page, "data-admin-grants")
 
     # change its level with the row's select, with a reason of its own

@@ -225,6 +225,7 @@
   }
 
   async function loadGrants() {
+    loadSubjects().catch((e) => say(e.message, "danger"));
     const id = $("g-dataset").value;
     state.grantsOf = id;
     const body = $("grants-table").tBodies[0];
@@ -233,6 +234,32 @@
     const grants = Array.isArray(answer) ? answer : answer.grants || [];
     body.replaceChildren(...(grants.length ? grants.map((g) => grantRow(id, g))
       : [el("tr", {}, el("td", { colspan: "5", class: "text-muted" }, "Nobody may use this dataset yet."))]));
+  }
+
+  // every dataset's grants, by subject: what lab-a (or alice) may use (at most MAX_SUBJECT_FETCH datasets)
+  const MAX_SUBJECT_FETCH = 200;
+  async function loadSubjects() {
+    const sets = state.datasets.slice(0, MAX_SUBJECT_FETCH);
+    const lists = await Promise.all(sets.map((d) => call("GET", `datasets/${enc(d.id)}/grants`)));
+    const bySubject = new Map();
+    lists.forEach((grants, i) => {
+      for (const g of grants) {
+        const key = `${g.subject_type}:${g.subject}`;
+        if (!bySubject.has(key)) bySubject.set(key, { g, held: [] });
+        bySubject.get(key).held.push([sets[i].id, g.level]);
+      }
+    });
+    const rows = [...bySubject.keys()].sort().map((key) => {
+      const { g, held } = bySubject.get(key);
+      return el("tr", { "data-subject": key },
+        cell(el("span", { class: "badge text-bg-light me-2" }, g.subject_type), g.subject),
+        cell(...held.map(([id, level]) => el("span", { class: "me-3 text-nowrap d-inline-block", "data-dataset": id },
+          `${id} `, levelBadge(level)))));
+    });
+    const more = state.datasets.length > sets.length
+      ? [el("tr", {}, el("td", { colspan: "2", class: "text-muted" }, `Only the first ${sets.length} datasets are shown here.`))] : [];
+    $("subjects-table").tBodies[0].replaceChildren(...(rows.length ? rows
+      : [el("tr", {}, el("td", { colspan: "2", class: "text-muted" }, "No grants yet."))]), ...more);
   }
 
   async function addGrant(ev) {

@@ -356,6 +356,20 @@ async def test_an_unreadable_credentials_file_keeps_the_stored_ones(data_svc, wo
     no_secret_in(caplog.text)
 
 
+async def test_settings_without_datasets_key_leave_them_alone_but_an_empty_list_removes(
+    data_svc,
+):
+    admin = data_svc.admin()
+    del data_svc.config["datasets"]
+    await data_svc.restart()
+    assert len((await data_svc.call(admin, "GET", "api/datasets")).json()) == 3
+    await data_svc.restart(datasets=[])
+    assert (await data_svc.call(admin, "GET", "api/datasets")).json() == []
+    events = (await data_svc.call(admin, "GET", "api/audit?dataset=genomes&limit=2")).json()
+    assert events[0]["kind"] == "dataset" and events[0]["after"] is None
+    assert events[0]["actor"] == "settings" and events[1]["kind"] == "grant"
+
+
 async def test_a_bad_settings_dataset_is_skipped_not_fatal(data_svc, world):
     bad = {"id": "escape", "kind": "host", "source": str(world.root / "escape")}
     await data_svc.restart(datasets=[*world.datasets, bad])

@@ -77,7 +77,8 @@ async def start(ctx: ServiceContext) -> Started:
     credentials = await loop.run_in_executor(
         db.pool, read_credentials, config.get("credentials_file") or ""
     )
-    await loop.run_in_executor(db.pool, seed, store, config.get("datasets") or [], credentials)
+    # no "datasets" key at all (not the same as an empty list): leave them alone
+    await loop.run_in_executor(db.pool, seed, store, config.get("datasets"), credentials)
     del credentials
     holders = Holders(store, ctx.hub(timeout=10))
     measurer = Measurer(db)

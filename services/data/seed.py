@@ -140,15 +140,17 @@ def _credentials(s: Session, store: DataStore, given: dict[str, Any]) -> None:
 
 
 def seed(
-    store: DataStore, datasets: list[dict[str, Any]], credentials: dict[str, Any] | None
+    store: DataStore, datasets: list[dict[str, Any]] | None, credentials: dict[str, Any] | None
 ) -> None:
     """Apply the settings in one transaction (synchronous: at start, on the
-    database's threads); ``credentials`` None: leave the stored ones alone."""
+    database's threads); None for ``datasets`` or ``credentials``: leave the
+    stored ones alone."""
 
     def work(s: Session) -> None:
-        grants = _datasets(s, store, datasets or [])
-        _grants(s, grants)
-        s.flush()
+        if datasets is not None:
+            grants = _datasets(s, store, datasets if isinstance(datasets, list) else [])
+            _grants(s, grants)
+            s.flush()
         if credentials is not None:
             _credentials(s, store, credentials)
 

@@ -445,9 +445,13 @@ def test_without_a_grant_no_way_makes_a_dataset_appear(world):
         assert c.get("datasets/genomes").status_code == 404
 
     # user_options: no such option, nothing starts
-    for body in ({"datasets": ["genomes"]}, {"profile": "small", "mounts": ["genomes"]}):
+    for body, key in (
+        ({"datasets": ["genomes"]}, "datasets"),
+        ({"profile": "small", "mounts": ["genomes"]}, "mounts"),
+    ):
         r = start(world, "oli", body)
         assert r.status_code == 400, r.text
+        assert r.json()["message"].startswith(f"Unknown option '{key}'"), r.text
         assert api.user("oli").json()["servers"] == {}
     # a profile of lab-a's: refused; another profile open to him: no dataset
     r = start(world, "oli", {"profile": "lab"})
@@ -463,8 +467,11 @@ def test_without_a_grant_no_way_makes_a_dataset_appear(world):
     assert r.status_code == 404, r.text
 
     # a catalog standalone app (a named server of his): no dataset either
-    r = api.request("POST", "users/oli/servers/viewer", json={"app": "viewer", "datasets": ["x"]})
+    body = {"app": "viewer", "datasets": ["genomes"]}
+    r = api.request("POST", "users/oli/servers/viewer", json=body)
     assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith("Unknown option 'datasets'"), r.text
+    assert "viewer" not in api.user("oli").json()["servers"]
     catalog = service_client(world["hub"].url, world["tokens"]["oli"], "catalog")
     with catalog:
         r = catalog.post("apps/viewer/launch", json={})

@@ -1,5 +1,5 @@
 """Fixtures of the security suite: one real hub for the package (the security
-world), with the accounting and catalog services on, and a hub token for each
+world), with the accounting, catalog and data services on, and a hub token for each
 kind of caller; tests that need a fresh or unusual hub start their own.
 
 The callers (every token is made through the hub API for that user, without
@@ -20,7 +20,7 @@ Fixtures:
 - ``security_summary``: a list of lines printed in pytest's terminal summary
   (the schemathesis counts), passed or failed.
 - ``security_world`` (package): the security world: ONE hub for the whole
-  package, with both services, the catalog apps ``WORLD_APPS`` (``DEMO``, a
+  package, with every service (data: `data_settings`), the catalog apps ``WORLD_APPS`` (``DEMO``, a
   proxied demo app; ``SHARED_DEMO``, a standalone one; ``WEB``, a static site;
   ``EVIL``, a site whose SVG icon carries scripts), the users, groups and
   tokens; stopped by PID at the end of the package. Its ``test`` service token
@@ -156,10 +156,38 @@ def security_settings(tmp: Path, proxy_command: list[str], token: str, apps=()) 
         "personal_allowance": 5,
     }
     settings["catalog"] = {"enabled": True, "port": free_port(), "apps": list(apps)}
+    settings["data"] = data_settings(tmp)
     roles = settings["hub"]["config"]["JupyterHub"]["load_roles"]
     roles[0]["scopes"] += ACCOUNTING_ADMIN_SCOPES
     roles.append(dict(GROUP_ADMIN_ROLE))
     return settings
+
+
+def data_settings(tmp: Path) -> dict:
+    """The data service: ``genomes`` read by lab-a, ``bob-notes`` written by bob
+    alone (a dataset alice may not see), host folders under one root."""
+    root = tmp / "datasets"
+    for name in ("genomes", "bob-notes"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    return {
+        "enabled": True,
+        "port": free_port(),
+        "roots": [str(root)],
+        "datasets": [
+            {
+                "id": "genomes",
+                "kind": "host",
+                "source": str(root / "genomes"),
+                "grants": [{"group": "lab-a", "level": "read"}],
+            },
+            {
+                "id": "bob-notes",
+                "kind": "host",
+                "source": str(root / "bob-notes"),
+                "grants": [{"user": "bob", "level": "write"}],
+            },
+        ],
+    }
 
 
 def populate(api: HubAPI) -> dict[str, str]:
@@ -179,17 +207,21 @@ def populate(api: HubAPI) -> dict[str, str]:
 
 
 def wait_services(world: World) -> None:
-    """Both services answer through the hub's proxy."""
+    """The services answer through the hub's proxy."""
     with world.client("admin") as c:
 
         def up() -> bool:
-            paths = ("services/accounting/api/prices", "services/catalog/api/apps")
+            paths = (
+                "services/accounting/api/prices",
+                "services/catalog/api/apps",
+                "services/data/api/datasets",
+            )
             try:
                 return all(c.get(p).status_code == 200 for p in paths)
             except httpx.HTTPError:
                 return False
 
-        wait_for(up, 60, 0.5, what="the accounting and catalog services")
+        wait_for(up, 60, 0.5, what="the accounting, catalog and data services")
 
 
 SUMMARY = pytest.StashKey[list[str]]()

@@ -581,3 +581,83 @@ def test_sub_path_may_not_leave_the_source():
     for bad in ("../etc", "/etc", "a/../../b"):
         with pytest.raises(ValueError, match="leaves the source"):
             kube.volume_mounts_for([Mount("m", "pvc", "c", "/d", sub_path=bad)])
+
+
+class SecretsAPI:
+    """A stand-in for the Kubernetes API's Secret endpoints (no cluster can run
+    here): what the spawner sends, and Kubernetes' answers (409 for a name that
+    exists, 404 for one that does not)."""
+
+    def __init__(self):
+        self.secrets: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str]] = []
+
+    def app(self):
+        from tornado import web as tw
+
+        api = self
+
+        class Secrets(tw.RequestHandler):
+            def status(self, code, reason):
+                self.set_status(code)
+                self.finish({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                             "reason": reason, "code": code})  # fmt: skip
+
+            def post(self, ns):
+                body = json.loads(self.request.body)
+                name = body["metadata"]["name"]
+                api.calls.append(("create", f"{ns}/{name}"))
+                if name in api.secrets:
+                    return self.status(409, "AlreadyExists")
+                api.secrets[name] = body
+                self.set_status(201)
+                self.finish(body)
+
+            def put(self, ns, name):
+                api.calls.append(("replace", f"{ns}/{name}"))
+                api.secrets[name] = json.loads(self.request.body)
+                self.finish(api.secrets[name])
+
+            def delete(self, ns, name):
+                api.calls.append(("delete", f"{ns}/{name}"))
+                if api.secrets.pop(name, None) is None:
+                    return self.status(404, "NotFound")
+                self.finish({"kind": "Status", "apiVersion": "v1", "status": "Success"})
+
+        base = r"/api/v1/namespaces/([^/]+)/secrets"
+        return tw.Application([(base, Secrets), (base + r"/([^/]+)", Secrets)])
+
+
+async def test_files_secret_is_written_before_the_pod_and_deleted_after(make_spawner):
+    from harness import free_port
+
+    api = SecretsAPI()
+    port = free_port()
+    server = api.app().listen(port, address="127.0.0.1")
+    try:
+        spawner = make_spawner("alice", k8s_api_host=f"http://127.0.0.1:{port}")
+        spawner.namespace = "labspace-users"
+        await data_manifests(spawner)
+        await spawner.prepare_workspace()
+        sent = api.secrets["jupyter-alice-files"]
+        assert sent == spawner.files_secret_manifest()
+        assert_valid({**sent, "metadata": {**sent["metadata"], "namespace": "labspace-users"}})
+        await spawner.prepare_workspace()  # a start after one whose stop was missed
+        await spawner.run_post_stop_hook()
+        assert api.secrets == {}
+        await spawner.run_post_stop_hook()  # nothing left: a 404 is fine
+        assert api.calls == [
+            ("create", "labspace-users/jupyter-alice-files"),
+            ("create", "labspace-users/jupyter-alice-files"),
+            ("replace", "labspace-users/jupyter-alice-files"),
+            ("delete", "labspace-users/jupyter-alice-files"),
+            ("delete", "labspace-users/jupyter-alice-files"),
+        ]
+        # a start without files sends nothing
+        spawner.before_start = []
+        await spawner._run_apply_user_options({})
+        await spawner._run_before_start(spawner.workspace_spec)
+        await spawner.prepare_workspace()
+        assert len(api.calls) == 5
+    finally:
+        server.stop()

@@ -19,6 +19,9 @@ names them.
   its progress says so; the next start has them again.
 - Oli (no grant) cannot make a dataset appear: not through ``user_options``,
   another profile, or a catalog standalone app.
+- A host path outside ``data.roots`` (elsewhere, ``..``, a sibling prefix, a
+  link out) is refused when saved; one that became a link out of its root after
+  it was saved is left out at the start by the hub's own check.
 
 Tests run in file order on the shared hub; each starts what it needs.
 """
@@ -492,3 +495,49 @@ def test_without_a_grant_no_way_makes_a_dataset_appear(world):
         assert r.status_code == 200, r.text
     wait_for(lambda: "viewer" not in api.user("oli").json()["servers"], 120, what="viewer stop")
     stop(world, "oli")
+
+
+# -- paths under data.roots, when saved and again at the start -------------------------
+
+BAD_SOURCES = {
+    "outside": "/etc",
+    "dotdot": "{root}/genomes/../../escape",
+    "sibling": "{root}2/genomes",
+    "relative": "datasets/genomes",
+    "link out": "{root}/link-out",
+}
+
+
+def test_a_path_out_of_the_roots_is_refused_when_saved_and_at_the_start(world, tmp_path):
+    root, api = world["root"], world["api"]
+    (root / "link-out").symlink_to("/etc", target_is_directory=True)
+    with data(world, "admin") as admin:
+        for why, source in BAD_SOURCES.items():
+            body = {"id": "bad", "kind": "host", "source": source.format(root=root)}
+            r = admin.post("datasets", json=body)
+            assert r.status_code == 400, (why, r.text)
+            assert r.json()["message"].startswith("source: "), (why, r.text)
+        assert admin.get("datasets/bad").status_code == 404
+
+        # saved while it was a folder under the root, a link out of it by the start
+        moved = root / "moved"
+        moved.mkdir()
+        r = admin.post("datasets", json={"id": "moved", "kind": "host", "source": str(moved)})
+        assert r.status_code == 201, r.text
+        body = {"group": "lab-a", "level": "read", "reason": "e2e"}
+        assert admin.post("datasets/moved/grants", json=body).status_code == 200
+        moved.rmdir()
+        moved.symlink_to(tmp_path, target_is_directory=True)
+        try:
+            env = started(world, "ana")
+            assert "moved" not in announced(env)
+            assert set(announced(env)) == {"genomes", "lab-a-scratch", "survey"}
+            assert not (home(world, "ana") / "data" / "moved").exists()
+            # the service still grants it: the hub's own check at the start left it out
+            with data(world, "ana") as c:
+                assert "moved" in {d["id"] for d in c.get("me/datasets").json()}
+            assert "Dataset 'moved' refused at mount time: source: " in world["hub"].log()
+            stop(world, "ana")
+        finally:
+            assert admin.delete("datasets/moved").status_code == 204
+    assert api.user("ana").json()["servers"] == {}

@@ -25,7 +25,10 @@ refuse with that status and message):
 
 Services name the extra ``user_options`` keys they handle in ``option_keys``;
 any other key is still refused. Hooks may add environment variables through
-``spawner.extra_env`` (cleared at each start) and set ``default_url``.
+``spawner.extra_env`` (cleared at each start) and set ``default_url``; a
+``before_start`` hook may replace ``spawner.workspace_spec`` (e.g. with a
+person's data mounts and files), which the backend then applies; each start
+begins again from the profile's spec.
 """
 
 from __future__ import annotations

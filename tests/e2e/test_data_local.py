@@ -128,7 +128,7 @@ def world(module_hub_factory, tmp_path_factory, s3):
     api.add_to_group("lab-a", "ana")
     tokens = {name: api.token(name, "data e2e") for name in (*USERS, "admin")}
     w = {"hub": hub, "api": api, "root": root, "tokens": tokens, "s3": s3}
-    wait_for(lambda: data(w, "admin").get("datasets").status_code == 200, 90, 1, what="data API")
+    wait_for(lambda: data_api_answers(w), 90, 1, what="the data API")
     try:
         yield w
     finally:
@@ -138,6 +138,12 @@ def world(module_hub_factory, tmp_path_factory, s3):
 
 def data(world, who: str) -> httpx.Client:
     return service_client(world["hub"].url, world["tokens"][who], "data")
+
+
+def data_api_answers(world) -> bool:
+    """Whether the data API answers (it is 503 while the service starts)."""
+    with data(world, "admin") as admin:
+        return admin.get("datasets").status_code == 200
 
 
 def home(world, name: str) -> Path:
@@ -431,7 +437,7 @@ def test_start_without_the_data_service_says_so(world):
     stop(world, "ana")
 
     # it answers again: the next start has the datasets again
-    wait_for(lambda: data(world, "admin").get("datasets").status_code == 200, 60, what="data API")
+    wait_for(lambda: data_api_answers(world), 60, what="the data API")
     env = started(world, "ana")
     assert set(announced(env)) == {"genomes", "lab-a-scratch", "survey"}
     assert (data_dir / "genomes").is_symlink()

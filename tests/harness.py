@@ -141,6 +141,13 @@ def service_client(hub_url: str, token: str, name: str) -> httpx.Client:
     )
 
 
+def service_answers(hub_url: str, token: str, name: str, path: str = "") -> bool:
+    """Whether service ``name``'s API answers ``GET <path>`` with 200 (a service
+    answers its API with 503 while it starts, after the hub is up)."""
+    with service_client(hub_url, token, name) as client:
+        return client.get(path or "openapi.json").status_code == 200
+
+
 _handed_out: set[int] = set()
 
 
@@ -199,6 +206,34 @@ def environ(pid: int) -> dict[str, str]:
     """The environment process ``pid`` started with (``/proc/<pid>/environ``)."""
     raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
     return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def server_environ(home: Path, server: str = "") -> dict[str, str]:
+    """The environment of a local workspace's server ``server`` (``""``: the
+    default one) whose home is ``home``: one of its processes (server or kernel)."""
+    for pid in workspace_pids(home):
+        try:
+            env = environ(pid)
+        except OSError:  # it just ended
+            continue
+        if env.get("JUPYTERHUB_SERVER_NAME", "") == server and "JUPYTERHUB_API_TOKEN" in env:
+            return env
+    raise AssertionError(f"no process of server {server!r} in {home}")
+
+
+def run_python(code: str, env: dict[str, str], cwd: Path, timeout: float = 120) -> Any:
+    """Run ``code`` with this Python (a local workspace's), ``env`` and ``cwd``,
+    as the workspace's own code runs; it prints JSON on its last line, returned."""
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def service_pid(hub: HubProcess, name: str) -> int:
@@ -354,8 +389,10 @@ class HubAPI:
             r = self.request("POST", f"groups/{group}/users", json={"users": list(users)})
         assert r.status_code in (200, 201), r.text
 
-    def start_server(self, name: str, timeout: float = 90) -> dict:
-        r = self.request("POST", f"users/{name}/server")
+    def start_server(self, name: str, timeout: float = 90, body: dict | None = None) -> dict:
+        """Start ``name``'s default server (with options ``body``) and wait until it
+        is ready; returns its model."""
+        r = self.request("POST", f"users/{name}/server", json=body)
         assert r.status_code in (201, 202), r.text
         self.started.add(name)
 

@@ -35,8 +35,6 @@ import io
 import json
 import os
 import re
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,11 +42,13 @@ import httpx
 import pytest
 from harness import (
     demo_app,
-    environ,
     free_port,
     lab_datasets,
     paused,
     progress,
+    run_python,
+    server_environ,
+    service_answers,
     service_client,
     service_pid,
     wait_for,
@@ -66,18 +66,11 @@ PROFILES = [
 USERS = ("ana", "oli", "wri")
 
 
-def s3_available() -> tuple[bool, str]:
-    missing = [m for m in ("moto", "boto3", "s3fs") if importlib.util.find_spec(m) is None]
-    if missing:
-        return False, f"{', '.join(missing)} missing (pip install -e '.[test]')"
-    return True, ""
-
-
 @pytest.fixture(scope="module")
 def s3(need, tmp_path_factory):
     """The S3 API server of the module, with a bucket holding ``survey/readme.txt``."""
-    ok, why = s3_available()
-    need("moto S3 server", ok, why)
+    missing = [m for m in ("moto", "boto3", "s3fs") if importlib.util.find_spec(m) is None]
+    need("moto S3 server", not missing, f"{', '.join(missing)} missing (pip install -e '.[test]')")
     from s3server import S3Server
 
     with S3Server(tmp_path_factory.mktemp("s3"), bucket="labspace-test", prefix="survey/") as s3:
@@ -128,7 +121,7 @@ def world(module_hub_factory, tmp_path_factory, s3):
     api.add_to_group("lab-a", "ana")
     tokens = {name: api.token(name, "data e2e") for name in (*USERS, "admin")}
     w = {"hub": hub, "api": api, "root": root, "tokens": tokens, "s3": s3}
-    wait_for(lambda: data_api_answers(w), 90, 1, what="the data API")
+    wait_for(lambda: service_answers(hub.url, tokens["admin"], "data"), 90, 1, what="data API")
     try:
         yield w
     finally:
@@ -138,12 +131,6 @@ def world(module_hub_factory, tmp_path_factory, s3):
 
 def data(world, who: str) -> httpx.Client:
     return service_client(world["hub"].url, world["tokens"][who], "data")
-
-
-def data_api_answers(world) -> bool:
-    """Whether the data API answers (it is 503 while the service starts)."""
-    with data(world, "admin") as admin:
-        return admin.get("datasets").status_code == 200
 
 
 def home(world, name: str) -> Path:
@@ -159,27 +146,15 @@ def start(world, name: str, body: dict | None = None) -> httpx.Response:
 
 def started(world, name: str, body: dict | None = None) -> dict[str, str]:
     """Start ``name``'s default server; returns its environment."""
-    r = start(world, name, body)
-    assert r.status_code in (201, 202), r.text
-    wait_for(
-        lambda: world["api"].user(name).json()["servers"].get("", {}).get("ready"),
-        120,
-        0.5,
-        what=f"{name}'s server",
-    )
-    return server_env(world, name)
+    world["api"].start_server(name, 120, body)
+    return server_environ(home(world, name))
 
 
-def server_env(world, name: str, server: str = "") -> dict[str, str]:
-    """The environment of ``name``'s running server ``server`` (a process in the home)."""
-    for pid in workspace_pids(home(world, name)):
-        try:
-            env = environ(pid)
-        except OSError:
-            continue
-        if env.get("JUPYTERHUB_SERVER_NAME", "") == server and "JUPYTERHUB_API_TOKEN" in env:
-            return env
-    raise AssertionError(f"no process of {name}'s server {server!r}")
+def running(world, name: str) -> dict[str, str]:
+    """The environment of ``name``'s default server, started unless it runs."""
+    if name in world["api"].started:
+        return server_environ(home(world, name))
+    return started(world, name)
 
 
 def stop(world, name: str) -> None:
@@ -188,21 +163,6 @@ def stop(world, name: str) -> None:
 
 def announced(env: dict[str, str]) -> dict[str, dict]:
     return {d["id"]: d for d in json.loads(env.get("LABSPACE_DATASETS", "[]"))}
-
-
-def in_workspace(world, name: str, code: str, env: dict[str, str]) -> dict:
-    """Run ``code`` as the workspace does (its Python, environment and folder);
-    it prints one JSON line, returned."""
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=home(world, name),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 # the workspace's own code on dataset "survey": list, read and try to write, both
@@ -273,9 +233,9 @@ def test_grants_appear_as_links_under_data(world):
 
 
 def test_s3_read_grant_reads_and_cannot_write(world):
-    env = server_env(world, "ana") if "ana" in world["api"].started else started(world, "ana")
+    env = running(world, "ana")
     s3 = world["s3"]
-    out = in_workspace(world, "ana", S3_CHECK % {"bucket": s3.bucket, "who": "ana"}, env)
+    out = run_python(S3_CHECK % {"bucket": s3.bucket, "who": "ana"}, env, home(world, "ana"))
     assert out["listed"] == ["readme.txt"], out
     assert out["read"] == out["boto_read"] == "field survey 2026\n"
     assert (out["fsspec_write"], out["boto_write"]) == ("denied", "AccessDenied"), out
@@ -286,7 +246,7 @@ def test_s3_write_grant_writes(world):
     env = started(world, "wri")
     assert {k: v["level"] for k, v in announced(env).items()} == {"survey": "write"}
     s3 = world["s3"]
-    out = in_workspace(world, "wri", S3_CHECK % {"bucket": s3.bucket, "who": "wri"}, env)
+    out = run_python(S3_CHECK % {"bucket": s3.bucket, "who": "wri"}, env, home(world, "wri"))
     assert out["read"] == out["boto_read"] == "field survey 2026\n"
     assert (out["fsspec_write"], out["boto_write"]) == ("ok", "ok"), out
     assert {"survey/by-wri-fsspec.txt", "survey/by-wri-boto.txt"} <= keys(s3)
@@ -303,9 +263,8 @@ def profile_file(world, env: dict[str, str]) -> tuple[Path, configparser.ConfigP
     return path, parsed
 
 
-def secret_values(world) -> list[str]:
-    s3 = world["s3"]
-    return [s3.read["secret_access_key"], s3.write["secret_access_key"]]
+DATA_PATHS = ("datasets", "datasets/survey", "datasets/survey/grants", "me/datasets")
+DATA_PATHS += ("audit", "audit?format=csv", "holders", "openapi.json")
 
 
 def api_answers(world) -> list[str]:
@@ -314,17 +273,7 @@ def api_answers(world) -> list[str]:
     texts = []
     for who in ("admin", "ana", "wri"):
         with data(world, who) as c:
-            for path in (
-                "datasets",
-                "datasets/survey",
-                "datasets/survey/grants",
-                "me/datasets",
-                "audit",
-                "audit?format=csv",
-                "holders",
-                "openapi.json",
-            ):
-                texts.append(c.get(path).text)
+            texts += [c.get(path).text for path in DATA_PATHS]
     for name in USERS:
         texts.append(world["api"].user(name).text)
     texts.append(world["api"].request("GET", "users?include_stopped_servers=1").text)
@@ -332,11 +281,8 @@ def api_answers(world) -> list[str]:
 
 
 def test_credentials_reach_the_workspace_only_as_a_private_file(world):
-    api, s3 = world["api"], world["s3"]
-    envs = {
-        name: server_env(world, name) if name in api.started else started(world, name)
-        for name in ("ana", "wri")
-    }
+    s3 = world["s3"]
+    envs = {name: running(world, name) for name in ("ana", "wri")}
     files = {}
     for name, level in (("ana", "read"), ("wri", "write")):
         path, parsed = profile_file(world, envs[name])
@@ -350,7 +296,7 @@ def test_credentials_reach_the_workspace_only_as_a_private_file(world):
     assert files["ana"] != files["wri"]
 
     # no secret value anywhere else a person, an admin or a log reader sees
-    secrets_ = secret_values(world)
+    secrets_ = [s3.read["secret_access_key"], s3.write["secret_access_key"]]
     log = world["hub"].log()  # the hub's, its services' and the workspaces' output
     assert re.search(r"\[I [^\]]* data\] 200 GET /services/data/api/", log)
     assert "ana gets datasets " in log  # the hub side's line about the start
@@ -410,7 +356,7 @@ def test_downgraded_grant_gets_the_read_key_at_the_next_start(world):
     assert announced(env)["survey"]["level"] == "read"
     _, parsed = profile_file(world, env)
     assert parsed["labspace-survey"]["aws_access_key_id"] == s3.read["access_key_id"]
-    out = in_workspace(world, "wri", S3_CHECK % {"bucket": s3.bucket, "who": "wri2"}, env)
+    out = run_python(S3_CHECK % {"bucket": s3.bucket, "who": "wri2"}, env, home(world, "wri"))
     assert (out["fsspec_write"], out["boto_write"]) == ("denied", "AccessDenied"), out
     with data(world, "admin") as admin:
         assert admin.get("holders").json() == []
@@ -437,7 +383,7 @@ def test_start_without_the_data_service_says_so(world):
     stop(world, "ana")
 
     # it answers again: the next start has the datasets again
-    wait_for(lambda: data_api_answers(world), 60, what="the data API")
+    wait_for(lambda: service_answers(hub.url, world["tokens"]["admin"], "data"), 60)
     env = started(world, "ana")
     assert set(announced(env)) == {"genomes", "lab-a-scratch", "survey"}
     assert (data_dir / "genomes").is_symlink()
@@ -493,7 +439,7 @@ def test_without_a_grant_no_way_makes_a_dataset_appear(world):
             return state["state"] == "running"
 
         wait_for(running, 180, 1, what="oli's viewer app")
-        app_env = server_env(world, "oli", "viewer")
+        app_env = server_environ(home(world, "oli"), "viewer")
         assert app_env.get("LABSPACE_STANDALONE_APP") == "viewer"
         assert announced(app_env) == {}
         assert not (oli_home / "data" / "genomes").exists()

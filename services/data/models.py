@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAME = 255  # longest user, group or server name kept
+MAX_SIZE = 2**63 - 1  # bytes a size may say (64-bit integers in every database)
 
 
 def utcnow() -> datetime:

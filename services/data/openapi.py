@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .crypto import VALUE_PATTERN
+from .models import MAX_SIZE
 from .rules import BACKEND_KINDS, ID_PATTERN, KINDS, S3_FIELDS
 
 ERROR = {"$ref": "#/components/responses/Error"}
@@ -264,12 +265,27 @@ def _object(props: dict[str, Any], required=(), **extra) -> dict[str, Any]:
 
 STR, NULLABLE_STR = {"type": "string"}, {"type": ["string", "null"]}
 LEVEL = {"enum": ["read", "write"]}
+NO_DOTDOT = r"(?!(.*/)?\.\.(/|$))"  # no '..' part from here on
+RELATIVE = rf"^$|^{NO_DOTDOT}[^/][^\x00]*$"
+EMPTY = {"type": ["string", "null"], "maxLength": 0}
+SOURCES = {  # the source each kind takes (rules.check_dataset: the same, and roots)
+    "host": rf"^/{NO_DOTDOT}",
+    "volume": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$",
+    "pvc": r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+    "nfs": rf"^[A-Za-z0-9]([A-Za-z0-9.-]{{0,251}}[A-Za-z0-9])?:/{NO_DOTDOT}",
+}
+S3_PREFIX = r"^\s*$|^\s*(?!(.*/)?\.\.(/|\s*$))[^/\s][^\x00]*$"  # (stripped first)
+SIZE = r"^$|^\s*[0-9]+(\.[0-9]+)?\s*[KMGTPkmgtp]?([iI]?[bB])?\s*$"
 S3 = _object(
     {
-        "endpoint": {"type": "string", "maxLength": 300},
-        "bucket": {"type": "string", "pattern": "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"},
-        "prefix": {"type": "string", "maxLength": 1000},
-        "region": {"type": "string", "pattern": "^[a-z0-9-]{0,40}$"},
+        "endpoint": {
+            "type": ["string", "null"],
+            "pattern": r"^\s*$|^\s*https?://[A-Za-z0-9.\[\]:-]+(:[0-9]{1,5})?/?\s*$",
+            "description": "http(s)://host[:port] of the S3 API (empty: AWS)",
+        },
+        "bucket": {"type": "string", "pattern": r"^\s*[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\s*$"},
+        "prefix": {"type": ["string", "null"], "pattern": S3_PREFIX},
+        "region": {"type": ["string", "null"], "pattern": r"^\s*[a-z0-9-]{0,40}\s*$"},
     },
     ["bucket"],
     additionalProperties=False,
@@ -277,46 +293,75 @@ S3 = _object(
 assert set(S3["properties"]) == set(S3_FIELDS)
 
 
+def _text(limit: int, description: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"type": ["string", "null"], "maxLength": limit}
+    return {**out, "description": description} if description else out
+
+
 def dataset_fields(backend: str) -> dict[str, Any]:
     """A dataset's keys as a body gives them, for the kinds ``backend`` mounts
     (``rules.check_dataset`` checks the rest: paths under data.roots, mount paths)."""
     return {
         "id": {"type": "string", "pattern": f"^{ID_PATTERN}$"},
-        "title": {"type": "string", "maxLength": 200},
-        "description": {"type": "string", "maxLength": 4000},
+        "title": _text(200, "Default: the id"),
+        "description": _text(4000),
         "kind": {"enum": list(BACKEND_KINDS.get(backend, KINDS))},
         "source": {
-            "type": "string",
+            "type": ["string", "null"],
             "description": "host: an absolute path under data.roots; volume: a Docker volume; "
             "pvc: a claim name; nfs: server:/export; s3: empty",
         },
-        "sub_path": {"type": "string", "description": "pvc, nfs, volume: a relative path"},
-        "mount_path": {"type": "string", "description": '"" = /data/<id> (local: ~/data/<id>)'},
-        "size": {
-            "type": ["integer", "string", "null"],
-            "description": "Bytes, or text such as 10G (binary units)",
+        "sub_path": {
+            "type": ["string", "null"],
+            "description": "pvc, nfs, volume: a relative path inside the source",
         },
-        "owner_group": {"type": "string", "maxLength": 255},
-        "tags": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}},
+        "mount_path": {
+            "type": ["string", "null"],
+            "description": '"" = /data/<id> (local: ~/data/<id>); not in or above the home, '
+            "not over a system folder",
+        },
+        "size": {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": MAX_SIZE},
+                {"type": "string", "pattern": SIZE},
+                {"type": "null"},
+            ],
+            "description": "Bytes, or text such as 10G (binary units); empty: unknown "
+            "(host datasets are measured)",
+        },
+        "owner_group": _text(255),
+        "tags": {
+            "type": ["array", "null"],
+            "items": {"type": "string", "pattern": r"\S", "maxLength": 64},
+        },
         "s3": {"anyOf": [S3, {"type": "null"}]},
     }
 
 
+def _kind_rule(kind: str) -> dict[str, Any]:
+    source = {"type": "string", "pattern": SOURCES[kind]}
+    sub_path = EMPTY if kind == "host" else {"type": ["string", "null"], "pattern": RELATIVE}
+    return {
+        "if": {"properties": {"kind": {"const": kind}}},
+        "then": {"properties": {"source": source, "sub_path": sub_path}},
+    }
+
+
 # what each kind needs, as far as JSON Schema can say it (rules.check_dataset says
-# the rest: a host path under data.roots, what the service's backend mounts)
+# the rest: a host path under data.roots, mount paths, what the backend mounts)
 KIND_RULES = [
     {
         "if": {"properties": {"kind": {"const": "s3"}}},
-        "then": {"required": ["s3"], "properties": {"s3": S3, "source": {"const": ""}}},
+        "then": {
+            "required": ["s3"],
+            "properties": {"s3": S3, "source": EMPTY, "sub_path": EMPTY},
+        },
         "else": {
             "required": ["source"],
-            "properties": {"source": {"minLength": 1}, "s3": {"type": "null"}},
+            "properties": {"source": {"type": "string", "minLength": 1}, "s3": {"type": "null"}},
         },
     },
-    {
-        "if": {"properties": {"kind": {"const": "host"}}},
-        "then": {"properties": {"source": {"pattern": "^/"}}},
-    },
+    *(_kind_rule(kind) for kind in SOURCES),
 ]
 
 

@@ -38,7 +38,7 @@ from .changes import (
     write_grant,
 )
 from .crypto import Vault
-from .models import Credential, Dataset, Grant, iso
+from .models import MAX_SIZE, Credential, Dataset, Grant, iso
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 LEVELS = ("read", "write")
@@ -151,6 +151,8 @@ class DataStore:
             )
         except rules.DataError as e:
             raise StoreError(e.status, e.message) from None
+        if d.get("size") is not None and d["size"] > MAX_SIZE:
+            raise StoreError(400, f"size: at most {MAX_SIZE} bytes (8 EiB)")
         return {"id": d["id"], **{k: d.get(k) for k in FIELDS}}
 
     def model(self, s: Session, ds: Dataset, level: str | None = None) -> dict[str, Any]:

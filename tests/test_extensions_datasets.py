@@ -11,14 +11,18 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import sys
 import time
+from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import panel as pn
 import pytest
 import xarray as xr
+from harness import free_port, wait_for
 from s3server import S3Server
 
 from labspace.extensions import datasets
@@ -302,3 +306,61 @@ def test_the_explorer_does_not_wait_long_for_an_s3_api_that_does_not_answer(
         took = time.monotonic() - began
     assert took < 35, took  # 2 tries of 10 s (boto and s3fs alone would retry for minutes)
     assert "climate: cannot be listed" in app.objects[1].object
+
+
+@pytest.mark.e2e
+def test_the_explorer_in_a_browser_plots_an_s3_file(tmp_path, s3, chromium):
+    """``panel serve`` of the Data Explorer in a workspace-like environment (a
+    folder dataset and an s3 one with a read key): the picker offers both, the
+    s3 file opens as a plot and a table. Screenshot: data-explorer-s3.png."""
+    from browser import shoot
+
+    folder = tmp_path / "genomes"
+    folder.mkdir()
+    (folder / "coverage.csv").write_text("pos,depth\n1,2.5\n2,3.0\n")
+    entries = [
+        {"id": "genomes", "title": "Reference genomes", "kind": "host", "path": str(folder)},
+        s3_entry(s3, tmp_path, s3.read),
+    ]
+    (tmp_path / "home").mkdir()
+    env = {**os.environ, "HOME": str(tmp_path / "home"), datasets.ENV: json.dumps(entries)}
+    port = free_port()
+    app = Path(datasets.__file__).with_name("data_explorer.py")
+    cmd = [sys.executable, "-m", "panel", "serve", str(app), "--address", "127.0.0.1"]
+    cmd += ["--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"]
+    url = f"http://127.0.0.1:{port}/data_explorer"
+    with open(tmp_path / "panel.log", "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: _answers(url), 120, 0.5, what="panel serve")
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        picker = page.locator("select").first
+        picker.wait_for(timeout=60_000)
+        assert picker.locator("option").all_inner_texts() == [
+            "(choose a file)",
+            f"{folder}/coverage.csv",
+            "s3://labspace-test/climate/runs/grid.nc",
+            "s3://labspace-test/climate/runs/t.csv",
+            "s3://labspace-test/climate/runs/t.parquet",
+        ]
+        assert page.get_by_text("Climate runs").is_visible()
+        picker.select_option(label="s3://labspace-test/climate/runs/t.csv")
+        page.get_by_text("3 rows × 2 columns").wait_for(timeout=60_000)
+        assert page.locator("canvas").count() > 0  # the Bokeh plot
+        shoot(page, "data-explorer-s3")
+        page.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -1,7 +1,8 @@
 """The workspace side of the data service: ``LABSPACE_DATASETS`` read by
 ``labspace.extensions.datasets``, folder datasets through a rooted fsspec
 filesystem, s3 datasets through s3fs against a real S3 API (moto's server, IAM
-enforced: tests/s3server.py), and the Data Explorer listing both."""
+enforced: tests/s3server.py), and the Data Explorer listing both (in-process,
+and once served by ``panel serve`` in Chromium)."""
 
 from __future__ import annotations
 

@@ -265,7 +265,7 @@ def _object(props: dict[str, Any], required=(), **extra) -> dict[str, Any]:
 
 STR, NULLABLE_STR = {"type": "string"}, {"type": ["string", "null"]}
 LEVEL = {"enum": ["read", "write"]}
-NO_DOTDOT = r"(?!(.*/)?\.\.(/|$))"  # no '..' part from here on
+NO_DOTDOT = r"(?!([\s\S]*/)?\.\.(/|$))"  # no '..' part from here on
 RELATIVE = rf"^$|^{NO_DOTDOT}[^/][^\x00]*$"
 EMPTY = {"type": ["string", "null"], "maxLength": 0}
 SOURCES = {  # the source each kind takes (rules.check_dataset: the same, and roots)
@@ -274,7 +274,8 @@ SOURCES = {  # the source each kind takes (rules.check_dataset: the same, and ro
     "pvc": r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
     "nfs": rf"^[A-Za-z0-9]([A-Za-z0-9.-]{{0,251}}[A-Za-z0-9])?:/{NO_DOTDOT}",
 }
-S3_PREFIX = r"^\s*$|^\s*(?!(.*/)?\.\.(/|\s*$))[^/\s][^\x00]*$"  # (stripped first)
+S3_PREFIX = r"^\s*$|^\s*(?!([\s\S]*/)?\.\.(/|\s*$))[^/\s][^\x00]*$"  # (stripped first)
+NO_PATH = r"^(?![\s\S]*\.\.)(\./*)*$"  # "" (or "." and the like: nothing)
 SIZE = r"^$|^\s*[0-9]+(\.[0-9]+)?\s*[KMGTPkmgtp]?([iI]?[bB])?\s*$"
 S3 = _object(
     {
@@ -340,7 +341,7 @@ def dataset_fields(backend: str) -> dict[str, Any]:
 
 def _kind_rule(kind: str) -> dict[str, Any]:
     source = {"type": "string", "pattern": SOURCES[kind]}
-    sub_path = EMPTY if kind == "host" else {"type": ["string", "null"], "pattern": RELATIVE}
+    sub_path = {"type": ["string", "null"], "pattern": NO_PATH if kind == "host" else RELATIVE}
     return {
         "if": {"properties": {"kind": {"const": kind}}},
         "then": {"properties": {"source": source, "sub_path": sub_path}},
@@ -354,7 +355,11 @@ KIND_RULES = [
         "if": {"properties": {"kind": {"const": "s3"}}},
         "then": {
             "required": ["s3"],
-            "properties": {"s3": S3, "source": EMPTY, "sub_path": EMPTY},
+            "properties": {
+                "s3": S3,
+                "source": EMPTY,
+                "sub_path": {"type": ["string", "null"], "pattern": NO_PATH},
+            },
         },
         "else": {
             "required": ["source"],

@@ -65,6 +65,7 @@ FIELDS = (
 OTHER_FIELDS = ("grants", "credentials")
 S3_FIELDS = ("endpoint", "bucket", "prefix", "region")
 MAX_TEXT = 200
+MAX_SIZE = 2**63 - 1  # bytes a size may say (64-bit integers in every database)
 MAX_DESCRIPTION = 4000
 
 _ID_RE = re.compile(ID_PATTERN)
@@ -389,11 +390,14 @@ def _s3(d: dict, kind: str) -> dict[str, str] | None:
 
 def _size(d: dict) -> int | None:
     try:
-        return parse_size(d.get("size"))
-    except ValueError:
+        size = parse_size(d.get("size"))
+    except (ValueError, OverflowError):
         raise DataError(
             400, f"size: {d.get('size')!r} is not a size (bytes, or e.g. 10G; empty: unknown)"
         ) from None
+    if size is not None and size > MAX_SIZE:
+        raise DataError(400, f"size: at most {MAX_SIZE} bytes (8 EiB)")
+    return size
 
 
 def _tags(d: dict) -> list[str]:

@@ -15,7 +15,7 @@ Fixtures:
   URL; ``""`` for SQLite under ``data_dir``, else a new PostgreSQL database.
 - ``hub_settings``: settings for a test hub (``harness.hub_settings_for``): free
   loopback ports, a temporary ``data_dir``, a ``test`` service with an API token
-  and admin scopes, and the accounting and catalog services off (tests about them
+  and admin scopes, and the accounting, catalog and data services off (tests about them
   turn them on).
 - ``hub_factory``: makes ``HubProcess`` objects (``labspace up`` subprocesses)
   from settings and stops every one of them at teardown, by PID.

@@ -44,6 +44,7 @@ PARTS = {
         "template_vars": {"labspace_alerts_catalog": broken_alerts},
         "spawner": {"before_start": ["c.before"], "option_keys": {"app": "app"}},
     },
+    "data": {},  # on by default; adds nothing here
 }
 
 

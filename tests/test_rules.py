@@ -76,6 +76,7 @@ def test_ports_lists_what_labspace_binds():
             hub={"ip": "10.0.0.5", "port": 80, "hub_port": 81, "proxy_api_port": 82},
             accounting={"enabled": True, "port": 83},
             catalog={"enabled": False, "port": 84},
+            data={"enabled": True, "port": 85},
         )
     )
     assert got == [
@@ -83,6 +84,7 @@ def test_ports_lists_what_labspace_binds():
         ("hub.hub_port", "127.0.0.1", 81),
         ("hub.proxy_api_port", "127.0.0.1", 82),
         ("accounting.port", "127.0.0.1", 83),
+        ("data.port", "127.0.0.1", 85),
     ]
 
 

@@ -502,14 +502,6 @@ def test_bad_file(write, text, expected):
     assert problems_of(write(text)) == expected
 
 
-@pytest.mark.parametrize("section", ["data"])
-def test_section_without_settings(write, section):
-    path = write(f"{section}:\n  enabled: true\n")
-    assert problems_of(path) == [
-        f"{section}.enabled: unknown key (this section has no settings yet; remove it)"
-    ]
-
-
 def test_missing_file(tmp_path):
     path = tmp_path / "nowhere" / "labspace.yaml"
     assert problems_of(path) == [
@@ -668,6 +660,7 @@ def test_secret_paths():
         "auth.client_secret",
         "accounting.db_url",
         "catalog.db_url",
+        "data.db_url",
     )
 
 

@@ -62,6 +62,9 @@ SEMANTIC_400 = {
     # (reached since the security world is shared: alice's launch 1 exists)
     ("catalog", "POST /api/launches/{launch_id}/shares"): "the user or group must exist",
     ("catalog", "PATCH /api/apps/{app_id}"): "an SVG icon must decode to well-formed UTF-8 XML",
+    ("data", "POST /api/datasets"): "a host path must lie under data.roots (and exist there)",
+    ("data", "PATCH /api/datasets/{dataset_id}"): "the changed dataset: the same path rules",
+    ("data", "GET /api/audit"): "'until' after 'since'",
 }
 # plain user first, admin last (see the module docstring)
 RUNS = [(s, who) for who in ("alice", "admin") for s in DOCUMENTS]

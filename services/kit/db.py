@@ -106,6 +106,33 @@ def upgrade(engine: Engine, migrations: str | Path) -> None:
         command.upgrade(cfg, "head")
 
 
+def migration_env(metadata, version_table: str = "alembic_version") -> None:
+    """The whole body of a service's ``migrations/env.py``: run the migrations on
+    the connection :func:`upgrade` hands over, or, from the ``alembic`` command
+    line (``alembic revision --autogenerate``), on ``sqlalchemy.url``.
+    ``version_table`` keeps services that share one database apart."""
+    from alembic import context
+    from sqlalchemy import create_engine
+
+    def run(connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            version_table=version_table,
+            render_as_batch=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+        return
+    engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+    with engine.begin() as conn:
+        run(conn)
+
+
 class Database:
     """An engine, session factories and a small thread pool, so the tornado loop
     never waits on the database. ``name`` goes into messages ("the accounting

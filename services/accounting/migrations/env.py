@@ -1,11 +1,6 @@
-"""Alembic environment: run programmatically by ``db.upgrade`` with the
-connection in ``config.attributes["connection"]``."""
-
-from alembic import context
+"""Alembic environment of accounting (``kit.db.migration_env``)."""
 
 from labspace.services.accounting.models import Base
+from labspace.services.kit.db import migration_env
 
-connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
-with context.begin_transaction():
-    context.run_migrations()
+migration_env(Base.metadata)

@@ -1,31 +1,6 @@
-"""Alembic environment of the catalog: run programmatically by ``store.migrate``."""
-
-from alembic import context
-from sqlalchemy import create_engine
+"""Alembic environment of the catalog (``kit.db.migration_env``)."""
 
 from labspace.services.catalog.models import Base
+from labspace.services.kit.db import migration_env
 
-VERSION_TABLE = "catalog_alembic_version"
-
-config = context.config
-connection = config.attributes.get("connection")
-if connection is not None:
-    context.configure(
-        connection=connection,
-        target_metadata=Base.metadata,
-        version_table=VERSION_TABLE,
-        render_as_batch=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-else:
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
-    with engine.begin() as conn:
-        context.configure(
-            connection=conn,
-            target_metadata=Base.metadata,
-            version_table=VERSION_TABLE,
-            render_as_batch=True,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+migration_env(Base.metadata, "catalog_alembic_version")

@@ -447,6 +447,16 @@ async def test_start_gives_each_dataset_its_strongest_level_and_s3_credential(da
     no_secret_in(audit.text)
 
 
+async def test_a_folder_that_became_a_link_out_is_left_out_of_the_start(data_svc, world):
+    scratch = world.root / "lab-a-scratch"
+    scratch.rmdir()
+    scratch.symlink_to(world.outside / "secret")  # swapped in after it was saved
+    r = await data_svc.internal({"user": "alice", "server": "", "groups": ["lab-a"]})
+    assert [d["id"] for d in r.json()["datasets"]] == ["bucket", "genomes"]
+    [start] = (await data_svc.call(data_svc.admin(), "GET", "api/audit?user=alice")).json()
+    assert [x["id"] for x in start["datasets"]] == ["bucket", "genomes"]  # what it really got
+
+
 async def test_write_grant_without_write_credential_gets_the_read_one_as_read(data_svc):
     admin = data_svc.admin()
     r = await data_svc.call(admin, "DELETE", "api/datasets/bucket/credentials/write")

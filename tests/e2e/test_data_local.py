@@ -485,10 +485,15 @@ def test_a_path_out_of_the_roots_is_refused_when_saved_and_at_the_start(world, t
             assert "moved" not in announced(env)
             assert set(announced(env)) == {"genomes", "lab-a-scratch", "survey"}
             assert not (home(world, "ana") / "data" / "moved").exists()
-            # the service still grants it: the hub's own check at the start left it out
+            # the grant stands, but the service checks the folder again at the start
+            # and leaves it out, of the answer and of the audit: the audit says
+            # what the server really got (the hub's own check is test_data_hubside's)
             with data(world, "ana") as c:
                 assert "moved" in {d["id"] for d in c.get("me/datasets").json()}
-            assert "Dataset 'moved' refused at mount time: source: " in world["hub"].log()
+            assert "Dataset moved left out of a start: source: " in world["hub"].log()
+            r = admin.get("audit", params={"user": "ana", "limit": 1})
+            (last,) = r.json()
+            assert last["kind"] == "start" and "moved" not in {d["id"] for d in last["datasets"]}
             stop(world, "ana")
         finally:
             assert admin.delete("datasets/moved").status_code == 204

@@ -14,7 +14,7 @@ ignored, and so inherited), in a session of its own, and times from the launch:
   the launched process; anything of the run left behind (a process in its
   session, a proxy still answering) is counted, then killed.
 
-Hubs: ``labspace`` is ``labspace up`` with the accounting and catalog services
+Hubs: ``labspace`` is ``labspace up`` with the accounting, catalog and data services
 on (their defaults); ``plain`` is JupyterHub (same version, same
 configurable-http-proxy, SQLite) with ``bench/plain_jupyterhub_config.py`` and
 the dummy authenticator. Scenarios: ``empty`` (a first start: fresh data
@@ -57,7 +57,7 @@ from harness import LABSPACE, free_port  # noqa: E402
 RESULTS = REPO / "bench" / "results"
 PROXY = str(REPO / "node_modules" / ".bin" / "configurable-http-proxy")
 PLAIN_CONFIG = REPO / "bench" / "plain_jupyterhub_config.py"
-SERVICES = ("accounting", "catalog")
+SERVICES = ("accounting", "catalog", "data")
 KINDS = ("plain", "labspace")
 TARGET_RATIO = 1.3
 TARGET_STOP_S = 3.0

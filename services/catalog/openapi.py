@@ -5,36 +5,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from labspace.services.kit.openapi import ERROR, json_answer, operation
+
 from .apps import app_schema
 
-ERROR = {"$ref": "#/components/responses/Error"}
 MAX_LAUNCH_ID = 2**31 - 1
 
 
 def _op(summary: str, scope: str, ok: dict[str, Any], body: str = "", **extra) -> dict:
-    """One operation: every one may answer 400, 403, 404 and 405 (another method),
-    and one with a body 413 (over 1 MiB)."""
-    op: dict[str, Any] = {
-        "summary": summary,
-        "security": [{"hubToken": [f"custom:labspace-catalog:{scope}"]}],
-        "responses": {**ok, "400": ERROR, "403": ERROR, "404": ERROR, "405": ERROR},
-        **extra,
-    }
-    if body:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
-        }
-    if "requestBody" in op:
-        op["responses"]["413"] = ERROR
-    return op
+    return operation("catalog", summary, scope, ok, body, **extra)
 
 
-def _json(ref: str, description: str = "OK") -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
-    }
+_json = json_answer
 
 
 APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}}

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from labspace.services.kit.openapi import ERROR, json_answer, operation
+
 from .crypto import VALUE_PATTERN
 from .models import MAX_SIZE
 from .rules import BACKEND_KINDS, ID_PATTERN, KINDS, S3_FIELDS
 
-ERROR = {"$ref": "#/components/responses/Error"}
 NAME = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^\\x00-\\x1f\\x7f]+$"}
 DATASET_ID = {
     "name": "dataset_id",
@@ -32,29 +33,10 @@ LEVEL_PATH = {
 
 
 def _op(summary: str, scope: str, ok: dict[str, Any], body: str = "", **extra) -> dict:
-    """One operation: each may answer 400, 403, 404 and 405 (another method), and
-    one with a body 413 (over 1 MiB)."""
-    op: dict[str, Any] = {
-        "summary": summary,
-        "security": [{"hubToken": [f"custom:labspace-data:{scope}"]}],
-        "responses": {**ok, "400": ERROR, "403": ERROR, "404": ERROR, "405": ERROR},
-        **extra,
-    }
-    if body:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
-        }
-    if "requestBody" in op:
-        op["responses"]["413"] = ERROR
-    return op
+    return operation("data", summary, scope, ok, body, **extra)
 
 
-def _json(ref: str, description: str = "OK") -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
-    }
+_json = json_answer
 
 
 def _list(ref: str, description: str = "OK") -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import yaml
 
-from . import __version__, reference
+from . import __version__, cli_backup, cli_service, reference
 from . import settings as settings_mod
 from .cli_api import COMMANDS, err, out
 
@@ -168,7 +168,7 @@ def proxy_version() -> str:
     return done.stdout.strip() or "(unknown)"
 
 
-for command in COMMANDS:
+for command in (*COMMANDS, *cli_backup.COMMANDS, *cli_service.COMMANDS):
     main.add_command(command)
 
 

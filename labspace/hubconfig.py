@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import settings as settings_mod
+from . import tls
 from .settings import Settings, SettingsError
 from .state import State, StateError, private_umask
 
@@ -256,6 +257,7 @@ def build(settings: Settings, state: State, proxy_cmd: list[str]) -> dict[str, d
     _auth(settings, state, out)
     _backend(settings, state, out)
     _proxy(settings, state, proxy_cmd, out)
+    tls.hub_values(settings, state, out)
     _services(settings, state, out)
     _merge_config(out, settings.get("hub.config"))
     return out
@@ -276,13 +278,16 @@ def fail(message: str) -> None:
 
 def configure(c, path: str | None = None) -> Settings:
     """Load settings and apply them to ``c``; the body of ``jupyterhub_config.py``."""
-    from . import auth
+    from . import auth, needs
 
     private_umask()  # the hub's database and files, and its services', are private
     try:
         settings = settings_mod.load(path)
         state = State(settings)
         state.prepare()
+        lacking = needs.missing(settings)  # before build, which imports what they need
+        if lacking:
+            raise SettingsError(str(settings.source), lacking)
         values = build(settings, state, find_proxy(settings))
     except SettingsError as e:
         fail(e.report())

@@ -197,6 +197,11 @@ def prepare(config: str | None, port: int | None = None) -> Prepared:
         if settings.get("auth.type") == "shared-password":
             state.admin_password()  # made here, so the banner knows it is new
         find_proxy(settings)
+        from . import needs
+
+        lacking = needs.missing(settings)
+        if lacking:
+            raise SettingsError(str(settings.source), lacking)
         busy = busy_ports(settings)
         if busy:
             raise SettingsError(str(settings.source), busy)
@@ -262,10 +267,16 @@ def run(prepared: Prepared, echo) -> NoReturn:
     if not all(wait_healthy(proc, u, timeout=120) for u in urls) and proc.poll() is None:
         # a busy machine: say so, and keep waiting for as long as the hub runs
         echo(f"Labspace has not answered at {urls[1]} after 120 s; still waiting (see the log).")
+    from . import tls
+
+    front = None
     if all(wait_healthy(proc, u, timeout=math.inf) for u in urls):
+        front = tls.start_front(settings, state)
         echo(banner(settings, state))
         echo("Press Ctrl-C to stop.")
-    end(proc.wait())
+    status = proc.wait()
+    tls.stop_front(front)
+    end(status)
 
 
 if __name__ == "__main__":

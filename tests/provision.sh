@@ -16,6 +16,10 @@ have npm || missing+=(nodejs npm)
 # (there may be no container registry to pull one from)
 have dockerd || [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
 have debootstrap || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+# HTTPS: Caddy is Labspace's TLS front (hub.tls); pebble is Let's Encrypt's ACME
+# test server, which the HTTPS tests issue certificates from
+have caddy || missing+=(caddy)
+have pebble || missing+=(pebble)
 
 # One Docker daemon, started here when none runs: no bridge network and no
 # iptables rules, since every Labspace container uses the host's network.
@@ -63,6 +67,9 @@ if [ "$(id -u)" -eq 0 ] && have apt-get; then
   # Debian starts a system cluster on install; the tests run their own
   if have systemctl; then systemctl disable --now postgresql >/dev/null 2>&1 || true; fi
   # ...and its Docker daemon with a bridge network; start_dockerd runs one without
+  if [[ " ${missing[*]} " == *" caddy "* ]] && have systemctl; then
+    systemctl disable --now caddy.service >/dev/null 2>&1 || true
+  fi
   if [[ " ${missing[*]} " == *" docker.io "* ]] && have systemctl; then
     systemctl disable --now docker.socket docker.service >/dev/null 2>&1 || true
   fi

@@ -1,0 +1,3 @@
+"""Placeholder: its owner fills it."""
+
+COMMANDS: list = []

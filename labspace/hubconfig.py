@@ -247,6 +247,10 @@ def build(settings: Settings, state: State, proxy_cmd: list[str]) -> dict[str, d
     _set(out, "JupyterHub", "cookie_secret_file", str(state.cookie_secret_file))
     _set(out, "JupyterHub", "pid_file", str(state.data_dir / "jupyterhub.pid"))
     _set(out, "JupyterHub", "hub_ip", "127.0.0.1")
+    # a new JupyterHub migrates the hub's database at start, as the services
+    # migrate theirs (JupyterHub copies a SQLite file aside first; `labspace
+    # backup` before an upgrade covers PostgreSQL)
+    _set(out, "JupyterHub", "upgrade_db", True)
     # the app catalog runs apps as named servers
     _set(out, "JupyterHub", "allow_named_servers", True)
     # people land on the home page and press "Start My Server"

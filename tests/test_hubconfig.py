@@ -180,6 +180,7 @@ def test_build_realistic_file(setup, base):
         "cookie_secret_file": f"{data}/secrets/cookie-secret",
         "pid_file": f"{data}/jupyterhub.pid",
         "hub_ip": "127.0.0.1",
+        "upgrade_db": True,
         "allow_named_servers": True,
         "redirect_to_server": False,
         "public_url": "https://hub.example.org/jupyter/",

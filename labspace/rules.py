@@ -88,7 +88,8 @@ def ports(
 ) -> list[tuple[str, str, int]]:
     """``(key, ip, port)`` for every port Labspace binds under ``values`` (the
     settings, defaults filled): the proxy's public port, the hub's, the proxy's
-    API and each enabled service's (all on loopback but the public one)."""
+    API, with ``hub.tls`` Caddy's HTTPS and HTTP ports, and each enabled
+    service's (all on loopback but the public ones)."""
     hub = _section(values, "hub")
     out = []
     for key in ("port", "hub_port", "proxy_api_port"):
@@ -96,6 +97,13 @@ def ports(
         if port is not None:
             ip = (hub.get("ip") or "0.0.0.0") if key == "port" else LOOPBACK  # noqa: S104
             out.append((f"hub.{key}", ip, port))
+    tls = _section(hub, "tls")
+    if tls.get("type", "none") != "none":
+        for key in ("port", "http_port"):
+            port = _port(tls, key)
+            if port is not None:
+                ip = tls.get("ip") or "0.0.0.0"  # noqa: S104
+                out.append((f"hub.tls.{key}", ip, port))
     for name in services:
         section = _section(values, name)
         port = _port(section, "port")

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from . import rules
+from . import rules, tls
 from .rules import HIDDEN, SERVICE_SECTIONS
 
 DEFAULT_PATH = "labspace.yaml"
@@ -71,10 +71,13 @@ class Settings:
         return f"http://{host}:{self.get('hub.port')}{self.get('hub.base_url')}"
 
     def public_url(self) -> str:
-        """Where users reach Labspace: ``hub.public_url``, else the proxy's address."""
+        """Where users reach Labspace: ``hub.public_url``, else with ``hub.tls``
+        ``https://<domain>[:<port>]<base_url>``, else the proxy's address."""
         url = self.get("hub.public_url")
         if url:
             return url if url.endswith("/") else url + "/"
+        if tls.enabled(self.values):
+            return tls.https_url(self.values)
         return self.local_url()
 
     @property
@@ -352,6 +355,8 @@ def _semantic_problems(data: dict[str, Any], skip: set[str] = frozenset()) -> li
             "(set auth.user_password, or drop allow_all)"
         )
     problems += rules.port_clashes(values, prefix="hub.")  # each service says its own
+    if "hub" not in skip:
+        problems += tls.problems(values)
     auth = _typed(values, "auth", dict)
     if (
         "auth" not in skip

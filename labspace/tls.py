@@ -1,18 +1,418 @@
-"""HTTPS in front of the proxy (``hub.tls``). Placeholder: the TLS owner fills it."""
+"""HTTPS in front of the proxy (``hub.tls``): Caddy as the TLS front.
+
+``labspace up`` runs Caddy (Debian's ``caddy``) as a child beside the hub, with
+a generated JSON config (Caddy's native format): HTTPS on ``hub.tls.port`` with
+a certificate from files or from an ACME CA, HSTS, a redirect from
+``hub.tls.http_port`` (which also answers http-01 challenges), and everything
+forwarded to the proxy, which listens on loopback only.
+
+- :func:`problems`, :func:`https_url`, :func:`caddy_config`: pure rules and the
+  config builder (golden tests in ``tests/test_tls.py``);
+- :func:`hub_values`: what the hub's traitlets get (``hubconfig.build``);
+- :func:`start_front` / :func:`stop_front`: Caddy's process (``launcher.run``).
+
+Caddy's admin API listens on a unix socket in ``data_dir/tls`` (0700), never a
+TCP port: it is unauthenticated. Its storage (certificates, ACME account) is
+``data_dir/tls/caddy``. With ``files``, a watcher notices new certificate files
+(an operator's certbot) and asks Caddy to reload them, without a restart; with
+``acme``, Caddy renews by itself. When Caddy exits on its own, ``labspace up``
+stops the hub and exits with status 1, so a service manager restarts both.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from .settings import Settings
+    from .state import State
+
+CADDY = "caddy"
+INSTALL = "apt install caddy"
+TLS_DIR = "tls"
+ADMIN_SOCKET = "admin.sock"
+SOCKET_MAX = 107  # bytes of a unix socket path (sun_path) on Linux, its NUL aside
+LOOPBACK_IPS = ("127.0.0.1", "::1", "localhost")
+WATCH_INTERVAL = 2.0  # seconds between looks at the certificate files and Caddy
+START_TIMEOUT = 60.0  # seconds Caddy may take to listen (an ACME order comes later)
 
 
-def hub_values(settings, state, out: dict[str, dict[str, Any]]) -> None:
-    """Adjust the hub's traitlets values for ``hub.tls`` (nothing when it is off)."""
+def _tls(values: dict[str, Any]) -> dict[str, Any]:
+    hub = values.get("hub") if isinstance(values.get("hub"), dict) else {}
+    tls = hub.get("tls")
+    return tls if isinstance(tls, dict) else {}
 
 
-def start_front(settings, state):
-    """Start the TLS front for ``hub.tls``; None when it is off."""
-    return None
+def enabled(values: dict[str, Any]) -> bool:
+    """Whether ``hub.tls`` asks for HTTPS (``values``: the settings, defaults filled)."""
+    return _tls(values).get("type", "none") != "none"
 
 
-def stop_front(front) -> None:
-    """Stop what ``start_front`` started."""
+def https_url(values: dict[str, Any]) -> str:
+    """``https://<domain>[:<port>]<base_url>``: where users reach Labspace with TLS on."""
+    tls, hub = _tls(values), values["hub"]
+    port = tls.get("port", 443)
+    netloc = tls["domain"] if port == 443 else f"{tls['domain']}:{port}"
+    return f"https://{netloc}{hub.get('base_url', '/')}"
+
+
+def problems(values: dict[str, Any]) -> list[str]:
+    """Problem lines of ``hub.tls`` with the rest of ``hub`` (``values``: the
+    settings, defaults filled, the ``hub`` section valid for the schema)."""
+    if not enabled(values):
+        return []
+    tls, hub = _tls(values), values["hub"]
+    kind = tls["type"]
+    out = []
+    if not tls.get("domain"):
+        out.append(
+            f"hub.tls.domain: empty, but hub.tls.type is {kind} "
+            "(the host name users open, e.g. hub.example.org)"
+        )
+    if kind == "files":
+        for key in ("certificate", "key"):
+            if not tls.get(key):
+                out.append(
+                    f"hub.tls.{key}: empty, but hub.tls.type is files "
+                    f"(the path of the PEM {key} file, or use hub.tls.type: acme)"
+                )
+    ip = hub.get("ip", "")
+    if not (ip in LOOPBACK_IPS or ip.startswith("127.")):
+        shown = repr(ip) if ip else "empty (every address)"
+        out.append(
+            f"hub.ip: {shown}, but with hub.tls the proxy must listen on loopback only, "
+            "or plain HTTP would bypass HTTPS (set hub.ip: 127.0.0.1; Caddy listens on "
+            "hub.tls.ip)"
+        )
+    url = hub.get("public_url", "")
+    parts = urlsplit(url)
+    if url and parts.scheme != "https":
+        derived = f"derived as {https_url(values)}" if tls.get("domain") else "derived"
+        out.append(
+            f"hub.public_url: {url!r} is not https, but hub.tls is on "
+            f"(leave it empty: it is {derived})"
+        )
+    elif url and tls["domain"] and (parts.hostname or "").lower() != tls["domain"].lower():
+        out.append(
+            f"hub.public_url: host {parts.hostname!r} differs from hub.tls.domain "
+            f"{tls['domain']!r} (leave hub.public_url empty, or give both one host)"
+        )
+    return out
+
+
+def resolve(settings: Settings, key: str) -> Path | None:
+    """The file a ``hub.tls`` path setting names, relative to the settings file.
+    Links are kept, not followed: certbot's ``live/<domain>/fullchain.pem`` is a
+    link that each renewal points at a new file."""
+    value = settings.get(key)
+    return Path(os.path.abspath(settings.base_dir / Path(value).expanduser())) if value else None
+
+
+def start_problems(settings: Settings, tls_dir: Path) -> list[str]:
+    """What stops Caddy from starting on this machine: the program, the files."""
+    out = []
+    if shutil.which(CADDY) is None:
+        kind = settings.get("hub.tls.type")
+        out.append(f"hub.tls.type: {kind} needs Caddy, which is not installed ({INSTALL})")
+    for key in ("hub.tls.certificate", "hub.tls.key", "hub.tls.acme.ca_root"):
+        if key.endswith("ca_root") and settings.get("hub.tls.type") != "acme":
+            continue
+        path = resolve(settings, key)
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as f:
+                head = f.read(64 * 1024)
+        except OSError as e:
+            out.append(
+                f"{key}: {path} cannot be read: {e.strerror} "
+                "(give a PEM file the user that runs Labspace may read)"
+            )
+            continue
+        if b"-----BEGIN " not in head:
+            out.append(f"{key}: {path} is not a PEM file (it should hold '-----BEGIN ...')")
+    socket = tls_dir / ADMIN_SOCKET
+    if len(os.fsencode(socket)) > SOCKET_MAX:
+        out.append(
+            f"data_dir: {socket} is longer than a unix socket path may be "
+            f"({SOCKET_MAX} bytes; choose a shorter data_dir)"
+        )
+    return out
+
+
+# -- Caddy's config ------------------------------------------------------------
+
+
+def _address(ip: str, port: int) -> str:
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"{host}:{port}"
+
+
+def caddy_config(settings: Settings, tls_dir: Path) -> dict[str, Any]:
+    """Caddy's JSON config for ``hub.tls``: the admin API on a unix socket in
+    ``tls_dir``, an HTTPS server that adds HSTS and forwards to the proxy, an
+    HTTP server that redirects to HTTPS (and answers http-01 challenges), and
+    the certificate: files loaded as they are, or an ACME policy."""
+    tls = settings.get("hub.tls")
+    origin = https_url(settings.values).removesuffix(settings.get("hub.base_url"))
+    proxy_ip = settings.get("hub.ip") or "127.0.0.1"
+    handle: list[dict[str, Any]] = []
+    if tls["hsts"]:
+        hsts = {"Strict-Transport-Security": [f"max-age={tls['hsts']}"]}
+        handle.append({"handler": "headers", "response": {"set": hsts}})
+    handle.append(
+        {
+            "handler": "reverse_proxy",
+            "upstreams": [{"dial": _address(proxy_ip, settings.get("hub.port"))}],
+        }
+    )
+    https = {
+        "listen": [_address(tls["ip"], tls["port"])],
+        "routes": [{"match": [{"host": [tls["domain"]]}], "handle": handle, "terminal": True}],
+        # the redirect is the HTTP server's below (to this origin, never the
+        # request's Host); with files, Caddy must never ask a CA on its own
+        "automatic_https": {"disable_redirects": True},
+    }
+    redirect = {
+        "handler": "static_response",
+        "status_code": 308,
+        "headers": {"Location": [origin + "{http.request.uri}"]},
+    }
+    http = {"listen": [_address(tls["ip"], tls["http_port"])], "routes": [{"handle": [redirect]}]}
+    if tls["type"] == "files":
+        https["automatic_https"]["disable_certificates"] = True
+        loaded = {
+            "certificate": str(resolve(settings, "hub.tls.certificate")),
+            "key": str(resolve(settings, "hub.tls.key")),
+        }
+        tls_app: dict[str, Any] = {"certificates": {"load_files": [loaded]}}
+    else:
+        issuer: dict[str, Any] = {"module": "acme", "ca": tls["acme"]["directory"]}
+        if tls["acme"]["email"]:
+            issuer["email"] = tls["acme"]["email"]
+        if tls["acme"]["ca_root"]:
+            issuer["trusted_roots_pem_files"] = [str(resolve(settings, "hub.tls.acme.ca_root"))]
+        policy = {"subjects": [tls["domain"]], "issuers": [issuer]}
+        tls_app = {"automation": {"policies": [policy]}}
+    return {
+        "admin": {
+            "listen": f"unix/{tls_dir / ADMIN_SOCKET}",
+            "origins": ["localhost"],  # the Host a request on the socket names
+            "config": {"persist": False},
+        },
+        "storage": {"module": "file_system", "root": str(tls_dir / "caddy")},
+        "logging": {"logs": {"default": {"encoder": {"format": "console"}}}},
+        "apps": {
+            "http": {
+                "http_port": tls["http_port"],
+                "https_port": tls["port"],
+                "servers": {"https": https, "http": http},
+            },
+            "tls": tls_app,
+        },
+    }
+
+
+# -- the hub's side --------------------------------------------------------------
+
+
+def hub_values(settings: Settings, state: State, out: dict[str, dict[str, Any]]) -> None:
+    """Adjust the hub's traitlets values for ``hub.tls`` (nothing when it is off):
+    the https public URL (JupyterHub then marks its cookies Secure), and a proxy
+    that leaves X-Forwarded-* as Caddy set them (configurable-http-proxy would
+    append its own ``http``, and tornado believes the last one). Raises
+    ``SettingsError`` when Caddy or a certificate file is missing here."""
+    if not enabled(settings.values):
+        return
+    from .settings import SettingsError
+
+    lacking = start_problems(settings, state.data_dir / TLS_DIR)
+    if lacking:
+        raise SettingsError(str(settings.source), lacking)
+    out.setdefault("JupyterHub", {})["public_url"] = settings.public_url()
+    proxy = out.setdefault("ConfigurableHTTPProxy", {})
+    proxy["command"] = [*proxy.get("command", []), "--no-x-forward"]
+
+
+# -- Caddy's process -------------------------------------------------------------
+
+
+def _say(message: str) -> None:
+    print(f"Labspace: {message}", file=sys.stderr, flush=True)
+
+
+def _end_with_parent() -> None:
+    """In Caddy's process before exec: SIGTERM when ``labspace up`` dies, even by
+    SIGKILL, so no Caddy is left holding the ports."""
+    import ctypes
+
+    # not Linux: stop_front still stops it
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _stamp(paths: list[Path]) -> tuple:
+    """What changes when a file is replaced or rewritten (through links)."""
+    out = []
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(out)
+
+
+class Front:
+    """Caddy's process, and a thread that watches it and, with ``files``, the
+    certificate files. ``failed`` says Caddy could not start or exited on its own."""
+
+    def __init__(self, settings: Settings, state: State):
+        self.dir = state.data_dir / TLS_DIR
+        self.config = caddy_config(settings, self.dir)
+        keys = ("hub.tls.certificate", "hub.tls.key")
+        files = settings.get("hub.tls.type") == "files"
+        self.files = [resolve(settings, k) for k in keys] if files else []
+        ip = settings.get("hub.tls.ip") or "127.0.0.1"
+        self.https = (ip, settings.get("hub.tls.port"))
+        self.stopping = threading.Event()
+        self.failed = False
+        self.reloads = 0
+        self.proc: subprocess.Popen | None = None
+        self.thread: threading.Thread | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / ADMIN_SOCKET
+
+    def admin(self, method: str, path: str, **kwargs):
+        """A request to Caddy's admin API (its unix socket)."""
+        import httpx
+
+        transport = httpx.HTTPTransport(uds=str(self.socket))
+        with httpx.Client(transport=transport, timeout=30) as client:
+            return client.request(method, f"http://localhost{path}", **kwargs)
+
+    def start(self) -> Front:
+        self.dir.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        config_file = self.dir / "caddy.json"
+        fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.config, f, indent=2)
+        self.socket.unlink(missing_ok=True)  # left by a Caddy that was killed
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.dir),
+            "XDG_CONFIG_HOME": str(self.dir / "config"),
+            "XDG_DATA_HOME": str(self.dir / "data"),
+        }
+        self.proc = subprocess.Popen(
+            [CADDY, "run", "--config", str(config_file)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal's Ctrl-C is for the hub; we stop Caddy after it
+            preexec_fn=_end_with_parent,  # noqa: PLW1509 - before any thread of ours
+        )
+        if not self._wait_listening():
+            self._fail("Caddy (the HTTPS front) did not start (see its lines above)")
+            return self
+        self.thread = threading.Thread(target=self._watch, name="labspace-tls", daemon=True)
+        self.thread.start()
+        return self
+
+    def _wait_listening(self) -> bool:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with socket.create_connection(self.https, timeout=1):
+                    return True
+            except OSError:
+                time.sleep(0.1)
+        return False
+
+    def _fail(self, message: str) -> None:
+        """Say why, and stop ``labspace up`` (its SIGTERM handler stops the hub)."""
+        self.failed = True
+        _say(f"{message}; stopping Labspace")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def _watch(self) -> None:
+        seen = _stamp(self.files)
+        while not self.stopping.wait(WATCH_INTERVAL):
+            if self.proc.poll() is not None:
+                if not self.stopping.is_set():
+                    self._fail(f"Caddy (the HTTPS front) exited with status {self.proc.returncode}")
+                return
+            now = _stamp(self.files)
+            if now == seen:
+                continue
+            time.sleep(WATCH_INTERVAL)  # a renewal may write the key a moment after the chain
+            if _stamp(self.files) == now:
+                self.reload()
+                seen = now
+
+    def reload(self) -> bool:
+        """Ask Caddy to load its config again, reading the certificate files
+        anew; it swaps them gracefully (connections stay) or keeps the old ones."""
+        import httpx
+
+        fresh = {"Cache-Control": "must-revalidate"}  # load even an unchanged config
+        try:
+            r = self.admin("POST", "/load", json=self.config, headers=fresh)
+        except httpx.HTTPError as e:
+            _say(f"the new certificate files were not loaded: Caddy's admin API: {e}")
+            return False
+        if r.status_code != 200:
+            what = r.text.strip()[:500]
+            _say(f"the new certificate files were not loaded, the old ones still serve: {what}")
+            return False
+        self.reloads += 1
+        _say("new certificate files loaded by Caddy (no restart)")
+        return True
+
+    def stop(self, timeout: float = 10) -> None:
+        self.stopping.set()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        if self.thread is not None:
+            self.thread.join(WATCH_INTERVAL * 3)
+
+
+def start_front(settings: Settings, state: State) -> Front | None:
+    """Start Caddy for ``hub.tls``; None when it is off. When Caddy cannot start,
+    or exits later on its own, this process gets SIGTERM (the launcher's handler
+    stops the hub) and :func:`stop_front` ends it with status 1."""
+    if not enabled(settings.values):
+        return None
+    return Front(settings, state).start()
+
+
+def stop_front(front: Front | None) -> None:
+    """Stop what ``start_front`` started; if Caddy had failed, exit with status 1
+    (the hub has stopped by then), so a service manager restarts Labspace."""
+    if front is None:
+        return
+    front.stop()
+    if front.failed:
+        from .launcher import end
+
+        end(1)

@@ -40,6 +40,21 @@ DEFAULTS = {
         "cleanup_servers": True,
         "log_level": "INFO",
         "proxy_command": [],
+        "tls": {
+            "type": "none",
+            "domain": "",
+            "ip": "",
+            "port": 443,
+            "http_port": 80,
+            "certificate": "",
+            "key": "",
+            "hsts": 31536000,
+            "acme": {
+                "email": "",
+                "directory": "https://acme-v02.api.letsencrypt.org/directory",
+                "ca_root": "",
+            },
+        },
         "config": {},
     },
     "auth": {
@@ -185,13 +200,14 @@ data: {{}}
 # what it means: as written, with the SSO keys shared-password has no use for
 REALISTIC_VALUES = yaml.safe_load(REALISTIC)
 REALISTIC_VALUES["auth"] = {**DEFAULTS["auth"], **REALISTIC_VALUES["auth"]}
+REALISTIC_VALUES["hub"]["tls"] = DEFAULTS["hub"]["tls"]
 for _name in SERVICE_SECTIONS:
     REALISTIC_VALUES[_name] = DEFAULTS[_name]
 
 ALLOWED_TOP = "allowed: data_dir, hub, auth, backend, profiles, accounting, catalog, data"
 ALLOWED_HUB = (
     "allowed: ip, port, hub_port, proxy_api_port, base_url, public_url, db_url, "
-    "admin_users, cleanup_servers, log_level, proxy_command, config"
+    "admin_users, cleanup_servers, log_level, proxy_command, tls, config"
 )
 ALLOWED_PROFILE = (
     "allowed: slug, display_name, description, default, cpu, memory, gpus, image, env, "

@@ -46,6 +46,7 @@ ADMIN_SOCKET = "admin.sock"
 SOCKET_MAX = 107  # bytes of a unix socket path (sun_path) on Linux, its NUL aside
 LOOPBACK_IPS = ("127.0.0.1", "::1", "localhost")
 WATCH_INTERVAL = 2.0  # seconds between looks at the certificate files and Caddy
+CONSOLE = {"format": "console", "level_format": "upper", "time_format": "iso8601"}
 START_TIMEOUT = 60.0  # seconds Caddy may take to listen (an ACME order comes later)
 
 
@@ -213,7 +214,8 @@ def caddy_config(settings: Settings, tls_dir: Path) -> dict[str, Any]:
             "config": {"persist": False},
         },
         "storage": {"module": "file_system", "root": str(tls_dir / "caddy")},
-        "logging": {"logs": {"default": {"encoder": {"format": "console"}}}},
+        # plain lines for a journal: no colours, ISO times
+        "logging": {"logs": {"default": {"encoder": CONSOLE}}},
         "apps": {
             "http": {
                 "http_port": tls["http_port"],
@@ -230,7 +232,7 @@ def caddy_config(settings: Settings, tls_dir: Path) -> dict[str, Any]:
 
 def hub_values(settings: Settings, state: State, out: dict[str, dict[str, Any]]) -> None:
     """Adjust the hub's traitlets values for ``hub.tls`` (nothing when it is off):
-    the https public URL (JupyterHub then marks its cookies Secure), and a proxy
+    the https public URL and Secure cookies (the _xsrf one too), and a proxy
     that leaves X-Forwarded-* as Caddy set them (configurable-http-proxy would
     append its own ``http``, and tornado believes the last one). Raises
     ``SettingsError`` when Caddy or a certificate file is missing here."""
@@ -241,7 +243,13 @@ def hub_values(settings: Settings, state: State, out: dict[str, dict[str, Any]])
     lacking = start_problems(settings, state.data_dir / TLS_DIR)
     if lacking:
         raise SettingsError(str(settings.source), lacking)
-    out.setdefault("JupyterHub", {})["public_url"] = settings.public_url()
+    hub = out.setdefault("JupyterHub", {})
+    hub["public_url"] = settings.public_url()
+    # JupyterHub marks its login cookies Secure for an https public_url, but
+    # not its _xsrf cookie: that one follows cookie_options
+    tornado = dict(hub.get("tornado_settings", {}))
+    tornado["cookie_options"] = {**tornado.get("cookie_options", {}), "secure": True}
+    hub["tornado_settings"] = tornado
     proxy = out.setdefault("ConfigurableHTTPProxy", {})
     proxy["command"] = [*proxy.get("command", []), "--no-x-forward"]
 

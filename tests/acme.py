@@ -22,6 +22,7 @@ import ipaddress
 import json
 import os
 import shutil
+import ssl
 from pathlib import Path
 
 import httpx
@@ -166,14 +167,18 @@ class Pebble(Managed):
 
     def ready(self) -> bool:
         try:
-            return httpx.get(self.directory, verify=str(self.api_ca), timeout=2).status_code == 200
+            return httpx.get(self.directory, verify=self.trust(), timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def trust(self) -> ssl.SSLContext:
+        """A TLS context trusting pebble's own HTTPS API."""
+        return ssl.create_default_context(cafile=str(self.api_ca))
 
     def root_pem(self) -> str:
         """The root that signs what pebble issues (made anew at each start)."""
         url = f"https://127.0.0.1:{self.management_port}/roots/0"
-        r = httpx.get(url, verify=str(self.api_ca), timeout=10)
+        r = httpx.get(url, verify=self.trust(), timeout=10)
         r.raise_for_status()
         return r.text
 

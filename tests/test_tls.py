@@ -195,7 +195,17 @@ def test_caddy_config_files(setup, pem):
             "config": {"persist": False},
         },
         "storage": {"module": "file_system", "root": f"{tls_dir}/caddy"},
-        "logging": {"logs": {"default": {"encoder": {"format": "console"}}}},
+        "logging": {
+            "logs": {
+                "default": {
+                    "encoder": {
+                        "format": "console",
+                        "level_format": "upper",
+                        "time_format": "iso8601",
+                    }
+                }
+            }
+        },
         "apps": {
             "http": {
                 "http_port": 80,
@@ -328,17 +338,20 @@ def test_caddy_accepts_the_config(setup, pem, need, kind):
 
 
 def test_hub_values(setup, pem, need):
-    """https public URL (so JupyterHub marks cookies Secure) and a proxy that
+    """https public URL, Secure cookies (JupyterHub's _xsrf follows only
+    cookie_options; the browser test checks them all) and a proxy that
     leaves Caddy's X-Forwarded-* alone; nothing changes with TLS off."""
     need("caddy", shutil.which("caddy") is not None, "apt install caddy")
     cert, key = pem
     settings, state = setup({"hub": {"tls": {**FILES, "certificate": str(cert), "key": str(key)}}})
     values = build(settings, state, PROXY)
     assert values["JupyterHub"]["public_url"] == "https://hub.example.org/"
+    assert values["JupyterHub"]["tornado_settings"] == {"cookie_options": {"secure": True}}
     assert values["ConfigurableHTTPProxy"]["command"] == [*PROXY, "--no-x-forward"]
     settings, state = setup({"hub": {}})
     values = build(settings, state, PROXY)
     assert "public_url" not in values["JupyterHub"]
+    assert "tornado_settings" not in values["JupyterHub"]
     assert values["ConfigurableHTTPProxy"]["command"] == PROXY
 
 

@@ -20,6 +20,8 @@ have debootstrap || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 # test server, which the HTTPS tests issue certificates from
 have caddy || missing+=(caddy)
 have pebble || missing+=(pebble)
+# certutil: the HTTPS browser test trusts pebble's root in Chromium's NSS database
+have certutil || missing+=(libnss3-tools)
 
 # One Docker daemon, started here when none runs: no bridge network and no
 # iptables rules, since every Labspace container uses the host's network.

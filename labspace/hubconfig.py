@@ -51,12 +51,25 @@ class ProxyNotFound(Exception):
     """configurable-http-proxy is not installed where Labspace looks for it."""
 
 
+def proxy_folders(settings: Settings) -> list[Path]:
+    """Where ``node_modules/.bin`` may hold the proxy: next to the settings file,
+    then where Labspace is installed (its folder, for ``make up``; the folder of
+    its environment). Never the current folder: the launcher's and the hub's
+    differ (the hub runs in data_dir), and both must find the same proxy."""
+    from . import needs
+
+    folders = [settings.base_dir.resolve()]
+    folders += [f for f in needs.install_folders() if f not in folders]
+    return folders
+
+
 def find_proxy(settings: Settings) -> list[str]:
     """The command that runs configurable-http-proxy (see ``hub.proxy_command``)."""
     configured = settings.get("hub.proxy_command")
     if configured:
         return list(configured)
-    for base in (settings.base_dir, Path.cwd()):
+    folders = proxy_folders(settings)
+    for base in folders:
         local = base / "node_modules" / ".bin" / PROXY_BIN
         if local.exists():
             return [str(local)]
@@ -64,9 +77,9 @@ def find_proxy(settings: Settings) -> list[str]:
     if on_path:
         return [on_path]
     raise ProxyNotFound(
-        f"hub.proxy_command: {PROXY_BIN} was not found in node_modules/.bin or on PATH "
-        "(run `npm ci` in the Labspace folder, or `npm install -g configurable-http-proxy`, "
-        "or set hub.proxy_command)"
+        f"hub.proxy_command: {PROXY_BIN} was not found on PATH nor in node_modules/.bin "
+        f"of {', '.join(map(str, folders))} (run `npm ci` in the Labspace folder, "
+        "or `npm install -g configurable-http-proxy`, or set hub.proxy_command)"
     )
 
 
@@ -287,11 +300,11 @@ def configure(c, path: str | None = None) -> Settings:
     private_umask()  # the hub's database and files, and its services', are private
     try:
         settings = settings_mod.load(path)
-        state = State(settings)
-        state.prepare()
         lacking = needs.missing(settings)  # before build, which imports what they need
         if lacking:
             raise SettingsError(str(settings.source), lacking)
+        state = State(settings)
+        state.prepare()
         values = build(settings, state, find_proxy(settings))
     except SettingsError as e:
         fail(e.report())

@@ -181,6 +181,7 @@ def write_default(path: Path) -> Path:
 def prepare(config: str | None, port: int | None = None) -> Prepared:
     """Validate everything a start needs, writing a default settings file if
     the default path has none. ``port`` overrides ``hub.port``."""
+    from . import needs
     from .hubconfig import ProxyNotFound, find_proxy
 
     env = dict(os.environ)
@@ -192,16 +193,15 @@ def prepare(config: str | None, port: int | None = None) -> Prepared:
         wrote = write_default(path)
     try:
         settings = settings_mod.load(path, environ=env)
+        # what is not installed, before anything is made
+        lacking = needs.missing(settings)
+        if lacking:
+            raise SettingsError(str(settings.source), lacking)
+        find_proxy(settings)
         state = State(settings)
         state.prepare()
         if settings.get("auth.type") == "shared-password":
             state.admin_password()  # made here, so the banner knows it is new
-        find_proxy(settings)
-        from . import needs
-
-        lacking = needs.missing(settings)
-        if lacking:
-            raise SettingsError(str(settings.source), lacking)
         busy = busy_ports(settings)
         if busy:
             raise SettingsError(str(settings.source), busy)

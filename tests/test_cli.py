@@ -20,7 +20,7 @@ import yaml
 from click.testing import CliRunner
 from harness import free_port, workspace_pids
 
-from labspace import __version__, cli, launcher, reference
+from labspace import __version__, cli, launcher, needs, reference
 from labspace.settings import iter_keys, load
 from labspace.state import State
 
@@ -384,6 +384,8 @@ def test_up_missing_file_given(invoke, tmp_path, fake_hub):
 
 def test_up_no_proxy(invoke, tmp_path, fake_hub, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    # nor where Labspace is installed (this repository's node_modules)
+    monkeypatch.setattr(needs, "install_folders", list)
     path = write(tmp_path / "labspace.yaml", "")
     result = invoke("up", "--config", str(path))
     assert result.exit_code == 2

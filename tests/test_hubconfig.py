@@ -13,6 +13,7 @@ from test_settings import DEFAULTS
 from traitlets.config import Config
 
 import labspace
+from labspace import needs
 from labspace.hubconfig import ProxyNotFound, admin_role, build, configure, find_proxy
 from labspace.settings import load
 from labspace.state import State, StateError, ensure_secret, user_dir_name
@@ -21,9 +22,9 @@ PROXY = ["/opt/chp/bin/configurable-http-proxy"]
 PACKAGE = Path(labspace.__file__).resolve().parent
 ADMIN_PW = "admin-password-of-at-least-32-characters"
 PROXY_NOT_FOUND = (
-    "hub.proxy_command: configurable-http-proxy was not found in node_modules/.bin or on PATH "
-    "(run `npm ci` in the Labspace folder, or `npm install -g configurable-http-proxy`, "
-    "or set hub.proxy_command)"
+    "hub.proxy_command: configurable-http-proxy was not found on PATH nor in node_modules/.bin "
+    "of {folder} (run `npm ci` in the Labspace folder, or `npm install -g "
+    "configurable-http-proxy`, or set hub.proxy_command)"
 )
 
 # the `backend:` section of an empty labspace.yaml, as the spawner gets it
@@ -66,11 +67,13 @@ def secret(base: Path, name: str) -> str:
 
 @pytest.fixture
 def no_proxy_anywhere(tmp_path, monkeypatch):
-    """No configurable-http-proxy on PATH or in the current folder."""
+    """No configurable-http-proxy on PATH, nor where Labspace is installed (the
+    repository's own, found from anywhere, is tests/test_needs.py's)."""
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(needs, "install_folders", list)
 
 
 def fake_proxy(folder: Path) -> Path:
@@ -367,7 +370,7 @@ def test_find_proxy_configured_wins(setup, base, no_proxy_anywhere):
 def test_find_proxy_next_to_settings(tmp_path, monkeypatch, no_proxy_anywhere):
     conf = tmp_path / "conf"
     local = fake_proxy(conf / "node_modules" / ".bin")
-    fake_proxy(tmp_path / "node_modules" / ".bin")  # the current folder comes second
+    fake_proxy(tmp_path / "node_modules" / ".bin")  # the current folder: never looked at
     on_path = tmp_path / "path-bin"
     fake_proxy(on_path)
     monkeypatch.setenv("PATH", str(on_path))
@@ -375,13 +378,15 @@ def test_find_proxy_next_to_settings(tmp_path, monkeypatch, no_proxy_anywhere):
     assert find_proxy(load(conf / "labspace.yaml", environ={})) == [str(local)]
 
 
-def test_find_proxy_in_current_folder(tmp_path, no_proxy_anywhere):
+def test_find_proxy_not_in_current_folder(tmp_path, no_proxy_anywhere):
+    """The hub runs in data_dir, the launcher wherever it was started: a proxy
+    only one of them would find is none."""
     conf = tmp_path / "conf"
     conf.mkdir()
     (conf / "labspace.yaml").write_text("")
-    here = fake_proxy(tmp_path / "node_modules" / ".bin")
-    found = find_proxy(load(conf / "labspace.yaml", environ={}))
-    assert [Path(p).resolve() for p in found] == [here.resolve()]
+    fake_proxy(tmp_path / "node_modules" / ".bin")
+    with pytest.raises(ProxyNotFound):
+        find_proxy(load(conf / "labspace.yaml", environ={}))
 
 
 def test_find_proxy_on_path(tmp_path, monkeypatch, no_proxy_anywhere):
@@ -395,7 +400,7 @@ def test_find_proxy_not_found(tmp_path, no_proxy_anywhere):
     (tmp_path / "labspace.yaml").write_text("")
     with pytest.raises(ProxyNotFound) as info:
         find_proxy(load(tmp_path / "labspace.yaml", environ={}))
-    assert str(info.value) == PROXY_NOT_FOUND
+    assert str(info.value) == PROXY_NOT_FOUND.format(folder=tmp_path.resolve())
 
 
 # -- configure (jupyterhub_config.py) ----------------------------------------
@@ -446,7 +451,8 @@ def test_configure_no_proxy(tmp_path, capsys, no_proxy_anywhere):
     with pytest.raises(SystemExit) as info:
         configure(Config(), str(path))
     assert info.value.code == 2
-    assert capsys.readouterr().err == f"Labspace cannot start: {PROXY_NOT_FOUND}\n"
+    message = PROXY_NOT_FOUND.format(folder=tmp_path.resolve())
+    assert capsys.readouterr().err == f"Labspace cannot start: {message}\n"
 
 
 def test_configure_data_dir_not_creatable(tmp_path, capsys):

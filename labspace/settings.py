@@ -83,7 +83,8 @@ class Settings:
     @property
     def warnings(self) -> list[str]:
         """Settings that work but are probably not what the operator meant."""
-        return _auth().warnings(self.get("auth"), self.get("hub.admin_users"))
+        said = _auth().warnings(self.get("auth"), self.get("hub.admin_users"))
+        return said + tls.warnings(self.values)
 
     def redacted(self) -> dict[str, Any]:
         """The values with every secret replaced, safe to print; in ``hub.config``

@@ -113,6 +113,24 @@ def problems(values: dict[str, Any]) -> list[str]:
     return out
 
 
+PUBLIC_CAS = ("api.letsencrypt.org",)  # CAs that check the standard ports only
+
+
+def warnings(values: dict[str, Any]) -> list[str]:
+    """Settings that work here but will not get a certificate from a public CA."""
+    tls = _tls(values)
+    if tls.get("type") != "acme":
+        return []
+    host = urlsplit(tls["acme"]["directory"]).hostname or ""
+    if not host.endswith(PUBLIC_CAS) or tls["http_port"] == 80 or tls["port"] == 443:
+        return []
+    return [
+        f"hub.tls: {host} checks port 80 (http-01) or 443 (tls-alpn-01) of hub.tls.domain, "
+        f"and Caddy listens on {tls['http_port']} and {tls['port']}: forward 80 to "
+        f"{tls['http_port']} (or 443 to {tls['port']}), or no certificate can be issued"
+    ]
+
+
 def resolve(settings: Settings, key: str) -> Path | None:
     """The file a ``hub.tls`` path setting names, relative to the settings file.
     Links are kept, not followed: certbot's ``live/<domain>/fullchain.pem`` is a

@@ -134,6 +134,21 @@ def test_problems_through_validate(tmp_path):
     assert e.value.problems == ["hub.tls.port: 8000 is also hub.port (give each a port of its own)"]
 
 
+def test_warnings(setup):
+    """A public CA checks the standard ports: say so when Caddy has neither."""
+    odd = {**ACME, "port": 8443, "http_port": 8080}
+    settings, _state = setup({"hub": {"tls": odd}})
+    assert settings.warnings == [
+        "hub.tls: acme-v02.api.letsencrypt.org checks port 80 (http-01) or 443 "
+        "(tls-alpn-01) of hub.tls.domain, and Caddy listens on 8080 and 8443: forward "
+        "80 to 8080 (or 443 to 8443), or no certificate can be issued"
+    ]
+    private = {**odd, "acme": {"directory": "https://ca.internal:9000/acme/dir"}}
+    for keys in ({**odd, "port": 443}, {**odd, "http_port": 80}, private, FILES):
+        settings, _state = setup({"hub": {"tls": keys}})
+        assert settings.warnings == [], keys
+
+
 @pytest.mark.parametrize(
     ("keys", "url"),
     [

@@ -3,6 +3,8 @@
 - :func:`database_url`: accept or refuse a database URL, and normalise it;
 - :func:`ports` / :func:`port_clashes`: every port Labspace binds, and the
   settings that give two of them the same number;
+- :func:`tls_problems` / :func:`https_url`: ``hub.tls`` with the rest of
+  ``hub`` (a loopback proxy, the https public URL derived from the domain);
 - :func:`with_defaults`: a value completed with the defaults of its JSON Schema;
 - :func:`schema_problems`: one line per schema error, ``path.to.key: what is
   wrong (what would be right)``, for any JSON Schema (``labspace.yaml`` and the
@@ -125,6 +127,90 @@ def port_clashes(
             out.append(f"{key}: {port} is also {seen[port]} (give each a port of its own)")
         seen.setdefault(port, key)
     return out
+
+
+# -- HTTPS (hub.tls) ----------------------------------------------------------
+
+LOOPBACK_IPS = ("127.0.0.1", "::1", "localhost")
+
+
+def _tls_section(values: dict[str, Any]) -> dict[str, Any]:
+    return _section(_section(values, "hub"), "tls")
+
+
+def tls_enabled(values: dict[str, Any]) -> bool:
+    """Whether ``hub.tls`` asks for HTTPS (``values``: the settings, defaults filled)."""
+    return _tls_section(values).get("type", "none") != "none"
+
+
+def https_url(values: dict[str, Any]) -> str:
+    """``https://<domain>[:<port>]<base_url>``: where users reach Labspace with TLS on."""
+    tls, hub = _tls_section(values), values["hub"]
+    port = tls.get("port", 443)
+    netloc = tls["domain"] if port == 443 else f"{tls['domain']}:{port}"
+    return f"https://{netloc}{hub.get('base_url', '/')}"
+
+
+def tls_problems(values: dict[str, Any]) -> list[str]:
+    """Problem lines of ``hub.tls`` with the rest of ``hub`` (``values``: the
+    settings, defaults filled, the ``hub`` section valid for the schema)."""
+    if not tls_enabled(values):
+        return []
+    tls, hub = _tls_section(values), values["hub"]
+    kind = tls["type"]
+    out = []
+    if not tls.get("domain"):
+        out.append(
+            f"hub.tls.domain: empty, but hub.tls.type is {kind} "
+            "(the host name users open, e.g. hub.example.org)"
+        )
+    if kind == "files":
+        for key in ("certificate", "key"):
+            if not tls.get(key):
+                out.append(
+                    f"hub.tls.{key}: empty, but hub.tls.type is files "
+                    f"(the path of the PEM {key} file, or use hub.tls.type: acme)"
+                )
+    ip = hub.get("ip", "")
+    if not (ip in LOOPBACK_IPS or ip.startswith("127.")):
+        shown = repr(ip) if ip else "empty (every address)"
+        out.append(
+            f"hub.ip: {shown}, but with hub.tls the proxy must listen on loopback only, "
+            "or plain HTTP would bypass HTTPS (set hub.ip: 127.0.0.1; Caddy listens on "
+            "hub.tls.ip)"
+        )
+    url = hub.get("public_url", "")
+    parts = urlsplit(url)
+    if url and parts.scheme != "https":
+        derived = f"derived as {https_url(values)}" if tls.get("domain") else "derived"
+        out.append(
+            f"hub.public_url: {url!r} is not https, but hub.tls is on "
+            f"(leave it empty: it is {derived})"
+        )
+    elif url and tls["domain"] and (parts.hostname or "").lower() != tls["domain"].lower():
+        out.append(
+            f"hub.public_url: host {parts.hostname!r} differs from hub.tls.domain "
+            f"{tls['domain']!r} (leave hub.public_url empty, or give both one host)"
+        )
+    return out
+
+
+PUBLIC_CAS = ("api.letsencrypt.org",)  # CAs that check the standard ports only
+
+
+def tls_warnings(values: dict[str, Any]) -> list[str]:
+    """Settings that work here but will not get a certificate from a public CA."""
+    tls = _tls_section(values)
+    if tls.get("type") != "acme":
+        return []
+    host = urlsplit(tls["acme"]["directory"]).hostname or ""
+    if not host.endswith(PUBLIC_CAS) or tls["http_port"] == 80 or tls["port"] == 443:
+        return []
+    return [
+        f"hub.tls: {host} checks port 80 (http-01) or 443 (tls-alpn-01) of hub.tls.domain, "
+        f"and Caddy listens on {tls['http_port']} and {tls['port']}: forward 80 to "
+        f"{tls['http_port']} (or 443 to {tls['port']}), or no certificate can be issued"
+    ]
 
 
 # -- defaults ----------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from . import rules, tls
+from . import rules
 from .rules import HIDDEN, SERVICE_SECTIONS
 
 DEFAULT_PATH = "labspace.yaml"
@@ -76,15 +76,15 @@ class Settings:
         url = self.get("hub.public_url")
         if url:
             return url if url.endswith("/") else url + "/"
-        if tls.enabled(self.values):
-            return tls.https_url(self.values)
+        if rules.tls_enabled(self.values):
+            return rules.https_url(self.values)
         return self.local_url()
 
     @property
     def warnings(self) -> list[str]:
         """Settings that work but are probably not what the operator meant."""
         said = _auth().warnings(self.get("auth"), self.get("hub.admin_users"))
-        return said + tls.warnings(self.values)
+        return said + rules.tls_warnings(self.values)
 
     def redacted(self) -> dict[str, Any]:
         """The values with every secret replaced, safe to print; in ``hub.config``
@@ -357,7 +357,7 @@ def _semantic_problems(data: dict[str, Any], skip: set[str] = frozenset()) -> li
         )
     problems += rules.port_clashes(values, prefix="hub.")  # each service says its own
     if "hub" not in skip:
-        problems += tls.problems(values)
+        problems += rules.tls_problems(values)
     auth = _typed(values, "auth", dict)
     if (
         "auth" not in skip

@@ -6,8 +6,8 @@ a certificate from files or from an ACME CA, HSTS, a redirect from
 ``hub.tls.http_port`` (which also answers http-01 challenges), and everything
 forwarded to the proxy, which listens on loopback only.
 
-- :func:`problems`, :func:`https_url`, :func:`caddy_config`: pure rules and the
-  config builder (golden tests in ``tests/test_tls.py``);
+- :func:`caddy_config`: the config builder (golden tests in ``tests/test_tls.py``;
+  the settings rules of ``hub.tls`` are ``labspace.rules``' ``tls_*``);
 - :func:`hub_values`: what the hub's traitlets get (``hubconfig.build``);
 - :func:`start_front` / :func:`stop_front`: Caddy's process (``launcher.run``).
 
@@ -33,7 +33,8 @@ import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+
+from .rules import https_url, tls_enabled
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -44,91 +45,9 @@ INSTALL = "apt install caddy"
 TLS_DIR = "tls"
 ADMIN_SOCKET = "admin.sock"
 SOCKET_MAX = 107  # bytes of a unix socket path (sun_path) on Linux, its NUL aside
-LOOPBACK_IPS = ("127.0.0.1", "::1", "localhost")
 WATCH_INTERVAL = 2.0  # seconds between looks at the certificate files and Caddy
 CONSOLE = {"format": "console", "level_format": "upper", "time_format": "iso8601"}
 START_TIMEOUT = 60.0  # seconds Caddy may take to listen (an ACME order comes later)
-
-
-def _tls(values: dict[str, Any]) -> dict[str, Any]:
-    hub = values.get("hub") if isinstance(values.get("hub"), dict) else {}
-    tls = hub.get("tls")
-    return tls if isinstance(tls, dict) else {}
-
-
-def enabled(values: dict[str, Any]) -> bool:
-    """Whether ``hub.tls`` asks for HTTPS (``values``: the settings, defaults filled)."""
-    return _tls(values).get("type", "none") != "none"
-
-
-def https_url(values: dict[str, Any]) -> str:
-    """``https://<domain>[:<port>]<base_url>``: where users reach Labspace with TLS on."""
-    tls, hub = _tls(values), values["hub"]
-    port = tls.get("port", 443)
-    netloc = tls["domain"] if port == 443 else f"{tls['domain']}:{port}"
-    return f"https://{netloc}{hub.get('base_url', '/')}"
-
-
-def problems(values: dict[str, Any]) -> list[str]:
-    """Problem lines of ``hub.tls`` with the rest of ``hub`` (``values``: the
-    settings, defaults filled, the ``hub`` section valid for the schema)."""
-    if not enabled(values):
-        return []
-    tls, hub = _tls(values), values["hub"]
-    kind = tls["type"]
-    out = []
-    if not tls.get("domain"):
-        out.append(
-            f"hub.tls.domain: empty, but hub.tls.type is {kind} "
-            "(the host name users open, e.g. hub.example.org)"
-        )
-    if kind == "files":
-        for key in ("certificate", "key"):
-            if not tls.get(key):
-                out.append(
-                    f"hub.tls.{key}: empty, but hub.tls.type is files "
-                    f"(the path of the PEM {key} file, or use hub.tls.type: acme)"
-                )
-    ip = hub.get("ip", "")
-    if not (ip in LOOPBACK_IPS or ip.startswith("127.")):
-        shown = repr(ip) if ip else "empty (every address)"
-        out.append(
-            f"hub.ip: {shown}, but with hub.tls the proxy must listen on loopback only, "
-            "or plain HTTP would bypass HTTPS (set hub.ip: 127.0.0.1; Caddy listens on "
-            "hub.tls.ip)"
-        )
-    url = hub.get("public_url", "")
-    parts = urlsplit(url)
-    if url and parts.scheme != "https":
-        derived = f"derived as {https_url(values)}" if tls.get("domain") else "derived"
-        out.append(
-            f"hub.public_url: {url!r} is not https, but hub.tls is on "
-            f"(leave it empty: it is {derived})"
-        )
-    elif url and tls["domain"] and (parts.hostname or "").lower() != tls["domain"].lower():
-        out.append(
-            f"hub.public_url: host {parts.hostname!r} differs from hub.tls.domain "
-            f"{tls['domain']!r} (leave hub.public_url empty, or give both one host)"
-        )
-    return out
-
-
-PUBLIC_CAS = ("api.letsencrypt.org",)  # CAs that check the standard ports only
-
-
-def warnings(values: dict[str, Any]) -> list[str]:
-    """Settings that work here but will not get a certificate from a public CA."""
-    tls = _tls(values)
-    if tls.get("type") != "acme":
-        return []
-    host = urlsplit(tls["acme"]["directory"]).hostname or ""
-    if not host.endswith(PUBLIC_CAS) or tls["http_port"] == 80 or tls["port"] == 443:
-        return []
-    return [
-        f"hub.tls: {host} checks port 80 (http-01) or 443 (tls-alpn-01) of hub.tls.domain, "
-        f"and Caddy listens on {tls['http_port']} and {tls['port']}: forward 80 to "
-        f"{tls['http_port']} (or 443 to {tls['port']}), or no certificate can be issued"
-    ]
 
 
 def resolve(settings: Settings, key: str) -> Path | None:
@@ -254,7 +173,7 @@ def hub_values(settings: Settings, state: State, out: dict[str, dict[str, Any]])
     that leaves X-Forwarded-* as Caddy set them (configurable-http-proxy would
     append its own ``http``, and tornado believes the last one). Raises
     ``SettingsError`` when Caddy or a certificate file is missing here."""
-    if not enabled(settings.values):
+    if not tls_enabled(settings.values):
         return
     from .settings import SettingsError
 
@@ -427,18 +346,17 @@ def start_front(settings: Settings, state: State) -> Front | None:
     """Start Caddy for ``hub.tls``; None when it is off. When Caddy cannot start,
     or exits later on its own, this process gets SIGTERM (the launcher's handler
     stops the hub) and :func:`stop_front` ends it with status 1."""
-    if not enabled(settings.values):
+    if not tls_enabled(settings.values):
         return None
     return Front(settings, state).start()
 
 
 def stop_front(front: Front | None) -> None:
-    """Stop what ``start_front`` started; if Caddy had failed, exit with status 1
-    (the hub has stopped by then), so a service manager restarts Labspace."""
+    """Stop what ``start_front`` started. If Caddy had failed (the hub has
+    stopped by then), raise ``SystemExit(1)``: ``labspace up`` ends with status
+    1, so a service manager restarts Labspace."""
     if front is None:
         return
     front.stop()
     if front.failed:
-        from .launcher import end
-
-        end(1)
+        raise SystemExit(1)

@@ -115,7 +115,7 @@ ACME = {"type": "acme", "domain": "hub.example.org"}
     ],
 )
 def test_problems(keys, expected):
-    assert tls.problems(hub(**keys)) == expected
+    assert rules.tls_problems(hub(**keys)) == expected
 
 
 def test_problems_through_validate(tmp_path):

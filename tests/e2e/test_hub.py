@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from harness import (
     LABSPACE,
     REPO,
@@ -245,6 +248,38 @@ def test_busy_port_is_named_before_anything_starts(tmp_path, hub_settings):
     port = hub_settings["hub"]["port"]
     assert f"hub.port: 127.0.0.1:{port} is not free" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_the_proxy_make_up_installed_is_found_wherever_the_settings_live(
+    tmp_path, hub_factory, hub_settings, proxy_command
+):
+    """`labspace up --config /etc/x/labspace.yaml` from another folder, with no
+    hub.proxy_command and no proxy on PATH, runs the repository's proxy (the one
+    `make up` installed with `npm ci`): the launcher and the hub, which runs in
+    data_dir, both find it."""
+    installed = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+    if proxy_command != [str(installed)]:
+        pytest.skip("the proxy comes from PATH here, not from the repository's node_modules")
+    del hub_settings["hub"]["proxy_command"]
+    path = os.pathsep.join(
+        d
+        for d in os.environ["PATH"].split(os.pathsep)
+        if not shutil.which("configurable-http-proxy", path=d)
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    hub = hub_factory(hub_settings)
+    hub.name = f"hub at {hub.url}"
+    hub.config_path.write_text(yaml.safe_dump(hub_settings))
+    env = {k: v for k, v in os.environ.items() if k != "LABSPACE_CONFIG"}
+    hub.launch(
+        [*LABSPACE, "up", "--config", str(hub.config_path)], elsewhere, {**env, "PATH": path}, 120
+    )
+    assert httpx.get(hub.url + "hub/health", timeout=10).status_code == 200
+    pid = int((tmp_path / "data" / "proxy.pid").read_text())
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert str(installed).encode() in argv, argv
 
 
 # the last tests on the shared hubs: pytest keeps each hub's tests in file order

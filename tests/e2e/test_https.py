@@ -10,11 +10,12 @@ real hub (``labspace up``).
   killed stops ``labspace up`` with status 1.
 - ``files``: certificate files replaced on disk are served by the same Caddy
   process; a broken replacement keeps the old certificate; a missing file stops
-  the start with one line.
+  the start with one line, a broken one (Caddy cannot start) with status 1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -223,7 +224,17 @@ def test_files_replaced_without_restart(tmp_path, hub_settings, hub_factory, nee
     said = f"  hub.tls.certificate: {cert} cannot be read: No such file or directory"
     assert said in str(e.value)
 
+    # a broken key: Caddy cannot start, so labspace up stops the hub, status 1
     replace_pem(cert, key, tmp_path / "one")
+    good_key = key.read_text()
+    key.write_text("-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n")
+    hub = hub_factory(settings)
+    with contextlib.suppress(RuntimeError):  # it may end before the banner is seen
+        hub.start()
+    assert hub.proc.wait(60) == 1, hub.log()[-3000:]
+    assert "Caddy (the HTTPS front) did not start (see its lines above)" in hub.log()
+    key.write_text(good_key)
+
     hub = hub_factory(settings).start()
     port = settings["hub"]["tls"]["port"]
     first = served_serial(port, certs / "ca.pem")
@@ -231,8 +242,7 @@ def test_files_replaced_without_restart(tmp_path, hub_settings, hub_factory, nee
     # through Caddy and the proxy to the hub
     assert '"version"' in curl(f"https://{DOMAIN}:{port}/hub/api/", port, certs / "ca.pem")
 
-    # a broken key: Caddy keeps the certificate it has
-    good_key = key.read_text()
+    # a broken key now: Caddy keeps the certificate it has
     key.write_text("-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n")
     wait_for(lambda: "old ones still serve" in hub.log(), 30, 0.5, "the refused reload")
     assert served_serial(port, certs / "ca.pem") == first

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import yaml
 
-from . import __version__, cli_backup, cli_service, reference
+from . import cli_backup, cli_service, reference
 from . import settings as settings_mod
 from .cli_api import COMMANDS, err, out
 
@@ -135,31 +135,70 @@ def reference_cmd():
 
 
 @main.command()
-def version():
-    """Print the versions of Labspace and the parts it runs."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Settings file of the Labspace to ask. Default: $LABSPACE_CONFIG, else ./labspace.yaml.",
+)
+@click.option(
+    "--url",
+    envvar="LABSPACE_URL",
+    default=None,
+    help="Where the hub runs (default: its local address from the settings).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def version(config, url, as_json):
+    """Print what is installed, what runs, and each database's revision.
 
-    out.print(f"labspace {__version__}", markup=False)
-    for dist in ("jupyterhub", "jupyterlab", "traitlets", "tornado", "sqlalchemy"):
-        try:
-            out.print(f"{dist} {dist_version(dist)}", markup=False)
-        except PackageNotFoundError:
-            out.print(f"{dist} (not installed)", markup=False)
-    out.print(f"python {sys.version.split()[0]}", markup=False)
-    out.print(f"configurable-http-proxy {proxy_version()}", markup=False)
+    Asks the hub at URL (JupyterHub's version; Labspace's too with LABSPACE_TOKEN
+    set to a token that may read:hub) and reads each database's migration
+    revision against the newest one the installed code knows (a database behind
+    it migrates at the next start).
+    """
+    import os
+
+    from . import versions
+
+    settings = version_settings(config)
+    services = [n for n in versions.SERVICES if settings.get(f"{n}.enabled")]
+    report = {
+        "installed": versions.installed(proxy_version(settings)),
+        "running": versions.running(
+            url or settings.local_url(), os.environ.get("LABSPACE_TOKEN", ""), services
+        ),
+        "databases": versions.databases(settings),
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for line in versions.lines(report):
+        out.print(line, markup=False)
 
 
-def proxy_version() -> str:
-    """The proxy Labspace would run here (from ./labspace.yaml if there is one)."""
+def version_settings(config: str | None) -> settings_mod.Settings:
+    """The settings ``labspace version`` asks about: ``--config``, else
+    $LABSPACE_CONFIG, else ./labspace.yaml (a file that is not valid is an error),
+    else the defaults."""
+    import os
+
+    named = config or os.environ.get(settings_mod.CONFIG_ENV)
+    if not named and not settings_mod.config_path().exists():
+        return settings_mod.Settings(values=settings_mod.with_defaults({}))
+    try:
+        return settings_mod.load(config)
+    except settings_mod.SettingsError as e:
+        err.print(e.report(), markup=False)
+        sys.exit(1)
+
+
+def proxy_version(settings: settings_mod.Settings) -> str:
+    """The version of the proxy Labspace would run with ``settings``."""
     import subprocess
 
     from .hubconfig import ProxyNotFound, find_proxy
 
-    try:
-        settings = settings_mod.load(environ={})
-    except settings_mod.SettingsError:
-        settings = settings_mod.Settings(values=settings_mod.with_defaults({}))
     try:
         cmd = find_proxy(settings)
         done = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=20)

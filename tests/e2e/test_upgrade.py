@@ -242,7 +242,9 @@ def test_labspace_version_names_what_runs(upgraded):
 
     assert report["running"]["jupyterhub"] == jupyterhub.__version__, report
     assert report["running"]["labspace"] == labspace.__version__, report
+    names = {"jupyterhub": "hub"}
     assert report["databases"] == {
-        name: {"revision": rev, "newest": rev} for name, rev in HEADS.items()
+        names.get(name, name): {"revision": rev, "newest": rev} for name, rev in HEADS.items()
     }, report
+    assert report["running"]["services"] == dict.fromkeys(("accounting", "catalog", "data"), "up")
     assert ADMIN_TOKEN not in done.stdout + done.stderr

@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 import pytest
 from alembic.script import ScriptDirectory
-from harness import LABSPACE, free_port, service_answers, service_client, wait_for
+from harness import LABSPACE, free_port, login, service_answers, service_client, wait_for
 from test_accounting_e2e_support import accounting_settings
 
 import labspace
@@ -248,3 +248,23 @@ def test_labspace_version_names_what_runs(upgraded):
     }, report
     assert report["running"]["services"] == dict.fromkeys(("accounting", "catalog", "data"), "up")
     assert ADMIN_TOKEN not in done.stdout + done.stderr
+
+
+def test_the_admin_page_shows_the_version(upgraded):
+    """The admin page names Labspace's version beside JupyterHub's; every page of
+    a signed-in person names Labspace's in its footer, the login page does not."""
+    hub, _, _ = upgraded
+    import jupyterhub
+
+    anonymous = httpx.get(hub.url + "hub/login", timeout=30)
+    assert anonymous.status_code == 200 and "ls-version" not in anonymous.text
+    browser = login(hub.url, "admin", hub.admin_password)
+    try:
+        admin = browser.get("hub/admin")
+        assert admin.status_code == 200
+        footer = f"Labspace {labspace.__version__} · JupyterHub {jupyterhub.__version__}"
+        assert footer in admin.text, admin.text[-800:]
+        home = browser.get("hub/home")
+        assert f'ls-version">Labspace {labspace.__version__}</footer>' in home.text
+    finally:
+        browser.close()

@@ -1,0 +1,227 @@
+"""``labspace install-service`` and the units it writes (labspace/service_units.py,
+labspace/cli_service.py): what each unit says for which settings, checked by
+``systemd-analyze verify`` (the real parser; it fails on a bad key under CI=true
+only through its output, so the tests require that output to be empty), and the
+command's refusals as one line naming the option. ``tests/e2e/test_hub_image.py``
+runs the hub image with the same ``docker run`` arguments."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from labspace import cli, service_units
+from labspace.settings import load
+
+LABSPACE = Path("/opt/venv/bin/labspace")
+
+
+def settings_in(folder: Path, values: dict | None = None):
+    path = folder / "labspace.yaml"
+    path.write_text(yaml.safe_dump(values or {}))
+    return load(path, environ={})
+
+
+def lines(text: str) -> list[str]:
+    return text.splitlines()
+
+
+def test_native_unit_runs_the_venvs_labspace_up_hardened(tmp_path):
+    s = settings_in(tmp_path, {"data_dir": "state"})
+    unit = lines(service_units.native_unit(s, user="lab", labspace=LABSPACE))
+    for line in [
+        "User=lab",
+        f"WorkingDirectory={tmp_path}",
+        f"ExecStart=/opt/venv/bin/labspace up --config {tmp_path}/labspace.yaml",
+        "Environment=PATH=/opt/venv/bin:" + service_units.SYSTEM_PATH,
+        f"EnvironmentFile=-{tmp_path}/labspace.env",
+        "Restart=on-failure",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        f"ReadWritePaths={tmp_path}/state",
+        "PrivateTmp=yes",
+        "WantedBy=multi-user.target",
+    ]:
+        assert line in unit
+    # the local backend on unprivileged ports: no capability, no docker group
+    assert not [x for x in unit if x.startswith(("AmbientCapabilities", "SupplementaryGroups"))]
+    assert "docker.service" not in "\n".join(unit)
+
+
+TLS = {"type": "files", "domain": "hub.example.org", "certificate": "c.pem", "key": "k.pem"}
+
+
+@pytest.mark.parametrize(
+    "values, granted",
+    [
+        ({}, False),
+        ({"hub": {"port": 80}}, True),
+        ({"hub": {"ip": "127.0.0.1", "tls": TLS}}, True),
+        ({"hub": {"ip": "127.0.0.1", "tls": {**TLS, "port": 8443, "http_port": 8080}}}, False),
+    ],
+    ids=["plain-8000", "hub-port-80", "tls-443", "tls-high-ports"],
+)
+def test_capability_only_for_ports_below_1024(tmp_path, values, granted):
+    s = settings_in(tmp_path, values)
+    unit = lines(service_units.native_unit(s, user="lab", labspace=LABSPACE))
+    assert ("AmbientCapabilities=CAP_NET_BIND_SERVICE" in unit) is granted
+    assert bool(service_units.privileged_ports(s)) is granted
+
+
+def test_docker_backend_natively_joins_the_docker_group(tmp_path):
+    s = settings_in(tmp_path, {"backend": {"type": "docker"}})
+    unit = lines(service_units.native_unit(s, user="lab", labspace=LABSPACE))
+    assert "SupplementaryGroups=docker" in unit
+    assert "After=network-online.target docker.service" in unit
+
+
+def test_docker_run_args_keep_every_path_the_same_inside(tmp_path):
+    (tmp_path / "labspace.env").write_text("LABSPACE_AUTH_CLIENT_SECRET=x\n")
+    s = settings_in(
+        tmp_path,
+        {
+            "backend": {"type": "docker"},
+            "hub": {"ip": "127.0.0.1", "tls": TLS},
+            "data": {"enabled": True, "roots": ["/srv/datasets"]},
+        },
+    )
+    args = service_units.docker_run_args(s, image="img:1")
+    joined = " ".join(args)
+    assert args[:4] == ["--name", "labspace-hub", "--network", "host"]
+    assert f"--workdir {tmp_path} " in joined
+    for volume in [
+        f"{tmp_path}/labspace.yaml:{tmp_path}/labspace.yaml:ro",
+        f"{tmp_path}/labspace-data:{tmp_path}/labspace-data",
+        f"{tmp_path}/c.pem:{tmp_path}/c.pem:ro",
+        f"{tmp_path}/k.pem:{tmp_path}/k.pem:ro",
+        "/srv/datasets:/srv/datasets:ro",
+        "/var/run/docker.sock:/var/run/docker.sock",
+    ]:
+        assert f"--volume {volume} " in joined
+    assert f"--env-file {tmp_path}/labspace.env " in joined
+    assert args[-5:] == ["img:1", "labspace", "up", "--config", f"{tmp_path}/labspace.yaml"]
+
+
+def test_docker_run_args_local_backend_no_socket(tmp_path):
+    args = service_units.docker_run_args(settings_in(tmp_path))
+    assert "/var/run/docker.sock:/var/run/docker.sock" not in " ".join(args)
+    assert "--env-file" not in args
+    assert service_units.DEFAULT_IMAGE in args
+
+
+def test_docker_unit_runs_the_container_in_the_foreground(tmp_path):
+    s = settings_in(tmp_path, {"backend": {"type": "docker"}})
+    unit = lines(service_units.docker_unit(s, docker="/usr/bin/docker"))
+    run = " ".join(["/usr/bin/docker run --rm", *service_units.docker_run_args(s)])
+    assert f"ExecStart={run}" in unit
+    assert "ExecStartPre=-/usr/bin/docker rm --force labspace-hub" in unit
+    assert "ExecStop=/usr/bin/docker stop --time 90 labspace-hub" in unit
+    assert "Requires=docker.service" in unit
+    assert "Restart=on-failure" in unit
+    assert not [x for x in unit if x.startswith("User=")]  # docker's socket is root's
+
+
+def test_unit_quotes_odd_paths(tmp_path):
+    folder = tmp_path / "with space 100%"
+    folder.mkdir()
+    s = settings_in(folder)
+    unit = lines(service_units.native_unit(s, user="lab", labspace=LABSPACE))
+    conf = f"{folder}/labspace.yaml".replace("%", "%%")
+    assert f"ExecStart=/opt/venv/bin/labspace up --config '{conf}'" in unit
+    assert f'ReadWritePaths="{folder}/labspace-data"'.replace("%", "%%") in unit
+
+
+@pytest.fixture
+def verify(need):
+    """``systemd-analyze verify`` of a unit text: its complaints (empty: clean)."""
+    found = shutil.which("systemd-analyze")
+    need("systemd-analyze", found is not None, "apt install systemd")
+
+    def run(text: str, folder: Path) -> str:
+        unit = folder / "units" / service_units.UNIT_NAME
+        unit.parent.mkdir(exist_ok=True)
+        unit.write_text(text)
+        done = subprocess.run(
+            [found, "verify", str(unit)], capture_output=True, text=True, timeout=60
+        )
+        return (done.stdout + done.stderr).strip() + ("" if done.returncode == 0 else " [failed]")
+
+    return run
+
+
+def test_systemd_accepts_both_units(tmp_path, verify):
+    tls = {"hub": {"ip": "127.0.0.1", "tls": TLS}, "backend": {"type": "docker"}}
+    s = settings_in(tmp_path, tls)
+    labspace = Path(shutil.which("true"))  # verify wants an executable ExecStart
+    assert verify(service_units.native_unit(s, user="root", labspace=labspace), tmp_path) == ""
+    docker = shutil.which("true")
+    assert verify(service_units.docker_unit(s, docker=docker), tmp_path) == ""
+
+
+def test_systemd_verify_can_fail(tmp_path, verify):
+    s = settings_in(tmp_path)
+    text = service_units.native_unit(s, user="root", labspace=Path("/nonexistent/labspace"))
+    assert "is not executable" in verify(text, tmp_path)
+    good = service_units.native_unit(s, user="root", labspace=Path(shutil.which("true")))
+    assert "Unknown key" in verify(good.replace("PrivateTmp=", "PrivatTmp="), tmp_path)
+
+
+# -- the command ---------------------------------------------------------------
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(cli.main, ["install-service", *args], env=env or {})
+
+
+def test_command_writes_the_unit_and_says_what_to_run(tmp_path):
+    settings_in(tmp_path)
+    conf = str(tmp_path / "labspace.yaml")
+    result = invoke("--config", conf, "--user", "lab", "--dir", str(tmp_path / "u"))
+    assert result.exit_code == 0, result.output
+    unit = tmp_path / "u" / "labspace.service"
+    assert f"Wrote {unit}" in result.output
+    assert "sudo systemctl enable --now labspace.service" in result.output
+    assert "ExecStart=" in unit.read_text() and (unit.stat().st_mode & 0o777) == 0o644
+    printed = invoke("--config", conf, "--docker", "--print")
+    assert printed.exit_code == 0 and "docker run --rm --name labspace-hub" in printed.output
+
+
+@pytest.mark.parametrize(
+    "args, env, says",
+    [
+        ([], {"SUDO_USER": "root"}, "--user: not given, and you are root"),
+        (["--docker", "--user", "lab"], {}, "--user: not with --docker"),
+        (["--user", "lab", "--dir", "/proc/labspace"], {}, "--dir: /proc/labspace/labspace"),
+        (["--user", "lab", "--enable", "--dir", "{tmp}"], {}, "--enable: systemd does not run"),
+    ],
+    ids=["root", "docker-user", "dir", "enable-no-systemd"],
+)
+def test_command_refusals_are_one_line(tmp_path, args, env, says):
+    if "--enable" in args and Path("/run/systemd/system").is_dir():
+        pytest.skip("systemd runs here: --enable would enable the unit")
+    settings_in(tmp_path)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = invoke("--config", str(tmp_path / "labspace.yaml"), *args, env=env)
+    assert result.exit_code == 1
+    assert says in result.output and "Traceback" not in result.output
+
+
+def test_command_bad_settings_named(tmp_path):
+    (tmp_path / "labspace.yaml").write_text("hub:\n  prot: 1\n")
+    result = invoke("--config", str(tmp_path / "labspace.yaml"), "--print", "--user", "lab")
+    assert result.exit_code == 1
+    assert "hub.prot: unknown key" in result.output
+
+
+def test_health_says_no_answer(tmp_path):
+    settings_in(tmp_path, {"hub": {"port": 9}})  # discard: nothing answers HTTP
+    result = CliRunner().invoke(
+        cli.main, ["health", "--config", str(tmp_path / "labspace.yaml"), "--timeout", "2"]
+    )
+    assert result.exit_code == 1
+    assert "http://127.0.0.1:9/hub/health: no answer" in result.output

@@ -53,6 +53,17 @@ def _path(path: Path) -> str:
     return f'"{text}"' if " " in text else text
 
 
+def kill_mode(settings: Settings) -> str:
+    """``KillMode=`` of the native unit. ``labspace up`` gets SIGTERM and stops
+    the hub, its proxy, the services and (unless ``hub.cleanup_servers`` is
+    false) the workspaces; ``mixed`` then kills what is left in the unit's
+    cgroup. Local workspaces are processes in that cgroup: to outlive a restart
+    as ``hub.cleanup_servers: false`` asks, they need ``process`` (only the main
+    process is signalled). Docker's and Kubernetes' workspaces live elsewhere."""
+    keep = not settings.get("hub.cleanup_servers") and settings.get("backend.type") == "local"
+    return "process" if keep else "mixed"
+
+
 def _docker_backend(settings: Settings) -> bool:
     return settings.get("backend.type") == "docker"
 
@@ -87,10 +98,7 @@ def native_unit(settings: Settings, *, user: str, labspace: Path) -> str:
         f"ExecStart={_exec([str(labspace), 'up', '--config', str(source)])}",
         "Restart=on-failure",
         "RestartSec=5s",
-        # labspace up gets SIGTERM and stops the hub, its proxy, services and
-        # (unless hub.cleanup_servers is false) the workspaces; what is left
-        # after TimeoutStopSec is killed
-        "KillMode=mixed",
+        f"KillMode={kill_mode(settings)}",
         "TimeoutStopSec=120s",
         "SyslogIdentifier=labspace",
         "NoNewPrivileges=yes",

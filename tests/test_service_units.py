@@ -73,6 +73,21 @@ def test_capability_only_for_ports_below_1024(tmp_path, values, granted):
     assert bool(service_units.privileged_ports(s)) is granted
 
 
+@pytest.mark.parametrize(
+    "values, mode",
+    [
+        ({}, "mixed"),
+        ({"hub": {"cleanup_servers": False}}, "process"),
+        ({"hub": {"cleanup_servers": False}, "backend": {"type": "docker"}}, "mixed"),
+    ],
+    ids=["cleanup", "local-kept", "docker-kept"],
+)
+def test_local_workspaces_outlive_a_restart_only_when_asked(tmp_path, values, mode):
+    s = settings_in(tmp_path, values)
+    unit = lines(service_units.native_unit(s, user="lab", labspace=LABSPACE))
+    assert f"KillMode={mode}" in unit
+
+
 def test_docker_backend_natively_joins_the_docker_group(tmp_path):
     s = settings_in(tmp_path, {"backend": {"type": "docker"}})
     unit = lines(service_units.native_unit(s, user="lab", labspace=LABSPACE))

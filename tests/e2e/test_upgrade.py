@@ -4,11 +4,14 @@ with the current code on a real hub with its three services.
 ``tests/fixtures/upgrade/`` holds those databases as SQL text (and the script
 that made them): a hub database made by JupyterHub 5.3, and the accounting,
 catalog and data databases made by each service's FIRST migration, with
-representative rows. One hub start, then what a user and an admin see:
+representative rows. The accounting database goes into PostgreSQL (its first
+migration run there by the current code, the fixture's rows copied in), where
+its second migration has work to do (a covering index); the others stay SQLite.
+One hub start, then what a user and an admin see:
 
 - every database is at the newest revision the installed code knows (the hub's
   through ``JupyterHub.upgrade_db``, the services' through their Alembic
-  migrations at start);
+  migrations at start), accounting's new index made;
 - users, groups and admin rights are there; the API tokens made before the
   upgrade still work; alice's stopped named server is still hers, and her
   default server whose process is long gone is found stopped, not a failed start;
@@ -35,6 +38,7 @@ import httpx
 import pytest
 from alembic.script import ScriptDirectory
 from harness import LABSPACE, free_port, login, service_answers, service_client, wait_for
+from sqlalchemy import create_engine, text
 from test_accounting_e2e_support import accounting_settings
 
 import labspace
@@ -76,21 +80,24 @@ BEFORE = {
 }
 
 
-def revision(data_dir: Path, name: str) -> str:
+def revision(data_dir: Path, name: str, urls: dict[str, str]) -> str:
     table = {"catalog": "catalog_alembic_version", "data": "data_alembic_version"}
-    conn = sqlite3.connect(data_dir / f"{name}.sqlite")
+    url = urls.get(name) or f"sqlite:///{data_dir / f'{name}.sqlite'}"
+    engine = create_engine(url)
     try:
-        query = f"SELECT version_num FROM {table.get(name, 'alembic_version')}"  # noqa: S608
-        (value,) = conn.execute(query).fetchone()
+        with engine.connect() as conn:
+            query = f"SELECT version_num FROM {table.get(name, 'alembic_version')}"  # noqa: S608
+            return conn.execute(text(query)).scalar_one()
     finally:
-        conn.close()
-    return value
+        engine.dispose()
 
 
-def load_fixtures(data_dir: Path) -> None:
+def load_fixtures(data_dir: Path, skip: tuple[str, ...] = ()) -> None:
     """The fixtures' SQL into ``data_dir/<name>.sqlite``, as the release left them."""
     data_dir.mkdir(mode=0o700, parents=True)
     for name in DATABASES:
+        if name in skip:
+            continue
         path = data_dir / f"{name}.sqlite"
         conn = sqlite3.connect(path)
         try:
@@ -100,6 +107,49 @@ def load_fixtures(data_dir: Path) -> None:
         path.chmod(0o600)
 
 
+def accounting_into_postgres(url: str, work: Path) -> None:
+    """Accounting's first migration run on the PostgreSQL database ``url`` by the
+    current code, then the fixture's rows copied in (ids and sequences kept)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from labspace.services.accounting.models import Base
+
+    source = work / "accounting-fixture.sqlite"
+    conn = sqlite3.connect(source)
+    conn.executescript((FIXTURES / "accounting.sql").read_text())
+    conn.close()
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ACCOUNTING_MIGRATIONS))
+    target, src = create_engine(url), create_engine(f"sqlite:///{source}")
+    try:
+        with target.begin() as pg, src.connect() as lite:
+            cfg.attributes["connection"] = pg
+            command.upgrade(cfg, "0001")
+            for table in Base.metadata.sorted_tables:
+                rows = [dict(row._mapping) for row in lite.execute(table.select())]
+                if rows:
+                    pg.execute(table.insert(), rows)
+                if rows and isinstance(rows[0].get("id"), int):
+                    pg.execute(text(SETVAL.format(table=table.name)))
+    finally:
+        target.dispose()
+        src.dispose()
+
+
+SETVAL = "SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+
+
+def covering_index(url: str) -> bool:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            query = "SELECT 1 FROM pg_indexes WHERE indexname = 'ix_sessions_started_cover'"
+            return conn.execute(text(query)).first() is not None
+    finally:
+        engine.dispose()
+
+
 def test_the_fixtures_are_the_previous_release():
     """The premise: the fixtures are older than the code (else nothing migrates)."""
     assert HEADS["accounting"] != "0001", "accounting has a migration past its first"
@@ -107,13 +157,16 @@ def test_the_fixtures_are_the_previous_release():
 
 
 @pytest.fixture(scope="module")
-def upgraded(module_hub_factory, tmp_path_factory):
+def upgraded(module_hub_factory, tmp_path_factory, pg_cluster):
     loaded: dict[str, Path] = {}
+    urls = {"accounting": pg_cluster.create_database(f"upgrade_{free_port()}")}
 
     def edit(settings):
         data_dir = Path(settings["data_dir"])
-        load_fixtures(data_dir)
-        assert {n: revision(data_dir, n) for n in DATABASES} == BEFORE
+        load_fixtures(data_dir, skip=("accounting",))
+        accounting_into_postgres(urls["accounting"], tmp_path_factory.mktemp("pg"))
+        assert {n: revision(data_dir, n, urls) for n in DATABASES} == BEFORE
+        assert not covering_index(urls["accounting"])
         loaded["data_dir"] = data_dir
         accounting_settings(
             settings,
@@ -121,6 +174,7 @@ def upgraded(module_hub_factory, tmp_path_factory):
             min_period_hours=1,
             charge_interval=5,
             grace_period=0,
+            db_url=urls["accounting"].replace("postgresql+psycopg://", "postgresql://"),
         )
         settings["hub"]["admin_users"] = ["admin"]
         settings["auth"] = {"user_password": "upgrade-user-password"}
@@ -130,16 +184,19 @@ def upgraded(module_hub_factory, tmp_path_factory):
     hub, api = module_hub_factory(edit)
     for name in ("accounting", "catalog", "data"):
         wait_for(lambda n=name: service_answers(hub.url, ADMIN_TOKEN, n), 90, 1, what=f"{name} API")
-    return hub, api, loaded["data_dir"]
+    return hub, api, loaded["data_dir"], urls
 
 
 def test_every_database_is_migrated(upgraded):
-    hub, _, data_dir = upgraded
-    assert {n: revision(data_dir, n) for n in DATABASES} == HEADS, hub.log()[-3000:]
+    hub, _, data_dir, urls = upgraded
+    assert {n: revision(data_dir, n, urls) for n in DATABASES} == HEADS, hub.log()[-3000:]
+    assert covering_index(urls["accounting"])
+    assert "Upgrading sqlite:///" in hub.log()  # JupyterHub's upgrade_db, with its backup
+    assert list(data_dir.glob("jupyterhub.sqlite.20*"))
 
 
 def test_users_groups_and_tokens_survive(upgraded):
-    hub, api, _ = upgraded
+    hub, api, _, _ = upgraded
     users = {u["name"]: u for u in api.request("GET", "users").json()}
     assert {"alice", "bob", "admin"} <= set(users)
     assert users["admin"]["admin"] and not users["alice"]["admin"]
@@ -159,7 +216,7 @@ def test_users_groups_and_tokens_survive(upgraded):
 
 
 def test_the_ledger_is_whole(upgraded):
-    hub, _, _ = upgraded
+    hub, _, _, _ = upgraded
     with service_client(hub.url, ADMIN_TOKEN, "accounting") as acct:
         ledger = acct.get("ledger", params={"limit": 1000})
         assert ledger.status_code == 200, ledger.text
@@ -195,7 +252,7 @@ def money(value: float) -> str:
 
 
 def test_catalog_and_data_survive(upgraded):
-    hub, _, _ = upgraded
+    hub, _, _, _ = upgraded
     with service_client(hub.url, ADMIN_TOKEN, "catalog") as catalog:
         apps = {a["id"]: a for a in catalog.get("apps", params={"all": "1"}).json()["apps"]}
         assert {"viewer", "notes"} <= set(apps), apps
@@ -227,7 +284,7 @@ def test_catalog_and_data_survive(upgraded):
 
 
 def test_labspace_version_names_what_runs(upgraded):
-    hub, _, _ = upgraded
+    hub, _, _, _ = upgraded
     env = {**os.environ, "LABSPACE_TOKEN": ADMIN_TOKEN}
     done = subprocess.run(
         [*LABSPACE, "version", "--json", "--config", str(hub.config_path)],
@@ -253,7 +310,7 @@ def test_labspace_version_names_what_runs(upgraded):
 def test_the_admin_page_shows_the_version(upgraded):
     """The admin page names Labspace's version beside JupyterHub's; every page of
     a signed-in person names Labspace's in its footer, the login page does not."""
-    hub, _, _ = upgraded
+    hub, _, _, _ = upgraded
     import jupyterhub
 
     anonymous = httpx.get(hub.url + "hub/login", timeout=30)

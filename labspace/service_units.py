@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from . import rules
+from . import settings as settings_mod
 from .settings import Settings
 
 UNIT_NAME = "labspace.service"
@@ -158,6 +159,8 @@ def docker_run_args(
         args += ["--volume", f"{path}:{path}{':ro' if read_only else ''}"]
     if _docker_backend(settings):
         args += ["--volume", f"{DOCKER_SOCKET}:{DOCKER_SOCKET}"]
+    # labspace health (the image's HEALTHCHECK) reads the same file
+    args += ["--env", f"{settings_mod.CONFIG_ENV}={source}"]
     env_file = source.parent / ENV_FILE
     if env_file.is_file():
         args += ["--env-file", str(env_file)]

@@ -119,6 +119,7 @@ def test_docker_run_args_keep_every_path_the_same_inside(tmp_path):
     ]:
         assert f"--volume {volume} " in joined
     assert f"--env-file {tmp_path}/labspace.env " in joined
+    assert f"--env LABSPACE_CONFIG={tmp_path}/labspace.yaml " in joined
     assert args[-5:] == ["img:1", "labspace", "up", "--config", f"{tmp_path}/labspace.yaml"]
 
 

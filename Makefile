@@ -13,14 +13,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
-# the runtime (editable) and the extras the tests need; an editable install
-# skips data files, so the workspace server extension is turned on by hand
+# the runtime (editable) with every backend, PostgreSQL's driver and the bundled
+# apps, so whatever labspace.yaml names runs from this one venv (see
+# docs/explanation/choices.md); reinstalled when pyproject.toml or this file
+# changes. An editable install skips data files, so the workspace server
+# extension is turned on by hand
+EXTRAS := docker,kubernetes,postgres,apps
 JUPYTER_CONF := $(VENV)/etc/jupyter/jupyter_server_config.d
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[postgres,apps]'
+$(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
+	$(PIP) install -e '.[$(EXTRAS)]'
 	install -D -m 644 extensions/jupyter-config/labspace-apps.json $(JUPYTER_CONF)/labspace-apps.json
 	@touch $@
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
 	$(PIP) install -e '.[test]'
 	install -D -m 644 extensions/jupyter-config/labspace-apps.json $(JUPYTER_CONF)/labspace-apps.json
 	@touch $@ $(VENV)/.installed

@@ -1,0 +1,128 @@
+"""Every ``labspace ...`` command the docs and the README show exists, with the
+options they give it: the command names are checked against the CLI itself
+(its click groups), so a renamed command cannot leave a stale line behind."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+
+from labspace import cli
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = sorted([REPO / "README.md", *(REPO / "docs").rglob("*.md")])
+
+# code: `spans` and the lines of fenced blocks
+SPAN = re.compile(r"`([^`\n]+)`")
+FENCE = re.compile(r"^(```|~~~)")
+# `labspace` run as a command: at the start, after a prompt, a shell operator or bin/
+COMMAND = re.compile(r"(?:^|[\s$;&|(]|bin/)labspace((?: +[^\s;&)`#]+)*)")
+# what ends a command in a shell line (or the part of it on this line)
+SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "2>&1", "\\"}
+
+
+def code_lines(text: str) -> list[tuple[int, str]]:
+    """``(line number, code)`` for every code span and fenced line of ``text``."""
+    out, fenced = [], False
+    for number, line in enumerate(text.splitlines(), 1):
+        if FENCE.match(line.strip()):
+            fenced = not fenced
+            continue
+        if fenced:
+            out.append((number, line))
+        else:
+            out += [(number, span) for span in SPAN.findall(line)]
+    return out
+
+
+def mentions() -> list[tuple[str, list[str]]]:
+    """``("file:line", words after labspace)`` for every command in the docs."""
+    found = []
+    for path in DOCS:
+        for number, code in code_lines(path.read_text()):
+            for match in COMMAND.finditer(code.replace("\\|", "|")):  # a table's \|
+                words = match.group(1).split()
+                cut = [i for i, w in enumerate(words) if w in SHELL_OPERATORS]
+                words = words[: cut[0]] if cut else words
+                if words and words[0][0].isdigit():
+                    continue  # output, not a command: `labspace 0.1.0` (labspace version)
+                found.append((f"{path.relative_to(REPO)}:{number}", words))
+    return found
+
+
+def problem(words: list[str]) -> str | None:
+    """What is wrong with ``labspace <words>``, or None."""
+    command: click.Command = cli.main
+    path = ["labspace"]
+    rest = list(words)
+    while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
+        word = rest[0]
+        if word.startswith(("[", "<", "...")):
+            return None  # a placeholder: `labspace apps ...`, `labspace data <id>`
+        if "|" in word:  # alternatives: `labspace users list|add`
+            for alternative in word.split("|"):
+                found = problem([*path[1:], alternative, *rest[1:]])
+                if found:
+                    return found
+            return None
+        if word not in command.commands:
+            return (
+                f"{' '.join(path)} has no command {word!r} (it has: {', '.join(command.commands)})"
+            )
+        command = command.commands[word]
+        path.append(rest.pop(0))
+    known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+    known |= {"--help"}
+    for word in rest:
+        option = word.split("=")[0]
+        if option.startswith("--") and option not in known:
+            return f"{' '.join(path)} has no option {option} (it has: {', '.join(sorted(known))})"
+    return None
+
+
+MENTIONS = mentions()
+
+
+def test_the_docs_show_commands():
+    """The extraction finds what it should (else the test below checks nothing)."""
+    shown = {" ".join(words[:2]) for _, words in MENTIONS}
+    assert {"up", "config validate", "data audit"} <= shown
+    assert len(MENTIONS) > 20
+
+
+@pytest.mark.parametrize(("where", "words"), MENTIONS, ids=[m[0] for m in MENTIONS])
+def test_every_command_in_the_docs_exists(where, words):
+    assert problem(words) is None, f"{where}: `labspace {' '.join(words)}`: {problem(words)}"
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (["validate"], "labspace has no command 'validate'"),
+        (["config", "check"], "labspace config has no command 'check'"),
+        (["up", "--prot", "8000"], "labspace up has no option --prot"),
+        (["up", "--config", "/etc/labspace/labspace.yaml"], None),
+        (["data", "show", "genomes"], None),
+    ],
+)
+def test_a_stale_command_is_caught(words, expected):
+    found = problem(words)
+    if expected is None:
+        assert found is None
+    else:
+        assert found and found.startswith(expected), found
+
+
+def test_no_doc_installs_a_labspace_package_that_is_not_published():
+    """Labspace is installed from its folder (`make up`, `pip install -e .`)."""
+    published = re.compile(r"pip install +['\"]?labspace\b")
+    found = [
+        f"{path.relative_to(REPO)}:{number}: {code}"
+        for path in DOCS
+        for number, code in code_lines(path.read_text())
+        if published.search(code)
+    ]
+    assert found == []

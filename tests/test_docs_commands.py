@@ -77,7 +77,7 @@ def problem(words: list[str]) -> str | None:
     known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
     known |= {"--help"}
     for word in rest:
-        option = word.split("=")[0]
+        option = word.strip("[]").split("=")[0]  # `[--port N]` in a usage line
         if option.startswith("--") and option not in known:
             return f"{' '.join(path)} has no option {option} (it has: {', '.join(sorted(known))})"
     return None
@@ -104,6 +104,7 @@ def test_every_command_in_the_docs_exists(where, words):
         (["validate"], "labspace has no command 'validate'"),
         (["config", "check"], "labspace config has no command 'check'"),
         (["up", "--prot", "8000"], "labspace up has no option --prot"),
+        (["up", "[--prot", "N]"], "labspace up has no option --prot"),
         (["up", "--config", "/etc/labspace/labspace.yaml"], None),
         (["data", "show", "genomes"], None),
     ],

@@ -9,6 +9,7 @@ the key and what to run, and no traceback."""
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import subprocess
 import sys
@@ -96,6 +97,17 @@ def test_a_disabled_service_database_needs_nothing(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg", None)
     text = "catalog:\n  enabled: false\n  db_url: postgresql://labspace@db.example.org/catalog\n"
     assert needs.missing(settings_in(tmp_path, text)) == []
+
+
+def test_psycopg_without_a_libpq_is_named(tmp_path, monkeypatch):
+    """psycopg imports only with psycopg[binary], psycopg-c or the system's libpq."""
+    settings = settings_in(tmp_path, "hub:\n  db_url: postgresql://labspace@db.example.org/hub\n")
+    for module in needs.LIBPQ_WRAPPERS:
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    (line,) = needs.missing(settings)
+    assert line.startswith("hub.db_url: a PostgreSQL URL needs libpq, which psycopg did not find; ")
+    assert line.endswith("or install the system's (Debian/Ubuntu: sudo apt install libpq5)")
 
 
 def test_a_wheel_install_is_told_the_requirements_it_declares(tmp_path, monkeypatch):

@@ -4,10 +4,11 @@ real hub (``labspace up``).
 - ``acme``: pebble (the ACME test server of Let's Encrypt, its DNS answering
   127.0.0.1 for every name) issues the certificate; Chromium, with pebble's root
   trusted in an NSS database (not told to ignore certificate errors), loads the
-  login page over HTTPS and signs in; HTTP redirects to HTTPS, HSTS is sent,
-  the cookies are Secure; a renewal (forced through Caddy's admin API: pebble's
-  certificates last five years) is served by the same Caddy process; Caddy
-  killed stops ``labspace up`` with status 1.
+  login page over HTTPS, signs in and opens the catalog service (its OAuth
+  through HTTPS); HTTP redirects to HTTPS, HSTS is sent, every cookie is
+  Secure; a renewal (forced through Caddy's admin API: pebble's certificates
+  last five years) is served by the same Caddy process; Caddy killed stops
+  ``labspace up`` with status 1.
 - ``files``: certificate files replaced on disk are served by the same Caddy
   process; a broken replacement keeps the old certificate; a missing file stops
   the start with one line, a broken one (Caddy cannot start) with status 1.
@@ -127,6 +128,7 @@ def test_acme_certificate_browser_renewal(tmp_path, pebble, hub_settings, hub_fa
         http_port=pebble.http_port,
         acme={"directory": pebble.directory, "ca_root": str(pebble.api_ca), "email": "ops@x.test"},
     )
+    settings["catalog"] = {"enabled": True, "port": free_port()}  # a service's OAuth too
     port, http_port = settings["hub"]["tls"]["port"], settings["hub"]["tls"]["http_port"]
     hub = hub_factory(settings).start()
     origin = f"https://{DOMAIN}:{port}"
@@ -169,8 +171,10 @@ def test_acme_certificate_browser_renewal(tmp_path, pebble, hub_settings, hub_fa
             shoot(page, "https-login")
             sign_in(page, "admin", hub.admin_password)
             page.wait_for_url(f"{origin}/hub/home")
+            assert page.goto(f"{origin}/services/catalog/").status == 200  # after its OAuth
+            expect(page).to_have_title("Apps · Labspace")
             cookies = {c["name"]: c for c in context.cookies()}
-            assert "jupyterhub-session-id" in cookies, cookies
+            assert {"jupyterhub-session-id", "_xsrf", "service-catalog"} <= set(cookies), cookies
             assert {n: c["secure"] for n, c in cookies.items()} == dict.fromkeys(cookies, True)
 
             # a renewal, forced (ratio 1: always due), served by the same Caddy
@@ -189,8 +193,8 @@ def test_acme_certificate_browser_renewal(tmp_path, pebble, hub_settings, hub_fa
             )
             assert renewed != first
             assert caddy_of(hub).pid == caddy.pid
-            assert page.reload().status == 200  # the signed-in page, on the new certificate
-            expect(page).to_have_url(f"{origin}/hub/home")
+            assert page.reload().status == 200  # still signed in after the renewal
+            expect(page).to_have_title("Apps · Labspace")
         finally:
             browser.close()
 

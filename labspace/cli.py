@@ -91,7 +91,10 @@ def validate(file):
     except settings_mod.SettingsError as e:
         err.print(e.report(), markup=False)
         sys.exit(1)
-    for warning in loaded.warnings:
+    from . import needs
+
+    # the file may be meant for another machine: what this one lacks is a warning
+    for warning in [*loaded.warnings, *needs.missing(loaded)]:
         err.print(f"warning: {warning}", markup=False)
     out.print(f"{loaded.source}: valid", markup=False)
 

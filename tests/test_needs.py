@@ -206,3 +206,20 @@ def test_plain_jupyterhub_names_the_missing_backend(tmp_path, hidden_env):
     assert r.returncode == 2, r.stderr
     assert f"  backend.type: docker needs dockerspawner, not installed for {PYTHON}; " in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_config_validate_warns_of_what_this_python_lacks(tmp_path, monkeypatch):
+    """The file is valid (it may be meant for another machine): exit 0, with a
+    warning that the hub would not start here."""
+    from click.testing import CliRunner
+
+    from labspace import cli
+
+    settings_in(tmp_path, "backend:\n  type: docker\n")
+    monkeypatch.setitem(sys.modules, "dockerspawner", None)
+    result = CliRunner().invoke(cli.main, ["config", "validate", str(tmp_path / "labspace.yaml")])
+    assert result.exit_code == 0
+    assert result.stderr.startswith(
+        f"warning: backend.type: docker needs dockerspawner, not installed for {PYTHON}; run "
+    )
+    assert result.stdout.strip().endswith("labspace.yaml: valid")

@@ -5,6 +5,7 @@ options they give it: the command names are checked against the CLI itself
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import click
@@ -127,3 +128,23 @@ def test_no_doc_installs_a_labspace_package_that_is_not_published():
         if published.search(code)
     ]
     assert found == []
+
+
+MAKE = re.compile(r"(?:^|[\s;&|(])make +([a-z.][\w./-]*)")
+
+
+def test_every_make_target_in_the_docs_exists():
+    """`make up`, `make images`...: targets of the Makefile (as make itself reads it)."""
+    database = subprocess.run(
+        ["make", "-pRrq", "-f", "Makefile", ":"], cwd=REPO, capture_output=True, text=True
+    ).stdout
+    targets = set(re.findall(r"^([^\s#:=%][^:=]*):(?!=)", database, re.MULTILINE))
+    assert {"up", "test", "images"} <= targets
+    shown = [
+        (f"{path.relative_to(REPO)}:{number}", target)
+        for path in DOCS
+        for number, code in code_lines(path.read_text())
+        for target in MAKE.findall(code)
+    ]
+    assert len(shown) > 10
+    assert [(where, t) for where, t in shown if t not in targets] == []

@@ -50,8 +50,12 @@ BACKENDS = {
     ),
 }
 # every single sign-on provider: labspace.authenticators imports all of OAuthenticator's
-# provider modules, which import PyJWT (oauth2, azuread) and requests (github)
-SIGN_IN = Need(("oauthenticator", "jwt", "requests"), ("oauthenticator", "PyJWT", "requests"))
+# provider modules, which import PyJWT (oauth2, azuread) and requests (github), and
+# oauthenticator/__init__ imports cilogon, which imports ruamel.yaml
+SIGN_IN = Need(
+    ("oauthenticator", "jwt", "requests", "ruamel"),
+    ("oauthenticator", "PyJWT", "requests", "ruamel.yaml"),
+)
 POSTGRES = Need(("psycopg",), ("psycopg[binary]",), "postgres")
 # psycopg runs on one of these, or on the system's libpq
 LIBPQ_WRAPPERS = ("psycopg_binary", "psycopg_c")

@@ -26,6 +26,7 @@ PYTHON = sys.executable
 IN_REPO_VENV = Path(sys.prefix).resolve() == (REPO / ".venv").resolve()
 GITHUB = "auth:\n  type: github\n  client_id: id\n  client_secret: secret-of-the-app\n"
 GITHUB += "  allowed_users: [alice]\n"
+GOOGLE = GITHUB.replace("github", "google")
 
 # id, settings, hidden modules, the line's start, the fix's extra
 CASES = [
@@ -44,6 +45,7 @@ CASES = [
         "kubernetes",
     ),
     ("github-jwt", GITHUB, ["jwt"], "auth.type: github needs PyJWT", ""),
+    ("google-ruamel", GOOGLE, ["ruamel"], "auth.type: google needs ruamel.yaml", ""),
     (
         "hub-postgres",
         "hub:\n  db_url: postgresql://labspace@db.example.org/hub\n",

@@ -41,11 +41,21 @@ class Need:
     extra: str = ""  # the Labspace extra that installs them ("" = always installed)
 
 
+# what each extra adds to Labspace's own requirements (tests/test_needs.py checks
+# these against the installed metadata)
 BACKENDS = {
-    "docker": Need(("dockerspawner", "docker"), ("dockerspawner", "docker"), "docker"),
+    "docker": Need(
+        ("dockerspawner", "docker", "escapism"), ("dockerspawner", "docker", "escapism"), "docker"
+    ),
     "kubernetes": Need(
-        ("kubespawner", "kubernetes_asyncio"),
-        ("jupyterhub-kubespawner", "kubernetes-asyncio"),
+        ("kubespawner", "kubernetes_asyncio", "escapism", "slugify", "text_unidecode"),
+        (
+            "jupyterhub-kubespawner",
+            "kubernetes-asyncio",
+            "escapism",
+            "python-slugify",
+            "text-unidecode",
+        ),
         "kubernetes",
     ),
 }

@@ -10,6 +10,7 @@ the key and what to run, and no traceback."""
 from __future__ import annotations
 
 import ctypes.util
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from harness import LABSPACE, REPO
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from labspace import needs
 from labspace.hubconfig import find_proxy
@@ -86,6 +89,40 @@ def test_a_missing_package_is_one_line_with_the_key_and_the_fix(
         make = f"`make up` in {REPO} (it installs all of Labspace's extras), or " if extra else ""
         assert line.endswith(f"; run {make}{pip}"), line
     assert "Traceback" not in line
+
+
+def _closure(requirements: list[str], seen: set[str]) -> set[str]:
+    """The installed distributions ``requirements`` pull in (names normalised)."""
+    for line in requirements:
+        req = Requirement(line)
+        if req.marker and not req.marker.evaluate({"extra": ""}):
+            continue
+        name = canonicalize_name(req.name)
+        if name in seen:
+            continue
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        seen.add(name)
+        _closure(dist.requires or [], seen)
+    return seen
+
+
+@pytest.mark.parametrize("extra", ["docker", "kubernetes", "postgres"])
+def test_the_table_names_every_package_an_extra_adds(extra):
+    """Each distribution an extra installs beyond Labspace's own requirements
+    (the installed metadata, transitively) is one the table checks for."""
+    declared = importlib.metadata.requires("labspace")
+    core = _closure([r for r in declared if "extra ==" not in r], set())
+    added = _closure(needs.requirements(extra), set()) - core
+    need = needs.POSTGRES if extra == "postgres" else needs.BACKENDS[extra]
+    listed = {canonicalize_name(p.split("[")[0]) for p in need.packages}
+    assert added and added <= listed, added - listed
+    by_module = importlib.metadata.packages_distributions()
+    for module, package in zip(need.modules, need.packages, strict=True):
+        names = {canonicalize_name(d) for d in by_module[module]}
+        assert canonicalize_name(package.split("[")[0]) in names, (module, names)
 
 
 def test_nothing_is_needed_for_the_embedded_default(tmp_path, monkeypatch):

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import __version__, tls
 from . import settings as settings_mod
-from . import tls
 from .settings import Settings, SettingsError
 from .state import State, StateError, private_umask
 
@@ -94,6 +94,12 @@ def _theme(out: dict) -> None:
     """Labspace branding through JupyterHub's template override mechanism."""
     _set(out, "JupyterHub", "template_paths", [str(PACKAGE_DIR / "templates")])
     _set(out, "JupyterHub", "logo_file", str(PACKAGE_DIR / "static" / "labspace-logo.svg"))
+    # the footers name the version that runs (labspace/templates/page.html)
+    _template_vars(out)["labspace_version"] = __version__
+
+
+def _template_vars(out: dict) -> dict:
+    return out.setdefault("JupyterHub", {}).setdefault("template_vars", {})
 
 
 def _auth(settings: Settings, state: State, out: dict) -> None:
@@ -182,7 +188,7 @@ def _services(settings: Settings, state: State, out: dict) -> None:
     alerts = [template_vars.pop(k) for k in sorted(template_vars) if k.startswith(ALERTS)]
     template_vars["labspace_alerts"] = Alerts(alerts)
     template_vars["labspace_nav"] = nav
-    _set(out, "JupyterHub", "template_vars", template_vars)
+    _template_vars(out).update(template_vars)
     for trait, value in spawner.items():
         _set(out, "LabspaceSpawnerMixin", trait, value)
 

@@ -15,6 +15,7 @@ starts inherit it, so JupyterHub's SIGINT stops them at once.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -157,6 +158,13 @@ def busy_ports(settings: Settings) -> list[str]:
             try:
                 s.bind((ip, port))
             except OSError as e:
+                if e.errno == errno.EACCES and port < 1024:
+                    problems.append(
+                        f"{key}: port {port} needs root or the CAP_NET_BIND_SERVICE "
+                        "capability (the unit `labspace install-service` writes grants it; "
+                        "see docs/how-to/https.md), or choose a port above 1023"
+                    )
+                    continue
                 tip = "labspace up --port N" if key == "hub.port" else f"set {key}"
                 problems.append(
                     f"{key}: {ip}:{port} is not free ({e.strerror}); stop what uses it "
@@ -185,6 +193,11 @@ def prepare(config: str | None, port: int | None = None) -> Prepared:
     from .hubconfig import ProxyNotFound, find_proxy
 
     env = dict(os.environ)
+    # the hub runs programs of this environment by name (JupyterHub's upgrade_db
+    # runs `alembic`): its bin folder first, as if the venv were activated
+    bindir = str(Path(sys.executable).parent)
+    rest = [p for p in env.get("PATH", os.defpath).split(os.pathsep) if p and p != bindir]
+    env["PATH"] = os.pathsep.join([bindir, *rest])
     if port:
         env[PORT_ENV] = str(port)
     path = settings_mod.config_path(config)
@@ -272,10 +285,14 @@ def run(prepared: Prepared, echo) -> NoReturn:
     front = None
     if all(wait_healthy(proc, u, timeout=math.inf) for u in urls):
         front = tls.start_front(settings, state)
-        echo(banner(settings, state))
-        echo("Press Ctrl-C to stop.")
+        if front is None or not front.failed:
+            echo(banner(settings, state))
+            echo("Press Ctrl-C to stop.")
     status = proc.wait()
-    tls.stop_front(front)
+    try:
+        tls.stop_front(front)
+    except SystemExit as e:  # Caddy failed: status 1, so a service manager restarts us
+        status = e.code if isinstance(e.code, int) else 1
     end(status)
 
 

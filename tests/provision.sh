@@ -20,6 +20,8 @@ have debootstrap || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 # test server, which the HTTPS tests issue certificates from
 have caddy || missing+=(caddy)
 have pebble || missing+=(pebble)
+# systemd-analyze: the service tests verify the units `labspace install-service` writes
+have systemd-analyze || missing+=(systemd)
 # certutil: the HTTPS browser test trusts pebble's root in Chromium's NSS database
 have certutil || missing+=(libnss3-tools)
 

@@ -58,29 +58,91 @@ def resolve(settings: Settings, key: str) -> Path | None:
     return Path(os.path.abspath(settings.base_dir / Path(value).expanduser())) if value else None
 
 
-def start_problems(settings: Settings, tls_dir: Path) -> list[str]:
-    """What stops Caddy from starting on this machine: the program, the files."""
+def _read_pem(settings: Settings, key: str, out: list[str]) -> bytes | None:
+    """The PEM text of the file setting ``key`` names, or None with a line in ``out``."""
+    path = resolve(settings, key)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(1024 * 1024)
+    except OSError as e:
+        out.append(
+            f"{key}: {path} cannot be read: {e.strerror} "
+            "(give a PEM file the user that runs Labspace may read)"
+        )
+        return None
+    if b"-----BEGIN " not in data:
+        out.append(f"{key}: {path} is not a PEM file (it should hold '-----BEGIN ...')")
+        return None
+    return data
+
+
+def _covers(names: list[str], domain: str) -> bool:
+    """Whether a certificate for ``names`` is valid for ``domain`` (one-label wildcards)."""
+    domain = domain.lower()
+    for name in (n.lower() for n in names):
+        if name == domain or (name.startswith("*.") and domain.partition(".")[2] == name[2:]):
+            return True
+    return False
+
+
+def pair_problems(settings: Settings, cert: bytes, key: bytes) -> list[str]:
+    """A certificate for another name, or a key that is not its key: Caddy would
+    start and every browser would refuse the connection."""
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+    except ImportError:  # JupyterHub brings it (certipy); without it Caddy says
+        return []
+    where = resolve(settings, "hub.tls.certificate")
+    try:
+        leaf = x509.load_pem_x509_certificate(cert)
+    except ValueError:
+        return [f"hub.tls.certificate: {where} holds no readable certificate (a PEM full chain)"]
+    try:
+        ext = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = ext.value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
     out = []
+    domain = settings.get("hub.tls.domain")
+    if not _covers(names, domain):
+        shown = ", ".join(names) or "no host name"
+        out.append(
+            f"hub.tls.certificate: {where} is for {shown}, not hub.tls.domain {domain} "
+            f"(give the certificate of {domain}, its own first in the file)"
+        )
+    try:
+        private = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError) as e:
+        why = "it is encrypted" if isinstance(e, TypeError) else "it cannot be read"
+        out.append(
+            f"hub.tls.key: {resolve(settings, 'hub.tls.key')} is no usable private key: "
+            f"{why} (Caddy needs the key in PEM without a passphrase)"
+        )
+        return out
+    spki = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    if private.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
+        out.append(
+            f"hub.tls.key: {resolve(settings, 'hub.tls.key')} is not the key of "
+            "hub.tls.certificate (give the pair from one issuance)"
+        )
+    return out
+
+
+def start_problems(settings: Settings, tls_dir: Path) -> list[str]:
+    """What stops Caddy from starting on this machine, or from serving: the
+    program, the files (readable, PEM, the certificate for the domain, its key)."""
+    out: list[str] = []
+    kind = settings.get("hub.tls.type")
     if shutil.which(CADDY) is None:
-        kind = settings.get("hub.tls.type")
         out.append(f"hub.tls.type: {kind} needs Caddy, which is not installed ({INSTALL})")
-    for key in ("hub.tls.certificate", "hub.tls.key", "hub.tls.acme.ca_root"):
-        if key.endswith("ca_root") and settings.get("hub.tls.type") != "acme":
-            continue
-        path = resolve(settings, key)
-        if path is None:
-            continue
-        try:
-            with open(path, "rb") as f:
-                head = f.read(64 * 1024)
-        except OSError as e:
-            out.append(
-                f"{key}: {path} cannot be read: {e.strerror} "
-                "(give a PEM file the user that runs Labspace may read)"
-            )
-            continue
-        if b"-----BEGIN " not in head:
-            out.append(f"{key}: {path} is not a PEM file (it should hold '-----BEGIN ...')")
+    if kind == "files":
+        cert = _read_pem(settings, "hub.tls.certificate", out)
+        key = _read_pem(settings, "hub.tls.key", out)
+        if cert and key:
+            out += pair_problems(settings, cert, key)
+    if kind == "acme" and settings.get("hub.tls.acme.ca_root"):
+        _read_pem(settings, "hub.tls.acme.ca_root", out)
     socket = tls_dir / ADMIN_SOCKET
     if len(os.fsencode(socket)) > SOCKET_MAX:
         out.append(
@@ -226,6 +288,7 @@ class Front:
     certificate files. ``failed`` says Caddy could not start or exited on its own."""
 
     def __init__(self, settings: Settings, state: State):
+        self.settings = settings
         self.dir = state.data_dir / TLS_DIR
         self.config = caddy_config(settings, self.dir)
         keys = ("hub.tls.certificate", "hub.tls.key")
@@ -307,8 +370,20 @@ class Front:
                 continue
             time.sleep(WATCH_INTERVAL)  # a renewal may write the key a moment after the chain
             if _stamp(self.files) == now:
-                self.reload()
+                self.reload_files()
                 seen = now
+
+    def reload_files(self) -> bool:
+        """The files' checks (the start's), then :meth:`reload`; a problem is
+        said and the old certificate stays."""
+        said: list[str] = []
+        cert = _read_pem(self.settings, "hub.tls.certificate", said)
+        key = _read_pem(self.settings, "hub.tls.key", said)
+        if cert and key:
+            said += pair_problems(self.settings, cert, key)
+        for line in said:
+            _say(f"the new certificate files were not loaded, the old ones still serve: {line}")
+        return not said and self.reload()
 
     def reload(self) -> bool:
         """Ask Caddy to load its config again, reading the certificate files

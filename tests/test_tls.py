@@ -405,3 +405,41 @@ def test_start_problems(setup, pem, tmp_path, monkeypatch):
         f"data_dir: {deep}/admin.sock is longer than a unix socket path may be "
         "(107 bytes; choose a shorter data_dir)"
     )
+
+
+def test_pair_problems(setup, tmp_path):
+    """A certificate for another name, a key of another certificate or one with a
+    passphrase: Caddy would start, and browsers would refuse every connection."""
+    from cryptography.hazmat.primitives import serialization
+
+    def pair(names: list[str], folder: str) -> tuple[Path, Path]:
+        (tmp_path / folder).mkdir()
+        _ca, cert, key = make_api_certificate(tmp_path / folder, names)
+        return cert, key
+
+    def problems(cert: Path, key: Path, domain: str = "hub.example.org") -> list[str]:
+        given = {**FILES, "domain": domain, "certificate": str(cert), "key": str(key)}
+        settings, state = setup({"hub": {"tls": given}})
+        said = tls.start_problems(settings, state.data_dir / "tls")
+        return [p for p in said if not p.startswith("hub.tls.type:")]  # caddy or not
+
+    cert, key = pair(["*.example.org"], "wildcard")
+    assert problems(cert, key) == []
+    assert problems(cert, key, "a.b.example.org") == [
+        f"hub.tls.certificate: {cert} is for *.example.org, not hub.tls.domain a.b.example.org "
+        "(give the certificate of a.b.example.org, its own first in the file)"
+    ]
+    other_cert, other_key = pair(["hub.example.org"], "other")
+    assert problems(cert, other_key) == [
+        f"hub.tls.key: {other_key} is not the key of hub.tls.certificate "
+        "(give the pair from one issuance)"
+    ]
+    private = serialization.load_pem_private_key(other_key.read_bytes(), None)
+    locked = serialization.BestAvailableEncryption(b"passphrase")
+    other_key.write_bytes(
+        private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, locked)
+    )
+    assert problems(other_cert, other_key) == [
+        f"hub.tls.key: {other_key} is no usable private key: it is encrypted "
+        "(Caddy needs the key in PEM without a passphrase)"
+    ]

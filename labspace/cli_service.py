@@ -143,6 +143,12 @@ def install_service(config, use_docker, image, user, to_stdout, directory, enabl
     for port in service_units.privileged_ports(settings):
         if not use_docker:
             out.print(f"  {port}: the unit grants CAP_NET_BIND_SERVICE", markup=False)
+    if settings.get("hub.cleanup_servers"):
+        out.print(
+            "  hub.cleanup_servers: true, so a restart stops every workspace "
+            "(false keeps them running; see docs/how-to/service.md)",
+            markup=False,
+        )
     if enable:
         _enable(unit)
         return

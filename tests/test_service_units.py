@@ -202,6 +202,7 @@ def test_command_writes_the_unit_and_says_what_to_run(tmp_path):
     unit = tmp_path / "u" / "labspace.service"
     assert f"Wrote {unit}" in result.output
     assert "sudo systemctl enable --now labspace.service" in result.output
+    assert "hub.cleanup_servers: true, so a restart stops every workspace" in result.output
     assert "ExecStart=" in unit.read_text() and (unit.stat().st_mode & 0o777) == 0o644
     printed = invoke("--config", conf, "--docker", "--print")
     assert printed.exit_code == 0 and "docker run --rm --name labspace-hub" in printed.output

@@ -259,6 +259,9 @@ def backup(settings: Settings, to: Path, homes: bool = False) -> tuple[Path, lis
         count = archive_homes(data_dir / USERS_DIR, folder / HOMES_FILE)
         manifest["homes"] = HOMES_FILE
         lines.append(f"homes: {HOMES_FILE} ({count} users)")
+    elsewhere = homes_elsewhere(settings)
+    if elsewhere:
+        lines.append(f"homes: {elsewhere} are not in data_dir: not copied (docs/how-to/backup.md)")
     manifest["files"] = {
         str(p.relative_to(folder)): file_entry(p) for p in sorted(folder.rglob("*")) if p.is_file()
     }
@@ -291,6 +294,16 @@ def back_up_databases(settings: Settings, dbdir: Path, lines: list[str]) -> dict
         out[name] = entry
         lines.append(f"{name}: {entry['file']} ({how}, revision {entry['revision'] or 'none'})")
     return out
+
+
+def homes_elsewhere(settings: Settings) -> str | None:
+    """Where homes live when not under ``data_dir/users`` (the backend keeps them)."""
+    backend = settings.get("backend.type")
+    if backend == "docker" and settings.get("backend.docker.home") == "volume":
+        return "Docker volumes labspace-home-<user>"
+    if backend == "kubernetes":
+        return "PersistentVolumeClaims home-<user>"
+    return None
 
 
 def archive_homes(users: Path, target: Path) -> int:

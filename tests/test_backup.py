@@ -310,3 +310,24 @@ def test_postgresql_round_trip(tmp_path, pg_cluster):
     assert run("restore", str(folder), "--force", cwd=new).returncode == 0
     with psycopg.connect(target) as c:
         assert c.execute("SELECT name FROM users ORDER BY id").fetchall() == [("ada",), ("grace",)]
+
+
+@pytest.mark.parametrize(
+    ("backend", "line"),
+    [
+        ("type: docker\n", "homes: Docker volumes labspace-home-<user> are not in data_dir"),
+        ("type: kubernetes\n", "homes: PersistentVolumeClaims home-<user> are not in data_dir"),
+        ("type: docker\n  docker:\n    home: bind\n", None),
+        ("type: local\n", None),
+    ],
+    ids=["docker-volume", "kubernetes", "docker-bind", "local"],
+)
+def test_homes_outside_data_dir_are_named(tmp_path, backend, line):
+    from labspace import settings as settings_mod
+    from labspace.backup import backup
+
+    config = write_settings(tmp_path, f"backend:\n  {backend}")
+    make_data_dir(tmp_path / "data")
+    _, lines = backup(settings_mod.load(config), tmp_path / "backups", homes=True)
+    said = [ln for ln in lines if ln.startswith("homes: ") and "not in data_dir" in ln]
+    assert said == ([f"{line}: not copied (docs/how-to/backup.md)"] if line else [])

@@ -270,6 +270,27 @@ def _end_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+# what Caddy may need from ours: an outgoing proxy to reach the ACME CA (many
+# institutions have one), and the roots it trusts; nothing else (no secrets)
+PASSED_ON = ("PATH", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY")
+
+
+def caddy_environment(tls_dir: Path, environ) -> dict[str, str]:
+    """Caddy's environment: its files under ``tls_dir``, and :data:`PASSED_ON`
+    (either case) from ``environ``."""
+    env = {
+        "HOME": str(tls_dir),
+        "XDG_CONFIG_HOME": str(tls_dir / "config"),
+        "XDG_DATA_HOME": str(tls_dir / "data"),
+    }
+    for name in PASSED_ON:
+        for variant in (name, name.lower()):
+            if environ.get(variant):
+                env[variant] = environ[variant]
+    env.setdefault("PATH", "/usr/bin:/bin")
+    return env
+
+
 def _stamp(paths: list[Path]) -> tuple:
     """What changes when a file is replaced or rewritten (through links)."""
     out = []
@@ -322,15 +343,9 @@ class Front:
         with os.fdopen(fd, "w") as f:
             json.dump(self.config, f, indent=2)
         self.socket.unlink(missing_ok=True)  # left by a Caddy that was killed
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self.dir),
-            "XDG_CONFIG_HOME": str(self.dir / "config"),
-            "XDG_DATA_HOME": str(self.dir / "data"),
-        }
         self.proc = subprocess.Popen(
             [CADDY, "run", "--config", str(config_file)],
-            env=env,
+            env=caddy_environment(self.dir, os.environ),
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # a terminal's Ctrl-C is for the hub; we stop Caddy after it
             preexec_fn=_end_with_parent,  # noqa: PLW1509 - before any thread of ours

@@ -443,3 +443,26 @@ def test_pair_problems(setup, tmp_path):
         f"hub.tls.key: {other_key} is no usable private key: it is encrypted "
         "(Caddy needs the key in PEM without a passphrase)"
     ]
+
+
+def test_caddy_environment(tmp_path):
+    """Caddy keeps its files under data_dir/tls and gets an outgoing proxy and
+    the trusted roots from ours, and nothing else (no LABSPACE_* secrets)."""
+    ours = {
+        "PATH": "/usr/local/bin:/usr/bin",
+        "https_proxy": "http://proxy.example.org:3128",
+        "NO_PROXY": "localhost",
+        "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        "LABSPACE_AUTH_CLIENT_SECRET": "s3cret",
+        "HOME": "/home/labspace",
+    }
+    assert tls.caddy_environment(tmp_path, ours) == {
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "PATH": "/usr/local/bin:/usr/bin",
+        "https_proxy": "http://proxy.example.org:3128",
+        "NO_PROXY": "localhost",
+        "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+    }
+    assert tls.caddy_environment(tmp_path, {})["PATH"] == "/usr/bin:/bin"

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: up test check lint format clean docs images images-for-tests
+.PHONY: install up test check lint format clean docs images images-for-tests
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -36,7 +36,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-up: $(VENV)/.installed node_modules/.installed
+# what `make up` installs (the venv with every extra, the workspace server
+# extension's config, the proxy), without starting anything: a server that runs
+# Labspace as a service (docs/how-to/production.md)
+install: $(VENV)/.installed node_modules/.installed
+
+up: install
 	$(BIN)/labspace up
 
 test: $(VENV)/.installed-test

@@ -19,10 +19,10 @@ DOCS = sorted([REPO / "README.md", *(REPO / "docs").rglob("*.md")])
 # code: `spans` and the lines of fenced blocks
 SPAN = re.compile(r"`([^`\n]+)`")
 FENCE = re.compile(r"^(```|~~~)")
-# `labspace` run as a command: at the start, after a prompt, a shell operator or bin/
-COMMAND = re.compile(r"(?:^|[\s$;&|(]|bin/)labspace((?: +[^\s;&)`#]+)*)")
 # what ends a command in a shell line (or the part of it on this line)
 SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "2>&1", "\\"}
+# what a command may follow: the line's start, a prompt, an operator, sudo
+COMMAND_STARTS = SHELL_OPERATORS | {"$", "(", "sudo", "time", "exec"}
 
 
 def code_lines(text: str) -> list[tuple[int, str]]:
@@ -39,15 +39,35 @@ def code_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def invocations(code: str, program: str) -> list[list[str]]:
+    """The words after each run of ``program`` (or ``.../bin/program``) in a line
+    of shell: at a command's place only (not `--user labspace`, `apt install make`),
+    up to an operator, a comment or the line's end."""
+    tokens = code.replace("\\|", "|").split()  # a table's \| is an alternative
+    found = []
+    for i, token in enumerate(tokens):
+        if token != program and not token.endswith(f"bin/{program}"):
+            continue
+        before = tokens[:i]
+        while len(before) >= 3 and before[-2] in ("-u", "-g"):  # sudo -u labspace ...
+            before = before[:-2]
+        if before and before[-1] not in COMMAND_STARTS:
+            continue
+        words = []
+        for word in tokens[i + 1 :]:
+            if word in SHELL_OPERATORS or word.startswith("#"):
+                break
+            words.append(word)
+        found.append(words)
+    return found
+
+
 def mentions() -> list[tuple[str, list[str]]]:
     """``("file:line", words after labspace)`` for every command in the docs."""
     found = []
     for path in DOCS:
         for number, code in code_lines(path.read_text()):
-            for match in COMMAND.finditer(code.replace("\\|", "|")):  # a table's \|
-                words = match.group(1).split()
-                cut = [i for i, w in enumerate(words) if w in SHELL_OPERATORS]
-                words = words[: cut[0]] if cut else words
+            for words in invocations(code, "labspace"):
                 if words and words[0][0].isdigit():
                     continue  # output, not a command: `labspace 0.1.0` (labspace version)
                 found.append((f"{path.relative_to(REPO)}:{number}", words))
@@ -130,9 +150,6 @@ def test_no_doc_installs_a_labspace_package_that_is_not_published():
     assert found == []
 
 
-MAKE = re.compile(r"(?:^|[\s;&|(])make +([a-z.][\w./-]*)")
-
-
 def test_every_make_target_in_the_docs_exists():
     """`make up`, `make images`...: targets of the Makefile (as make itself reads it)."""
     database = subprocess.run(
@@ -144,7 +161,31 @@ def test_every_make_target_in_the_docs_exists():
         (f"{path.relative_to(REPO)}:{number}", target)
         for path in DOCS
         for number, code in code_lines(path.read_text())
-        for target in MAKE.findall(code)
+        for words in invocations(code, "make")
+        for target in words[:1]
+        if not target.startswith("-")
     ]
     assert len(shown) > 10
     assert [(where, t) for where, t in shown if t not in targets] == []
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("labspace up --port 8001", [["up", "--port", "8001"]]),
+        ("$ .venv/bin/labspace config validate && make up", [["config", "validate"]]),
+        (
+            "sudo -u labspace /opt/labspace/.venv/bin/labspace backup --to /b",
+            [["backup", "--to", "/b"]],
+        ),
+        (
+            "sudo labspace install-service --user labspace --enable",
+            [["install-service", "--user", "labspace", "--enable"]],
+        ),
+        ("labspace users list\\|add", [["users", "list|add"]]),
+        ("-v /srv/labspace:/srv/labspace \\", []),
+        ("apt install -y git make python3", []),
+    ],
+)
+def test_commands_are_read_where_a_shell_runs_them(code, expected):
+    assert invocations(code, "labspace") == expected

@@ -219,6 +219,8 @@ def caddy_config(settings: Settings, tls_dir: Path) -> dict[str, Any]:
             "http": {
                 "http_port": tls["http_port"],
                 "https_port": tls["port"],
+                # at a stop, a request still streaming (a spawn's progress) gets 5 s
+                "grace_period": "5s",
                 "servers": {"https": https, "http": http},
             },
             "tls": tls_app,

@@ -225,6 +225,7 @@ def test_caddy_config_files(setup, pem):
             "http": {
                 "http_port": 80,
                 "https_port": 8443,
+                "grace_period": "5s",
                 "servers": {
                     "https": {
                         "listen": [":8443"],

@@ -60,7 +60,8 @@ def wheel(tmp_path_factory) -> Path:
     return found
 
 
-def test_wheel_installs_and_imports_every_subpackage(wheel, tmp_path):
+def wheel_venv(wheel: Path, tmp_path: Path) -> tuple[Path, str]:
+    """``(python, purelib)`` of a scratch venv holding the wheel (no dependencies)."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
@@ -89,6 +90,11 @@ def test_wheel_installs_and_imports_every_subpackage(wheel, tmp_path):
         capture_output=True,
         timeout=120,
     )
+    return python, purelib
+
+
+def test_wheel_installs_and_imports_every_subpackage(wheel, tmp_path):
+    python, purelib = wheel_venv(wheel, tmp_path)
     r = subprocess.run(
         [python, "-c", CHECK, *SUBPACKAGES],
         cwd=tmp_path,
@@ -105,6 +111,36 @@ def test_wheel_installs_and_imports_every_subpackage(wheel, tmp_path):
     assert "labspace.cli:main" in found["scripts"]
     assert found["schema"] == "Labspace settings"
     assert found["hub_config"] is True
+
+
+def test_a_wheel_without_an_extra_is_told_what_to_install(wheel, tmp_path):
+    """A wheel installed without the docker extra, settings naming the docker
+    backend: the fix is pip with the requirement the installed wheel declares
+    (no Labspace folder to run make up in, no package to pip install by name)."""
+    python, purelib = wheel_venv(wheel, tmp_path)
+    Path(purelib, "sitecustomize.py").write_text(
+        "import sys\nsys.modules['dockerspawner'] = None\n"
+    )
+    (tmp_path / "labspace.yaml").write_text("backend:\n  type: docker\n")
+    r = subprocess.run(
+        [
+            python,
+            "-c",
+            "from labspace.cli import main; main()",
+            "config",
+            "validate",
+            "labspace.yaml",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == (
+        f"warning: backend.type: docker needs dockerspawner, not installed for {python}; "
+        f"run `{python} -m pip install 'dockerspawner>=13'`\n"
+    )
 
 
 def test_wheel_holds_no_repository_clutter(wheel):

@@ -350,13 +350,19 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def hub_pid(data_dir: Path) -> int | None:
-    """The PID of a hub running on ``data_dir`` (its ``jupyterhub.pid``), if any."""
+    """The PID of a hub running on ``data_dir`` (its ``jupyterhub.pid``), if any:
+    a live process that is a hub (``labspace`` or ``jupyterhub`` in its command
+    line), not another one that got the PID of a hub that crashed."""
     try:
         pid = int((data_dir / "jupyterhub.pid").read_text().strip())
         os.kill(pid, 0)
     except (OSError, ValueError):
         return None
-    return pid
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid  # no /proc to ask: a live process is taken for the hub
+    return pid if b"labspace" in cmdline or b"jupyterhub" in cmdline else None
 
 
 def plan(manifest: dict[str, Any], settings: Settings, force: bool) -> dict[str, tuple[str, str]]:

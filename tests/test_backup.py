@@ -181,15 +181,24 @@ def test_restore_refusals(tmp_path):
     make_data_dir(old / "data")
     folder = backup_folder(run("backup", cwd=old))
 
-    # a hub running on the target data_dir (this test's PID stands for it)
+    # a hub running on the target data_dir (a process named jupyterhub stands for it)
     running = tmp_path / "running"
     write_settings(running)
     (running / "data").mkdir()
+    hub = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "jupyterhub"])
+    try:
+        (running / "data" / "jupyterhub.pid").write_text(f"{hub.pid}\n")
+        done = run("restore", str(folder), "--force", cwd=running)
+    finally:
+        hub.kill()
+        hub.wait(10)
+    assert done.returncode == 1
+    assert f"a hub runs on {running / 'data'} (PID {hub.pid}" in done.stderr
+    assert "stop it first" in done.stderr
+    # a hub that crashed, its PID now another program's (this test's): no hub runs
     (running / "data" / "jupyterhub.pid").write_text(f"{os.getpid()}\n")
     done = run("restore", str(folder), "--force", cwd=running)
-    assert done.returncode == 1
-    assert f"a hub runs on {running / 'data'} (PID {os.getpid()}" in done.stderr
-    assert "stop it first" in done.stderr
+    assert done.returncode == 0, done.stderr
 
     # the settings turn a service off whose database the backup holds
     off = tmp_path / "off"

@@ -340,3 +340,35 @@ def test_homes_outside_data_dir_are_named(tmp_path, backend, line):
     _, lines = backup(settings_mod.load(config), tmp_path / "backups", homes=True)
     said = [ln for ln in lines if ln.startswith("homes: ") and "not in data_dir" in ln]
     assert said == ([f"{line}: not copied (docs/how-to/backup.md)"] if line else [])
+
+
+def test_the_documented_timer_units_verify(tmp_path, need):
+    """docs/how-to/backup.md's service and timer pass ``systemd-analyze verify``
+    (its labspace and user replaced by ones this machine has)."""
+    import re
+    import shutil
+
+    found = shutil.which("systemd-analyze")
+    need("systemd-analyze", found is not None, "apt install systemd")
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "how-to" / "backup.md").read_text()
+    service, timer = re.findall(r"```ini\n(.*?)```", doc, re.S)
+    assert "ExecStart=/opt/labspace/.venv/bin/labspace backup --config" in service
+    service = service.replace("/opt/labspace/.venv/bin/labspace", shutil.which("true"))
+    (tmp_path / "labspace-backup.service").write_text(service.replace("User=labspace", "User=root"))
+    (tmp_path / "labspace-backup.timer").write_text(timer)
+    done = subprocess.run(
+        [found, "verify", *(str(p) for p in sorted(tmp_path.iterdir()))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), done.stderr
+    # and it can fail: a misspelt key
+    (tmp_path / "labspace-backup.timer").write_text(timer.replace("OnCalendar", "OnCalender"))
+    done = subprocess.run(
+        [found, "verify", str(tmp_path / "labspace-backup.timer")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "OnCalender" in done.stdout + done.stderr

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .state import SECRETS_DIR, USERS_DIR, State, private_umask
+from .state import SECRETS_DIR, USERS_DIR, State, StateError, private_umask
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -105,15 +105,21 @@ def sha256(path: Path) -> str:
 def copy_sqlite(source: Path, target: Path) -> None:
     """A consistent copy of the SQLite database ``source`` while others write
     it (SQLite's online backup API), opened read-only: never made or changed."""
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
     try:
-        dst = sqlite3.connect(target)
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
         try:
-            src.backup(dst)
+            dst = sqlite3.connect(target)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
         finally:
-            dst.close()
-    finally:
-        src.close()
+            src.close()
+    except sqlite3.Error as e:
+        raise BackupError(
+            f"{source}: cannot be copied: {e} (run as the user that runs Labspace; a "
+            "damaged database: restore an older backup)"
+        ) from None
     os.chmod(target, 0o600)
 
 
@@ -228,6 +234,20 @@ def backup(settings: Settings, to: Path, homes: bool = False) -> tuple[Path, lis
         raise BackupError(
             f"--to: {to} cannot be written: {e.strerror} (choose another folder)"
         ) from None
+    try:
+        return folder, write_backup(settings, folder, homes)
+    except (BackupError, OSError) as e:
+        shutil.rmtree(folder, ignore_errors=True)  # no half backup to mistake for one
+        if isinstance(e, BackupError):
+            raise
+        raise BackupError(
+            f"{e.filename or data_dir}: {e.strerror} (run labspace backup as the user that "
+            "runs Labspace)"
+        ) from None
+
+
+def write_backup(settings: Settings, folder: Path, homes: bool) -> list[str]:
+    data_dir = settings.data_dir
     lines: list[str] = []
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -268,7 +288,7 @@ def backup(settings: Settings, to: Path, homes: bool = False) -> tuple[Path, lis
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     os.chmod(folder / MANIFEST, 0o600)
     lines.append(f"manifest: {MANIFEST} ({len(manifest['files'])} files with sha256)")
-    return folder, lines
+    return lines
 
 
 def back_up_databases(settings: Settings, dbdir: Path, lines: list[str]) -> dict[str, Any]:
@@ -415,6 +435,24 @@ def restore(
     private_umask()
     manifest = manifest or read_manifest(folder)
     targets = plan(manifest, settings, force)
+    try:
+        return put_back(folder, manifest, settings, targets, force)
+    except StateError as e:
+        raise BackupError(str(e)) from None
+    except OSError as e:
+        raise BackupError(
+            f"{e.filename or settings.data_dir}: {e.strerror} (run labspace restore as the "
+            "user that will run Labspace, with data_dir writable)"
+        ) from None
+
+
+def put_back(
+    folder: Path,
+    manifest: dict[str, Any],
+    settings: Settings,
+    targets: dict[str, tuple[str, str]],
+    force: bool,
+) -> list[str]:
     data_dir = settings.data_dir
     lines = [f"checked: {len(manifest.get('files', {}))} files match their sha256"]
     State(settings).prepare()  # data_dir 0700, secrets/ 0700, users/

@@ -236,6 +236,12 @@ def test_backup_errors_are_one_line(tmp_path):
     done = run("backup", "--to", str(tmp_path / "file" / "sub"), cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.startswith(f"error: --to: {tmp_path / 'file' / 'sub'} cannot be written")
+    (tmp_path / "data" / "catalog.sqlite").write_bytes(b"not a database" * 100)
+    done = run("backup", "--to", str(tmp_path / "bk"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {tmp_path / 'data' / 'catalog.sqlite'}: cannot be ")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert list((tmp_path / "bk").iterdir()) == []  # no half backup left
     done = run("restore", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert done.returncode == 1
     assert "is not a folder" in done.stderr

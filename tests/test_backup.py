@@ -296,28 +296,33 @@ def test_postgresql_round_trip(tmp_path, pg_cluster):
         c.execute("INSERT INTO users (name) VALUES ('ada'), ('grace')")
     old = tmp_path / "old"
     old.mkdir()
-    (old / "labspace.yaml").write_text(f"data_dir: ./data\nhub:\n  db_url: {plain}\n")
+    # accounting shares the hub's database (its tables apart): one dump for both
+    shared = f"hub:\n  db_url: {plain}\naccounting:\n  db_url: {plain}\n"
+    (old / "labspace.yaml").write_text(f"data_dir: ./data\n{shared}")
     (old / "data" / "secrets").mkdir(parents=True)
     made = run("backup", cwd=old)
     folder = backup_folder(made)
     assert "hub: databases/hub.pgdump (pg_dump, custom format, revision pg-rev)" in made.stdout
+    assert "accounting: databases/hub.pgdump (shares the dump above" in made.stdout
     assert pg_cluster.password not in made.stdout + made.stderr
     assert stat.S_IMODE((folder / "databases" / "hub.pgdump").stat().st_mode) == 0o600
 
     target = pg_cluster.create_database("backup_dst").replace("+psycopg", "")
     new = tmp_path / "new"
     new.mkdir()
-    (new / "labspace.yaml").write_text(f"data_dir: ./data\nhub:\n  db_url: {target}\n")
+    shared = f"hub:\n  db_url: {target}\naccounting:\n  db_url: {target}\n"
+    (new / "labspace.yaml").write_text(f"data_dir: ./data\n{shared}")
     done = run("restore", str(folder), cwd=new)
     assert done.returncode == 0, done.stderr
     assert "hub: databases/hub.pgdump (revision pg-rev)" in done.stdout
+    assert "accounting: restored with the dump it shares" in done.stdout
     with psycopg.connect(target) as c:
         assert c.execute("SELECT name FROM users ORDER BY id").fetchall() == [("ada",), ("grace",)]
         c.execute("INSERT INTO users (name) VALUES ('later')")
 
     # the database is no longer empty: refused, then replaced with --force
     (new / "data2").mkdir()
-    (new / "labspace.yaml").write_text(f"data_dir: ./data2\nhub:\n  db_url: {target}\n")
+    (new / "labspace.yaml").write_text(f"data_dir: ./data2\n{shared}")
     refused = run("restore", str(folder), cwd=new)
     assert refused.returncode == 1
     assert "hub.db_url: the database is not empty" in refused.stderr

@@ -242,3 +242,95 @@ def test_health_says_no_answer(tmp_path):
     )
     assert result.exit_code == 1
     assert "http://127.0.0.1:9/hub/health: no answer" in result.output
+
+
+# -- the native unit's sandbox, for real -----------------------------------------
+
+SANDBOX = r"""
+set -eu
+# what ProtectSystem=strict, ReadWritePaths= and PrivateTmp= make of the file
+# system, in a mount namespace of our own: $@ = writable paths, --, command
+writable=()
+while [ "$1" != -- ]; do writable+=("$1"); shift; done
+shift
+mount --make-rprivate /
+for w in "${writable[@]}"; do mount --bind "$w" "$w"; done
+findmnt -rno TARGET | sort -u | while read -r m; do
+  keep=false
+  case "$m" in /proc*|/sys*|/dev*|/mnt/*) keep=true ;; esac
+  for w in "${writable[@]}"; do [ "$m" = "$w" ] && keep=true; done
+  $keep || mount -o remount,bind,ro "$m"
+done
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=1777 tmpfs /var/tmp
+if touch /etc/.labspace-sandbox-probe 2>/dev/null; then
+  echo "sandbox: /etc is writable" >&2; exit 1
+fi
+echo "sandbox: read-only but ${writable[*]}"
+exec "$@"
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_labspace_up_works_in_the_units_sandbox(need, proxy_command, service_token):
+    """``labspace up`` and a local workspace run with the file system the native
+    unit leaves them (everything read-only but ``ReadWritePaths``, private
+    ``/tmp``), started with the unit's ``PATH``, and stop on SIGTERM as systemd
+    stops them. Not systemd itself (it is not PID 1 here): its mount namespace."""
+    import os
+    import secrets
+    import signal
+    import sys
+
+    from harness import REPO, HubAPI, hub_settings_for, wait_for
+
+    tools = all(shutil.which(t) for t in ("unshare", "findmnt", "mount"))
+    need("a mount namespace", os.geteuid() == 0 and tools, "needs root and util-linux")
+    # outside /tmp, which the sandbox replaces
+    folder = REPO / "build" / f"service-sandbox-{secrets.token_hex(3)}"
+    folder.mkdir(parents=True)
+    values = hub_settings_for(folder / "data", proxy_command, service_token)
+    s = settings_in(folder, values)
+    labspace = Path(sys.executable).with_name("labspace")
+    unit = lines(service_units.native_unit(s, user="root", labspace=labspace))
+    writable = [x.partition("=")[2] for x in unit if x.startswith("ReadWritePaths=")]
+    path = next(x for x in unit if x.startswith("Environment=PATH="))
+    env = {**os.environ, "PATH": path.partition("PATH=")[2]}
+    (folder / "data").mkdir()
+    log = open(folder / "up.log", "w")  # noqa: SIM115 (closed below)
+    cmd = [str(labspace), "up", "--config", str(s.source)]
+    proc = subprocess.Popen(
+        ["unshare", "--mount", "bash", "-c", SANDBOX, "sandbox", *writable, "--", *cmd],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=folder,
+    )
+    api = HubAPI(s.local_url(), service_token)
+    try:
+
+        def running():
+            text = (folder / "up.log").read_text()
+            if proc.poll() is not None:
+                pytest.fail(f"labspace up exited with {proc.returncode}:\n{text[-3000:]}")
+            return "Labspace is running" in text
+
+        wait_for(running, 120, 0.5, what="labspace up in the sandbox")
+        api.create_user("alice")
+        api.start_server("alice", timeout=120)
+        r = api.client.get("user/alice/api/status")
+        assert r.status_code == 200, r.text[:300]
+        api.stop_server("alice")
+        proc.send_signal(signal.SIGTERM)  # what systemctl stop sends
+        assert proc.wait(timeout=60) == 0
+        text = (folder / "up.log").read_text()
+        assert f"sandbox: read-only but {s.data_dir}" in text
+        assert "Read-only file system" not in text, text[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        log.close()
+        api.close()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -2,8 +2,11 @@
 labspace/cli_service.py): what each unit says for which settings, checked by
 ``systemd-analyze verify`` (the real parser; it fails on a bad key under CI=true
 only through its output, so the tests require that output to be empty), and the
-command's refusals as one line naming the option. ``tests/e2e/test_hub_image.py``
-runs the hub image with the same ``docker run`` arguments."""
+command's refusals as one line naming the option; and (e2e) ``labspace up`` with
+a local workspace inside the file system the native unit leaves it (a mount
+namespace: read-only but ``ReadWritePaths``, private ``/tmp``).
+``tests/e2e/test_hub_image.py`` runs the hub image with the same ``docker run``
+arguments as the docker unit."""
 
 from __future__ import annotations
 

@@ -76,10 +76,11 @@ def backup(config, to, homes):
     help="Overwrite a data_dir or databases that are not empty.",
 )
 def restore(backup_dir, config, force):
-    """Put a backup back: into data_dir and the databases the settings name.
+    """Restore a backup, on this machine or a new one.
 
-    Checks every file's sha256 first. Without a settings file (a fresh
-    machine), the backup's settings file is written where --config (or
+    Into data_dir and the databases the settings name. Checks every file's
+    sha256 first. Without a settings file (a fresh machine), the backup's
+    settings file is written where --config (or
     $LABSPACE_CONFIG, else ./labspace.yaml) says. Refuses while a hub runs on
     data_dir, and when data_dir or a database is not empty (unless --force).
     """

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
@@ -120,12 +121,24 @@ def native_unit(settings: Settings, *, user: str, labspace: Path) -> str:
     return "\n".join(lines)
 
 
+def _folders_of(path: Path) -> list[Path]:
+    """The folders to mount so that ``path`` stays readable inside when it is
+    replaced (a renewal writes a new file, which a bind mount of the file
+    itself would not show) or is a link (certbot's ``live/`` files point into
+    ``archive/``)."""
+    folders = [path.parent]
+    if path.resolve().parent != path.parent:
+        folders.append(path.resolve().parent)
+    return folders
+
+
 def _mounted_files(settings: Settings) -> list[tuple[Path, bool]]:
     """``(path, read_only)`` that the hub in a container must see where the
-    settings say: the settings file, ``data_dir``, ``hub.tls``'s files and the
-    data service's roots."""
+    settings say: the settings file, ``data_dir``, the folders of
+    ``hub.tls``'s files and the data service's roots."""
     source = settings.source or Path.cwd() / "labspace.yaml"
-    out = [(source, True), (settings.data_dir, False)]
+    data_dir = settings.data_dir
+    out = [(source, True), (data_dir, False)]
     tls = settings.get("hub.tls")
     kind = tls.get("type", "none")
     names = []
@@ -134,7 +147,10 @@ def _mounted_files(settings: Settings) -> list[tuple[Path, bool]]:
     elif kind == "acme":
         names = [tls.get("acme", {}).get("ca_root")]
     for name in filter(None, names):
-        out.append(((settings.base_dir / Path(name).expanduser()).resolve(), True))
+        path = Path(os.path.abspath(settings.base_dir / Path(name).expanduser()))
+        for folder in _folders_of(path):
+            if not folder.is_relative_to(data_dir):  # there already, writable
+                out.append((folder, True))
     data = settings.values.get("data", {})
     if data.get("enabled"):
         out += [(Path(root), True) for root in data.get("roots", [])]

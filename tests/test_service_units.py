@@ -115,8 +115,7 @@ def test_docker_run_args_keep_every_path_the_same_inside(tmp_path):
     for volume in [
         f"{tmp_path}/labspace.yaml:{tmp_path}/labspace.yaml:ro",
         f"{tmp_path}/labspace-data:{tmp_path}/labspace-data",
-        f"{tmp_path}/c.pem:{tmp_path}/c.pem:ro",
-        f"{tmp_path}/k.pem:{tmp_path}/k.pem:ro",
+        f"{tmp_path}:{tmp_path}:ro",  # the certificate's folder: a renewed file shows
         "/srv/datasets:/srv/datasets:ro",
         "/var/run/docker.sock:/var/run/docker.sock",
     ]:
@@ -124,6 +123,23 @@ def test_docker_run_args_keep_every_path_the_same_inside(tmp_path):
     assert f"--env-file {tmp_path}/labspace.env " in joined
     assert f"--env LABSPACE_CONFIG={tmp_path}/labspace.yaml " in joined
     assert args[-5:] == ["img:1", "labspace", "up", "--config", f"{tmp_path}/labspace.yaml"]
+
+
+def test_docker_run_args_mount_certbots_folders(tmp_path):
+    live, archive = tmp_path / "le" / "live" / "hub", tmp_path / "le" / "archive" / "hub"
+    live.mkdir(parents=True)
+    archive.mkdir(parents=True)
+    for name in ("fullchain", "privkey"):
+        (archive / f"{name}1.pem").write_text("x")
+        (live / f"{name}.pem").symlink_to(f"../../archive/hub/{name}1.pem")
+    tls = {**TLS, "certificate": f"{live}/fullchain.pem", "key": f"{live}/privkey.pem"}
+    s = settings_in(tmp_path / "le", {"hub": {"ip": "127.0.0.1", "tls": tls}})
+    volumes = [a for a in service_units.docker_run_args(s) if a.endswith(":ro")]
+    assert volumes == [
+        f"{tmp_path}/le/labspace.yaml:{tmp_path}/le/labspace.yaml:ro",
+        f"{live}:{live}:ro",
+        f"{archive}:{archive}:ro",
+    ]
 
 
 def test_docker_run_args_local_backend_no_socket(tmp_path):

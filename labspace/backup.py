@@ -28,6 +28,7 @@ environment, never on their command line.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -228,8 +229,7 @@ def backup(settings: Settings, to: Path, homes: bool = False) -> tuple[Path, lis
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
         to.mkdir(mode=0o700, parents=True, exist_ok=True)
-        folder = to / f"labspace-backup-{stamp}"
-        folder.mkdir(mode=0o700)
+        folder = new_folder(to, f"labspace-backup-{stamp}")
     except OSError as e:
         raise BackupError(
             f"--to: {to} cannot be written: {e.strerror} (choose another folder)"
@@ -244,6 +244,19 @@ def backup(settings: Settings, to: Path, homes: bool = False) -> tuple[Path, lis
             f"{e.filename or data_dir}: {e.strerror} (run labspace backup as the user that "
             "runs Labspace)"
         ) from None
+
+
+def new_folder(parent: Path, name: str) -> Path:
+    """``parent/name`` made (0700), or ``name-2``, ``name-3``... when taken (two
+    backups in one second)."""
+    for n in range(1, 100):
+        folder = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        return folder
+    raise FileExistsError(errno.EEXIST, "a hundred backups this second", str(parent))
 
 
 def write_backup(settings: Settings, folder: Path, homes: bool) -> list[str]:

@@ -383,3 +383,11 @@ def test_the_documented_timer_units_verify(tmp_path, need):
         timeout=60,
     )
     assert "OnCalender" in done.stdout + done.stderr
+
+
+def test_two_backups_in_one_second_get_two_folders(tmp_path):
+    from labspace.backup import new_folder
+
+    first, second = (new_folder(tmp_path, "labspace-backup-x") for _ in range(2))
+    assert (first.name, second.name) == ("labspace-backup-x", "labspace-backup-x-2")
+    assert stat.S_IMODE(second.stat().st_mode) == 0o700

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -29,7 +30,7 @@ def _load(config: str | None) -> settings_mod.Settings:
         sys.exit(1)
 
 
-def _fail(line: str) -> None:
+def _fail(line: str) -> NoReturn:
     err.print(line, markup=False)
     sys.exit(1)
 
@@ -61,7 +62,6 @@ def _labspace_command() -> Path:
         f"no labspace command next to {sys.executable} or on PATH "
         "(run this from the venv `make up` made: .venv/bin/labspace install-service)"
     )
-    raise AssertionError  # not reached
 
 
 def _systemd_runs() -> bool:

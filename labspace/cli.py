@@ -11,7 +11,7 @@ import yaml
 
 from . import cli_backup, cli_service, reference
 from . import settings as settings_mod
-from .cli_api import COMMANDS, err, out
+from .cli_api import COMMANDS, err, load_settings, out
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,11 +86,7 @@ def validate(file):
 
     Exits 0 when the file is valid and 1 when it is not.
     """
-    try:
-        loaded = settings_mod.load(file)
-    except settings_mod.SettingsError as e:
-        err.print(e.report(), markup=False)
-        sys.exit(1)
+    loaded = load_settings(file)
     from . import needs
 
     # the file may be meant for another machine: what this one lacks is a warning
@@ -104,11 +100,7 @@ def validate(file):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
 def show(file, as_json):
     """Print the effective settings, defaults filled in and secrets hidden."""
-    try:
-        loaded = settings_mod.load(file)
-    except settings_mod.SettingsError as e:
-        err.print(e.report(), markup=False)
-        sys.exit(1)
+    loaded = load_settings(file)
     values = loaded.redacted()
     text = json.dumps(values, indent=2) if as_json else yaml.safe_dump(values, sort_keys=False)
     click.echo(text.rstrip())
@@ -189,11 +181,7 @@ def version_settings(config: str | None) -> settings_mod.Settings:
     named = config or os.environ.get(settings_mod.CONFIG_ENV)
     if not named and not settings_mod.config_path().exists():
         return settings_mod.Settings(values=settings_mod.with_defaults({}))
-    try:
-        return settings_mod.load(config)
-    except settings_mod.SettingsError as e:
-        err.print(e.report(), markup=False)
-        sys.exit(1)
+    return load_settings(config)
 
 
 def proxy_version(settings: settings_mod.Settings) -> str:

@@ -14,6 +14,21 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def load_settings(config: str | None):
+    """The settings a command works on (``--config``, else $LABSPACE_CONFIG, else
+    ./labspace.yaml); a file that is not valid prints its report and exits 1."""
+    from . import settings as settings_mod
+
+    # as in `labspace up`: Labspace validates without format checks, and
+    # jsonschema imports rfc3987_syntax only to build a grammar (seconds of CPU)
+    sys.modules.setdefault("rfc3987_syntax", None)
+    try:
+        return settings_mod.load(config)
+    except settings_mod.SettingsError as e:
+        err.print(e.report(), markup=False)
+        sys.exit(1)
+
+
 # -- the REST APIs, for people and scripts --------------------------------------
 
 _URL = click.option(

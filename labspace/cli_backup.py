@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from . import settings as settings_mod
-from .cli_api import err, out
+from .cli_api import err, load_settings, out
 
 _CONFIG = click.option(
     "--config",
@@ -18,17 +18,6 @@ _CONFIG = click.option(
     default=None,
     help="Settings file. Default: $LABSPACE_CONFIG, else ./labspace.yaml.",
 )
-
-
-def _settings(config: str | None) -> settings_mod.Settings:
-    # as in `labspace up`: Labspace validates without format checks, and
-    # jsonschema imports rfc3987_syntax only to build a grammar (seconds of CPU)
-    sys.modules.setdefault("rfc3987_syntax", None)
-    try:
-        return settings_mod.load(config)
-    except settings_mod.SettingsError as e:
-        err.print(e.report(), markup=False)
-        sys.exit(1)
 
 
 def _fail(e: Exception) -> None:
@@ -56,7 +45,7 @@ def backup(config, to, homes):
     from .backup import BackupError
     from .backup import backup as make
 
-    settings = _settings(config)
+    settings = load_settings(config)
     target = Path(to) if to else settings.base_dir / "backups"
     try:
         folder, lines = make(settings, target.resolve(), homes=homes)
@@ -93,7 +82,7 @@ def restore(backup_dir, config, force):
         wrote = restore_settings(folder, manifest.get("settings"), settings_mod.config_path(config))
     except BackupError as e:
         _fail(e)
-    settings = _settings(config)
+    settings = load_settings(config)
     try:
         lines = put_back(folder, settings, force=force, manifest=manifest)
     except BackupError as e:

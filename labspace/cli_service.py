@@ -16,18 +16,9 @@ from typing import NoReturn
 import click
 
 from . import service_units
-from . import settings as settings_mod
-from .cli_api import err, out
+from .cli_api import err, load_settings, out
 
 SYSTEMD_DIR = "/etc/systemd/system"
-
-
-def _load(config: str | None) -> settings_mod.Settings:
-    try:
-        return settings_mod.load(config)
-    except settings_mod.SettingsError as e:
-        err.print(e.report(), markup=False)
-        sys.exit(1)
 
 
 def _fail(line: str) -> NoReturn:
@@ -121,7 +112,7 @@ def _enable(unit: Path) -> None:
 def install_service(config, use_docker, image, user, to_stdout, directory, enable):
     """Write a systemd unit that runs Labspace: restarted when it fails, logs
     in the journal, started at boot once enabled."""
-    settings = _load(config)
+    settings = load_settings(config)
     if use_docker and user:
         _fail("--user: not with --docker (the container runs as the image's user; see --image)")
     if use_docker:
@@ -174,7 +165,7 @@ def health(config, timeout):
     (exit 0) or not (exit 1): the hub image's HEALTHCHECK."""
     import httpx
 
-    settings = _load(config)
+    settings = load_settings(config)
     url = settings.local_url() + "hub/health"
     try:
         status = httpx.get(url, timeout=timeout).status_code

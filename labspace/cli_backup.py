@@ -73,8 +73,9 @@ def restore(backup_dir, config, force):
     $LABSPACE_CONFIG, else ./labspace.yaml) says. Refuses while a hub runs on
     data_dir, and when data_dir or a database is not empty (unless --force).
     """
-    from .backup import BackupError, read_manifest, restore_settings
-    from .backup import restore as put_back
+    from .backup import BackupError
+    from .restore import read_manifest, restore_settings
+    from .restore import restore as put_back
 
     folder = Path(backup_dir).resolve()
     try:

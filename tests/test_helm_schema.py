@@ -16,6 +16,7 @@ the templates are in. Under CI=true a missing helm fails them.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import shutil
@@ -217,3 +218,41 @@ def test_helm_rejects_bad_values_naming_the_key(schema_chart, tmp_path, values, 
     assert status != 0
     assert message in err, err
     assert "Traceback" not in err
+
+
+# -- the settings the chart keeps secret -------------------------------------------
+
+
+def test_the_chart_moves_every_secret_setting_to_the_secret(schema_chart, tmp_path):
+    """The settings schema's secret keys (``x-secret``) are the ones the chart
+    takes out of the ConfigMap: each set one is in the Secret and reaches the
+    hub as ``LABSPACE_<KEY>``; none of their values is in the ConfigMap."""
+    helm, _ = schema_chart
+    secrets = {path: f"pw-{path.replace('.', '-')}-{'x' * 32}" for path in settings.secret_paths()}
+    values: dict[str, Any] = {}
+    for path, value in secrets.items():
+        section, key = path.split(".")
+        values.setdefault(section, {})[key] = value
+    values_file = tmp_path / "secrets.yaml"
+    values_file.write_text(yaml.safe_dump({"labspace": values}))
+    result = subprocess.run(
+        [helm, "template", "labspace", str(CHART), "-f", str(values_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    objects = {
+        (o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(result.stdout) if o
+    }
+    config = objects["ConfigMap", "labspace-config"]["data"]["labspace.yaml"]
+    assert [p for p, v in secrets.items() if v in config] == []
+    stored = objects["Secret", "labspace-secret"]["data"]
+    assert {p: base64.b64decode(stored.get(p, "")).decode() for p in secrets} == secrets
+    hub = objects["Deployment", "labspace-hub"]["spec"]["template"]["spec"]["containers"][0]
+    from_secret = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["key"]
+        for e in hub["env"]
+        if e["name"].startswith("LABSPACE_") and "valueFrom" in e
+    }
+    assert from_secret == {settings.env_name(p): p for p in secrets}

@@ -16,51 +16,37 @@ the templates are in. Under CI=true a missing helm fails them.
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+import helm
 from labspace import helm_schema, settings
 
-REPO = Path(__file__).resolve().parent.parent
-CHART = REPO / "helm" / "labspace"
-
-
-def helm_binary() -> str | None:
-    found = shutil.which("helm")
-    local = REPO / ".venv" / "bin" / "helm"
-    return found or (str(local) if local.is_file() else None)
+CHART = helm.CHART
 
 
 @pytest.fixture(scope="module")
-def schema_chart(tmp_path_factory, need) -> tuple[str, Path]:
-    """(helm, a chart of Chart.yaml, values.yaml and values.schema.json only)."""
-    helm = helm_binary()
-    need("helm", helm is not None, "not on PATH nor at .venv/bin/helm (tests/provision.sh)")
+def schema_chart(tmp_path_factory, need) -> Path:
+    """A chart of Chart.yaml, values.yaml and values.schema.json only."""
+    problem = helm.helm_problem()
+    need("helm", problem is None, problem or "")
     chart = tmp_path_factory.mktemp("chart") / "labspace"
     (chart / "templates").mkdir(parents=True)
     for name in ("Chart.yaml", "values.yaml", "values.schema.json"):
         shutil.copy(CHART / name, chart / name)
-    return helm, chart
+    return chart
 
 
-def helm_template(schema_chart, tmp_path: Path, values: dict[str, Any]) -> tuple[int, str]:
-    helm, chart = schema_chart
+def helm_template(chart: Path, tmp_path: Path, values: dict[str, Any]) -> tuple[int, str]:
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
-    result = subprocess.run(
-        [helm, "template", "labspace", str(chart), "-f", str(values_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = helm.run_helm("template", "labspace", str(chart), "-f", str(values_file))
     return result.returncode, result.stderr
 
 
@@ -227,7 +213,6 @@ def test_the_chart_moves_every_secret_setting_to_the_secret(schema_chart, tmp_pa
     """The settings schema's secret keys (``x-secret``) are the ones the chart
     takes out of the ConfigMap: each set one is in the Secret and reaches the
     hub as ``LABSPACE_<KEY>``; none of their values is in the ConfigMap."""
-    helm, _ = schema_chart
     secrets = {path: f"pw-{path.replace('.', '-')}-{'x' * 32}" for path in settings.secret_paths()}
     values: dict[str, Any] = {}
     for path, value in secrets.items():
@@ -235,24 +220,18 @@ def test_the_chart_moves_every_secret_setting_to_the_secret(schema_chart, tmp_pa
         values.setdefault(section, {})[key] = value
     values_file = tmp_path / "secrets.yaml"
     values_file.write_text(yaml.safe_dump({"labspace": values}))
-    result = subprocess.run(
-        [helm, "template", "labspace", str(CHART), "-f", str(values_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    objects = {
-        (o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(result.stdout) if o
-    }
-    config = objects["ConfigMap", "labspace-config"]["data"]["labspace.yaml"]
+    objects = helm.render(values_file)
+    config = helm.settings_text(objects)
     assert [p for p, v in secrets.items() if v in config] == []
-    stored = objects["Secret", "labspace-secret"]["data"]
-    assert {p: base64.b64decode(stored.get(p, "")).decode() for p in secrets} == secrets
-    hub = objects["Deployment", "labspace-hub"]["spec"]["template"]["spec"]["containers"][0]
+    stored = helm.secret_values(objects)
+    assert {p: stored.get(p) for p in secrets} == secrets
+    env = helm.container(objects, "labspace-hub")["env"]
     from_secret = {
         e["name"]: e["valueFrom"]["secretKeyRef"]["key"]
-        for e in hub["env"]
+        for e in env
         if e["name"].startswith("LABSPACE_") and "valueFrom" in e
     }
     assert from_secret == {settings.env_name(p): p for p in secrets}
+    assert {
+        k: v for k, v in helm.container_env(objects, "labspace-hub").items() if k in from_secret
+    } == {settings.env_name(p): v for p, v in secrets.items()}

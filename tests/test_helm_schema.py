@@ -124,6 +124,22 @@ def test_every_listed_object_refuses_unknown_keys():
     assert open_objects(helm_schema.build(), "") == []
 
 
+def test_every_key_is_documented():
+    """The schema is the reference of the values: every key says what it is."""
+
+    def undocumented(node: dict[str, Any], path: str) -> list[str]:
+        found = []
+        for name, sub in node.get("properties", {}).items():
+            if not sub.get("description"):
+                found.append(path + name)
+            found += undocumented(sub, f"{path}{name}.")
+            if isinstance(sub.get("items"), dict):
+                found += undocumented(sub["items"], f"{path}{name}[].")
+        return found
+
+    assert undocumented(helm_schema.build(), "") == []
+
+
 def test_values_yaml_and_schema_name_the_same_chart_keys():
     """Every key of values.yaml is in the schema, and every chart key of the
     schema is in values.yaml (documented there, and read by a template)."""

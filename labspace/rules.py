@@ -3,6 +3,9 @@
 - :func:`database_url`: accept or refuse a database URL, and normalise it;
 - :func:`ports` / :func:`port_clashes`: every port Labspace binds, and the
   settings that give two of them the same number;
+- :func:`connect_host` / :func:`service_url` / :func:`hub_address_problems`:
+  where the proxy and the workspaces reach the hub and the services, and a
+  proxy run apart (``hub.proxy_api_url``);
 - :func:`tls_problems` / :func:`https_url`: ``hub.tls`` with the rest of
   ``hub`` (a loopback proxy, the https public URL derived from the domain);
 - :func:`with_defaults`: a value completed with the defaults of its JSON Schema;
@@ -89,15 +92,21 @@ def ports(
     values: dict[str, Any], services: Iterable[str] = SERVICE_SECTIONS
 ) -> list[tuple[str, str, int]]:
     """``(key, ip, port)`` for every port Labspace binds under ``values`` (the
-    settings, defaults filled): the proxy's public port, the hub's, the proxy's
-    API, with ``hub.tls`` Caddy's HTTPS and HTTP ports, and each enabled
-    service's (all on loopback but the public ones)."""
+    settings, defaults filled): the proxy's public port and its API (not with
+    ``hub.proxy_api_url``: the proxy runs elsewhere), the hub's, with ``hub.tls``
+    Caddy's HTTPS and HTTP ports, and each enabled service's (the hub's and the
+    services' on ``hub.hub_ip``, the proxy's API on loopback)."""
     hub = _section(values, "hub")
+    own_proxy = not hub.get("proxy_api_url")
+    hub_ip = hub.get("hub_ip") or LOOPBACK
     out = []
-    for key in ("port", "hub_port", "proxy_api_port"):
+    for key, ip in (
+        ("port", (hub.get("ip") or "0.0.0.0") if own_proxy else None),  # noqa: S104
+        ("hub_port", hub_ip),
+        ("proxy_api_port", LOOPBACK if own_proxy else None),
+    ):
         port = _port(hub, key)
-        if port is not None:
-            ip = (hub.get("ip") or "0.0.0.0") if key == "port" else LOOPBACK  # noqa: S104
+        if port is not None and ip is not None:
             out.append((f"hub.{key}", ip, port))
     tls = _section(hub, "tls")
     if tls.get("type", "none") != "none":
@@ -110,7 +119,7 @@ def ports(
         section = _section(values, name)
         port = _port(section, "port")
         if section.get("enabled") and port is not None:
-            out.append((f"{name}.port", LOOPBACK, port))
+            out.append((f"{name}.port", hub_ip, port))
     return out
 
 
@@ -129,9 +138,75 @@ def port_clashes(
     return out
 
 
-# -- HTTPS (hub.tls) ----------------------------------------------------------
+# -- where the hub is reached (hub.hub_ip, hub.connect_host, hub.proxy_api_url) --
 
-LOOPBACK_IPS = ("127.0.0.1", "::1", "localhost")
+ANY_ADDRESS = ("", "0.0.0.0", "::")  # noqa: S104
+
+
+def is_loopback(ip: str) -> bool:
+    return ip in ("::1", "localhost") or ip.startswith("127.")
+
+
+def local_host(ip: str) -> str:
+    """The host a process on this machine uses to reach something listening on
+    ``ip``: loopback for "every address", an IPv6 address in brackets."""
+    host = LOOPBACK if ip in ANY_ADDRESS else ip
+    return f"[{host}]" if ":" in host else host
+
+
+def connect_host(values: dict[str, Any]) -> str:
+    """The host by which the proxy and the workspaces reach the hub and the
+    services: ``hub.connect_host``, else this machine's address of ``hub.hub_ip``."""
+    hub = _section(values, "hub")
+    return hub.get("connect_host") or local_host(hub.get("hub_ip") or LOOPBACK)
+
+
+def service_url(values: dict[str, Any], name: str) -> str:
+    """Where the proxy sends ``/services/<name>/``: ``http://<connect host>:<port>``."""
+    return f"http://{connect_host(values)}:{_section(values, name).get('port')}"
+
+
+def service_local_url(values: dict[str, Any], name: str) -> str:
+    """Service ``name`` as the hub's own process reaches it (no Service hop)."""
+    hub_ip = _section(values, "hub").get("hub_ip") or LOOPBACK
+    return f"http://{local_host(hub_ip)}:{_section(values, name).get('port')}"
+
+
+def proxy_runs_apart(values: dict[str, Any]) -> bool:
+    """Whether ``hub.proxy_api_url`` names a proxy run separately (the chart's)."""
+    return bool(_section(values, "hub").get("proxy_api_url"))
+
+
+def hub_address_problems(values: dict[str, Any]) -> list[str]:
+    """Problem lines of ``hub.hub_ip``, ``hub.connect_host`` and
+    ``hub.proxy_api_url`` with the rest of ``hub`` (defaults filled, the ``hub``
+    section valid for the schema)."""
+    hub = _section(values, "hub")
+    out = []
+    ip, host = hub.get("hub_ip", LOOPBACK), hub.get("connect_host", "")
+    if host and is_loopback(ip):
+        out.append(
+            f"hub.connect_host: {host!r}, but hub.hub_ip is {ip}, so nothing on another "
+            "machine or pod could reach the hub there (set hub.hub_ip: 0.0.0.0, or leave "
+            "hub.connect_host empty)"
+        )
+    if not hub.get("proxy_api_url"):
+        return out
+    if _section(hub, "tls").get("type", "none") != "none":
+        out.append(
+            "hub.tls: on, but hub.proxy_api_url says the proxy runs separately, and Caddy "
+            "would have no proxy to front (set hub.tls.type: none and terminate HTTPS at "
+            "the ingress, or leave hub.proxy_api_url empty)"
+        )
+    if hub.get("proxy_command"):
+        out.append(
+            "hub.proxy_command: set, but hub.proxy_api_url says the proxy runs separately, "
+            "so the hub starts none (remove one of them)"
+        )
+    return out
+
+
+# -- HTTPS (hub.tls) ----------------------------------------------------------
 
 
 def _tls_section(values: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +247,7 @@ def tls_problems(values: dict[str, Any]) -> list[str]:
                     f"(the path of the PEM {key} file, or use hub.tls.type: acme)"
                 )
     ip = hub.get("ip", "")
-    if not (ip in LOOPBACK_IPS or ip.startswith("127.")):
+    if not is_loopback(ip):
         shown = repr(ip) if ip else "empty (every address)"
         out.append(
             f"hub.ip: {shown}, but with hub.tls the proxy must listen on loopback only, "

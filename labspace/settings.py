@@ -64,10 +64,7 @@ class Settings:
 
     def local_url(self) -> str:
         """The proxy's address as seen from this machine."""
-        ip = self.get("hub.ip")
-        host = "127.0.0.1" if ip in ("", "0.0.0.0", "::") else ip  # noqa: S104
-        if ":" in host:  # an IPv6 address
-            host = f"[{host}]"
+        host = rules.local_host(self.get("hub.ip"))
         return f"http://{host}:{self.get('hub.port')}{self.get('hub.base_url')}"
 
     def public_url(self) -> str:
@@ -357,6 +354,7 @@ def _semantic_problems(data: dict[str, Any], skip: set[str] = frozenset()) -> li
         )
     problems += rules.port_clashes(values, prefix="hub.")  # each service says its own
     if "hub" not in skip:
+        problems += rules.hub_address_problems(values)
         problems += rules.tls_problems(values)
     auth = _typed(values, "auth", dict)
     if (

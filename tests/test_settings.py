@@ -32,7 +32,10 @@ DEFAULTS = {
         "ip": "127.0.0.1",
         "port": 8000,
         "hub_port": 8081,
+        "hub_ip": "127.0.0.1",
+        "connect_host": "",
         "proxy_api_port": 8001,
+        "proxy_api_url": "",
         "base_url": "/",
         "public_url": "",
         "db_url": "",
@@ -120,7 +123,10 @@ hub:
   ip: 0.0.0.0
   port: 8443
   hub_port: 18081
+  hub_ip: 127.0.0.1
+  connect_host: ""
   proxy_api_port: 18001
+  proxy_api_url: ""
   base_url: /jupyter/
   public_url: https://hub.example.org/jupyter/
   db_url: postgresql+psycopg://labspace:dbpass@db.example.org:5432/labspace
@@ -206,7 +212,8 @@ for _name in SERVICE_SECTIONS:
 
 ALLOWED_TOP = "allowed: data_dir, hub, auth, backend, profiles, accounting, catalog, data"
 ALLOWED_HUB = (
-    "allowed: ip, port, hub_port, proxy_api_port, base_url, public_url, db_url, "
+    "allowed: ip, port, hub_port, hub_ip, connect_host, proxy_api_port, proxy_api_url, "
+    "base_url, public_url, db_url, "
     "admin_users, cleanup_servers, log_level, proxy_command, tls, config"
 )
 ALLOWED_PROFILE = (
@@ -510,12 +517,93 @@ BAD = [
         ],
         id="no-admins",
     ),
+    *[
+        pytest.param(text, [expected], id=f"hub-address-{i}")
+        for i, (text, expected) in enumerate(
+            [
+                (
+                    "hub:\n  connect_host: labspace-hub\n",
+                    "hub.connect_host: 'labspace-hub', but hub.hub_ip is 127.0.0.1, so nothing "
+                    "on another machine or pod could reach the hub there (set hub.hub_ip: "
+                    "0.0.0.0, or leave hub.connect_host empty)",
+                ),
+                (
+                    "hub:\n  hub_ip: 0.0.0.0\n  connect_host: http://labspace-hub\n",
+                    "hub.connect_host: 'http://labspace-hub' is not valid (a host name such as "
+                    "labspace-hub (or an IPv4 address), or empty)",
+                ),
+                (
+                    "hub:\n  hub_ip: the-pod\n",
+                    "hub.hub_ip: 'the-pod' is not valid (an IP address such as 127.0.0.1 "
+                    "or 0.0.0.0)",
+                ),
+                (
+                    "hub:\n  hub_ip: ''\n",
+                    "hub.hub_ip: '' is not valid (an IP address such as 127.0.0.1 or 0.0.0.0)",
+                ),
+                (
+                    "hub:\n  proxy_api_url: labspace-proxy-api:8001\n",
+                    "hub.proxy_api_url: 'labspace-proxy-api:8001' is not valid (an http(s) URL "
+                    "with no path, such as http://labspace-proxy-api:8001, or empty)",
+                ),
+                (
+                    "hub:\n  proxy_api_url: http://labspace-proxy-api:8001/api/routes\n",
+                    "hub.proxy_api_url: 'http://labspace-proxy-api:8001/api/routes' is not valid "
+                    "(an http(s) URL with no path, such as http://labspace-proxy-api:8001, "
+                    "or empty)",
+                ),
+                (
+                    "hub:\n  proxy_api_url: http://p:8001\n  proxy_command: [chp]\n",
+                    "hub.proxy_command: set, but hub.proxy_api_url says the proxy runs "
+                    "separately, so the hub starts none (remove one of them)",
+                ),
+                (
+                    "hub:\n  proxy_api_url: http://p:8001\n"
+                    "  tls: {type: acme, domain: hub.example.org}\n",
+                    "hub.tls: on, but hub.proxy_api_url says the proxy runs separately, and "
+                    "Caddy would have no proxy to front (set hub.tls.type: none and terminate "
+                    "HTTPS at the ingress, or leave hub.proxy_api_url empty)",
+                ),
+            ]
+        )
+    ],
 ]
 
 
 @pytest.mark.parametrize(("text", "expected"), BAD)
 def test_bad_file(write, text, expected):
     assert problems_of(write(text)) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("hub:\n  hub_ip: 0.0.0.0\n  connect_host: labspace-hub\n", id="chart"),
+        pytest.param("hub:\n  hub_ip: 10.1.2.3\n  connect_host: 10.1.2.3\n", id="ipv4-host"),
+        pytest.param("hub:\n  proxy_api_url: https://proxy.internal:8001/\n", id="https-api"),
+        # the proxy's own ports are not checked when it runs apart: no clash
+        pytest.param("hub:\n  proxy_api_url: http://p:8001\n  port: 8081\n", id="no-proxy-ports"),
+    ],
+)
+def test_hub_address_settings_accepted(write, text):
+    load(write(text), environ={})
+
+
+EVERY_ADDRESS = "0.0.0.0"  # noqa: S104
+
+
+def test_hub_ip_binds_the_hub_and_services_not_the_proxy():
+    from labspace.rules import ports
+
+    values = with_defaults(
+        {"hub": {"hub_ip": EVERY_ADDRESS, "proxy_api_url": "http://p:8001"}, "catalog": {}}
+    )
+    assert ports(values) == [
+        ("hub.hub_port", EVERY_ADDRESS, 8081),
+        ("accounting.port", EVERY_ADDRESS, values["accounting"]["port"]),
+        ("catalog.port", EVERY_ADDRESS, values["catalog"]["port"]),
+        ("data.port", EVERY_ADDRESS, values["data"]["port"]),
+    ]
 
 
 def test_missing_file(tmp_path):

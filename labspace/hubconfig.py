@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import __version__, tls
+from . import __version__, rules, tls
 from . import settings as settings_mod
 from .settings import Settings, SettingsError
 from .state import State, StateError, private_umask
@@ -115,7 +115,7 @@ def _auth(settings: Settings, state: State, out: dict) -> None:
         callback = settings.public_url() + "hub/oauth_callback"
         for cls, traits in auth.traits(settings, callback).items():
             out.setdefault(cls, {}).update(traits)
-        _set(out, "CryptKeeper", "keys", [state.crypt_key().encode()])
+        _set(out, "CryptKeeper", "keys", [k.encode() for k in state.crypt_keys()])
         return
     _set(out, "JupyterHub", "authenticator_class", "shared-password")
     # admins may always sign in; users an admin adds are let in by
@@ -249,11 +249,28 @@ MERGED_LISTS = {("JupyterHub", "services"), ("JupyterHub", "load_roles")}
 
 
 def _proxy(settings: Settings, state: State, proxy_cmd: list[str], out: dict) -> None:
+    """The proxy: the hub's own child on loopback, or with ``hub.proxy_api_url``
+    one run separately (the chart's Deployment), which the hub only drives."""
     cls = "ConfigurableHTTPProxy"
-    _set(out, cls, "command", proxy_cmd)
     _set(out, cls, "auth_token", state.proxy_token())
+    apart = settings.get("hub.proxy_api_url")
+    if apart:
+        _set(out, cls, "should_start", False)
+        _set(out, cls, "api_url", apart.rstrip("/"))
+        return
+    _set(out, cls, "command", proxy_cmd)
     _set(out, cls, "api_url", f"http://127.0.0.1:{settings.get('hub.proxy_api_port')}")
     _set(out, cls, "pid_file", str(state.data_dir / "proxy.pid"))
+
+
+def _hub_address(settings: Settings, out: dict) -> None:
+    """Where the hub listens (``hub.hub_ip``) and, with ``hub.connect_host``, the
+    URL the proxy and the workspaces use for it (``JUPYTERHUB_API_URL``)."""
+    _set(out, "JupyterHub", "hub_ip", settings.get("hub.hub_ip"))
+    host = settings.get("hub.connect_host")
+    if host:
+        url = f"http://{host}:{settings.get('hub.hub_port')}"
+        _set(out, "JupyterHub", "hub_connect_url", url)
 
 
 def build(settings: Settings, state: State, proxy_cmd: list[str]) -> dict[str, dict[str, Any]]:
@@ -265,7 +282,7 @@ def build(settings: Settings, state: State, proxy_cmd: list[str]) -> dict[str, d
     _set(out, "JupyterHub", "db_url", state.db_url)
     _set(out, "JupyterHub", "cookie_secret_file", str(state.cookie_secret_file))
     _set(out, "JupyterHub", "pid_file", str(state.data_dir / "jupyterhub.pid"))
-    _set(out, "JupyterHub", "hub_ip", "127.0.0.1")
+    _hub_address(settings, out)
     # a new JupyterHub migrates the hub's database at start, as the services
     # migrate theirs (JupyterHub copies a SQLite file aside first; `labspace
     # backup` before an upgrade covers PostgreSQL)
@@ -299,6 +316,11 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
+def proxy_command(settings: Settings) -> list[str]:
+    """The proxy's command, or ``[]`` when it runs separately (``hub.proxy_api_url``)."""
+    return [] if rules.proxy_runs_apart(settings.values) else find_proxy(settings)
+
+
 def configure(c, path: str | None = None) -> Settings:
     """Load settings and apply them to ``c``; the body of ``jupyterhub_config.py``."""
     from . import auth, needs
@@ -311,7 +333,7 @@ def configure(c, path: str | None = None) -> Settings:
             raise SettingsError(str(settings.source), lacking)
         state = State(settings)
         state.prepare()
-        values = build(settings, state, find_proxy(settings))
+        values = build(settings, state, proxy_command(settings))
     except SettingsError as e:
         fail(e.report())
     except (StateError, ProxyNotFound, auth.DiscoveryError) as e:

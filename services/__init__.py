@@ -10,6 +10,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from labspace import rules
+
+SERVICE_IP_ENV = "LABSPACE_SERVICE_IP"  # the address a managed service listens on
+
 
 def managed_service(
     name: str,
@@ -21,15 +25,18 @@ def managed_service(
     environment: dict[str, str],
 ) -> dict[str, Any]:
     """The JupyterHub service dict of Labspace's service ``name``: a process the
-    hub starts (``python -m labspace.services.<name>``) on ``<name>.port`` of the
-    loopback, with its own kept token, and OAuth for the custom ``scopes``. The
-    hub's navigation bar links its pages, so the "Services" menu does not."""
+    hub starts (``python -m labspace.services.<name>``) listening on
+    ``hub.hub_ip`` port ``<name>.port`` (``LABSPACE_SERVICE_IP``, read by the
+    kit's runner), its URL on ``hub.connect_host`` (where the proxy reaches it;
+    loopback by default), with its own kept token, and OAuth for the custom
+    ``scopes``. The hub's navigation bar links its pages, so the "Services" menu
+    does not."""
     return {
         "name": name,
-        "url": f"http://127.0.0.1:{settings.get(f'{name}.port')}",
+        "url": rules.service_url(settings.values, name),
         "command": [sys.executable, "-m", f"labspace.services.{name}"],
         "api_token": state.service_token(name),
-        "environment": environment,
+        "environment": {**environment, SERVICE_IP_ENV: settings.get("hub.hub_ip")},
         "oauth_client_allowed_scopes": scopes,
         "oauth_no_confirm": True,
         "display": False,

@@ -602,3 +602,166 @@ def test_user_dir_names_never_collide():
     folders = [user_dir_name(n) for n in names + lookalikes]
     assert len(set(names + lookalikes)) == len(names + lookalikes)  # the table itself
     assert len(set(folders)) == len(folders)
+
+
+# -- where the hub is reached: hub.hub_ip, hub.connect_host, hub.proxy_api_url --
+
+EVERY_ADDRESS = "0.0.0.0"  # noqa: S104 (what the chart binds)
+
+# what the chart writes into labspace.yaml (helm/labspace/templates/hub/configmap.yaml)
+CHART_HUB = """\
+hub:
+  hub_ip: 0.0.0.0
+  connect_host: labspace-hub
+  proxy_api_url: http://labspace-proxy-api:8001
+"""
+
+
+def test_hub_address_defaults_keep_loopback(setup):
+    settings, state = setup("")
+    values = build(settings, state, PROXY)
+    assert values["JupyterHub"]["hub_ip"] == "127.0.0.1"
+    assert "hub_connect_url" not in values["JupyterHub"]
+    assert "should_start" not in values["ConfigurableHTTPProxy"]
+    urls = {s["name"]: s.get("url") for s in values["JupyterHub"]["services"]}
+    assert urls["accounting"] == f"http://127.0.0.1:{settings.get('accounting.port')}"
+    assert urls["catalog"] == f"http://127.0.0.1:{settings.get('catalog.port')}"
+
+
+def test_chart_hub_address_and_external_proxy(setup, base):
+    settings, state = setup(CHART_HUB)
+    values = build(settings, state, [])
+    assert values["JupyterHub"]["hub_ip"] == EVERY_ADDRESS
+    assert values["JupyterHub"]["hub_connect_url"] == "http://labspace-hub:8081"
+    # the proxy runs in its own Deployment: the hub drives its API, starts nothing
+    assert values["ConfigurableHTTPProxy"] == {
+        "auth_token": secret(base, "proxy-auth-token"),
+        "should_start": False,
+        "api_url": "http://labspace-proxy-api:8001",
+    }
+    # the proxy pod reaches each service through the hub's Service; each listens on hub_ip
+    for service in values["JupyterHub"]["services"]:
+        if "url" not in service:  # the accounting deliverer only sends
+            continue
+        port = settings.get(f"{service['name']}.port")
+        assert service["url"] == f"http://labspace-hub:{port}"
+        assert service["environment"]["LABSPACE_SERVICE_IP"] == EVERY_ADDRESS
+
+
+def test_a_specific_hub_ip_is_where_services_are_reached(setup):
+    settings, state = setup("hub:\n  hub_ip: 127.0.0.2\n")
+    values = build(settings, state, PROXY)
+    assert "hub_connect_url" not in values["JupyterHub"]
+    (catalog,) = [s for s in values["JupyterHub"]["services"] if s["name"] == "catalog"]
+    assert catalog["url"] == f"http://127.0.0.2:{settings.get('catalog.port')}"
+
+
+def test_configure_with_external_proxy_needs_no_proxy_here(base, capsys, no_proxy_anywhere):
+    path = base / "labspace.yaml"
+    path.write_text(CHART_HUB)
+    c = Config()
+    configure(c, str(path))
+    assert c.ConfigurableHTTPProxy.should_start is False
+    assert c.JupyterHub.hub_connect_url == "http://labspace-hub:8081"
+    assert capsys.readouterr().err == ""
+
+
+HEX64 = "0123456789abcdef" * 4
+ENV_SECRETS = {
+    "CONFIGPROXY_AUTH_TOKEN": "proxy-token-from-the-chart",
+    "JPY_COOKIE_SECRET": HEX64,
+    "JUPYTERHUB_CRYPT_KEY": HEX64[::-1],
+}
+
+
+def test_secrets_from_the_environment_are_kept(base):
+    path = base / "labspace.yaml"
+    path.write_text("auth:\n  type: github\n  client_id: x\n  client_secret: y\n")
+    settings = load(path, environ={})
+    state = State(settings, environ=ENV_SECRETS)
+    state.prepare()
+    files = {
+        "CONFIGPROXY_AUTH_TOKEN": "proxy-auth-token",
+        "JPY_COOKIE_SECRET": "cookie-secret",
+        "JUPYTERHUB_CRYPT_KEY": "auth-state-key",
+    }
+    for name, file in files.items():
+        assert secret(base, file) == ENV_SECRETS[name]
+        mode = (base / "labspace-data" / "secrets" / file).stat().st_mode
+        assert stat.S_IMODE(mode) == 0o600
+    values = build(settings, state, PROXY)
+    assert values["ConfigurableHTTPProxy"]["auth_token"] == ENV_SECRETS["CONFIGPROXY_AUTH_TOKEN"]
+    assert values["CryptKeeper"]["keys"] == [ENV_SECRETS["JUPYTERHUB_CRYPT_KEY"].encode()]
+    # a new value (a rotated chart Secret) replaces the kept one
+    State(settings, environ={"CONFIGPROXY_AUTH_TOKEN": "rotated"}).prepare()
+    assert secret(base, "proxy-auth-token") == "rotated"
+
+
+def test_crypt_keys_rotate(setup):
+    settings, _ = setup("")
+    keys = [HEX64, HEX64[::-1]]
+    state = State(settings, environ={"JUPYTERHUB_CRYPT_KEY": ";".join(keys)})
+    assert state.crypt_keys() == keys
+
+
+def test_jupyterhub_reads_the_same_cookie_secret(setup, base, monkeypatch):
+    """JupyterHub reads JPY_COOKIE_SECRET before cookie_secret_file: both hold one value."""
+    from jupyterhub.app import JupyterHub
+
+    settings, _ = setup("")
+    State(settings, environ=ENV_SECRETS).prepare()
+    monkeypatch.setenv("JPY_COOKIE_SECRET", ENV_SECRETS["JPY_COOKIE_SECRET"])
+    hub = JupyterHub(cookie_secret_file=str(base / "labspace-data/secrets/cookie-secret"))
+    hub.init_secrets()
+    assert hub.cookie_secret == bytes.fromhex(secret(base, "cookie-secret"))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        pytest.param(
+            "JPY_COOKIE_SECRET",
+            "not-hex-at-all",
+            "JPY_COOKIE_SECRET: not hexadecimal (an even number of hex digits, "
+            "e.g. `openssl rand -hex 32`)",
+            id="cookie",
+        ),
+        pytest.param(
+            "JUPYTERHUB_CRYPT_KEY",
+            "c2hvcnQ=",
+            "JUPYTERHUB_CRYPT_KEY: not a 32-byte key in hex (64 hex digits, "
+            "e.g. `openssl rand -hex 32`)",
+            id="crypt",
+        ),
+    ],
+)
+def test_bad_secret_in_the_environment_is_named_not_shown(base, capsys, name, value, message):
+    path = base / "labspace.yaml"
+    path.write_text("hub:\n  proxy_command: [/usr/bin/chp]\n")
+    c = Config()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(name, value)
+        with pytest.raises(SystemExit) as info:
+            configure(c, str(path))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"Labspace cannot start: {message}\n"
+    assert value not in err
+
+
+def test_each_service_listens_on_hub_ip_not_on_its_url_host(setup):
+    """The runner of every service (``ServiceContext.bind_ip``) listens on
+    ``hub.hub_ip``: the URL's host, the hub's Service, names no address of the pod."""
+    from labspace.services.kit.run import ServiceContext
+
+    settings, state = setup(CHART_HUB)
+    for service in build(settings, state, [])["JupyterHub"]["services"]:
+        if "url" not in service:
+            continue
+        env = {**service["environment"], "JUPYTERHUB_SERVICE_URL": service["url"]}
+        assert ServiceContext(service["name"], env).bind_ip == EVERY_ADDRESS
+    # a runner started without the hub's word: an IP in its URL, else loopback
+    assert ServiceContext("x", {"JUPYTERHUB_SERVICE_URL": "http://127.0.0.2:1"}).bind_ip == (
+        "127.0.0.2"
+    )
+    assert ServiceContext("x", {"JUPYTERHUB_SERVICE_URL": "http://hub:1"}).bind_ip == "127.0.0.1"

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import ipaddress
 import json
 import logging
 import os
@@ -50,6 +51,14 @@ log = logging.getLogger("labspace.kit")
 STOP_GRACE = 1.5  # seconds a service's own stop() may take
 CLOSE_GRACE = 0.3  # ... and closing its open connections
 STOP_DEADLINE = 1.9  # seconds after the signal the process is gone, whatever blocks
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _exit_now(name: str) -> None:
@@ -119,6 +128,18 @@ class ServiceContext:
     @property
     def url(self) -> str:
         return self.env.get("JUPYTERHUB_SERVICE_URL", "")
+
+    @property
+    def bind_ip(self) -> str:
+        """The address to listen on: ``LABSPACE_SERVICE_IP`` (the hub sets
+        ``hub.hub_ip``), else the host of the service's URL when it is an IP
+        address, else loopback. Not the URL's host name: on Kubernetes that is
+        the hub's Service, which names no address of this pod."""
+        given = self.env.get("LABSPACE_SERVICE_IP", "")
+        if given:
+            return given
+        host = urlsplit(self.url).hostname or ""
+        return host if _is_ip(host) else "127.0.0.1"
 
     @property
     def prefix(self) -> str:
@@ -226,8 +247,8 @@ async def serve(ctx: ServiceContext, factory: str, default_port: int) -> int:
     starting_app = web.Application([(r".*", Starting)], service_name=ctx.name, root=ctx.prefix)
     switch = Switch(starting_app)
     server = HTTPServer(switch, xheaders=True, max_body_size=HARD_MAX_BODY)
-    server.listen(url.port or default_port, url.hostname or "127.0.0.1")
-    log.info("%s service on %s: starting", ctx.name, url.geturl())
+    server.listen(url.port or default_port, ctx.bind_ip)
+    log.info("%s service on %s:%s: starting", ctx.name, ctx.bind_ip, url.port or default_port)
     from labspace.state import private_umask  # (imports the settings: after listening)
 
     private_umask()  # what it writes is the owner's only

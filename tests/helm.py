@@ -8,6 +8,7 @@
   error message of a failure in ``stderr``).
 - ``render(values_file, **set)``: the rendered objects as a list of dicts,
   cached per values file and ``--set`` pairs (each call gets its own copy).
+  ``render_fresh`` runs helm again (new generated secrets).
   ``set`` keys are helm's dotted paths: ``render(f, **{"labspace.hub.port": 9000})``.
   Raises ``HelmError`` with helm's message when the chart does not render.
 - ``find(objects, kind, name)``, ``settings_text(objects)``, ``settings(objects)``
@@ -122,6 +123,14 @@ def render(values_file: str | os.PathLike, **sets: Any) -> list[dict[str, Any]]:
     """The chart's objects for ``values_file`` (and ``--set`` pairs)."""
     key = str(values_path(values_file))
     return copy.deepcopy(list(_render(key, tuple(sorted(sets.items())))))
+
+
+def render_fresh(values_file: str | os.PathLike, **sets: Any) -> list[dict[str, Any]]:
+    """Like ``render``, but a new ``helm template`` run (new generated secrets)."""
+    out = template(values_file, **sets)
+    if out.returncode != 0:
+        raise HelmError(f"helm template with {values_file}: {out.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
 def find(objects: list[dict], kind: str, name: str) -> dict[str, Any]:

@@ -1,0 +1,514 @@
+"""Static checks of the Helm chart (helm/labspace) with the real helm binary.
+
+No Kubernetes API server can run on this machine, so nothing here installs the
+chart: ``helm lint --strict`` and ``helm template`` run for each values file in
+tests/fixtures/helm/ (defaults, sso-postgres, ingress-tls, minimal); every
+rendered object is validated with kubernetes-validate's strict schemas for the
+oldest Kubernetes Labspace supports and the newest the package ships, compared
+with a golden render in tests/golden/helm/, and checked in Python (RBAC verbs,
+NetworkPolicy peers and ports, security contexts, secrets, probes, selectors).
+The rendered labspace.yaml must load with labspace.settings.load, with the
+secret settings the hub gets from the Secret as environment.
+
+Generated secrets differ in each render (``lookup`` finds no cluster under
+``helm template``): the golden files hold ``<generated>`` instead. That they are
+kept across ``helm upgrade`` (the ``lookup`` branch) needs a cluster and is not
+checked here. After a deliberate change, regenerate and review the diff:
+
+    LABSPACE_REGEN_GOLDEN=1 .venv/bin/pytest tests/test_helm_chart.py
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import os
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+import helm
+from labspace import settings as labspace_settings
+from labspace.spawners.kube import COMMON_LABELS
+
+GOLDEN = Path(__file__).parent / "golden" / "helm"
+REGEN = os.environ.get("LABSPACE_REGEN_GOLDEN", "") == "1"
+KUBE_VERSIONS = ["1.30", kubernetes_validate.utils.latest_version()]
+VALUES = ["defaults", "sso-postgres", "ingress-tls", "minimal"]
+GENERATED = ("proxy.token", "hub.cookie-secret", "hub.crypt-key")
+NS = helm.NAMESPACE
+
+# what KubeSpawner and spawners/kube.py call (helm/labspace/README.md says why)
+LEAST_RULES = {
+    "pods": {"create", "delete", "list", "watch"},
+    "persistentvolumeclaims": {"create", "delete", "get"},
+    "events": {"list", "watch"},
+    "secrets": {"create", "delete", "update"},
+}
+# the chart selects workspaces by these; KubeSpawner's pods carry WORKSPACE_POD_LABELS
+WORKSPACE_LABELS = {
+    "app.kubernetes.io/name": "labspace",
+    "app.kubernetes.io/component": "workspace",
+}
+WORKSPACE_POD_LABELS = {
+    **COMMON_LABELS,
+    "app.kubernetes.io/component": "workspace",
+    "component": "workspace",
+}
+ANY_ADDRESS = "0.0.0.0"  # noqa: S104 (the hub binds in its pod)
+
+
+def labels(component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "labspace",
+        "app.kubernetes.io/instance": helm.RELEASE,
+        "app.kubernetes.io/component": component,
+    }
+
+
+HUB, PROXY = labels("hub"), labels("proxy")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def helm_binary(need):
+    problem = helm.helm_problem()
+    need("helm", problem is None, problem or "")
+
+
+@pytest.fixture(scope="module", params=VALUES)
+def rendered(request):
+    return request.param, helm.render(request.param)
+
+
+@pytest.fixture(scope="module")
+def defaults():
+    return helm.render("defaults")
+
+
+def pod_specs(objects):
+    for o in objects:
+        if o["kind"] == "Deployment":
+            yield o["metadata"]["name"], o["spec"]["template"]
+
+
+def policy(objects, name):
+    return helm.find(objects, "NetworkPolicy", name)["spec"]
+
+
+def peers(rule, key):
+    return [p.get("podSelector", {}).get("matchLabels") for p in rule.get(key, [])]
+
+
+def ports(rule):
+    return sorted((p["port"], p["protocol"]) for p in rule.get("ports", []))
+
+
+def tcp(*numbers):
+    return sorted((n, "TCP") for n in numbers)
+
+
+# -- helm itself ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", VALUES)
+def test_lint_strict(name):
+    out = helm.run_helm(
+        "lint", "--strict", str(helm.CHART), "--values", str(helm.values_path(name))
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def normalised(objects):
+    """Generated secrets and the proxy token's hash are new in each render."""
+    out = copy.deepcopy(objects)
+    for o in out:
+        if o["kind"] == "Secret":
+            for key in GENERATED:
+                o["data"][key] = "<generated>"
+        if o["kind"] == "Deployment":
+            annotations = o["spec"]["template"]["metadata"].get("annotations", {})
+            if "checksum/proxy-token" in annotations:
+                annotations["checksum/proxy-token"] = "<generated>"
+    return out
+
+
+def test_golden(rendered):
+    name, objects = rendered
+    path = GOLDEN / f"{name}.yaml"
+    text = yaml.safe_dump_all(normalised(objects), sort_keys=True, default_flow_style=False)
+    if REGEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if not path.exists():
+        pytest.fail(f"no golden file {path} (LABSPACE_REGEN_GOLDEN=1 writes it)")
+    assert text == path.read_text(), f"differs from {path} (LABSPACE_REGEN_GOLDEN=1 to update)"
+
+
+def test_valid_for_kubernetes(rendered):
+    name, objects = rendered
+    for o in objects:
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(o, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                pytest.fail(f"{name}: {o['kind']}/{o['metadata']['name']} ({version}): {e.message}")
+
+
+def test_defaults_render_the_whole_platform(defaults):
+    have = sorted((o["kind"], o["metadata"]["name"]) for o in defaults)
+    assert have == sorted(
+        [
+            ("ConfigMap", "labspace-config"),
+            ("Deployment", "labspace-hub"),
+            ("Deployment", "labspace-proxy"),
+            ("NetworkPolicy", "labspace-hub"),
+            ("NetworkPolicy", "labspace-proxy"),
+            ("NetworkPolicy", "labspace-workspaces"),
+            ("PersistentVolumeClaim", "labspace-hub-data"),
+            ("PodDisruptionBudget", "labspace-hub"),
+            ("PodDisruptionBudget", "labspace-proxy"),
+            ("Role", "labspace-hub"),
+            ("RoleBinding", "labspace-hub"),
+            ("Secret", "labspace-secret"),
+            ("Service", "labspace-hub"),
+            ("Service", "labspace-proxy-api"),
+            ("Service", "labspace-proxy-public"),
+            ("ServiceAccount", "labspace-hub"),
+        ]
+    )
+
+
+# -- the hub's settings and secrets --------------------------------------------
+
+
+def test_settings_load(rendered, tmp_path):
+    """labspace.yaml from the ConfigMap is valid, with the secret environment."""
+    name, objects = rendered
+    path = tmp_path / "labspace.yaml"
+    path.write_text(helm.settings_text(objects))
+    env = helm.container_env(objects, "labspace-hub")
+    loaded = labspace_settings.load(path, environ=env)
+    assert loaded.get("data_dir") == "/srv/labspace/data"
+    assert loaded.get("hub.hub_ip") == ANY_ADDRESS
+    assert loaded.get("hub.connect_host") == "labspace-hub"
+    assert loaded.get("hub.proxy_api_url") == "http://labspace-proxy-api:8001"
+    assert loaded.get("backend.type") == "kubernetes"
+    assert loaded.get("backend.kubernetes.namespace") == NS
+    assert loaded.get("hub.cleanup_servers") is False
+
+
+def test_no_secret_value_in_the_configmap(rendered):
+    name, objects = rendered
+    config = helm.settings(objects)
+    for path in labspace_settings.secret_paths():
+        section, key = path.split(".")
+        assert key not in (config.get(section) or {}), f"{name}: {path} in the ConfigMap"
+    text = yaml.safe_dump([o for o in objects if o["kind"] == "ConfigMap"])
+    for key, value in helm.secret_values(objects).items():
+        assert value not in text, f"{name}: the value of {key} is in a ConfigMap"
+
+
+def test_secret_settings_move_to_the_secret():
+    """Every secret key of the settings schema (labspace.settings.secret_paths)
+    goes to the Secret, under its name, and to the hub as LABSPACE_<KEY>."""
+    paths = labspace_settings.secret_paths()
+    given = {f"labspace.{p}": f"value-of-{p.replace('.', '-')}-0123456789abcdef" for p in paths}
+    objects = helm.render("defaults", **given)
+    secret = helm.secret_values(objects)
+    env = helm.container_env(objects, "labspace-hub")
+    for path in paths:
+        value = given[f"labspace.{path}"]
+        assert secret[path] == value
+        assert env[labspace_settings.env_name(path)] == value
+    assert sorted(set(secret) - set(GENERATED)) == sorted(paths)
+    assert "value-of" not in helm.settings_text(objects)
+
+
+def test_sso_postgres_settings_come_from_secrets():
+    objects = helm.render("sso-postgres")
+    fixture = yaml.safe_load(helm.values_path("sso-postgres").read_text())["labspace"]
+    env = helm.container_env(objects, "labspace-hub")
+    assert env["LABSPACE_AUTH_CLIENT_SECRET"] == fixture["auth"]["client_secret"]
+    assert env["LABSPACE_HUB_DB_URL"] == fixture["hub"]["db_url"]
+    assert env["LABSPACE_ACCOUNTING_DB_URL"] == fixture["accounting"]["db_url"]
+    assert env["LABSPACE_CATALOG_DB_URL"] == fixture["catalog"]["db_url"]
+    hub = helm.container(objects, "labspace-hub")
+    assert hub["envFrom"] == [{"secretRef": {"name": "labspace-external"}}]
+    assert "password-fixture" not in helm.settings_text(objects)
+
+
+def test_generated_secrets():
+    """Proxy token, cookie secret and auth-state key are generated when the
+    release has no Secret yet (``lookup`` is empty under ``helm template``):
+    two renders give two different values. Kept on upgrade: needs a cluster."""
+    first = helm.secret_values(helm.render("defaults"))
+    second = helm.secret_values(helm.render_fresh("defaults"))
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", first["proxy.token"])
+    assert re.fullmatch(r"[0-9a-f]{64}", first["hub.cookie-secret"])
+    assert re.fullmatch(r"[0-9a-f]{64}", first["hub.crypt-key"])
+    for key in GENERATED:
+        assert first[key] != second[key], key
+    assert len({first[key] for key in GENERATED}) == 3
+
+
+def test_hub_and_proxy_share_the_proxy_token(defaults):
+    hub = helm.container_env(defaults, "labspace-hub")
+    proxy = helm.container_env(defaults, "labspace-proxy")
+    secret = helm.secret_values(defaults)
+    assert hub["CONFIGPROXY_AUTH_TOKEN"] == proxy["CONFIGPROXY_AUTH_TOKEN"] == secret["proxy.token"]
+    assert hub["JPY_COOKIE_SECRET"] == secret["hub.cookie-secret"]
+    assert hub["JUPYTERHUB_CRYPT_KEY"] == secret["hub.crypt-key"]
+    assert set(proxy) == {"CONFIGPROXY_AUTH_TOKEN"}
+
+
+def test_labspace_values_win_but_not_over_the_chart_keys():
+    objects = helm.render(
+        "defaults",
+        **{
+            "labspace.backend.type": "docker",
+            "labspace.hub.hub_ip": "127.0.0.1",
+            "labspace.hub.cleanup_servers": True,
+            "labspace.data_dir": "/elsewhere",
+        },
+    )
+    config = helm.settings(objects)
+    assert config["backend"] == {"type": "docker"}
+    assert config["hub"]["cleanup_servers"] is True
+    assert config["hub"]["hub_ip"] == ANY_ADDRESS
+    assert config["data_dir"] == "/srv/labspace/data"
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("Role", "labspace-hub") not in kinds
+    assert ("NetworkPolicy", "labspace-workspaces") not in kinds
+
+
+# -- what runs -----------------------------------------------------------------
+
+
+def test_hub_container(defaults):
+    hub = helm.container(defaults, "labspace-hub")
+    assert hub["command"] == ["labspace", "up", "--config", "/etc/labspace/labspace.yaml"]
+    assert hub["image"] == "labspace/hub:0.1.0"
+    mounts = {m["name"]: m["mountPath"] for m in hub["volumeMounts"]}
+    assert mounts == {"config": "/etc/labspace", "data": "/srv/labspace/data"}
+    deployment = helm.find(defaults, "Deployment", "labspace-hub")["spec"]
+    assert deployment["replicas"] == 1
+    assert deployment["strategy"] == {"type": "Recreate"}
+    volumes = {v["name"]: v for v in deployment["template"]["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "labspace-config"
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "labspace-hub-data"
+
+
+def test_proxy_container(defaults):
+    chp = helm.container(defaults, "labspace-proxy")
+    assert chp["command"] == ["configurable-http-proxy"]
+    assert chp["args"] == [
+        "--ip=0.0.0.0",
+        "--port=8000",
+        "--api-ip=0.0.0.0",
+        "--api-port=8001",
+        "--default-target=http://labspace-hub:8081",
+        "--error-target=http://labspace-hub:8081/hub/error",
+    ]
+    spec = helm.find(defaults, "Deployment", "labspace-proxy")["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("defaults", {"hub": 8081, "accounting": 8010, "catalog": 8011, "data": 8012}),
+        ("minimal", {"hub": 8081}),
+    ],
+)
+def test_hub_service_ports(name, expected):
+    objects = helm.render(name)
+    service = helm.find(objects, "Service", "labspace-hub")["spec"]
+    assert {p["name"]: p["port"] for p in service["ports"]} == expected
+    hub = helm.container(objects, "labspace-hub")
+    assert {p["name"]: p["containerPort"] for p in hub["ports"]} == expected
+    api = helm.find(objects, "Service", "labspace-proxy-api")["spec"]
+    assert [(p["port"], p["targetPort"]) for p in api["ports"]] == [(8001, "api")]
+    public = helm.find(objects, "Service", "labspace-proxy-public")["spec"]
+    assert [(p["port"], p["targetPort"]) for p in public["ports"]] == [(8000, "http")]
+    assert public["type"] == "ClusterIP"
+
+
+@pytest.mark.parametrize(
+    ("name", "path"), [("defaults", "/hub/health"), ("ingress-tls", "/jupyter/hub/health")]
+)
+def test_probes(name, path):
+    objects = helm.render(name)
+    hub = helm.container(objects, "labspace-hub")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert hub[probe]["httpGet"] == {"path": path, "port": "hub"}, probe
+    chp = helm.container(objects, "labspace-proxy")
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert chp[probe]["httpGet"] == {"path": "/_chp_healthz", "port": "http"}, probe
+
+
+def test_ingress_tls():
+    objects = helm.render("ingress-tls")
+    ingress = helm.find(objects, "Ingress", "labspace")
+    spec = ingress["spec"]
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [{"hosts": ["hub.example.org"], "secretName": "labspace-tls"}]
+    (rule,) = spec["rules"]
+    assert rule["host"] == "hub.example.org"
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == "/jupyter/"
+    assert path["backend"] == {
+        "service": {"name": "labspace-proxy-public", "port": {"name": "http"}}
+    }
+    assert helm.settings(objects)["hub"]["public_url"] == "https://hub.example.org/jupyter/"
+
+
+# -- access ------------------------------------------------------------------
+
+
+def test_rbac_is_the_least_kubespawner_needs(defaults):
+    role = helm.find(defaults, "Role", "labspace-hub")
+    granted = {}
+    for rule in role["rules"]:
+        assert rule["apiGroups"] == [""], rule
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, rule
+        for resource in rule["resources"]:
+            assert resource not in granted, f"{resource} granted twice"
+            granted[resource] = set(rule["verbs"])
+    assert granted == LEAST_RULES
+    binding = helm.find(defaults, "RoleBinding", "labspace-hub")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "labspace-hub",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "labspace-hub", "namespace": NS}
+    ]
+    hub = helm.find(defaults, "Deployment", "labspace-hub")["spec"]["template"]["spec"]
+    assert hub["serviceAccountName"] == "labspace-hub"
+    readme = (helm.CHART / "README.md").read_text()
+    for resource, verbs in LEAST_RULES.items():
+        line = f"| `{resource}` | {', '.join(f'`{v}`' for v in sorted(verbs))} |"
+        assert line in readme, f"README.md lacks the row {line}"
+
+
+def test_network_policies(defaults):
+    hub, proxy = policy(defaults, "labspace-hub"), policy(defaults, "labspace-proxy")
+    ws = policy(defaults, "labspace-workspaces")
+    assert hub["podSelector"]["matchLabels"] == HUB
+    assert proxy["podSelector"]["matchLabels"] == PROXY
+    assert ws["podSelector"]["matchLabels"] == WORKSPACE_LABELS
+    # hub <- proxy and itself (hub_port, services), <- workspaces (hub_port)
+    (from_proxy, from_ws) = hub["ingress"]
+    assert peers(from_proxy, "from") == [PROXY, HUB]
+    assert ports(from_proxy) == tcp(8081, 8010, 8011, 8012)
+    assert peers(from_ws, "from") == [WORKSPACE_LABELS]
+    assert ports(from_ws) == tcp(8081)
+    # proxy public port <- anyone; its API <- the hub only
+    (public, api) = proxy["ingress"]
+    assert "from" not in public and ports(public) == tcp(8000)
+    assert peers(api, "from") == [HUB] and ports(api) == tcp(8001)
+    assert proxy["policyTypes"] == ["Ingress", "Egress"]
+    # workspaces <- hub and proxy only; -> hub API, DNS, non-private addresses
+    assert ws["policyTypes"] == ["Ingress", "Egress"]
+    ((ingress),) = ws["ingress"]
+    assert peers(ingress, "from") == [HUB, PROXY] and ports(ingress) == tcp(8888)
+    to_hub, dns, internet = ws["egress"]
+    assert peers(to_hub, "to") == [HUB] and ports(to_hub) == tcp(8081)
+    assert "to" not in dns and ports(dns) == sorted([(53, "TCP"), (53, "UDP")])
+    assert_unreachable(internet, ["169.254.169.254", "10.0.0.5", "172.20.1.1", "192.168.1.1"])
+    assert_reachable(internet, "151.101.0.223")
+
+
+def allowed(rule, address):
+    ip = ipaddress.ip_address(address)
+    for peer in rule["to"]:
+        block = peer["ipBlock"]
+        if ip in ipaddress.ip_network(block["cidr"]) and not any(
+            ip in ipaddress.ip_network(e) for e in block.get("except", [])
+        ):
+            return True
+    return False
+
+
+def assert_unreachable(rule, addresses):
+    for address in addresses:
+        assert not allowed(rule, address), f"workspaces may reach {address}"
+
+
+def assert_reachable(rule, address):
+    assert allowed(rule, address), f"workspaces may not reach {address}"
+
+
+def test_workspaces_in_another_namespace():
+    objects = helm.render("defaults", **{"labspace.backend.kubernetes.namespace": "labspace-users"})
+    other = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NS}}}
+    role = helm.find(objects, "Role", "labspace-hub")
+    assert role["metadata"]["namespace"] == "labspace-users"
+    ws = helm.find(objects, "NetworkPolicy", "labspace-workspaces")
+    assert ws["metadata"]["namespace"] == "labspace-users"
+    (ingress,) = ws["spec"]["ingress"]
+    assert ingress["from"] == [
+        {"podSelector": {"matchLabels": HUB}, **other},
+        {"podSelector": {"matchLabels": PROXY}, **other},
+    ]
+    hub = policy(objects, "labspace-hub")
+    assert hub["ingress"][1]["from"] == [
+        {
+            "podSelector": {"matchLabels": WORKSPACE_LABELS},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "labspace-users"}},
+        }
+    ]
+
+
+def test_security_contexts(rendered):
+    name, objects = rendered
+    for deployment, template in pod_specs(objects):
+        spec = template["spec"]
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True, deployment
+        assert pod["runAsUser"] != 0, deployment
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, deployment
+        for c in spec["containers"] + spec.get("initContainers", []):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, (deployment, c["name"])
+            assert sc["capabilities"] == {"drop": ["ALL"]}, (deployment, c["name"])
+            assert sc["runAsNonRoot"] is True, (deployment, c["name"])
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, (deployment, c["name"])
+
+
+def test_selectors_match_pod_labels(rendered):
+    name, objects = rendered
+    pods = {d: t["metadata"]["labels"] for d, t in pod_specs(objects)}
+    container_ports = {
+        d: {p["name"] for c in t["spec"]["containers"] for p in c.get("ports", [])}
+        for d, t in pod_specs(objects)
+    }
+
+    def matching(selector):
+        return [d for d, pod in pods.items() if selector.items() <= pod.items()]
+
+    for o in objects:
+        kind, spec, what = (
+            o["kind"],
+            o.get("spec", {}),
+            f"{name}: {o['kind']}/{o['metadata']['name']}",
+        )
+        if kind == "Deployment":
+            assert matching(spec["selector"]["matchLabels"]) == [o["metadata"]["name"]], what
+        elif kind == "Service":
+            (target,) = matching(spec["selector"])
+            for port in spec["ports"]:
+                assert port["targetPort"] in container_ports[target], (what, port)
+        elif kind == "PodDisruptionBudget":
+            assert len(matching(spec["selector"]["matchLabels"])) == 1, what
+        elif kind == "NetworkPolicy":
+            selector = spec["podSelector"]["matchLabels"]
+            assert matching(selector) or selector.items() <= WORKSPACE_POD_LABELS.items(), what
+    for deployment, pod in pods.items():
+        assert not WORKSPACE_LABELS.items() <= pod.items(), f"{deployment} looks like a workspace"
+    assert WORKSPACE_LABELS.items() <= WORKSPACE_POD_LABELS.items()

@@ -190,7 +190,7 @@ def prepare(config: str | None, port: int | None = None) -> Prepared:
     """Validate everything a start needs, writing a default settings file if
     the default path has none. ``port`` overrides ``hub.port``."""
     from . import needs
-    from .hubconfig import ProxyNotFound, find_proxy
+    from .hubconfig import ProxyNotFound, proxy_command
 
     env = dict(os.environ)
     # the hub runs programs of this environment by name (JupyterHub's upgrade_db
@@ -210,8 +210,8 @@ def prepare(config: str | None, port: int | None = None) -> Prepared:
         lacking = needs.missing(settings)
         if lacking:
             raise SettingsError(str(settings.source), lacking)
-        find_proxy(settings)
-        state = State(settings)
+        proxy_command(settings)  # none to find when the proxy runs apart
+        state = State(settings, environ=env)
         state.prepare()
         if settings.get("auth.type") == "shared-password":
             state.admin_password()  # made here, so the banner knows it is new
@@ -243,9 +243,27 @@ def wait_healthy(proc: subprocess.Popen, url: str, timeout: float) -> bool:
     return False
 
 
+def where(settings: Settings) -> str:
+    """Where users reach Labspace: its public URL; with the proxy run apart
+    (``hub.proxy_api_url``) and no ``hub.public_url``, the hub behind that proxy."""
+    if rules.proxy_runs_apart(settings.values) and not settings.get("hub.public_url"):
+        api = settings.get("hub.proxy_api_url")
+        return (
+            f"{hub_url(settings)} behind the proxy whose API is {api} "
+            "(set hub.public_url to the address users open)"
+        )
+    return settings.public_url()
+
+
+def hub_url(settings: Settings) -> str:
+    """The hub's own server as this machine reaches it (``hub.hub_ip``)."""
+    host = rules.local_host(settings.get("hub.hub_ip"))
+    return f"http://{host}:{settings.get('hub.hub_port')}{settings.get('hub.base_url')}hub/"
+
+
 def banner(settings: Settings, state: State) -> str:
     """The line that says where Labspace runs and how to get in."""
-    url = settings.public_url()
+    url = where(settings)
     if settings.get("auth.type") != "shared-password":
         from .auth import display_name
 
@@ -274,17 +292,20 @@ def run(prepared: Prepared, echo) -> NoReturn:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     proc = hub.go(prepared.env, state.data_dir)
-    # the hub itself first, so the proxy is not asked before it has a route
-    hub_health = f"http://127.0.0.1:{settings.get('hub.hub_port')}{settings.get('hub.base_url')}"
-    urls = (hub_health + "hub/health", settings.local_url() + "hub/health")
+    # the hub itself first, so the proxy is not asked before it has a route;
+    # a proxy run apart (hub.proxy_api_url) is not ours to ask, nor to front
+    apart = rules.proxy_runs_apart(settings.values)
+    urls = (hub_url(settings) + "health",)
+    if not apart:
+        urls += (settings.local_url() + "hub/health",)
     if not all(wait_healthy(proc, u, timeout=120) for u in urls) and proc.poll() is None:
         # a busy machine: say so, and keep waiting for as long as the hub runs
-        echo(f"Labspace has not answered at {urls[1]} after 120 s; still waiting (see the log).")
+        echo(f"Labspace has not answered at {urls[-1]} after 120 s; still waiting (see the log).")
     from . import tls
 
     front = None
     if all(wait_healthy(proc, u, timeout=math.inf) for u in urls):
-        front = tls.start_front(settings, state)
+        front = None if apart else tls.start_front(settings, state)
         if front is None or not front.failed:
             echo(banner(settings, state))
             echo("Press Ctrl-C to stop.")

@@ -177,6 +177,17 @@ def proxy_runs_apart(values: dict[str, Any]) -> bool:
     return bool(_section(values, "hub").get("proxy_api_url"))
 
 
+def proxy_apart_warnings(values: dict[str, Any]) -> list[str]:
+    """Settings that work with a proxy run apart but lose what it is for."""
+    hub = _section(values, "hub")
+    if not hub.get("proxy_api_url") or not hub.get("cleanup_servers", True):
+        return []
+    return [
+        "hub.cleanup_servers: true, so a restart of the hub stops every workspace, though the "
+        "proxy that serves them runs apart (set hub.cleanup_servers: false)"
+    ]
+
+
 def hub_address_problems(values: dict[str, Any]) -> list[str]:
     """Problem lines of ``hub.hub_ip``, ``hub.connect_host`` and
     ``hub.proxy_api_url`` with the rest of ``hub`` (defaults filled, the ``hub``

@@ -81,7 +81,7 @@ class Settings:
     def warnings(self) -> list[str]:
         """Settings that work but are probably not what the operator meant."""
         said = _auth().warnings(self.get("auth"), self.get("hub.admin_users"))
-        return said + rules.tls_warnings(self.values)
+        return said + rules.tls_warnings(self.values) + rules.proxy_apart_warnings(self.values)
 
     def redacted(self) -> dict[str, Any]:
         """The values with every secret replaced, safe to print; in ``hub.config``

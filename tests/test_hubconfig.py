@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import stat
 from pathlib import Path
 
@@ -614,6 +615,7 @@ hub:
   hub_ip: 0.0.0.0
   connect_host: labspace-hub
   proxy_api_url: http://labspace-proxy-api:8001
+  cleanup_servers: false
 """
 
 
@@ -765,3 +767,51 @@ def test_each_service_listens_on_hub_ip_not_on_its_url_host(setup):
         "127.0.0.2"
     )
     assert ServiceContext("x", {"JUPYTERHUB_SERVICE_URL": "http://hub:1"}).bind_ip == "127.0.0.1"
+
+
+# -- labspace up with the proxy run apart (labspace.launcher) -------------------
+
+
+def test_up_with_proxy_apart_checks_no_proxy_and_no_proxy_port(base, no_proxy_anywhere):
+    """``labspace up`` in the chart's hub pod: no configurable-http-proxy there,
+    and the proxy's ports (here held by someone else) are not its to check."""
+    from harness import free_port
+
+    from labspace import launcher
+
+    busy = [socket.socket(), socket.socket()]
+    for s in busy:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+    port, api_port = (s.getsockname()[1] for s in busy)
+    hub_port = free_port()
+    path = base / "labspace.yaml"
+    path.write_text(
+        f"hub:\n  port: {port}\n  proxy_api_port: {api_port}\n  hub_port: {hub_port}\n"
+        "  proxy_api_url: http://labspace-proxy-api:8001\n  cleanup_servers: false\n"
+        "accounting: {enabled: false}\ncatalog: {enabled: false}\n"
+    )
+    try:
+        prepared = launcher.prepare(str(path))
+        own = path.with_name("own-proxy.yaml")
+        own.write_text(path.read_text().replace("proxy_api_url: ", "proxy_command: [/bin/true] #"))
+        with pytest.raises(launcher.LaunchError) as info:  # its own proxy: both checked
+            launcher.prepare(str(own))
+    finally:
+        for s in busy:
+            s.close()
+    assert f"hub.port: 127.0.0.1:{port} is not free" in str(info.value)
+    assert f"hub.proxy_api_port: 127.0.0.1:{api_port} is not free" in str(info.value)
+    assert launcher.banner(prepared.settings, prepared.state).startswith(
+        f"Labspace is running at http://127.0.0.1:{hub_port}/hub/ behind the proxy whose API "
+        "is http://labspace-proxy-api:8001 (set hub.public_url to the address users open) — "
+        "log in as 'admin' with password "
+    )
+
+
+def test_up_names_the_public_url_with_proxy_apart(setup):
+    from labspace import launcher
+
+    settings, _ = setup(CHART_HUB + "  public_url: https://hub.example.org/\n")
+    assert launcher.where(settings) == "https://hub.example.org/"
+    assert launcher.hub_url(settings) == "http://127.0.0.1:8081/hub/"

@@ -991,3 +991,12 @@ def test_local_backend_is_stated_as_for_one_trusted_person():
         flat = " ".join(text.split()).lower()
         assert "for one trusted person or a demo" in flat
         assert "hub's secrets" in flat
+
+
+def test_proxy_apart_warns_that_a_hub_restart_stops_workspaces(write):
+    text = "hub:\n  proxy_api_url: http://p:8001\n"
+    assert load(write(text), environ={}).warnings == [
+        "hub.cleanup_servers: true, so a restart of the hub stops every workspace, though the "
+        "proxy that serves them runs apart (set hub.cleanup_servers: false)"
+    ]
+    assert load(write(text + "  cleanup_servers: false\n"), environ={}).warnings == []

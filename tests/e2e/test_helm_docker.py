@@ -1,0 +1,276 @@
+"""The chart's own configuration runs (tier 4): ``helm template`` of ``helm/labspace``
+with ``tests/fixtures/helm/docker-local.yaml`` (the docker backend, as an operator
+tries the chart on one machine), then the rendered hub and proxy Deployments run in
+the hub image under Docker, each container as a kubelet would run it: its
+``command`` (which replaces the image's entrypoint, as on Kubernetes) and ``args``,
+``workingDir``, its environment with every ``secretKeyRef`` resolved from the
+rendered Secret (the values reach ``docker run`` through its environment, never its
+arguments), its volume mounts (the ConfigMap's files read-only, a fresh folder for
+the claim, owned by the pod's user and fsGroup) and its security context (user,
+groups, read-only root, capabilities dropped, no new privileges).
+
+Kubernetes is not here: both containers use the host's network, and the Service
+names ``labspace-hub`` / ``labspace-proxy-api`` resolve to 127.0.0.1 with
+``--add-host`` (the values file gives workspace containers the same entry). The test
+adds only what a Docker host needs: the Docker socket in the hub container (the
+docker backend), free ports and a test password by ``--set``. Under the host's
+network the chart's ``0.0.0.0`` addresses listen on every interface of this machine
+for the test's duration; all its traffic goes to 127.0.0.1.
+
+One hub start shows: the hub's probe answers on the hub port, ``/hub/health``
+through the separate proxy, a password sign-in (the password from the rendered
+Secret, not the ConfigMap), a workspace started from the home page and reached
+through the proxy (its ``JUPYTERHUB_API_URL`` is the hub's Service name), the
+catalog service through the proxy (its URL is the hub's Service name too),
+``labspace backup`` in the hub container as docs/how-to/kubernetes.md shows it, and a
+clean stop on SIGTERM (what a pod's deletion sends). Every container and volume is
+removed at the end.
+
+Needs helm, Docker and both images (``make images``); skipped without them (failed
+under CI=true).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import docker_env
+import httpx
+import pytest
+from harness import free_port, login, wait_for
+
+import helm
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SERVICE_HOSTS = ("labspace-hub", "labspace-proxy-api", "labspace-proxy-public")
+DOCKER_SOCKET = "/var/run/docker.sock"
+CONFIG = "/etc/labspace/labspace.yaml"
+
+
+def pod_spec(objects: list[dict], deployment: str) -> dict:
+    return helm.find(objects, "Deployment", deployment)["spec"]["template"]["spec"]
+
+
+def volume_folders(pod: dict, objects: list[dict], root: Path) -> dict[str, Path]:
+    """A host folder for each volume of ``pod``: a ConfigMap's keys as files (as
+    the kubelet projects them), a claim or emptyDir empty and owned by the pod's
+    user and fsGroup (as a kubelet makes a volume writable by fsGroup)."""
+    context = pod.get("securityContext", {})
+    owner = (context.get("runAsUser", 0), context.get("fsGroup", context.get("runAsGroup", 0)))
+    out = {}
+    for volume in pod.get("volumes", []):
+        folder = root / volume["name"]
+        folder.mkdir(parents=True)
+        if "configMap" in volume:
+            data = helm.find(objects, "ConfigMap", volume["configMap"]["name"])["data"]
+            for key, text in data.items():
+                (folder / key).write_text(text)
+                (folder / key).chmod(0o644)
+            folder.chmod(0o755)
+        elif {"persistentVolumeClaim", "emptyDir"} & volume.keys():
+            os.chown(folder, *owner)
+            folder.chmod(0o2770)
+        else:
+            raise AssertionError(f"volume {volume['name']}: a kind this test does not run")
+        out[volume["name"]] = folder
+    return out
+
+
+def docker_args(pod: dict, spec: dict, volumes: dict[str, Path], name: str) -> list[str]:
+    """``docker run`` options for container ``spec`` of ``pod``: the host's
+    network with the Service names on loopback, the security context, the mounts."""
+    pod_context = pod.get("securityContext", {})
+    context = {**pod_context, **spec.get("securityContext", {})}
+    args = ["--detach", "--name", name, "--network", "host"]
+    args += [f"--add-host={host}:127.0.0.1" for host in SERVICE_HOSTS]
+    if "runAsUser" in context:
+        args += ["--user", f"{context['runAsUser']}:{context.get('runAsGroup', 0)}"]
+    if "fsGroup" in pod_context:
+        args += ["--group-add", str(pod_context["fsGroup"])]
+    if spec.get("workingDir"):
+        args += ["--workdir", spec["workingDir"]]
+    if context.get("readOnlyRootFilesystem"):
+        args.append("--read-only")
+    if context.get("allowPrivilegeEscalation") is False:
+        args += ["--security-opt", "no-new-privileges"]
+    for cap in context.get("capabilities", {}).get("drop", []):
+        args += ["--cap-drop", cap]
+    for mount in spec.get("volumeMounts", []):
+        source = volumes[mount["name"]] / mount.get("subPath", "")
+        mode = ",readonly" if mount.get("readOnly") else ""
+        args += ["--mount", f"type=bind,source={source},target={mount['mountPath']}{mode}"]
+    return args
+
+
+def docker_run(args: list[str], spec: dict, env: dict[str, str]) -> None:
+    """``docker run`` of the hub image with ``spec``'s command and args; ``env``
+    is passed by name (``--env NAME``), its values through docker's environment."""
+    command = spec.get("command") or []
+    entry = ["--entrypoint", command[0]] if command else []
+    names = [word for name in env for word in ("--env", name)]
+    cmd = ["docker", "run", *args, *names, *entry, docker_env.HUB_IMAGE]
+    done = subprocess.run(
+        [*cmd, *command[1:], *spec.get("args", [])],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def logs(name: str) -> str:
+    done = docker("logs", name)
+    return done.stdout + done.stderr
+
+
+# a service's second SIGTERM after its event loop closed its self-pipe (at a stop
+# both labspace up and the hub signal the services): Python reports it and goes on.
+# Harmless, but a wart of services/kit/run.py: drop this once the kit ignores it
+WAKEUP_FD = re.compile(
+    r"Exception ignored when trying to write to the signal wakeup fd:\n"
+    r"Traceback \(most recent call last\):\n(?:  .*\n)+OSError: \[Errno 9\] Bad file descriptor\n"
+)
+
+
+def tracebacks(log: str) -> list[str]:
+    """The tracebacks in ``log`` but the known one above."""
+    return re.findall(r"Traceback.*\n(?:  .*\n)*.*", WAKEUP_FD.sub("", log))
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def probe_url(spec: dict) -> str:
+    """The readiness probe's URL, on this host."""
+    probe = spec["readinessProbe"]["httpGet"]
+    port = probe["port"]
+    if isinstance(port, str):
+        (port,) = [p["containerPort"] for p in spec["ports"] if p["name"] == port]
+    return f"http://127.0.0.1:{port}{probe['path']}"
+
+
+def option(spec: dict, name: str) -> str:
+    """The value of ``--name=value`` in a container's command or args."""
+    words = [*spec.get("command", []), *spec.get("args", [])]
+    (value,) = [w.split("=", 1)[1] for w in words if w.startswith(f"{name}=")]
+    return value
+
+
+def stops_cleanly(name: str) -> tuple[str, float]:
+    """``docker stop`` (SIGTERM, as a pod's deletion): the exit code and seconds."""
+    started = time.monotonic()
+    done = docker("stop", "--time", "30", name, timeout=60)
+    assert done.returncode == 0, done.stderr
+    took = time.monotonic() - started
+    return docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip(), took
+
+
+def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_path):
+    why = helm.helm_problem()
+    need("helm", why is None, why or "")
+    why = docker_env.problem((docker_env.WORKSPACE_IMAGE, docker_env.HUB_IMAGE))
+    need("the hub image", why is None, why or "")
+    alice, password = "alice", secrets.token_hex(12)
+    port, hub_port, api_port, catalog_port = (free_port() for _ in range(4))
+    objects = helm.render(
+        "docker-local",
+        **{
+            "labspace.hub.port": port,
+            "labspace.hub.hub_port": hub_port,
+            "labspace.hub.proxy_api_port": api_port,
+            "labspace.catalog.port": catalog_port,
+            "labspace.auth.user_password": password,
+        },
+    )
+    assert password not in helm.settings_text(objects)  # moved to the Secret
+    assert helm.settings(objects)["hub"]["connect_host"] == "labspace-hub"
+    hub_pod, proxy_pod = pod_spec(objects, "labspace-hub"), pod_spec(objects, "labspace-proxy")
+    (hub_spec,), (proxy_spec,) = hub_pod["containers"], proxy_pod["containers"]
+    hub_env = helm.container_env(objects, "labspace-hub")
+    assert hub_env["LABSPACE_AUTH_USER_PASSWORD"] == password
+
+    tag = secrets.token_hex(3)
+    hub, proxy = f"labspace-helm-hub-{tag}", f"labspace-helm-proxy-{tag}"
+    docker_objects.containers.update({hub, proxy, f"labspace-{alice}"})
+    docker_objects.volumes.add(f"labspace-home-{alice}")
+    docker_objects.container_prefixes.add(f"labspace--home-init--{alice}--")
+    hub_args = docker_args(hub_pod, hub_spec, volume_folders(hub_pod, objects, tmp_path / "h"), hub)
+    # the docker backend: the Docker socket, and its group (this host only)
+    hub_args += ["--mount", f"type=bind,source={DOCKER_SOCKET},target={DOCKER_SOCKET}"]
+    hub_args += ["--group-add", str(os.stat(DOCKER_SOCKET).st_gid)]
+    proxy_folders = volume_folders(proxy_pod, objects, tmp_path / "p")
+    proxy_args = docker_args(proxy_pod, proxy_spec, proxy_folders, proxy)
+
+    # the proxy listens where its rendered args say (the settings' ports, if the
+    # chart passes them on; else its own, which must then be free here)
+    api_url = f"http://labspace-proxy-api:{option(proxy_spec, '--api-port')}"
+    assert helm.settings(objects)["hub"]["proxy_api_url"] == api_url
+    url = f"http://127.0.0.1:{option(proxy_spec, '--port')}/"
+    try:
+        docker_run(proxy_args, proxy_spec, helm.container_env(objects, "labspace-proxy"))
+        docker_run(hub_args, hub_spec, hub_env)
+        wait_for(lambda: answers(probe_url(hub_spec)), 180, 0.5, what="the hub's probe")
+        wait_for(lambda: answers(url + "hub/health"), 60, 0.5, what="the hub through the proxy")
+
+        browser = login(url, alice, password)
+        browser.get("hub/spawn")  # "Start My Server"
+        wait_for(
+            lambda: browser.get("hub/api/user").json()["servers"].get("", {}).get("ready"),
+            180,
+            0.5,
+            what=f"{alice}'s workspace",
+        )
+        lab = browser.get(f"user/{alice}/lab")  # through the proxy: the OAuth hand-off
+        assert lab.status_code == 200, lab.text[:300]
+        assert lab.url.path == f"/user/{alice}/lab"
+        workspace = docker_objects.container(f"labspace-{alice}")
+        env = dict(e.split("=", 1) for e in workspace.attrs["Config"]["Env"])
+        assert env["JUPYTERHUB_API_URL"] == f"http://labspace-hub:{hub_port}/hub/api"
+
+        # a managed service: the proxy reaches it at labspace-hub:<its port>, and it
+        # signs the person in through the hub's API (OAuth) at the same name
+        catalog = browser.get("services/catalog/")
+        assert catalog.status_code == 200, catalog.text[:300]
+        assert catalog.url.path.startswith("/services/catalog/")
+
+        # docs/how-to/kubernetes.md, "Back up": in the hub's container, into the claim
+        to = "/srv/labspace/data/backups"
+        backup = docker("exec", hub, "labspace", "backup", "--config", CONFIG, "--to", to)
+        assert backup.returncode == 0, backup.stdout + backup.stderr
+        assert "hub: databases/hub.sqlite" in backup.stdout
+
+        xsrf = browser.cookies.get("_xsrf", path="/hub/")
+        browser.delete(f"hub/api/users/{alice}/server", headers={"X-XSRFToken": xsrf})
+        wait_for(
+            lambda: not browser.get("hub/api/user").json()["servers"],
+            60,
+            0.5,
+            what=f"{alice}'s workspace to stop",
+        )
+        code, took = stops_cleanly(hub)
+        assert (code, took < 25) == ("0", True), (code, took, logs(hub)[-3000:])
+        assert tracebacks(logs(hub)) == []
+    except BaseException:
+        for name in (hub, proxy):
+            print(f"---- docker logs {name}\n{logs(name)[-6000:]}")
+        raise
+    finally:
+        for name in (hub, proxy):
+            with contextlib.suppress(subprocess.SubprocessError):
+                docker("rm", "--force", name)

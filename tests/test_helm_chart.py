@@ -264,24 +264,51 @@ def test_hub_and_proxy_share_the_proxy_token(defaults):
     assert set(proxy) == {"CONFIGPROXY_AUTH_TOKEN"}
 
 
-def test_labspace_values_win_but_not_over_the_chart_keys():
+def test_labspace_values_win_over_the_chart_defaults():
     objects = helm.render(
         "defaults",
-        **{
-            "labspace.backend.type": "docker",
-            "labspace.hub.hub_ip": "127.0.0.1",
-            "labspace.hub.cleanup_servers": True,
-            "labspace.data_dir": "/elsewhere",
-        },
+        **{"labspace.backend.type": "docker", "labspace.hub.cleanup_servers": True},
     )
     config = helm.settings(objects)
     assert config["backend"] == {"type": "docker"}
     assert config["hub"]["cleanup_servers"] is True
     assert config["hub"]["hub_ip"] == ANY_ADDRESS
-    assert config["data_dir"] == "/srv/labspace/data"
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
     assert ("Role", "labspace-hub") not in kinds
     assert ("NetworkPolicy", "labspace-workspaces") not in kinds
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("data_dir", "/elsewhere"),
+        ("hub.hub_ip", "127.0.0.1"),
+        ("hub.connect_host", "hub.example.org"),
+        ("hub.proxy_api_url", "http://proxy:8001"),
+    ],
+)
+def test_chart_keys_given_under_labspace_are_refused(key, value):
+    out = helm.template("defaults", **{f"labspace.{key}": value})
+    assert out.returncode != 0
+    (line,) = [x for x in out.stderr.splitlines() if x.startswith("Error:")]
+    assert f"labspace.{key}: set by the chart" in line and "leave it out" in line
+
+
+def test_proxy_ports_follow_the_settings():
+    """hub.port / hub.proxy_api_port are the proxy pod's ports (the docker e2e
+    picks free ones)."""
+    objects = helm.render(
+        "defaults", **{"labspace.hub.port": 9000, "labspace.hub.proxy_api_port": 9001}
+    )
+    chp = helm.container(objects, "labspace-proxy")
+    assert "--port=9000" in chp["args"] and "--api-port=9001" in chp["args"]
+    assert {p["name"]: p["containerPort"] for p in chp["ports"]} == {"http": 9000, "api": 9001}
+    api = helm.find(objects, "Service", "labspace-proxy-api")["spec"]["ports"]
+    public = helm.find(objects, "Service", "labspace-proxy-public")["spec"]["ports"]
+    assert [p["port"] for p in api] == [9001] and [p["port"] for p in public] == [9000]
+    assert helm.settings(objects)["hub"]["proxy_api_url"] == "http://labspace-proxy-api:9001"
+    (public_rule, api_rule) = policy(objects, "labspace-proxy")["ingress"]
+    assert ports(public_rule) == tcp(9000) and ports(api_rule) == tcp(9001)
 
 
 # -- what runs -----------------------------------------------------------------
@@ -289,7 +316,8 @@ def test_labspace_values_win_but_not_over_the_chart_keys():
 
 def test_hub_container(defaults):
     hub = helm.container(defaults, "labspace-hub")
-    assert hub["command"] == ["labspace", "up", "--config", "/etc/labspace/labspace.yaml"]
+    assert hub["command"] == ["tini", "--"]
+    assert hub["args"] == ["labspace", "up", "--config", "/etc/labspace/labspace.yaml"]
     assert hub["image"] == "labspace/hub:0.1.0"
     mounts = {m["name"]: m["mountPath"] for m in hub["volumeMounts"]}
     assert mounts == {"config": "/etc/labspace", "data": "/srv/labspace/data"}

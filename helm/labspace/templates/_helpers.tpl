@@ -98,6 +98,7 @@ The settings with the chart's defaults and forced keys, secrets included
 */}}
 {{- define "labspace.settingsWithSecrets" -}}
 {{- $user := deepCopy (.Values.labspace | default dict) }}
+{{- include "labspace.refuseChartKeys" $user }}
 {{- $hubDefaults := dict "cleanup_servers" false }}
 {{- if and .Values.ingress.enabled .Values.ingress.hosts }}
 {{- $scheme := ternary "https" "http" (gt (len .Values.ingress.tls) 0) }}
@@ -112,8 +113,26 @@ The settings with the chart's defaults and forced keys, secrets included
 {{- $_ := set $s "data_dir" "/srv/labspace/data" }}
 {{- $_ := set $s.hub "hub_ip" "0.0.0.0" }}
 {{- $_ := set $s.hub "connect_host" (include "labspace.hub.fullname" .) }}
-{{- $_ := set $s.hub "proxy_api_url" (printf "http://%s:8001" (include "labspace.proxy-api.fullname" .)) }}
+{{- $apiPort := dig "hub" "proxy_api_port" 8001 $s | int }}
+{{- $_ := set $s.hub "proxy_api_url" (printf "http://%s:%d" (include "labspace.proxy-api.fullname" .) $apiPort) }}
 {{- toYaml $s }}
+{{- end }}
+
+{{/* Keys the chart sets: given under `labspace:`, they stop the render with the reason. */}}
+{{- define "labspace.refuseChartKeys" -}}
+{{- if hasKey . "data_dir" }}
+{{- fail "labspace.data_dir: set by the chart (/srv/labspace/data, the hub's volume); leave it out (hub.db.pvc sizes the volume)" }}
+{{- end }}
+{{- $hub := .hub | default dict }}
+{{- if hasKey $hub "hub_ip" }}
+{{- fail "labspace.hub.hub_ip: set by the chart (0.0.0.0: the hub listens on its pod's address); leave it out" }}
+{{- end }}
+{{- if hasKey $hub "connect_host" }}
+{{- fail "labspace.hub.connect_host: set by the chart (the hub Service, <fullname>-hub); leave it out" }}
+{{- end }}
+{{- if hasKey $hub "proxy_api_url" }}
+{{- fail "labspace.hub.proxy_api_url: set by the chart (the proxy's API Service, <fullname>-proxy-api); leave it out" }}
+{{- end }}
 {{- end }}
 
 {{/* The settings of the ConfigMap: no secret key at all. */}}
@@ -152,6 +171,17 @@ The settings with the chart's defaults and forced keys, secrets included
 {{- define "labspace.hubPort" -}}
 {{- $s := include "labspace.settingsWithSecrets" . | fromYaml }}
 {{- dig "hub" "hub_port" 8081 $s | int }}
+{{- end }}
+
+{{/* The proxy's public port (hub.port) and API port (hub.proxy_api_port). */}}
+{{- define "labspace.proxyPort" -}}
+{{- $s := include "labspace.settingsWithSecrets" . | fromYaml }}
+{{- dig "hub" "port" 8000 $s | int }}
+{{- end }}
+
+{{- define "labspace.proxyApiPort" -}}
+{{- $s := include "labspace.settingsWithSecrets" . | fromYaml }}
+{{- dig "hub" "proxy_api_port" 8001 $s | int }}
 {{- end }}
 
 {{- define "labspace.servicePorts" -}}

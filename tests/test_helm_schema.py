@@ -220,34 +220,3 @@ def test_helm_rejects_bad_values_naming_the_key(schema_chart, tmp_path, values, 
     assert status != 0
     assert message in err, err
     assert "Traceback" not in err
-
-
-# -- the settings the chart keeps secret -------------------------------------------
-
-
-def test_the_chart_moves_every_secret_setting_to_the_secret(schema_chart, tmp_path):
-    """The settings schema's secret keys (``x-secret``) are the ones the chart
-    takes out of the ConfigMap: each set one is in the Secret and reaches the
-    hub as ``LABSPACE_<KEY>``; none of their values is in the ConfigMap."""
-    secrets = {path: f"pw-{path.replace('.', '-')}-{'x' * 32}" for path in settings.secret_paths()}
-    values: dict[str, Any] = {}
-    for path, value in secrets.items():
-        section, key = path.split(".")
-        values.setdefault(section, {})[key] = value
-    values_file = tmp_path / "secrets.yaml"
-    values_file.write_text(yaml.safe_dump({"labspace": values}))
-    objects = helm.render(values_file)
-    config = helm.settings_text(objects)
-    assert [p for p, v in secrets.items() if v in config] == []
-    stored = helm.secret_values(objects)
-    assert {p: stored.get(p) for p in secrets} == secrets
-    env = helm.container(objects, "labspace-hub")["env"]
-    from_secret = {
-        e["name"]: e["valueFrom"]["secretKeyRef"]["key"]
-        for e in env
-        if e["name"].startswith("LABSPACE_") and "valueFrom" in e
-    }
-    assert from_secret == {settings.env_name(p): p for p in secrets}
-    assert {
-        k: v for k, v in helm.container_env(objects, "labspace-hub").items() if k in from_secret
-    } == {settings.env_name(p): v for p, v in secrets.items()}

@@ -12,6 +12,10 @@ helm checks the values against the schema before it renders any template, so
 the schema tests run helm on a copy of the chart without its templates (the
 chart's own tests render them): they say what the schema does, whatever state
 the templates are in. Under CI=true a missing helm fails them.
+
+That the settings schema's secret keys are the ones the chart moves to its
+Secret is checked with the chart: tests/test_helm_chart.py,
+``test_secret_settings_move_to_the_secret``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,17 @@
 """Build real Labspace spawners without a hub, as ``jupyterhub.user.User`` does:
 what tests of a backend's mapping need (tests/test_kube.py,
-tests/test_docker_spawner.py). Nothing here talks to a cluster or a daemon."""
+tests/test_docker_spawner.py). Nothing here talks to a cluster or a daemon.
+
+The spawners get the ``Hub`` object JupyterHub itself makes of the hub's config
+(``JupyterHub.init_hub``: ``hub_ip``, ``hub_port``, ``base_url``,
+``hub_connect_url``), so ``JUPYTERHUB_API_URL`` is what a workspace would get;
+``chart_hub_config`` is that config as the chart's hub pod builds it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
@@ -14,7 +21,9 @@ from jupyterhub import orm
 from jupyterhub.objects import Hub
 from traitlets.config import Config
 
-from labspace.settings import validate, with_defaults
+from labspace import hubconfig
+from labspace.settings import Settings, load, validate, with_defaults
+from labspace.state import State
 
 
 @dataclass
@@ -55,9 +64,48 @@ def settings_from(text: str) -> dict[str, Any]:
     return with_defaults(data)
 
 
-def build_spawner(cls, name: str, server_name: str, values: dict[str, Any], config: Config):
+def hub_of(config: Config) -> Hub:
+    """The ``Hub`` JupyterHub makes of ``config`` at start (``init_hub``), the
+    one every spawner gets; nothing is started or bound."""
+    from jupyterhub.app import JupyterHub
+
+    app = JupyterHub(config=config)
+    app.init_hub()
+    return app.hub
+
+
+def chart_hub_config(objects: list[dict], folder: Path) -> tuple[Settings, dict[str, Any]]:
+    """What the chart's hub pod makes of the rendered ``objects`` (tests/helm.py's
+    ``render``): the ConfigMap's labspace.yaml loaded with the hub container's
+    environment (the secrets of the rendered Secret), as ``labspace up`` loads it,
+    and ``hubconfig.build``'s traitlets values. Only ``data_dir`` moves, to
+    ``folder`` (the chart's ``/srv/labspace/data`` is the pod's volume)."""
+    import helm
+
+    data = helm.settings(objects)
+    assert data["data_dir"] == "/srv/labspace/data", data["data_dir"]
+    data["data_dir"] = str(folder / "data")
+    path = folder / "labspace.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = helm.container_env(objects, "labspace-hub")
+    settings = load(path, environ=env)
+    state = State(settings, environ=env)
+    state.prepare()
+    return settings, hubconfig.build(settings, state, hubconfig.proxy_command(settings))
+
+
+def build_spawner(
+    cls,
+    name: str,
+    server_name: str,
+    values: dict[str, Any],
+    config: Config,
+    hub: Hub | None = None,
+):
     """``cls`` for user ``name``'s server ``server_name`` with ``values`` as Labspace
-    sets them (``LabspaceSpawnerMixin``) plus ``config`` (as ``hub.config`` would)."""
+    sets them (``LabspaceSpawnerMixin``) plus ``config`` (the hub's, or as
+    ``hub.config`` would set it); ``hub`` defaults to the one JupyterHub makes of
+    ``config`` (``hub_of``)."""
     config.LabspaceSpawnerMixin.profiles = values["profiles"]
     config.LabspaceSpawnerMixin.backend_settings = values["backend"]
     user = MockUser(name)
@@ -65,7 +113,7 @@ def build_spawner(cls, name: str, server_name: str, values: dict[str, Any], conf
     return cls(
         user=user,
         orm_spawner=orm_spawner(user, server_name),
-        hub=Hub(ip="", port=8081, base_url="/hub/", connect_ip="hub"),
+        hub=hub or hub_of(config),
         config=config,
         oauth_client_id=f"{client_id}-{quote(server_name)}" if server_name else client_id,
         user_options={},

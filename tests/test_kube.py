@@ -7,6 +7,14 @@ profile through the public path (``_run_apply_user_options``, what
 ``User.spawn`` calls), and call KubeSpawner's real ``get_pod_manifest()`` and
 ``get_pvc_manifest()``, without talking to a cluster. No ``_mock=True``.
 
+The hub and the config are the ones the Helm chart's hub pod would run: the
+chart is rendered with the real ``helm`` (``tests/helm.py``; the test settings
+under ``labspace:``), its ConfigMap's labspace.yaml is loaded with the hub
+container's environment and mapped by ``hubconfig.build``, and the ``Hub`` is
+what JupyterHub's ``init_hub`` makes of that (``tests/offline.py``). So
+``JUPYTERHUB_API_URL`` in the golden pods is the hub Service's, as on a cluster.
+Without helm these tests skip (under CI=true they fail).
+
 KubeSpawner's constructor always loads a kube config and makes an API client,
 so the ``offline_kube`` fixture points it at a throwaway kubeconfig for a server
 address nothing listens on (``https://127.0.0.1:9``). Building manifests sends
@@ -24,10 +32,12 @@ deliberate change, regenerate the golden files and review the diff:
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_asyncio.config.kube_config as kube_config
 import kubernetes_validate
@@ -35,11 +45,13 @@ import pytest
 import yaml
 from kubernetes_asyncio.client import Configuration
 from kubespawner import clients
-from offline import build_spawner, settings_from
+from offline import build_spawner, chart_hub_config, settings_from
 from tornado import web
 from traitlets.config import Config
 
+from labspace import hubconfig
 from labspace.profiles import Mount, WorkspaceSpec
+from labspace.settings import with_defaults
 from labspace.spawners import kube
 from labspace.spawners.kube import LabspaceKubeSpawner
 
@@ -122,18 +134,51 @@ def settings() -> dict[str, Any]:
     return settings_from(SETTINGS)
 
 
+# the hub services' spawner hooks call their services over HTTP (tested with each
+# service): the chart renders of these tests turn them off, or drop the hooks
+SERVICES_OFF = {name: {"enabled": False} for name in ("accounting", "catalog", "data")}
+SERVICE_HOOKS = ("before_start", "after_stop", "check_options", "form_parts")
+
+
+def need_helm(need) -> None:
+    import helm
+
+    problem = helm.helm_problem()
+    need("helm", problem is None, problem or "")
+
+
+@pytest.fixture(scope="module")
+def chart(need, tmp_path_factory):
+    """The chart rendered with SETTINGS under ``labspace:`` (services off), and
+    what the hub pod makes of it: ``(settings, hub traitlets values)``."""
+    import helm
+
+    need_helm(need)
+    folder = tmp_path_factory.mktemp("chart")
+    values = folder / "values.yaml"
+    values.write_text(yaml.safe_dump({"labspace": {**yaml.safe_load(SETTINGS), **SERVICES_OFF}}))
+    return chart_hub_config(helm.render(values), folder)
+
+
+def hub_config(built: dict[str, dict[str, Any]]) -> Config:
+    config = Config()
+    hubconfig.apply(config, built)
+    return config
+
+
 @pytest.fixture
-def make_spawner(offline_kube, settings):
-    """Build spawners as ``User._new_spawner`` does: ``make_spawner("alice", "dash")``;
-    ``values`` replaces the test settings, keywords are ``KubeSpawner`` config."""
+def make_spawner(offline_kube, chart):
+    """Build spawners as ``User._new_spawner`` does, with the chart's hub config:
+    ``make_spawner("alice", "dash")``; ``values`` replaces the chart's settings,
+    keywords are ``KubeSpawner`` config (as ``hub.config`` would set them)."""
+    chart_settings, built = chart
 
     def make(name: str, server_name: str = "", values: dict | None = None, **kube_traits):
-        values = values or settings
-        config = Config()
-        for trait, value in kube_traits.items():  # as hub.config would set them
+        config = hub_config(built)
+        for trait, value in kube_traits.items():
             setattr(config.KubeSpawner, trait, value)
-        spawner = build_spawner(LabspaceKubeSpawner, name, server_name, values, config)
-        return spawner
+        values = values or chart_settings.values
+        return build_spawner(LabspaceKubeSpawner, name, server_name, values, config)
 
     return make
 
@@ -193,6 +238,62 @@ def assert_locked_down(pod: dict[str, Any]) -> None:
 
 def env_of(pod: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+
+
+# -- the chart's settings ----------------------------------------------------------
+
+
+def test_the_chart_passes_the_settings_through(chart):
+    """The chart's labspace.yaml is the operator's, plus what it sets for the pod:
+    data_dir on its volume, the hub on the pod's address behind its Service, the
+    proxy in its own Deployment, the release's namespace."""
+    chart_settings, _ = chart
+    got = copy.deepcopy(chart_settings.values)
+    got.pop("data_dir")
+    hub, namespace = got["hub"], got["backend"]["kubernetes"].pop("namespace")
+    assert namespace == "labspace"
+    assert {k: hub.pop(k) for k in ("hub_ip", "connect_host", "proxy_api_url")} == {
+        "hub_ip": "0.0.0.0",  # noqa: S104 (the pod's every address)
+        "connect_host": "labspace-hub",
+        "proxy_api_url": "http://labspace-proxy-api:8001",
+    }
+    assert hub.pop("cleanup_servers") is False  # a hub restart keeps the workspaces
+    expected = with_defaults({**yaml.safe_load(SETTINGS), **SERVICES_OFF})
+    expected.pop("data_dir")
+    expected["backend"]["kubernetes"].pop("namespace")
+    for key in ("hub_ip", "connect_host", "proxy_api_url", "cleanup_servers"):
+        expected["hub"].pop(key)
+    assert got == expected
+
+
+async def test_workspaces_reach_the_hub_service(need, offline_kube, tmp_path):
+    """The chart's defaults (tests/fixtures/helm/defaults.yaml, services on): a
+    workspace pod's hub URLs are the hub's Service, never the hub pod's loopback,
+    and the proxy reaches every service through a port that Service exposes."""
+    import helm
+
+    need_helm(need)
+    objects = helm.render("defaults")
+    settings, built = chart_hub_config(objects, tmp_path)
+    assert built["JupyterHub"]["hub_ip"] == "0.0.0.0"  # noqa: S104
+    assert built["ConfigurableHTTPProxy"]["should_start"] is False
+    hub_service = helm.find(objects, "Service", "labspace-hub")
+    exposed = {p["port"] for p in hub_service["spec"]["ports"]}
+    urls = [urlsplit(s["url"]) for s in built["JupyterHub"]["services"] if "url" in s]
+    assert {(u.hostname, u.port in exposed) for u in urls} == {("labspace-hub", True)}
+    config = hub_config(built)
+    for hook in SERVICE_HOOKS:
+        config.LabspaceSpawnerMixin.pop(hook)
+    spawner = build_spawner(LabspaceKubeSpawner, "alice", "", settings.values, config)
+    assert spawner.namespace == "labspace"
+    pod = (await manifests(spawner, {}))["pod"]
+    env = env_of(pod)
+    assert env["JUPYTERHUB_API_URL"] == "http://labspace-hub:8081/hub/api"
+    assert env["JUPYTERHUB_ACTIVITY_URL"] == (
+        "http://labspace-hub:8081/hub/api/users/alice/activity"
+    )
+    assert "127.0.0.1" not in json.dumps(env)
+    assert_valid(pod)
 
 
 # -- golden manifests -----------------------------------------------------------

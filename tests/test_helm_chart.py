@@ -377,6 +377,31 @@ def test_probes(name, path):
         assert chp[probe]["httpGet"] == {"path": "/_chp_healthz", "port": "http"}, probe
 
 
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("defaults", "port-forward service/labspace-proxy-public 8000:8000"),
+        ("ingress-tls", "Open: https://hub.example.org/jupyter/"),
+    ],
+)
+def test_notes(name, says):
+    """NOTES.txt, as `helm install` prints it (--dry-run=client: no cluster)."""
+    out = helm.run_helm(
+        "install",
+        "--dry-run=client",
+        helm.RELEASE,
+        str(helm.CHART),
+        "--namespace",
+        NS,
+        "--values",
+        str(helm.values_path(name)),
+    )
+    assert out.returncode == 0, out.stderr
+    notes = out.stdout.split("NOTES:", 1)[1]
+    assert says in notes
+    assert "kubectl -n labspace rollout status deployment/labspace-hub" in notes
+
+
 def test_ingress_tls():
     objects = helm.render("ingress-tls")
     ingress = helm.find(objects, "Ingress", "labspace")
@@ -503,10 +528,10 @@ def test_security_contexts(rendered):
         assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, deployment
         for c in spec["containers"] + spec.get("initContainers", []):
             sc = c["securityContext"]
-            assert sc["allowPrivilegeEscalation"] is False, (deployment, c["name"])
-            assert sc["capabilities"] == {"drop": ["ALL"]}, (deployment, c["name"])
-            assert sc["runAsNonRoot"] is True, (deployment, c["name"])
-            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, (deployment, c["name"])
+            assert sc.get("allowPrivilegeEscalation") is False, (deployment, c["name"])
+            assert sc.get("capabilities") == {"drop": ["ALL"]}, (deployment, c["name"])
+            assert sc.get("runAsNonRoot") is True, (deployment, c["name"])
+            assert sc.get("seccompProfile") == {"type": "RuntimeDefault"}, (deployment, c["name"])
 
 
 def test_selectors_match_pod_labels(rendered):

@@ -200,6 +200,39 @@ def test_settings_load(rendered, tmp_path):
     assert loaded.get("hub.cleanup_servers") is False
 
 
+def test_hub_config_from_the_chart_reaches_its_services(tmp_path):
+    """The hub configuration Labspace builds from the rendered settings and
+    environment (labspace.hubconfig.build) points the proxy and workspaces at
+    the hub Service, each managed service at a port that Service and the
+    proxy's NetworkPolicy open, and uses the proxy Deployment's API.
+    data_dir is moved to a temporary folder (the chart's is the pod's volume)."""
+    from labspace.hubconfig import build
+    from labspace.state import State
+
+    objects = helm.render("defaults")
+    path = tmp_path / "labspace.yaml"
+    path.write_text(yaml.safe_dump({**helm.settings(objects), "data_dir": str(tmp_path / "data")}))
+    env = helm.container_env(objects, "labspace-hub")
+    loaded = labspace_settings.load(path, environ=env)
+    config = build(loaded, State(loaded, environ=env), ["configurable-http-proxy"])
+    assert config["JupyterHub"]["hub_ip"] == ANY_ADDRESS
+    assert config["JupyterHub"]["hub_connect_url"] == "http://labspace-hub:8081"
+    proxy = config["ConfigurableHTTPProxy"]
+    assert proxy["should_start"] is False
+    assert proxy["api_url"] == "http://labspace-proxy-api:8001"
+    service_ports = {
+        p["port"] for p in helm.find(objects, "Service", "labspace-hub")["spec"]["ports"]
+    }
+    (to_hub, *_) = policy(objects, "labspace-proxy")["egress"]
+    urls = {s["name"]: s["url"] for s in config["JupyterHub"]["services"] if s.get("url")}
+    assert set(urls) == {"accounting", "catalog", "data"}
+    for name, url in urls.items():
+        host, port = url.removeprefix("http://").split(":")
+        assert host == "labspace-hub", name
+        assert int(port) in service_ports, name
+        assert (int(port), "TCP") in ports(to_hub), name
+
+
 def test_no_secret_value_in_the_configmap(rendered):
     name, objects = rendered
     config = helm.settings(objects)

@@ -271,8 +271,9 @@ def banner(settings: Settings, state: State) -> str:
     admin = settings.get("hub.admin_users")[0]
     if not state.admin_password_generated:
         how = "the password from auth.admin_password"
-    elif state.admin_password_created:
+    elif state.admin_password_created and not rules.proxy_runs_apart(settings.values):
         # shown once, on the start that made it; later starts say where it is
+        # (never with the chart's proxy apart: a pod's log is kept and shared)
         how = f"password {state.admin_password()} (kept in {state.admin_password_file})"
     else:
         how = f"the password kept in {state.admin_password_file}"

@@ -802,11 +802,13 @@ def test_up_with_proxy_apart_checks_no_proxy_and_no_proxy_port(base, no_proxy_an
             s.close()
     assert f"hub.port: 127.0.0.1:{port} is not free" in str(info.value)
     assert f"hub.proxy_api_port: 127.0.0.1:{api_port} is not free" in str(info.value)
-    assert launcher.banner(prepared.settings, prepared.state).startswith(
+    # a pod's log is kept and shared: the new admin password is not in it
+    assert launcher.banner(prepared.settings, prepared.state) == (
         f"Labspace is running at http://127.0.0.1:{hub_port}/hub/ behind the proxy whose API "
         "is http://labspace-proxy-api:8001 (set hub.public_url to the address users open) — "
-        "log in as 'admin' with password "
+        f"log in as 'admin' with the password kept in {prepared.state.admin_password_file}"
     )
+    assert prepared.state.admin_password_created
 
 
 def test_up_names_the_public_url_with_proxy_apart(setup):

@@ -237,6 +237,16 @@ def load(factory: str) -> Callable[[ServiceContext], Awaitable[Started]]:
     return getattr(importlib.import_module(module), name)
 
 
+def _ignore_more_stops(loop: asyncio.AbstractEventLoop) -> None:
+    """Once stopping, further SIGTERM/SIGINT are ignored (the watchdog bounds the
+    stop). A stop often brings two, the launcher's and the hub's; one landing
+    while ``asyncio.run`` closes the loop, after its self-pipe and before its
+    handlers, printed "Exception ignored ... Bad file descriptor"."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)
+
+
 async def serve(ctx: ServiceContext, factory: str, default_port: int) -> int:
     """Listen at once, start the service, serve until a stop signal; the exit status."""
     stopping = asyncio.Event()
@@ -256,6 +266,7 @@ async def serve(ctx: ServiceContext, factory: str, default_port: int) -> int:
     stop_wait = asyncio.ensure_future(stopping.wait())
     await asyncio.wait([starting, stop_wait], return_when=asyncio.FIRST_COMPLETED)
     if not starting.done():
+        _ignore_more_stops(loop)
         starting.cancel()
         server.stop()
         log.info("%s service stopped while starting", ctx.name)
@@ -269,6 +280,7 @@ async def serve(ctx: ServiceContext, factory: str, default_port: int) -> int:
     switch.target = started.app
     log.info("%s service ready (prefix %s)", ctx.name, ctx.prefix)
     await stopping.wait()
+    _ignore_more_stops(loop)
     log.info("Stopping the %s service", ctx.name)
     # a stop() that blocks the loop (a query running on) cannot be timed out by
     # wait_for: a watchdog thread ends the process at the deadline

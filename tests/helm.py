@@ -17,7 +17,9 @@
   (its env with ``secretKeyRef`` values resolved from the rendered Secret).
 
 ``helm template`` has no cluster: ``lookup`` returns nothing there, so every
-generated secret is new in each render.
+generated secret is new in each render. ``FakeKubeAPI`` stands in for the
+Kubernetes API server (none can run here) so that ``--dry-run=server`` renders
+see objects of a release installed before.
 """
 
 from __future__ import annotations
@@ -25,9 +27,13 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import json
 import os
 import shutil
 import subprocess
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +183,144 @@ def container_env(objects: list[dict], deployment: str) -> dict[str, str]:
         ref = item["valueFrom"]["secretKeyRef"]
         env[item["name"]] = secret_values(objects, ref["name"])[ref["key"]]
     return env
+
+
+# -- a stand-in for the Kubernetes API server --------------------------------
+
+# the kinds the chart renders: (group/version, plural, kind); "" is the core group
+API_RESOURCES = [
+    ("v1", "configmaps", "ConfigMap"),
+    ("v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
+    ("v1", "secrets", "Secret"),
+    ("v1", "serviceaccounts", "ServiceAccount"),
+    ("v1", "services", "Service"),
+    ("apps/v1", "deployments", "Deployment"),
+    ("networking.k8s.io/v1", "ingresses", "Ingress"),
+    ("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy"),
+    ("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+    ("rbac.authorization.k8s.io/v1", "roles", "Role"),
+    ("rbac.authorization.k8s.io/v1", "rolebindings", "RoleBinding"),
+]
+
+
+def _discovery() -> dict[str, dict]:
+    routes: dict[str, dict] = {"/version": {"major": "1", "minor": "33", "gitVersion": "v1.33.0"}}
+    routes["/api"] = {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+    groups: dict[str, list[dict]] = {}
+    for group_version, plural, kind in API_RESOURCES:
+        verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+        resource = {"name": plural, "singularName": kind.lower(), "namespaced": True}
+        groups.setdefault(group_version, []).append({**resource, "kind": kind, "verbs": verbs})
+    names = sorted({gv.split("/")[0] for gv in groups if "/" in gv})
+    routes["/apis"] = {
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [
+            {
+                "name": name,
+                "versions": [{"groupVersion": f"{name}/v1", "version": "v1"}],
+                "preferredVersion": {"groupVersion": f"{name}/v1", "version": "v1"},
+            }
+            for name in names
+        ],
+    }
+    for group_version, resources in groups.items():
+        prefix = "/api" if group_version == "v1" else "/apis"
+        routes[f"{prefix}/{group_version}"] = {
+            "kind": "APIResourceList",
+            "groupVersion": group_version,
+            "resources": resources,
+        }
+    return routes
+
+
+def _object_path(obj: dict) -> str:
+    group_version = obj["apiVersion"]
+    plural = next(p for gv, p, k in API_RESOURCES if (gv, k) == (group_version, obj["kind"]))
+    prefix = "/api" if group_version == "v1" else "/apis"
+    meta = obj["metadata"]
+    return f"{prefix}/{group_version}/namespaces/{meta['namespace']}/{plural}/{meta['name']}"
+
+
+class FakeKubeAPI:
+    """A stand-in for the Kubernetes API server on 127.0.0.1 (a real one cannot
+    run on these machines): discovery of the kinds the chart renders, and GET
+    of ``objects`` (as a cluster holds them); every other path is 404, and no
+    write is accepted. ``args`` are helm's flags to render against it
+    (``--dry-run=server``, where ``lookup`` asks the cluster). Records the
+    requests in ``requests``."""
+
+    def __init__(self, objects: list[dict]):
+        self.routes = {**_discovery(), **{_object_path(o): o for o in objects}}
+        self.requests: list[str] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._folder = tempfile.TemporaryDirectory(prefix="fake-kube-")
+
+    def __enter__(self) -> FakeKubeAPI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                fake.requests.append(f"GET {self.path}")
+                body = fake.routes.get(self.path.split("?")[0])
+                self._send(200, body) if body else self._send(404, _status(404, "NotFound"))
+
+            def do_POST(self):
+                fake.requests.append(f"{self.command} {self.path}")
+                self._send(405, _status(405, "MethodNotAllowed"))
+
+            do_PUT = do_PATCH = do_DELETE = do_POST
+
+            def _send(self, code: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        port = self._server.server_address[1]
+        self.kubeconfig = Path(self._folder.name) / "kubeconfig"
+        self.kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [
+                        {"name": "fake", "cluster": {"server": f"http://127.0.0.1:{port}"}}
+                    ],
+                    "users": [{"name": "fake", "user": {"token": "fake"}}],
+                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+                    "current-context": "fake",
+                }
+            )
+        )
+        self.kubeconfig.chmod(0o600)
+        self.args = (
+            "--dry-run=server",
+            "--disable-openapi-validation",
+            "--kubeconfig",
+            str(self.kubeconfig),
+        )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self._folder.cleanup()
+
+
+def _status(code: int, reason: str) -> dict:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": reason,
+        "code": code,
+    }

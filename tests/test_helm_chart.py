@@ -21,6 +21,7 @@ checked here. After a deliberate change, regenerate and review the diff:
 from __future__ import annotations
 
 import copy
+import hashlib
 import ipaddress
 import os
 import re
@@ -276,7 +277,7 @@ def test_sso_postgres_settings_come_from_secrets():
 def test_generated_secrets():
     """Proxy token, cookie secret and auth-state key are generated when the
     release has no Secret yet (``lookup`` is empty under ``helm template``):
-    two renders give two different values. Kept on upgrade: needs a cluster."""
+    two renders give two different values."""
     first = helm.secret_values(helm.render("defaults"))
     second = helm.secret_values(helm.render_fresh("defaults"))
     assert re.fullmatch(r"[A-Za-z0-9]{64}", first["proxy.token"])
@@ -285,6 +286,31 @@ def test_generated_secrets():
     for key in GENERATED:
         assert first[key] != second[key], key
     assert len({first[key] for key in GENERATED}) == 3
+
+
+def test_generated_secrets_are_kept_on_upgrade():
+    """`helm upgrade` keeps the generated secrets: rendered with
+    ``--dry-run=server`` against a stand-in for the Kubernetes API server
+    (``helm.FakeKubeAPI``, a mock: no API server can run here) that holds the
+    Secret a first install made, the chart's ``lookup`` finds it and the new
+    render has the same values (and the proxy's checksum is the kept token's:
+    no restart of the proxy on an upgrade)."""
+    first = helm.render_fresh("defaults")
+    secret = helm.find(first, "Secret", "labspace-secret")
+    release = {"meta.helm.sh/release-name": helm.RELEASE, "meta.helm.sh/release-namespace": NS}
+    secret["metadata"].update(namespace=NS, annotations=release)  # as helm install leaves it
+    with helm.FakeKubeAPI([secret]) as api:
+        out = helm.template("defaults", *api.args)
+    assert out.returncode == 0, out.stderr
+    upgrade = [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    before, after = helm.secret_values(first), helm.secret_values(upgrade)
+    for key in GENERATED:
+        assert after[key] == before[key], key
+    proxy = helm.find(upgrade, "Deployment", "labspace-proxy")["spec"]["template"]
+    token_hash = hashlib.sha256(before["proxy.token"].encode()).hexdigest()
+    assert proxy["metadata"]["annotations"]["checksum/proxy-token"] == token_hash[:4]
+    assert f"GET /api/v1/namespaces/{NS}/secrets/labspace-secret" in api.requests
+    assert all(r.startswith("GET ") for r in api.requests), "helm wrote to the cluster"
 
 
 def test_hub_and_proxy_share_the_proxy_token(defaults):

@@ -22,7 +22,8 @@ through the separate proxy, a password sign-in (the password from the rendered
 Secret, not the ConfigMap), a workspace started from the home page and reached
 through the proxy (its ``JUPYTERHUB_API_URL`` is the hub's Service name), the
 catalog service through the proxy (its URL is the hub's Service name too),
-``labspace backup`` in the hub container as docs/how-to/kubernetes.md shows it, and a
+``labspace config validate`` (the chart's NOTES) and ``labspace backup`` (as
+docs/how-to/kubernetes.md shows it) in the hub container, and a
 clean stop on SIGTERM (what a pod's deletion sends). Every container and volume is
 removed at the end.
 
@@ -248,6 +249,10 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
         catalog = browser.get("services/catalog/")
         assert catalog.status_code == 200, catalog.text[:300]
         assert catalog.url.path.startswith("/services/catalog/")
+
+        # the chart's NOTES: the settings checked where the hub reads them
+        checked = docker("exec", hub, "labspace", "config", "validate", CONFIG)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
 
         # docs/how-to/kubernetes.md, "Back up": in the hub's container, into the claim
         to = "/srv/labspace/data/backups"

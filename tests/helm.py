@@ -14,7 +14,9 @@
 - ``find(objects, kind, name)``, ``settings_text(objects)``, ``settings(objects)``
   (the ConfigMap's labspace.yaml), ``secret_values(objects)`` (the Secret, decoded),
   ``container(objects, deployment)`` and ``container_env(objects, deployment)``
-  (its env with ``secretKeyRef`` values resolved from the rendered Secret).
+  (its env with ``secretKeyRef`` values resolved from the rendered Secret),
+  ``pod_templates``, ``policy``, ``rule_peers``, ``rule_ports``, ``tcp`` (for
+  checks of NetworkPolicies).
 
 ``helm template`` has no cluster: ``lookup`` returns nothing there, so every
 generated secret is new in each render. ``FakeKubeAPI`` stands in for the
@@ -183,6 +185,31 @@ def container_env(objects: list[dict], deployment: str) -> dict[str, str]:
         ref = item["valueFrom"]["secretKeyRef"]
         env[item["name"]] = secret_values(objects, ref["name"])[ref["key"]]
     return env
+
+
+def pod_templates(objects: list[dict]):
+    """``(deployment name, pod template)`` of each Deployment."""
+    for o in objects:
+        if o["kind"] == "Deployment":
+            yield o["metadata"]["name"], o["spec"]["template"]
+
+
+def policy(objects: list[dict], name: str) -> dict[str, Any]:
+    """The spec of NetworkPolicy ``name``."""
+    return find(objects, "NetworkPolicy", name)["spec"]
+
+
+def rule_peers(rule: dict, key: str) -> list[dict | None]:
+    """The pod selectors' labels of a policy rule's ``from`` or ``to`` peers."""
+    return [p.get("podSelector", {}).get("matchLabels") for p in rule.get(key, [])]
+
+
+def rule_ports(rule: dict) -> list[tuple[int, str]]:
+    return sorted((p["port"], p["protocol"]) for p in rule.get("ports", []))
+
+
+def tcp(*numbers: int) -> list[tuple[int, str]]:
+    return sorted((n, "TCP") for n in numbers)
 
 
 # -- a stand-in for the Kubernetes API server --------------------------------

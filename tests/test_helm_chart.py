@@ -109,6 +109,17 @@ def test_valid_for_kubernetes(rendered):
                 pytest.fail(f"{name}: {o['kind']}/{o['metadata']['name']} ({version}): {e.message}")
 
 
+def test_app_version_is_labspace_version(defaults):
+    """Chart.yaml's appVersion is Labspace's version: the hub image's default tag."""
+    import labspace
+
+    chart = yaml.safe_load((helm.CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == labspace.__version__, "update appVersion in Chart.yaml"
+    assert (
+        helm.container(defaults, "labspace-hub")["image"] == f"labspace/hub:{labspace.__version__}"
+    )
+
+
 def test_defaults_render_the_whole_platform(defaults):
     have = sorted((o["kind"], o["metadata"]["name"]) for o in defaults)
     assert have == sorted(
@@ -328,7 +339,6 @@ def test_hub_container(defaults):
     hub = helm.container(defaults, "labspace-hub")
     assert hub["command"] == ["tini", "--"]
     assert hub["args"] == ["labspace", "up", "--config", "/etc/labspace/labspace.yaml"]
-    assert hub["image"] == "labspace/hub:0.1.0"
     mounts = {m["name"]: m["mountPath"] for m in hub["volumeMounts"]}
     assert mounts == {"config": "/etc/labspace", "data": "/srv/labspace/data"}
     deployment = helm.find(defaults, "Deployment", "labspace-hub")["spec"]

@@ -168,69 +168,85 @@ def stops_cleanly(name: str) -> tuple[str, float]:
     return docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip(), took
 
 
+def run_deployment(
+    objects: list[dict], deployment: str, name: str, folder: Path, extra: tuple = ()
+) -> tuple[dict, dict[str, Path]]:
+    """Run the (one) container of ``deployment`` as ``name``; its spec and volume folders."""
+    pod = pod_spec(objects, deployment)
+    (spec,) = pod["containers"]
+    volumes = volume_folders(pod, objects, folder)
+    args = [*docker_args(pod, spec, volumes, name), *extra]
+    docker_run(args, spec, helm.container_env(objects, deployment))
+    return spec, volumes
+
+
+def open_workspace(url: str, name: str, password: str) -> httpx.Client:
+    """Sign in, press "Start My Server", open JupyterLab through the proxy."""
+    browser = login(url, name, password)
+    browser.get("hub/spawn")
+    wait_for(
+        lambda: browser.get("hub/api/user").json()["servers"].get("", {}).get("ready"),
+        180,
+        0.5,
+        what=f"{name}'s workspace",
+    )
+    lab = browser.get(f"user/{name}/lab")  # through the proxy: the OAuth hand-off
+    assert lab.status_code == 200, lab.text[:300]
+    assert lab.url.path == f"/user/{name}/lab"
+    return browser
+
+
+def stop_workspace(browser: httpx.Client, name: str) -> None:
+    xsrf = browser.cookies.get("_xsrf", path="/hub/")
+    browser.delete(f"hub/api/users/{name}/server", headers={"X-XSRFToken": xsrf})
+    wait_for(
+        lambda: not browser.get("hub/api/user").json()["servers"],
+        60,
+        0.5,
+        what=f"{name}'s workspace to stop",
+    )
+
+
 def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_path):
     why = helm.helm_problem()
     need("helm", why is None, why or "")
     why = docker_env.problem((docker_env.WORKSPACE_IMAGE, docker_env.HUB_IMAGE))
     need("the hub image", why is None, why or "")
     alice, password = "alice", secrets.token_hex(12)
-    port, hub_port, api_port, catalog_port = (free_port() for _ in range(4))
-    objects = helm.render(
-        "docker-local",
-        **{
-            "labspace.hub.port": port,
-            "labspace.hub.hub_port": hub_port,
-            "labspace.hub.proxy_api_port": api_port,
-            "labspace.catalog.port": catalog_port,
-            "labspace.auth.user_password": password,
-        },
-    )
+    keys = ("hub.port", "hub.hub_port", "hub.proxy_api_port", "catalog.port")
+    ports = {key: free_port() for key in keys}
+    sets = {f"labspace.{key}": port for key, port in ports.items()}
+    objects = helm.render("docker-local", **sets, **{"labspace.auth.user_password": password})
+    settings = helm.settings(objects)
     assert password not in helm.settings_text(objects)  # moved to the Secret
-    assert helm.settings(objects)["hub"]["connect_host"] == "labspace-hub"
-    hub_pod, proxy_pod = pod_spec(objects, "labspace-hub"), pod_spec(objects, "labspace-proxy")
-    (hub_spec,), (proxy_spec,) = hub_pod["containers"], proxy_pod["containers"]
+    assert settings["hub"]["connect_host"] == "labspace-hub"
     hub_env = helm.container_env(objects, "labspace-hub")
     assert hub_env["LABSPACE_AUTH_USER_PASSWORD"] == password
+    # the proxy listens where its rendered args say, and the hub finds its API there
+    proxy_spec = helm.container(objects, "labspace-proxy")
+    assert settings["hub"]["proxy_api_url"] == (
+        f"http://labspace-proxy-api:{option(proxy_spec, '--api-port')}"
+    )
+    url = f"http://127.0.0.1:{option(proxy_spec, '--port')}/"
 
     tag = secrets.token_hex(3)
     hub, proxy = f"labspace-helm-hub-{tag}", f"labspace-helm-proxy-{tag}"
     docker_objects.containers.update({hub, proxy, f"labspace-{alice}"})
     docker_objects.volumes.add(f"labspace-home-{alice}")
     docker_objects.container_prefixes.add(f"labspace--home-init--{alice}--")
-    volumes = volume_folders(hub_pod, objects, tmp_path / "hub")
-    hub_args = docker_args(hub_pod, hub_spec, volumes, hub)
     # the docker backend: the Docker socket, and its group (this host only)
-    hub_args += ["--mount", f"type=bind,source={DOCKER_SOCKET},target={DOCKER_SOCKET}"]
-    hub_args += ["--group-add", str(os.stat(DOCKER_SOCKET).st_gid)]
-    proxy_folders = volume_folders(proxy_pod, objects, tmp_path / "proxy")
-    proxy_args = docker_args(proxy_pod, proxy_spec, proxy_folders, proxy)
-
-    # the proxy listens where its rendered args say (the settings' ports, if the
-    # chart passes them on; else its own, which must then be free here)
-    api_url = f"http://labspace-proxy-api:{option(proxy_spec, '--api-port')}"
-    assert helm.settings(objects)["hub"]["proxy_api_url"] == api_url
-    url = f"http://127.0.0.1:{option(proxy_spec, '--port')}/"
+    engine = ("--mount", f"type=bind,source={DOCKER_SOCKET},target={DOCKER_SOCKET}")
+    engine += ("--group-add", str(os.stat(DOCKER_SOCKET).st_gid))
     try:
-        docker_run(proxy_args, proxy_spec, helm.container_env(objects, "labspace-proxy"))
-        docker_run(hub_args, hub_spec, hub_env)
+        run_deployment(objects, "labspace-proxy", proxy, tmp_path / "proxy")
+        hub_spec, volumes = run_deployment(objects, "labspace-hub", hub, tmp_path / "hub", engine)
         wait_for(lambda: answers(probe_url(hub_spec)), 180, 0.5, what="the hub's probe")
         wait_for(lambda: answers(url + "hub/health"), 60, 0.5, what="the hub through the proxy")
 
-        browser = login(url, alice, password)
-        browser.get("hub/spawn")  # "Start My Server"
-        wait_for(
-            lambda: browser.get("hub/api/user").json()["servers"].get("", {}).get("ready"),
-            180,
-            0.5,
-            what=f"{alice}'s workspace",
-        )
-        lab = browser.get(f"user/{alice}/lab")  # through the proxy: the OAuth hand-off
-        assert lab.status_code == 200, lab.text[:300]
-        assert lab.url.path == f"/user/{alice}/lab"
+        browser = open_workspace(url, alice, password)
         workspace = docker_objects.container(f"labspace-{alice}")
         env = dict(e.split("=", 1) for e in workspace.attrs["Config"]["Env"])
-        assert env["JUPYTERHUB_API_URL"] == f"http://labspace-hub:{hub_port}/hub/api"
-
+        assert env["JUPYTERHUB_API_URL"] == f"http://labspace-hub:{ports['hub.hub_port']}/hub/api"
         # a managed service: the proxy reaches it at labspace-hub:<its port>, and it
         # signs the person in through the hub's API (OAuth) at the same name
         catalog = browser.get("services/catalog/")
@@ -240,21 +256,13 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
         # the chart's NOTES: the settings checked where the hub reads them
         checked = docker("exec", hub, "labspace", "config", "validate", CONFIG)
         assert checked.returncode == 0, checked.stdout + checked.stderr
-
         # docs/how-to/kubernetes.md, "Back up": in the hub's container, into the claim
         to = "/srv/labspace/data/backups"
         backup = docker("exec", hub, "labspace", "backup", "--config", CONFIG, "--to", to)
         assert backup.returncode == 0, backup.stdout + backup.stderr
         assert "hub: databases/hub.sqlite" in backup.stdout
 
-        xsrf = browser.cookies.get("_xsrf", path="/hub/")
-        browser.delete(f"hub/api/users/{alice}/server", headers={"X-XSRFToken": xsrf})
-        wait_for(
-            lambda: not browser.get("hub/api/user").json()["servers"],
-            60,
-            0.5,
-            what=f"{alice}'s workspace to stop",
-        )
+        stop_workspace(browser, alice)
         code, took = stops_cleanly(hub)
         assert (code, took < 25) == ("0", True), (code, took, logs(hub)[-3000:])
         log = logs(hub)

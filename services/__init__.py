@@ -7,12 +7,11 @@ every service shares are built here.
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
 from labspace import rules
-
-SERVICE_IP_ENV = "LABSPACE_SERVICE_IP"  # the address a managed service listens on
 
 
 def managed_service(
@@ -26,7 +25,7 @@ def managed_service(
 ) -> dict[str, Any]:
     """The JupyterHub service dict of Labspace's service ``name``: a process the
     hub starts (``python -m labspace.services.<name>``) listening on
-    ``hub.hub_ip`` port ``<name>.port`` (``LABSPACE_SERVICE_IP``, read by the
+    ``hub.hub_ip`` port ``<name>.port`` (``bind_ip`` in its config, read by the
     kit's runner), its URL on ``hub.connect_host`` (where the proxy reaches it;
     loopback by default), with its own kept token, and OAuth for the custom
     ``scopes``. The hub's navigation bar links its pages, so the "Services" menu
@@ -36,12 +35,20 @@ def managed_service(
         "url": rules.service_url(settings.values, name),
         "command": [sys.executable, "-m", f"labspace.services.{name}"],
         "api_token": state.service_token(name),
-        "environment": {**environment, SERVICE_IP_ENV: settings.get("hub.hub_ip")},
+        "environment": with_bind_ip(name, environment, settings.get("hub.hub_ip")),
         "oauth_client_allowed_scopes": scopes,
         "oauth_no_confirm": True,
         "display": False,
         "info": {"description": description},
     }
+
+
+def with_bind_ip(name: str, environment: dict[str, str], ip: str) -> dict[str, str]:
+    """``environment`` with ``bind_ip`` added to the service's
+    ``LABSPACE_<NAME>_CONFIG`` (``ServiceContext.bind_ip`` reads it)."""
+    key = "LABSPACE_" + name.upper().replace("-", "_") + "_CONFIG"
+    config = json.loads(environment.get(key) or "{}")
+    return {**environment, key: json.dumps({**config, "bind_ip": ip})}
 
 
 def service_role(name: str, description: str, scopes: list[str]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ The spawners get the ``Hub`` object JupyterHub itself makes of the hub's config
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -66,10 +67,14 @@ def settings_from(text: str) -> dict[str, Any]:
 
 def hub_of(config: Config) -> Hub:
     """The ``Hub`` JupyterHub makes of ``config`` at start (``init_hub``), the
-    one every spawner gets; nothing is started or bound."""
+    one every spawner gets; nothing is started or bound. The app gets a logger
+    of its own and no log level: JupyterHub's would stop the "JupyterHub"
+    logger's propagation (and a log level reconfigures logging), which hides
+    the spawners' logs from ``caplog``."""
     from jupyterhub.app import JupyterHub
 
-    app = JupyterHub(config=config)
+    traits = {k: v for k, v in config.JupyterHub.items() if k != "log_level"}
+    app = JupyterHub(config=Config({"JupyterHub": traits}), log=logging.getLogger(__name__))
     app.init_hub()
     return app.hub
 

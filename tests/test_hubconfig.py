@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -647,7 +648,9 @@ def test_chart_hub_address_and_external_proxy(setup, base):
             continue
         port = settings.get(f"{service['name']}.port")
         assert service["url"] == f"http://labspace-hub:{port}"
-        assert service["environment"]["LABSPACE_SERVICE_IP"] == EVERY_ADDRESS
+        env = service["environment"]
+        config = env["LABSPACE_" + service["name"].upper() + "_CONFIG"]
+        assert json.loads(config)["bind_ip"] == EVERY_ADDRESS
 
 
 def test_a_specific_hub_ip_is_where_services_are_reached(setup):

@@ -131,11 +131,11 @@ class ServiceContext:
 
     @property
     def bind_ip(self) -> str:
-        """The address to listen on: ``LABSPACE_SERVICE_IP`` (the hub sets
+        """The address to listen on: ``config["bind_ip"]`` (the hub's
         ``hub.hub_ip``), else the host of the service's URL when it is an IP
         address, else loopback. Not the URL's host name: on Kubernetes that is
         the hub's Service, which names no address of this pod."""
-        given = self.env.get("LABSPACE_SERVICE_IP", "")
+        given = self.config.get("bind_ip") or ""
         if given:
             return given
         host = urlsplit(self.url).hostname or ""

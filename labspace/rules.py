@@ -202,6 +202,12 @@ def hub_address_problems(values: dict[str, Any]) -> list[str]:
             "hub.connect_host empty)"
         )
     if not hub.get("proxy_api_url"):
+        if hub.get("proxy_url"):
+            out.append(
+                f"hub.proxy_url: {hub['proxy_url']!r}, but the hub runs its own proxy "
+                "(hub.proxy_api_url is empty) and reaches it on loopback (leave hub.proxy_url "
+                "empty, or set hub.proxy_api_url to the proxy's API)"
+            )
         return out
     if _section(hub, "tls").get("type", "none") != "none":
         out.append(

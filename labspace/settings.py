@@ -63,7 +63,11 @@ class Settings:
         return (self.base_dir / Path(self.values["data_dir"]).expanduser()).resolve()
 
     def local_url(self) -> str:
-        """The proxy's address as seen from this machine."""
+        """The proxy's address as seen from this machine: ``hub.proxy_url`` (a
+        proxy run apart) or its own on ``hub.ip``, with ``base_url``."""
+        given = self.get("hub.proxy_url")
+        if given:
+            return given.rstrip("/") + self.get("hub.base_url")
         host = rules.local_host(self.get("hub.ip"))
         return f"http://{host}:{self.get('hub.port')}{self.get('hub.base_url')}"
 

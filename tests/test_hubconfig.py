@@ -616,6 +616,7 @@ hub:
   hub_ip: 0.0.0.0
   connect_host: labspace-hub
   proxy_api_url: http://labspace-proxy-api:8001
+  proxy_url: http://labspace-proxy-public:8000
   cleanup_servers: false
 """
 
@@ -649,8 +650,10 @@ def test_chart_hub_address_and_external_proxy(setup, base):
         port = settings.get(f"{service['name']}.port")
         assert service["url"] == f"http://labspace-hub:{port}"
         env = service["environment"]
-        config = env["LABSPACE_" + service["name"].upper() + "_CONFIG"]
-        assert json.loads(config)["bind_ip"] == EVERY_ADDRESS
+        config = json.loads(env["LABSPACE_" + service["name"].upper() + "_CONFIG"])
+        assert config["bind_ip"] == EVERY_ADDRESS
+        if service["name"] == "catalog":  # it reaches workspaces through the proxy's Service
+            assert config["proxy_url"] == "http://labspace-proxy-public:8000/"
 
 
 def test_a_specific_hub_ip_is_where_services_are_reached(setup):

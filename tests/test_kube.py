@@ -258,10 +258,12 @@ def test_the_chart_passes_the_settings_through(chart):
         "proxy_api_url": "http://labspace-proxy-api:8001",
     }
     assert hub.pop("cleanup_servers") is False  # a hub restart keeps the workspaces
+    # the proxy's public Service, for the catalog (the chart sets it from 05:40 on)
+    assert hub.pop("proxy_url") in ("", "http://labspace-proxy-public:8000")
     expected = with_defaults({**yaml.safe_load(SETTINGS), **SERVICES_OFF})
     expected.pop("data_dir")
     expected["backend"]["kubernetes"].pop("namespace")
-    for key in ("hub_ip", "connect_host", "proxy_api_url", "cleanup_servers"):
+    for key in ("hub_ip", "connect_host", "proxy_api_url", "proxy_url", "cleanup_servers"):
         expected["hub"].pop(key)
     assert got == expected
 

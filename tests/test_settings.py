@@ -36,6 +36,7 @@ DEFAULTS = {
         "connect_host": "",
         "proxy_api_port": 8001,
         "proxy_api_url": "",
+        "proxy_url": "",
         "base_url": "/",
         "public_url": "",
         "db_url": "",
@@ -127,6 +128,7 @@ hub:
   connect_host: ""
   proxy_api_port: 18001
   proxy_api_url: ""
+  proxy_url: ""
   base_url: /jupyter/
   public_url: https://hub.example.org/jupyter/
   db_url: postgresql+psycopg://labspace:dbpass@db.example.org:5432/labspace
@@ -213,7 +215,7 @@ for _name in SERVICE_SECTIONS:
 ALLOWED_TOP = "allowed: data_dir, hub, auth, backend, profiles, accounting, catalog, data"
 ALLOWED_HUB = (
     "allowed: ip, port, hub_port, hub_ip, connect_host, proxy_api_port, proxy_api_url, "
-    "base_url, public_url, db_url, "
+    "proxy_url, base_url, public_url, db_url, "
     "admin_users, cleanup_servers, log_level, proxy_command, tls, config"
 )
 ALLOWED_PROFILE = (
@@ -551,6 +553,17 @@ BAD = [
                     "hub.proxy_api_url: 'http://labspace-proxy-api:8001/api/routes' is not valid "
                     "(an http(s) URL with no path, such as http://labspace-proxy-api:8001, "
                     "or empty)",
+                ),
+                (
+                    "hub:\n  proxy_url: http://labspace-proxy-public:8000\n",
+                    "hub.proxy_url: 'http://labspace-proxy-public:8000', but the hub runs its "
+                    "own proxy (hub.proxy_api_url is empty) and reaches it on loopback (leave "
+                    "hub.proxy_url empty, or set hub.proxy_api_url to the proxy's API)",
+                ),
+                (
+                    "hub:\n  proxy_api_url: http://p:8001\n  proxy_url: http://p:8000/x/\n",
+                    "hub.proxy_url: 'http://p:8000/x/' is not valid (an http(s) URL with no "
+                    "path, such as http://labspace-proxy-public:8000, or empty)",
                 ),
                 (
                     "hub:\n  proxy_api_url: http://p:8001\n  proxy_command: [chp]\n",
@@ -1000,3 +1013,20 @@ def test_proxy_apart_warns_that_a_hub_restart_stops_workspaces(write):
         "proxy that serves them runs apart (set hub.cleanup_servers: false)"
     ]
     assert load(write(text + "  cleanup_servers: false\n"), environ={}).warnings == []
+
+
+@pytest.mark.parametrize(
+    ("hub", "expected"),
+    [
+        pytest.param("{}", "http://127.0.0.1:8000/", id="own-proxy"),
+        pytest.param("{ip: '::', base_url: /j/}", "http://127.0.0.1:8000/j/", id="every-address"),
+        pytest.param(
+            "{proxy_api_url: 'http://p:8001', proxy_url: 'http://labspace-proxy-public:8000/', "
+            "base_url: /j/}",
+            "http://labspace-proxy-public:8000/j/",
+            id="proxy-apart",
+        ),
+    ],
+)
+def test_local_url_is_where_this_machine_reaches_the_proxy(write, hub, expected):
+    assert load(write(f"hub: {hub}\n"), environ={}).local_url() == expected

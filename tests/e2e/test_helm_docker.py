@@ -20,7 +20,9 @@ for the test's duration; all its traffic goes to 127.0.0.1.
 One hub start shows: the hub's probe answers on the hub port, ``/hub/health``
 through the separate proxy, a password sign-in (the password from the rendered
 Secret, not the ConfigMap), a workspace started from the home page and reached
-through the proxy (its ``JUPYTERHUB_API_URL`` is the hub's Service name), the
+through the proxy (its ``JUPYTERHUB_API_URL`` is the hub's Service name) that
+keeps answering while the hub is stopped and is the hub's again after its restart
+(the chart's ``hub.cleanup_servers: false``, the proxy in a pod of its own), the
 catalog service through the proxy (its URL is the hub's Service name too),
 ``labspace config validate`` (the chart's NOTES) and ``labspace backup`` (as
 docs/how-to/kubernetes.md shows it) in the hub container, and a
@@ -247,10 +249,25 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
         workspace = docker_objects.container(f"labspace-{alice}")
         env = dict(e.split("=", 1) for e in workspace.attrs["Config"]["Env"])
         assert env["JUPYTERHUB_API_URL"] == f"http://labspace-hub:{ports['hub.hub_port']}/hub/api"
+        # the hub restarts (an upgrade): the proxy and the workspace keep running
+        code, _ = stops_cleanly(hub)
+        assert code == "0", logs(hub)[-3000:]
+        status = browser.get(f"user/{alice}/api/status")  # the hub is down
+        assert status.status_code == 200, status.text[:300]
+        assert docker("start", hub).returncode == 0
+        wait_for(lambda: answers(url + "hub/health"), 180, 0.5, what="the restarted hub")
+        assert browser.get("hub/api/user").json()["servers"][""]["ready"]
+        assert docker_objects.container(f"labspace-{alice}").id == workspace.id
+
         # a managed service: the proxy reaches it at labspace-hub:<its port>, and it
         # signs the person in through the hub's API (OAuth) at the same name
-        catalog = browser.get("services/catalog/")
-        assert catalog.status_code == 200, catalog.text[:300]
+        # (it answers 503 while it starts, after the hub is up)
+        catalog = wait_for(
+            lambda: (r := browser.get("services/catalog/")).status_code == 200 and r,
+            60,
+            0.5,
+            what="the catalog through the proxy",
+        )
         assert catalog.url.path.startswith("/services/catalog/")
 
         # the chart's NOTES: the settings checked where the hub reads them

@@ -158,6 +158,8 @@ def test_settings_load(rendered, tmp_path):
     assert loaded.get("hub.hub_ip") == ANY_ADDRESS
     assert loaded.get("hub.connect_host") == "labspace-hub"
     assert loaded.get("hub.proxy_api_url") == "http://labspace-proxy-api:8001"
+    base = loaded.get("hub.base_url")
+    assert loaded.local_url() == f"http://labspace-proxy-public:8000{base}"  # the catalog's way
     assert loaded.get("backend.type") == "kubernetes"
     assert loaded.get("backend.kubernetes.namespace") == NS
     assert loaded.get("hub.cleanup_servers") is False
@@ -306,6 +308,7 @@ def test_labspace_values_win_over_the_chart_defaults():
         ("hub.hub_ip", "127.0.0.1"),
         ("hub.connect_host", "hub.example.org"),
         ("hub.proxy_api_url", "http://proxy:8001"),
+        ("hub.proxy_url", "http://proxy:8000"),
     ],
 )
 def test_chart_keys_given_under_labspace_are_refused(key, value):
@@ -327,7 +330,9 @@ def test_proxy_ports_follow_the_settings():
     api = helm.find(objects, "Service", "labspace-proxy-api")["spec"]["ports"]
     public = helm.find(objects, "Service", "labspace-proxy-public")["spec"]["ports"]
     assert [p["port"] for p in api] == [9001] and [p["port"] for p in public] == [9000]
-    assert helm.settings(objects)["hub"]["proxy_api_url"] == "http://labspace-proxy-api:9001"
+    hub_settings = helm.settings(objects)["hub"]
+    assert hub_settings["proxy_api_url"] == "http://labspace-proxy-api:9001"
+    assert hub_settings["proxy_url"] == "http://labspace-proxy-public:9000"
     (public_rule, api_rule) = policy(objects, "labspace-proxy")["ingress"]
     assert ports(public_rule) == tcp(9000) and ports(api_rule) == tcp(9001)
 

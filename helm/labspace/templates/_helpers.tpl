@@ -115,6 +115,8 @@ The settings with the chart's defaults and forced keys, secrets included
 {{- $_ := set $s.hub "connect_host" (include "labspace.hub.fullname" .) }}
 {{- $apiPort := dig "hub" "proxy_api_port" 8001 $s | int }}
 {{- $_ := set $s.hub "proxy_api_url" (printf "http://%s:%d" (include "labspace.proxy-api.fullname" .) $apiPort) }}
+{{- $publicPort := dig "hub" "port" 8000 $s | int }}
+{{- $_ := set $s.hub "proxy_url" (printf "http://%s:%d" (include "labspace.proxy-public.fullname" .) $publicPort) }}
 {{- toYaml $s }}
 {{- end }}
 
@@ -132,6 +134,9 @@ The settings with the chart's defaults and forced keys, secrets included
 {{- end }}
 {{- if hasKey $hub "proxy_api_url" }}
 {{- fail "labspace.hub.proxy_api_url: set by the chart (the proxy's API Service, <fullname>-proxy-api); leave it out" }}
+{{- end }}
+{{- if hasKey $hub "proxy_url" }}
+{{- fail "labspace.hub.proxy_url: set by the chart (the proxy's public Service, <fullname>-proxy-public); leave it out" }}
 {{- end }}
 {{- end }}
 

@@ -252,14 +252,14 @@ def test_the_chart_passes_the_settings_through(chart):
     got.pop("data_dir")
     hub, namespace = got["hub"], got["backend"]["kubernetes"].pop("namespace")
     assert namespace == "labspace"
-    assert {k: hub.pop(k) for k in ("hub_ip", "connect_host", "proxy_api_url")} == {
+    forced = ("hub_ip", "connect_host", "proxy_api_url", "proxy_url")
+    assert {k: hub.pop(k) for k in forced} == {
         "hub_ip": "0.0.0.0",  # noqa: S104 (the pod's every address)
         "connect_host": "labspace-hub",
         "proxy_api_url": "http://labspace-proxy-api:8001",
+        "proxy_url": "http://labspace-proxy-public:8000",  # the catalog's way to workspaces
     }
     assert hub.pop("cleanup_servers") is False  # a hub restart keeps the workspaces
-    # the proxy's public Service, for the catalog (the chart sets it from 05:40 on)
-    assert hub.pop("proxy_url") in ("", "http://labspace-proxy-public:8000")
     expected = with_defaults({**yaml.safe_load(SETTINGS), **SERVICES_OFF})
     expected.pop("data_dir")
     expected["backend"]["kubernetes"].pop("namespace")
@@ -283,6 +283,10 @@ async def test_workspaces_reach_the_hub_service(need, offline_kube, tmp_path):
     exposed = {p["port"] for p in hub_service["spec"]["ports"]}
     urls = [urlsplit(s["url"]) for s in built["JupyterHub"]["services"] if "url" in s]
     assert {(u.hostname, u.port in exposed) for u in urls} == {("labspace-hub", True)}
+    # the catalog reaches workspaces through the proxy's public Service, on its port
+    assert settings.local_url() == "http://labspace-proxy-public:8000/"
+    proxy_public = helm.find(objects, "Service", "labspace-proxy-public")
+    assert 8000 in {p["port"] for p in proxy_public["spec"]["ports"]}
     config = hub_config(built)
     for hook in SERVICE_HOOKS:
         config.LabspaceSpawnerMixin.pop(hook)

@@ -19,7 +19,8 @@ for the test's duration; all its traffic goes to 127.0.0.1.
 
 One hub start shows: the hub's probe answers on the hub port, ``/hub/health``
 through the separate proxy, a password sign-in (the password from the rendered
-Secret, not the ConfigMap), a workspace started from the home page and reached
+Secret, not the ConfigMap; the admin's from a Secret the operator made, named in
+``existingSecret``), a workspace started from the home page and reached
 through the proxy (its ``JUPYTERHUB_API_URL`` is the hub's Service name) that
 keeps answering while the hub is stopped and is the hub's again after its restart
 (the chart's ``hub.cleanup_servers: false``, the proxy in a pod of its own), the
@@ -170,15 +171,31 @@ def stops_cleanly(name: str) -> tuple[str, float]:
     return docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip(), took
 
 
+def container_env(objects: list[dict], deployment: str, made: dict[str, dict]) -> dict:
+    """The container's environment as the kubelet gives it: ``envFrom`` Secrets
+    (``made``: Secrets an operator made with kubectl, by name), then ``env`` (its
+    ``secretKeyRef`` values from the chart's rendered Secret)."""
+    env = {}
+    for source in helm.container(objects, deployment).get("envFrom", []):
+        env.update(made[source["secretRef"]["name"]])
+    return {**env, **helm.container_env(objects, deployment)}
+
+
 def run_deployment(
-    objects: list[dict], deployment: str, name: str, folder: Path, extra: tuple = ()
+    objects: list[dict],
+    deployment: str,
+    name: str,
+    folder: Path,
+    extra: tuple = (),
+    made: dict[str, dict] | None = None,
 ) -> tuple[dict, dict[str, Path]]:
-    """Run the (one) container of ``deployment`` as ``name``; its spec and volume folders."""
+    """Run the (one) container of ``deployment`` as ``name``; its spec and volume
+    folders. ``made``: the Secrets an operator made (``existingSecret``)."""
     pod = pod_spec(objects, deployment)
     (spec,) = pod["containers"]
     volumes = volume_folders(pod, objects, folder)
     args = [*docker_args(pod, spec, volumes, name), *extra]
-    docker_run(args, spec, helm.container_env(objects, deployment))
+    docker_run(args, spec, container_env(objects, deployment, made or {}))
     return spec, volumes
 
 
@@ -215,14 +232,18 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
     why = docker_env.problem((docker_env.WORKSPACE_IMAGE, docker_env.HUB_IMAGE))
     need("the hub image", why is None, why or "")
     alice, password = "alice", secrets.token_hex(12)
+    # docs/how-to/kubernetes.md: secrets in a Secret of your own (existingSecret)
+    admin_password = secrets.token_hex(20)
+    made = {"labspace-env": {"LABSPACE_AUTH_ADMIN_PASSWORD": admin_password}}
     keys = ("hub.port", "hub.hub_port", "hub.proxy_api_port", "catalog.port")
     ports = {key: free_port() for key in keys}
     sets = {f"labspace.{key}": port for key, port in ports.items()}
-    objects = helm.render("docker-local", **sets, **{"labspace.auth.user_password": password})
+    sets |= {"labspace.auth.user_password": password, "existingSecret": "labspace-env"}
+    objects = helm.render("docker-local", **sets)
     settings = helm.settings(objects)
     assert password not in helm.settings_text(objects)  # moved to the Secret
     assert settings["hub"]["connect_host"] == "labspace-hub"
-    hub_env = helm.container_env(objects, "labspace-hub")
+    hub_env = container_env(objects, "labspace-hub", made)
     assert hub_env["LABSPACE_AUTH_USER_PASSWORD"] == password
     # the proxy listens where its rendered args say, and the hub finds its API there
     proxy_spec = helm.container(objects, "labspace-proxy")
@@ -241,7 +262,9 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
     engine += ("--group-add", str(os.stat(DOCKER_SOCKET).st_gid))
     try:
         run_deployment(objects, "labspace-proxy", proxy, tmp_path / "proxy")
-        hub_spec, volumes = run_deployment(objects, "labspace-hub", hub, tmp_path / "hub", engine)
+        hub_spec, volumes = run_deployment(
+            objects, "labspace-hub", hub, tmp_path / "hub", engine, made
+        )
         wait_for(lambda: answers(probe_url(hub_spec)), 180, 0.5, what="the hub's probe")
         wait_for(lambda: answers(url + "hub/health"), 60, 0.5, what="the hub through the proxy")
 
@@ -270,6 +293,10 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
         )
         assert catalog.url.path.startswith("/services/catalog/")
 
+        # the admin's password came from the operator's Secret (envFrom), none was made
+        login(url, "admin", admin_password)
+        assert not (volumes["data"] / "secrets" / "admin-password").exists()
+
         # the chart's NOTES: the settings checked where the hub reads them
         checked = docker("exec", hub, "labspace", "config", "validate", CONFIG)
         assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -284,8 +311,7 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
         assert (code, took < 25) == ("0", True), (code, took, logs(hub)[-3000:])
         log = logs(hub)
         assert "Traceback" not in log
-        kept = volumes["data"] / "secrets" / "admin-password"
-        for secret in (password, kept.read_text().strip(), hub_env["CONFIGPROXY_AUTH_TOKEN"]):
+        for secret in (password, admin_password, hub_env["CONFIGPROXY_AUTH_TOKEN"]):
             assert secret not in log + logs(proxy)
     except BaseException:
         for name in (hub, proxy):

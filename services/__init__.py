@@ -35,7 +35,7 @@ def managed_service(
         "url": rules.service_url(settings.values, name),
         "command": [sys.executable, "-m", f"labspace.services.{name}"],
         "api_token": state.service_token(name),
-        "environment": with_bind_ip(name, environment, settings.get("hub.hub_ip")),
+        "environment": with_hub_address(name, environment, settings),
         "oauth_client_allowed_scopes": scopes,
         "oauth_no_confirm": True,
         "display": False,
@@ -43,12 +43,20 @@ def managed_service(
     }
 
 
-def with_bind_ip(name: str, environment: dict[str, str], ip: str) -> dict[str, str]:
-    """``environment`` with ``bind_ip`` added to the service's
-    ``LABSPACE_<NAME>_CONFIG`` (``ServiceContext.bind_ip`` reads it)."""
+def with_hub_address(name: str, environment: dict[str, str], settings) -> dict[str, str]:
+    """``environment`` with, in the service's ``LABSPACE_<NAME>_CONFIG``,
+    ``bind_ip`` (``hub.hub_ip``, read by ``ServiceContext.bind_ip``) and, when
+    the hub is reached by ``hub.connect_host``, ``hub_api_url``: the hub's API
+    on this machine (``ServiceContext.api_url``). JupyterHub gives every service
+    the connect URL, which from the hub's own pod goes out and back through the
+    hub's Service."""
     key = "LABSPACE_" + name.upper().replace("-", "_") + "_CONFIG"
-    config = json.loads(environment.get(key) or "{}")
-    return {**environment, key: json.dumps({**config, "bind_ip": ip})}
+    config = {**json.loads(environment.get(key) or "{}"), "bind_ip": settings.get("hub.hub_ip")}
+    if settings.get("hub.connect_host"):
+        host = rules.local_host(settings.get("hub.hub_ip"))
+        base = settings.get("hub.base_url")
+        config["hub_api_url"] = f"http://{host}:{settings.get('hub.hub_port')}{base}hub/api"
+    return {**environment, key: json.dumps(config)}
 
 
 def service_role(name: str, description: str, scopes: list[str]) -> dict[str, Any]:

@@ -630,6 +630,10 @@ def test_hub_address_defaults_keep_loopback(setup):
     urls = {s["name"]: s.get("url") for s in values["JupyterHub"]["services"]}
     assert urls["accounting"] == f"http://127.0.0.1:{settings.get('accounting.port')}"
     assert urls["catalog"] == f"http://127.0.0.1:{settings.get('catalog.port')}"
+    (catalog,) = [s for s in values["JupyterHub"]["services"] if s["name"] == "catalog"]
+    config = json.loads(catalog["environment"]["LABSPACE_CATALOG_CONFIG"])
+    assert config["bind_ip"] == "127.0.0.1"
+    assert "hub_api_url" not in config  # JupyterHub's own JUPYTERHUB_API_URL is local already
 
 
 def test_chart_hub_address_and_external_proxy(setup, base):
@@ -652,6 +656,7 @@ def test_chart_hub_address_and_external_proxy(setup, base):
         env = service["environment"]
         config = json.loads(env["LABSPACE_" + service["name"].upper() + "_CONFIG"])
         assert config["bind_ip"] == EVERY_ADDRESS
+        assert config["hub_api_url"] == "http://127.0.0.1:8081/hub/api"  # no Service hop
         if service["name"] == "catalog":  # it reaches workspaces through the proxy's Service
             assert config["proxy_url"] == "http://labspace-proxy-public:8000/"
 
@@ -759,15 +764,22 @@ def test_bad_secret_in_the_environment_is_named_not_shown(base, capsys, name, va
 
 def test_each_service_listens_on_hub_ip_not_on_its_url_host(setup):
     """The runner of every service (``ServiceContext.bind_ip``) listens on
-    ``hub.hub_ip``: the URL's host, the hub's Service, names no address of the pod."""
+    ``hub.hub_ip``: the URL's host, the hub's Service, names no address of the pod;
+    it calls the hub's API on the pod (``api_url``), not out through that Service."""
     from labspace.services.kit.run import ServiceContext
 
     settings, state = setup(CHART_HUB)
     for service in build(settings, state, [])["JupyterHub"]["services"]:
         if "url" not in service:
             continue
-        env = {**service["environment"], "JUPYTERHUB_SERVICE_URL": service["url"]}
-        assert ServiceContext(service["name"], env).bind_ip == EVERY_ADDRESS
+        env = {
+            **service["environment"],
+            "JUPYTERHUB_SERVICE_URL": service["url"],
+            "JUPYTERHUB_API_URL": "http://labspace-hub:8081/hub/api",  # what JupyterHub sets
+        }
+        ctx = ServiceContext(service["name"], env)
+        assert ctx.bind_ip == EVERY_ADDRESS
+        assert ctx.api_url == "http://127.0.0.1:8081/hub/api"
     # a runner started without the hub's word: an IP in its URL, else loopback
     assert ServiceContext("x", {"JUPYTERHUB_SERVICE_URL": "http://127.0.0.2:1"}).bind_ip == (
         "127.0.0.2"

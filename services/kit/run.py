@@ -123,7 +123,10 @@ class ServiceContext:
 
     @property
     def api_url(self) -> str:
-        return self.env.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
+        """The hub's API: ``config["hub_api_url"]`` (the hub on this machine, when
+        JupyterHub's URL names the hub's Service), else ``JUPYTERHUB_API_URL``."""
+        given = self.config.get("hub_api_url") or ""
+        return given or self.env.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
 
     @property
     def url(self) -> str:

@@ -19,9 +19,9 @@ from typing import Any
 from . import __version__, rules, tls
 from . import settings as settings_mod
 from .settings import Settings, SettingsError
-from .state import State, StateError, private_umask
+from .state import PROXY_PROGRAM, State, StateError, private_umask
 
-PROXY_BIN = "configurable-http-proxy"
+PROXY_BIN = PROXY_PROGRAM
 log = logging.getLogger("labspace")
 
 # settings key -> (Class, trait, conversion); copied as they are.
@@ -260,7 +260,7 @@ def _proxy(settings: Settings, state: State, proxy_cmd: list[str], out: dict) ->
         return
     _set(out, cls, "command", proxy_cmd)
     _set(out, cls, "api_url", f"http://127.0.0.1:{settings.get('hub.proxy_api_port')}")
-    _set(out, cls, "pid_file", str(state.data_dir / "proxy.pid"))
+    _set(out, cls, "pid_file", str(state.proxy_pid_file))
 
 
 def _hub_address(settings: Settings, out: dict) -> None:
@@ -333,6 +333,7 @@ def configure(c, path: str | None = None) -> Settings:
             raise SettingsError(str(settings.source), lacking)
         state = State(settings)
         state.prepare()
+        state.forget_stale_proxy_pid()
         values = build(settings, state, proxy_command(settings))
     except SettingsError as e:
         fail(e.report())

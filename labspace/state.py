@@ -31,6 +31,8 @@ ADMIN_PASSWORD_FILE = "admin-password"  # noqa: S105 (a file name)
 PROXY_TOKEN_FILE = "proxy-auth-token"  # noqa: S105
 COOKIE_SECRET_FILE = "cookie-secret"  # noqa: S105
 CRYPT_KEY_FILE = "auth-state-key"
+PROXY_PID_FILE = "proxy.pid"
+PROXY_PROGRAM = "configurable-http-proxy"
 USERS_DIR = "users"
 PRIVATE_UMASK = 0o077
 DATABASE_FILES = "*.sqlite*"  # the hub's and the services' SQLite files, journals included
@@ -242,6 +244,25 @@ class State:
         several, separated by ';', to rotate them)."""
         value = self._secret(CRYPT_KEY_FILE, hex=True)
         return [k.strip() for k in value.split(";") if k.strip()]
+
+    @property
+    def proxy_pid_file(self) -> Path:
+        return self.data_dir / PROXY_PID_FILE
+
+    def forget_stale_proxy_pid(self) -> None:
+        """Remove the proxy's pid file unless its process is still a proxy.
+
+        JupyterHub stops the process a leftover pid file names (an orphaned
+        proxy would hold the port). After a reboot, or in a restarted container
+        whose PIDs count from 1 again, that number may now be another process:
+        the hub itself, which then stopped its own start in a loop."""
+        try:
+            pid = int(self.proxy_pid_file.read_text().strip())
+            running = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):  # no pid file, no such process, no number
+            running = b""
+        if PROXY_PROGRAM.encode() not in running:
+            self.proxy_pid_file.unlink(missing_ok=True)
 
     def proxy_token(self) -> str:
         """The token the hub and the proxy share."""

@@ -45,6 +45,13 @@ def inspect(name: str, template: str) -> str:
     return done.stdout.strip()
 
 
+def log_tail(name: str, lines: int = 60) -> str:
+    done = subprocess.run(
+        ["docker", "logs", "--tail", str(lines), name], capture_output=True, text=True, timeout=30
+    )
+    return done.stdout + done.stderr
+
+
 def answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=5).status_code == 200
@@ -133,7 +140,10 @@ def test_hub_image_restarts_after_a_crash_and_keeps_everything(
             return int(count) > restarts and running == "true" and int(new_pid) != pid
 
         wait_for(restarted, 60, 0.5, what="Docker to restart the hub's container")
-        wait_for(lambda: answers(url + "hub/health"), 180, 0.5, what="the restarted hub")
+        try:
+            wait_for(lambda: answers(url + "hub/health"), 180, 0.5, what="the restarted hub")
+        except TimeoutError as e:  # what the hub said is the only clue
+            raise AssertionError(f"{e}; the container's log ends:\n{log_tail(hub_name)}") from None
 
         # the cookie session, the same workspace through the proxy, the users
         assert signed_in_home(browser, alice)

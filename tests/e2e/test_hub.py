@@ -151,6 +151,10 @@ def test_person_logs_in_with_printed_password(shared):
     assert r.status_code == 403
 
 
+# PostgreSQL only: a restart on SQLite, the embedded default, keeping its
+# workspaces and sessions is proven by test_accounting_nothing_lost's hub
+# restart (local workspaces) and test_hub_image (the hub's container killed)
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_restart_keeps_users_servers_and_password(hub_factory, hub_settings, db_url, service_token):
     hub_settings["hub"]["db_url"] = db_url
     hub_settings["hub"]["cleanup_servers"] = False

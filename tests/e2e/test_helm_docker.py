@@ -26,7 +26,8 @@ keeps answering while the hub is stopped and is the hub's again after its restar
 (the chart's ``hub.cleanup_servers: false``, the proxy in a pod of its own), the
 catalog service through the proxy (its URL is the hub's Service name too),
 ``labspace config validate`` (the chart's NOTES) and ``labspace backup`` (as
-docs/how-to/kubernetes.md shows it) in the hub container, and a
+docs/how-to/kubernetes.md shows it) in the hub container, ``labspace restore`` of that
+backup in a one-off container of the hub's pod once the hub is stopped, and a
 clean stop on SIGTERM (what a pod's deletion sends) with no traceback and no secret
 (passwords, proxy token) in either container's log. Every container and volume is
 removed at the end.
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -92,7 +94,7 @@ def docker_args(pod: dict, spec: dict, volumes: dict[str, Path], name: str) -> l
     network with the Service names on loopback, the security context, the mounts."""
     pod_context = pod.get("securityContext", {})
     context = {**pod_context, **spec.get("securityContext", {})}
-    args = ["--detach", "--name", name, "--network", "host"]
+    args = ["--name", name, "--network", "host"]
     args += [f"--add-host={host}:127.0.0.1" for host in SERVICE_HOSTS]
     if "runAsUser" in context:
         args += ["--user", f"{context['runAsUser']}:{context.get('runAsGroup', 0)}"]
@@ -113,21 +115,20 @@ def docker_args(pod: dict, spec: dict, volumes: dict[str, Path], name: str) -> l
     return args
 
 
-def docker_run(args: list[str], spec: dict, env: dict[str, str]) -> None:
+def docker_run(args: list[str], spec: dict, env: dict[str, str]) -> subprocess.CompletedProcess:
     """``docker run`` of the hub image with ``spec``'s command and args; ``env``
     is passed by name (``--env NAME``), its values through docker's environment."""
     command = spec.get("command") or []
     entry = ["--entrypoint", command[0]] if command else []
     names = [word for name in env for word in ("--env", name)]
     cmd = ["docker", "run", *args, *names, *entry, docker_env.HUB_IMAGE]
-    done = subprocess.run(
+    return subprocess.run(
         [*cmd, *command[1:], *spec.get("args", [])],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert done.returncode == 0, done.stderr
 
 
 def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -194,9 +195,27 @@ def run_deployment(
     pod = pod_spec(objects, deployment)
     (spec,) = pod["containers"]
     volumes = volume_folders(pod, objects, folder)
-    args = [*docker_args(pod, spec, volumes, name), *extra]
-    docker_run(args, spec, container_env(objects, deployment, made or {}))
+    args = ["--detach", *docker_args(pod, spec, volumes, name), *extra]
+    done = docker_run(args, spec, container_env(objects, deployment, made or {}))
+    assert done.returncode == 0, done.stderr
     return spec, volumes
+
+
+def run_in_pod(
+    objects: list[dict],
+    deployment: str,
+    name: str,
+    volumes: dict[str, Path],
+    made: dict,
+    *command: str,
+) -> subprocess.CompletedProcess:
+    """``command`` in a one-off container ``name`` of ``deployment``'s pod (its
+    volumes, user and environment), as docs/how-to/kubernetes.md's restore pod runs it."""
+    pod = pod_spec(objects, deployment)
+    (spec,) = pod["containers"]
+    once = {**spec, "command": list(command), "args": []}
+    args = ["--rm", *docker_args(pod, once, volumes, name)]
+    return docker_run(args, once, container_env(objects, deployment, made))
 
 
 def open_workspace(url: str, name: str, password: str) -> httpx.Client:
@@ -254,7 +273,8 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
 
     tag = secrets.token_hex(3)
     hub, proxy = f"labspace-helm-hub-{tag}", f"labspace-helm-proxy-{tag}"
-    docker_objects.containers.update({hub, proxy, f"labspace-{alice}"})
+    once = f"labspace-helm-once-{tag}"
+    docker_objects.containers.update({hub, proxy, once, f"labspace-{alice}"})
     docker_objects.volumes.add(f"labspace-home-{alice}")
     docker_objects.container_prefixes.add(f"labspace--home-init--{alice}--")
     # the docker backend: the Docker socket, and its group (this host only)
@@ -305,6 +325,7 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
         backup = docker("exec", hub, "labspace", "backup", "--config", CONFIG, "--to", to)
         assert backup.returncode == 0, backup.stdout + backup.stderr
         assert "hub: databases/hub.sqlite" in backup.stdout
+        (folder,) = re.findall(r"^Backed up \S+ to (\S+):$", backup.stdout, re.MULTILINE)
 
         stop_workspace(browser, alice)
         code, took = stops_cleanly(hub)
@@ -313,6 +334,13 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
         assert "Traceback" not in log
         for secret in (password, admin_password, hub_env["CONFIGPROXY_AUTH_TOKEN"]):
             assert secret not in log + logs(proxy)
+
+        # docs/how-to/kubernetes.md, "restore": the hub stopped, in a pod with its claim,
+        # settings and environment
+        command = ("labspace", "restore", "--config", CONFIG, "--force", folder)
+        restored = run_in_pod(objects, "labspace-hub", once, volumes, made, *command)
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        assert f"Restored {folder} to /srv/labspace/data:" in restored.stdout
     except BaseException:
         for name in (hub, proxy):
             print(f"---- docker logs {name}\n{logs(name)[-6000:]}")

@@ -123,6 +123,25 @@ def init(file, force):
     out.print(f"Wrote {path}", markup=False)
 
 
+@config.command("helm-values")
+@_FILE
+def helm_values_cmd(file):
+    """Print a settings file as values of the Helm chart (helm/labspace).
+
+    The settings go under `labspace:`; what the chart sets or a cluster does
+    otherwise is left out, one line each on stderr. Secrets are left out too.
+    """
+    from .helm_values import helm_values
+
+    loaded = load_settings(file)  # a file that is not valid stops here
+    written = yaml.safe_load(Path(loaded.source).read_text()) or {}
+    values, notes = helm_values(written)
+    for note in notes:
+        err.print(note, markup=False)
+    click.echo(f"# from {loaded.source} by `labspace config helm-values`")
+    click.echo(yaml.safe_dump(values, sort_keys=False).rstrip())
+
+
 @config.command("reference")
 def reference_cmd():
     """Print the settings reference as Markdown (docs/reference/settings.md)."""

@@ -10,8 +10,9 @@ offline instead.
 The spawner is built as the hub builds it and started through the mixin
 (profile, start slot, KubeSpawner's start): the home claim is created, the pod
 runs with the locked-down security context, and stop removes the pod. The
-workspace cannot reach a hub from the cluster, so only the pod's state is
-checked, not JupyterLab. Knobs:
+hub is the one the chart's hub pod makes (reached at the ``labspace-hub``
+Service), but none runs in the cluster, so only the pod's state is checked,
+not JupyterLab. Knobs:
 
 - ``LABSPACE_KUBE_NAMESPACE`` (default ``default``): where the pod and claim go;
 - ``LABSPACE_KUBE_IMAGE`` (default ``quay.io/jupyterhub/singleuser:5``): an
@@ -27,8 +28,8 @@ from types import SimpleNamespace
 
 import pytest
 from jupyterhub import orm
-from jupyterhub.objects import Hub
 from kubespawner import clients
+from offline import hub_of
 from traitlets.config import Config
 
 from labspace.settings import validate, with_defaults
@@ -90,12 +91,15 @@ async def cluster_spawner():
     config.LabspaceSpawnerMixin.backend_settings = values["backend"]
     config.KubeSpawner.start_timeout = 300  # first pull of the image
     config.KubeSpawner.http_timeout = 5
+    # the hub as the chart's hub pod makes it: reached at the hub Service
+    # (tests/test_kube.py checks that the chart's settings give this URL)
+    config.JupyterHub.hub_connect_url = "http://labspace-hub:8081"
     user = ClusterUser(name=f"e2e-{secrets.token_hex(3)}", id=1, settings={})
     server = orm.Server(proto="http", ip="", port=0, base_url=user.url, cookie_name="unused")
     spawner = LabspaceKubeSpawner(
         user=user,
         orm_spawner=SimpleNamespace(name="", display_name="", server=server),
-        hub=Hub(ip="", port=8081, base_url="/hub/", connect_ip="hub"),
+        hub=hub_of(config),
         config=config,
         api_token=secrets.token_hex(16),
         oauth_client_id=f"jupyterhub-user-{user.name}",

@@ -4,14 +4,16 @@ tries the chart on one machine), then the rendered hub and proxy Deployments run
 the hub image under Docker, each container as a kubelet would run it: its
 ``command`` (which replaces the image's entrypoint, as on Kubernetes) and ``args``,
 ``workingDir``, its environment with every ``secretKeyRef`` resolved from the
-rendered Secret (the values reach ``docker run`` through its environment, never its
+rendered Secret and ``envFrom`` from the Secret the test plays the operator making
+(the values reach ``docker run`` through its environment, never its
 arguments), its volume mounts (the ConfigMap's files read-only, a fresh folder for
 the claim, owned by the pod's user and fsGroup) and its security context (user,
 groups, read-only root, capabilities dropped, no new privileges).
 
 Kubernetes is not here: both containers use the host's network, and the Service
-names ``labspace-hub`` / ``labspace-proxy-api`` resolve to 127.0.0.1 with
-``--add-host`` (the values file gives workspace containers the same entry). The test
+names ``labspace-hub``, ``labspace-proxy-api`` and ``labspace-proxy-public`` resolve
+to 127.0.0.1 with ``--add-host`` (the values file gives workspace containers the
+hub's). The test
 adds only what a Docker host needs: the Docker socket in the hub container (the
 docker backend), free ports and a test password by ``--set``. Under the host's
 network the chart's ``0.0.0.0`` addresses listen on every interface of this machine

@@ -138,6 +138,13 @@ The settings with the chart's defaults and forced keys, secrets included
 {{- if hasKey $hub "proxy_url" }}
 {{- fail "labspace.hub.proxy_url: set by the chart (the proxy's public Service, <fullname>-proxy-public); leave it out" }}
 {{- end }}
+{{- /* one machine's keys: the hub would refuse them beside a proxy run apart */}}
+{{- if ne (dig "tls" "type" "none" $hub) "none" }}
+{{- fail "labspace.hub.tls: Caddy's HTTPS is for one machine; leave hub.tls out and use ingress.tls (with cert-manager, see the chart's README)" }}
+{{- end }}
+{{- if $hub.proxy_command }}
+{{- fail "labspace.hub.proxy_command: the chart runs the proxy in its own Deployment; leave it out (proxy.chp.image picks its image)" }}
+{{- end }}
 {{- end }}
 
 {{/* The settings of the ConfigMap: no secret key at all. */}}

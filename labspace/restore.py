@@ -32,7 +32,7 @@ from .backup import (
     sha256,
     sqlite_path,
 )
-from .state import SECRETS_DIR, USERS_DIR, State, StateError, private_umask
+from .state import SECRETS_DIR, USERS_DIR, State, StateError, private_umask, running_pid
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -70,16 +70,7 @@ def hub_pid(data_dir: Path) -> int | None:
     """The PID of a hub running on ``data_dir`` (its ``jupyterhub.pid``), if any:
     a live process that is a hub (``labspace`` or ``jupyterhub`` in its command
     line), not another one that got the PID of a hub that crashed."""
-    try:
-        pid = int((data_dir / "jupyterhub.pid").read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return pid  # no /proc to ask: a live process is taken for the hub
-    return pid if b"labspace" in cmdline or b"jupyterhub" in cmdline else None
+    return running_pid(data_dir / "jupyterhub.pid", "labspace", "jupyterhub")
 
 
 def plan(manifest: dict[str, Any], settings: Settings, force: bool) -> dict[str, tuple[str, str]]:

@@ -85,6 +85,22 @@ def make_secret(path: Path, nbytes: int = 32, hex: bool = False) -> tuple[str, b
     return value, True
 
 
+def running_pid(pid_file: Path, *programs: str) -> int | None:
+    """The PID in ``pid_file`` when that process runs and its command line names
+    one of ``programs``; else None. After a crash, a reboot or a container's
+    restart the number may belong to another process by now."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):  # no file, no number, no such process
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid  # no /proc to ask: a live process is taken for it
+    return pid if any(p.encode() in cmdline for p in programs) else None
+
+
 def keep_secret(path: Path, value: str) -> Path:
     """Write ``value`` (a secret from the settings, e.g. a database URL with a
     password) to ``path``, 0600 in a 0700 folder, unless it holds it already;
@@ -256,12 +272,7 @@ class State:
         proxy would hold the port). After a reboot, or in a restarted container
         whose PIDs count from 1 again, that number may now be another process:
         the hub itself, which then stopped its own start in a loop."""
-        try:
-            pid = int(self.proxy_pid_file.read_text().strip())
-            running = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):  # no pid file, no such process, no number
-            running = b""
-        if PROXY_PROGRAM.encode() not in running:
+        if running_pid(self.proxy_pid_file, PROXY_PROGRAM) is None:
             self.proxy_pid_file.unlink(missing_ok=True)
 
     def proxy_token(self) -> str:

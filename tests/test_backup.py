@@ -195,9 +195,14 @@ def test_restore_refusals(tmp_path):
     assert done.returncode == 1
     assert f"a hub runs on {running / 'data'} (PID {hub.pid}" in done.stderr
     assert "stop it first" in done.stderr
-    # a hub that crashed, its PID now another program's (this test's): no hub runs
-    (running / "data" / "jupyterhub.pid").write_text(f"{os.getpid()}\n")
-    done = run("restore", str(folder), "--force", cwd=running)
+    # a hub that crashed, its PID now another program's (a sleep): no hub runs
+    other = subprocess.Popen(["sleep", "120"])
+    try:
+        (running / "data" / "jupyterhub.pid").write_text(f"{other.pid}\n")
+        done = run("restore", str(folder), "--force", cwd=running)
+    finally:
+        other.kill()
+        other.wait(10)
     assert done.returncode == 0, done.stderr
 
     # the settings turn a service off whose database the backup holds

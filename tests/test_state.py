@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
+from harness import wait_for
 
 from labspace.settings import load
 from labspace.state import PROXY_PROGRAM, State
@@ -27,6 +29,9 @@ def state(tmp_path) -> State:
 def proxy_like():
     """A running process whose command line names the proxy (argv[0])."""
     proc = subprocess.Popen(["bash", "-c", f"exec -a {PROXY_PROGRAM} sleep 60"])
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    # until bash has run exec, the command line is this test's or bash's
+    wait_for(lambda: cmdline.read_bytes().startswith(PROXY_PROGRAM.encode()), 10, 0.02)
     yield proc
     proc.kill()
     proc.wait(timeout=10)

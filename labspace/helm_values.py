@@ -9,7 +9,8 @@ what takes its place:
 - ``data_dir`` and the addresses the chart sets (``hub.hub_ip``,
   ``hub.connect_host``, ``hub.proxy_api_url``, ``hub.proxy_url``): the chart
   refuses them;
-- ``hub.proxy_command`` and ``hub.tls``: the proxy runs in its own pod, and
+- ``hub.ip``, a ``hub.port`` below 1024 (a non-root pod may not bind it),
+  ``hub.proxy_command`` and ``hub.tls``: the proxy runs in its own pod, and
   HTTPS comes from the ingress (made for ``hub.tls.domain``, with its
   certificate in a Secret);
 - ``backend.type: local``: workspaces would run inside the hub pod; the chart's
@@ -37,6 +38,7 @@ CHART_KEYS = {
 }
 # keys a cluster replaces
 CLUSTER_KEYS = {
+    "hub.ip": "the proxy pod listens on its own address",
     "hub.proxy_command": "the proxy runs in its own pod (proxy.chp.image)",
     "hub.tls": "HTTPS comes from the ingress: set ingress.enabled, ingress.hosts and ingress.tls",
 }
@@ -83,6 +85,14 @@ def helm_values(written: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     for path, why in {**CHART_KEYS, **CLUSTER_KEYS}.items():
         if _pop(settings, path):
             notes.append(f"{path}: left out: {why}")
+    hub = settings.get("hub")
+    if isinstance(hub, dict) and isinstance(hub.get("port"), int) and hub["port"] < 1024:
+        port = hub.pop("port")
+        notes.append(
+            f"hub.port: left out: {port} is a privileged port, which a non-root proxy "
+            "pod may not bind; the proxy listens on 8000 and proxy-public (or the "
+            "ingress) serves users on 80 and 443"
+        )
     backend = settings.get("backend")
     if isinstance(backend, dict) and backend.get("type") == "local":
         del backend["type"]

@@ -18,9 +18,11 @@ from labspace.settings import load
 SERVER = """\
 data_dir: /var/lib/labspace
 hub:
+  ip: 127.0.0.1
+  port: 80
   admin_users: [ada]
   db_url: postgresql+psycopg://hub:pw-not-for-git@db.example.org/hub
-  tls: {type: acme, domain: hub.example.org}
+  tls: {type: acme, domain: hub.example.org, http_port: 8080}
 auth:
   type: github
   client_id: abc
@@ -63,6 +65,8 @@ def test_a_servers_settings_render_the_same_on_the_chart(server_file, tmp_path, 
     assert left_out == {
         "data_dir",
         "hub.tls",
+        "hub.ip",
+        "hub.port",
         "backend.type",
         "hub.db_url",
         "auth.client_secret",
@@ -78,6 +82,7 @@ def test_a_servers_settings_render_the_same_on_the_chart(server_file, tmp_path, 
     assert rendered["auth"]["allowed_organizations"] == ["lab"]
     assert rendered["accounting"] == {"enabled": True}
     assert rendered["backend"]["type"] == "kubernetes"  # the chart's default
+    assert "port" not in rendered["hub"]  # the proxy pod's own, 8000
     # the host of hub.tls became the ingress, and so the public URL
     assert rendered["hub"]["public_url"] == "https://hub.example.org/"
     ingress = helm.find(objects, "Ingress", helm.FULLNAME)

@@ -350,4 +350,4 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
     finally:
         for name in (hub, proxy):
             with contextlib.suppress(subprocess.SubprocessError):
-                docker("rm", "--force", name)
+                docker("rm", "--force", "--volumes", name)

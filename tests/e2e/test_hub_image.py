@@ -165,5 +165,8 @@ def test_hub_image_restarts_after_a_crash_and_keeps_everything(
         api.stop_all()  # the workspace outlives the hub by design: stop it first
         api.close()
         subprocess.run(
-            ["docker", "rm", "--force", hub_name], capture_output=True, timeout=60, check=False
+            ["docker", "rm", "--force", "--volumes", hub_name],
+            capture_output=True,
+            timeout=60,
+            check=False,
         )

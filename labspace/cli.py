@@ -46,11 +46,6 @@ def up(config, port):
 
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # ignored by a wrapper or a script
         signal.signal(signal.SIGINT, signal.default_int_handler)  # SIGINT stops Labspace
-    if "jsonschema" not in sys.modules:
-        # Labspace validates without format checks, and jsonschema imports
-        # rfc3987_syntax (for IRI formats) only to build a grammar: seconds of CPU
-        # that the hub, importing JupyterHub right now, would wait for
-        sys.modules.setdefault("rfc3987_syntax", None)
     hub = Hub()  # it imports JupyterHub while the settings are checked
     try:
         try:

@@ -19,9 +19,6 @@ def load_settings(config: str | None):
     ./labspace.yaml); a file that is not valid prints its report and exits 1."""
     from . import settings as settings_mod
 
-    # as in `labspace up`: Labspace validates without format checks, and
-    # jsonschema imports rfc3987_syntax only to build a grammar (seconds of CPU)
-    sys.modules.setdefault("rfc3987_syntax", None)
     try:
         return settings_mod.load(config)
     except settings_mod.SettingsError as e:

@@ -79,7 +79,7 @@ def test_bob_cannot_reach_alices_apps(world):
         # her Jupyter server (behind its login) and, in ipykernel, a receive-only
         # pipe for the output of forked subprocesses that takes only messages
         # carrying a random 16-byte id; no app, no kernel channel
-        servers = [p for p, cmd in ports.items() if "jupyterhub.singleuser" in cmd]
+        servers = [p for p, cmd in ports.items() if "labspace.singleuser" in cmd]
         others = {p: cmd for p, cmd in ports.items() if p not in servers}
         assert len(servers) == 1, ports
         assert all("ipykernel_launcher" in cmd for cmd in others.values()), ports

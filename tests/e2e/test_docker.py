@@ -99,7 +99,7 @@ def check_runs_as_user(container, uid: int) -> None:
     (uids,) = [line for line in status.splitlines() if line.startswith("Uid:")]
     assert uids.split()[1:] == [str(uid)] * 4, uids  # real, effective, saved, fs
     processes = container.top(ps_args="-o pid,uid,args")["Processes"]
-    server = [p for p in processes if "jupyterhub-singleuser" in p[-1]]
+    server = [p for p in processes if "labspace.singleuser" in p[-1]]  # the image's CMD
     assert server and all(p[1] == str(uid) for p in server), processes
 
 

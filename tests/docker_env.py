@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 
 import httpx
 from harness import HubAPI, progress, wait_for  # noqa: F401 (progress: for the tests)
@@ -103,6 +104,21 @@ class DockerObjects:
                     found.remove(force=True)
         self.client.close()
         return left
+
+
+def container_log(name: str, tail: int | None = None) -> str:
+    """``docker logs`` of container ``name`` (its last ``tail`` lines), both streams."""
+    args = ["docker", "logs", *(["--tail", str(tail)] if tail else []), name]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    return done.stdout + done.stderr
+
+
+def answers(url: str) -> bool:
+    """Whether ``url`` answers 200 now."""
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def run(container, cmd: str | list[str], user: str = "") -> tuple[int, str]:

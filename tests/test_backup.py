@@ -175,6 +175,17 @@ def test_restore_refuses_a_damaged_backup(tmp_path, damage, expected):
     assert not (new / "data").exists()
 
 
+def restore_with_pid_of(command: list[str], folder: Path, cwd: Path):
+    """``labspace restore`` while jupyterhub.pid names a running ``command``."""
+    proc = subprocess.Popen(command)
+    try:
+        (cwd / "data" / "jupyterhub.pid").write_text(f"{proc.pid}\n")
+        return run("restore", str(folder), "--force", cwd=cwd), proc.pid
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 def test_restore_refusals(tmp_path):
     old = tmp_path / "old"
     write_settings(old)
@@ -185,24 +196,13 @@ def test_restore_refusals(tmp_path):
     running = tmp_path / "running"
     write_settings(running)
     (running / "data").mkdir()
-    hub = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "jupyterhub"])
-    try:
-        (running / "data" / "jupyterhub.pid").write_text(f"{hub.pid}\n")
-        done = run("restore", str(folder), "--force", cwd=running)
-    finally:
-        hub.kill()
-        hub.wait(10)
+    hub_like = [sys.executable, "-c", "import time; time.sleep(120)", "jupyterhub"]
+    done, pid = restore_with_pid_of(hub_like, folder, running)
     assert done.returncode == 1
-    assert f"a hub runs on {running / 'data'} (PID {hub.pid}" in done.stderr
+    assert f"a hub runs on {running / 'data'} (PID {pid}" in done.stderr
     assert "stop it first" in done.stderr
     # a hub that crashed, its PID now another program's (a sleep): no hub runs
-    other = subprocess.Popen(["sleep", "120"])
-    try:
-        (running / "data" / "jupyterhub.pid").write_text(f"{other.pid}\n")
-        done = run("restore", str(folder), "--force", cwd=running)
-    finally:
-        other.kill()
-        other.wait(10)
+    done, _ = restore_with_pid_of(["sleep", "120"], folder, running)
     assert done.returncode == 0, done.stderr
 
     # the settings turn a service off whose database the backup holds

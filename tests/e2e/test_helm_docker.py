@@ -137,18 +137,6 @@ def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def logs(name: str) -> str:
-    done = docker("logs", name)
-    return done.stdout + done.stderr
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def probe_url(spec: dict) -> str:
     """The readiness probe's URL, on this host."""
     probe = spec["readinessProbe"]["httpGet"]
@@ -287,8 +275,13 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
         hub_spec, volumes = run_deployment(
             objects, "labspace-hub", hub, tmp_path / "hub", engine, made
         )
-        wait_for(lambda: answers(probe_url(hub_spec)), 180, 0.5, what="the hub's probe")
-        wait_for(lambda: answers(url + "hub/health"), 60, 0.5, what="the hub through the proxy")
+        wait_for(lambda: docker_env.answers(probe_url(hub_spec)), 180, 0.5, what="the hub's probe")
+        wait_for(
+            lambda: docker_env.answers(url + "hub/health"),
+            60,
+            0.5,
+            what="the hub through the proxy",
+        )
 
         browser = open_workspace(url, alice, password)
         workspace = docker_objects.container(f"labspace-{alice}")
@@ -296,11 +289,11 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
         assert env["JUPYTERHUB_API_URL"] == f"http://labspace-hub:{ports['hub.hub_port']}/hub/api"
         # the hub restarts (an upgrade): the proxy and the workspace keep running
         code, _ = stops_cleanly(hub)
-        assert code == "0", logs(hub)[-3000:]
+        assert code == "0", docker_env.container_log(hub)[-3000:]
         status = browser.get(f"user/{alice}/api/status")  # the hub is down
         assert status.status_code == 200, status.text[:300]
         assert docker("start", hub).returncode == 0
-        wait_for(lambda: answers(url + "hub/health"), 180, 0.5, what="the restarted hub")
+        wait_for(lambda: docker_env.answers(url + "hub/health"), 180, 0.5, what="the restarted hub")
         assert browser.get("hub/api/user").json()["servers"][""]["ready"]
         assert docker_objects.container(f"labspace-{alice}").id == workspace.id
 
@@ -331,11 +324,11 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
 
         stop_workspace(browser, alice)
         code, took = stops_cleanly(hub)
-        assert (code, took < 25) == ("0", True), (code, took, logs(hub)[-3000:])
-        log = logs(hub)
+        assert (code, took < 25) == ("0", True), (code, took, docker_env.container_log(hub)[-3000:])
+        log = docker_env.container_log(hub)
         assert "Traceback" not in log
         for secret in (password, admin_password, hub_env["CONFIGPROXY_AUTH_TOKEN"]):
-            assert secret not in log + logs(proxy)
+            assert secret not in log + docker_env.container_log(proxy)
 
         # docs/how-to/kubernetes.md, "restore": the hub stopped, in a pod with its claim,
         # settings and environment
@@ -345,7 +338,7 @@ def test_the_charts_hub_and_proxy_run_under_docker(docker_objects, need, tmp_pat
         assert f"Restored {folder} to /srv/labspace/data:" in restored.stdout
     except BaseException:
         for name in (hub, proxy):
-            print(f"---- docker logs {name}\n{logs(name)[-6000:]}")
+            print(f"---- docker logs {name}\n{docker_env.container_log(name)[-6000:]}")
         raise
     finally:
         for name in (hub, proxy):

@@ -45,20 +45,6 @@ def inspect(name: str, template: str) -> str:
     return done.stdout.strip()
 
 
-def log_tail(name: str, lines: int = 60) -> str:
-    done = subprocess.run(
-        ["docker", "logs", "--tail", str(lines), name], capture_output=True, text=True, timeout=30
-    )
-    return done.stdout + done.stderr
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def signed_in_home(browser: httpx.Client, name: str) -> bool:
     """Whether ``browser``'s cookies still open the hub's home page as ``name``."""
     r = browser.get("hub/home")
@@ -110,7 +96,12 @@ def test_hub_image_restarts_after_a_crash_and_keeps_everything(
     url = image_settings.local_url()
     api = HubAPI(url, service_token)
     try:
-        wait_for(lambda: answers(url + "hub/health"), 180, 0.5, what="the hub in its container")
+        wait_for(
+            lambda: docker_env.answers(url + "hub/health"),
+            180,
+            0.5,
+            what="the hub in its container",
+        )
         api.create_user(alice)
         browser = login(url, alice, PASSWORD)
         api.start_server(alice, timeout=180)
@@ -141,9 +132,13 @@ def test_hub_image_restarts_after_a_crash_and_keeps_everything(
 
         wait_for(restarted, 60, 0.5, what="Docker to restart the hub's container")
         try:
-            wait_for(lambda: answers(url + "hub/health"), 180, 0.5, what="the restarted hub")
+            wait_for(
+                lambda: docker_env.answers(url + "hub/health"), 180, 0.5, what="the restarted hub"
+            )
         except TimeoutError as e:  # what the hub said is the only clue
-            raise AssertionError(f"{e}; the container's log ends:\n{log_tail(hub_name)}") from None
+            raise AssertionError(
+                f"{e}; the container's log ends:\n{docker_env.container_log(hub_name, tail=60)}"
+            ) from None
 
         # the cookie session, the same workspace through the proxy, the users
         assert signed_in_home(browser, alice)

@@ -59,6 +59,16 @@ def with_hub_address(name: str, environment: dict[str, str], settings) -> dict[s
     return {**environment, key: json.dumps(config)}
 
 
+def hub_side_url(settings, name: str) -> str:
+    """The API root of service ``name`` as the hub's own process calls it (its
+    hooks, the accounting deliverer): straight to the port it listens on here,
+    never through the proxy nor, on Kubernetes, back through the hub's own
+    Service (a hop some network plugins refuse a pod)."""
+    base = settings.get("hub.base_url") or "/"
+    base = base if base.endswith("/") else base + "/"
+    return f"{rules.service_local_url(settings.values, name)}{base}services/{name}/"
+
+
 def service_role(name: str, description: str, scopes: list[str]) -> dict[str, Any]:
     """The least-privilege role of service ``name`` in the hub."""
     return {

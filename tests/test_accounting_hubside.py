@@ -355,12 +355,12 @@ def test_alerts_outside_the_event_loop(hub):
 
 
 def test_parts_for_the_hub_config(tmp_path):
+    values = {
+        "hub": {"base_url": "/lab/", "hub_ip": "0.0.0.0"},  # noqa: S104 (the chart's)
+        "accounting": {"port": 8010, "on_unreachable": "open"},
+    }
     settings = SimpleNamespace(
-        get={
-            "hub.base_url": "/lab/",
-            "accounting.port": 8010,
-            "accounting.on_unreachable": "open",
-        }.get
+        values=values, get=lambda key: values[key.split(".")[0]][key.split(".")[1]]
     )
     state = SimpleNamespace(data_dir=tmp_path, service_token=lambda name: f"{name}-token")
     one = HubSide.from_settings(settings, state)  # config.hub_parts builds it once
@@ -368,6 +368,7 @@ def test_parts_for_the_hub_config(tmp_path):
     again = hubside.spawner_traits(one)
     assert traits == again  # one HubSide per hub: the config may be loaded twice
     hub = traits["before_start"][0].__self__
+    # on the pod's own loopback, where the service listens too (hub.hub_ip 0.0.0.0)
     assert hub.base_url == "http://127.0.0.1:8010/lab/services/accounting/"
     assert hub.on_unreachable == "open"
     assert set(traits["option_keys"]) == {"project"}

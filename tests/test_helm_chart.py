@@ -196,6 +196,20 @@ def test_hub_config_from_the_chart_reaches_its_services(tmp_path):
         assert host == "labspace-hub", name
         assert int(port) in service_ports, name
         assert (int(port), "TCP") in ports(to_hub), name
+    # the hub's own calls to the services (its spawn hooks) stay in its pod: no
+    # hop back through its own Service, which some network plugins refuse
+    hooks = {
+        getattr(hook, "__self__", hook)
+        for trait in config["LabspaceSpawnerMixin"].values()
+        if isinstance(trait, list)
+        for hook in trait
+    }
+    called = {h.caller.base_url for h in hooks if hasattr(h, "caller")}
+    called |= {h.base_url for h in hooks if hasattr(h, "base_url")}
+    assert {url.split(":")[2].split("/")[0] for url in called} == {
+        url.split(":")[2] for url in urls.values()
+    }
+    assert all(url.startswith("http://127.0.0.1:") for url in called), called
 
 
 def test_no_secret_value_in_the_configmap(rendered):

@@ -37,6 +37,7 @@ from urllib.parse import urlencode
 
 from tornado import web
 
+from labspace.services import hub_side_url
 from labspace.services.kit.caller import ServiceCaller, Unreachable
 from labspace.state import SECRETS_DIR, ensure_secret
 
@@ -69,9 +70,7 @@ def session_key(user: str, server: str, started: datetime) -> str:
 
 def service_base(settings) -> str:
     """The accounting service's API root, straight to its port (no proxy hop)."""
-    base = settings.get("hub.base_url") or "/"
-    base = base if base.endswith("/") else base + "/"
-    return f"http://127.0.0.1:{settings.get('accounting.port')}{base}services/{SERVICE}/"
+    return hub_side_url(settings, SERVICE)
 
 
 def resources(spec) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from labspace import rules
-from labspace.services import managed_service, service_role
+from labspace.services import hub_side_url, managed_service, service_role
 from labspace.state import keep_secret
 
 from . import apps as appdefs
@@ -100,10 +100,8 @@ def hub_parts(settings, state) -> dict[str, Any]:
         scopes=[READ, LAUNCH, ADMIN],
         environment=service_environment(settings, state),
     )
-    base = settings.get("hub.base_url") or "/"
-    base = base if base.endswith("/") else base + "/"
     hook = CatalogOptions(
-        f"{service['url']}{base}services/{NAME}/",
+        hub_side_url(settings, NAME),
         service["api_token"],
         settings.get("catalog.on_unreachable"),
     )

@@ -24,7 +24,7 @@ from typing import Any
 
 from labspace import rules as settings_rules
 from labspace.rules import SettingValueError
-from labspace.services import managed_service, service_role
+from labspace.services import hub_side_url, managed_service, service_role
 from labspace.state import keep_secret
 
 from . import rules
@@ -210,10 +210,8 @@ def hub_parts(settings, state) -> dict[str, Any]:
         scopes=[READ, ADMIN],
         environment=service_environment(settings, state),
     )
-    base = settings.get("hub.base_url") or "/"
-    base = base if base.endswith("/") else base + "/"
     hook = DataGrants(
-        f"{service['url']}{base}services/{NAME}/",
+        hub_side_url(settings, NAME),
         service["api_token"],
         on_unreachable=settings.get("data.on_unreachable"),
         roots=list(settings.get("data.roots") or []),

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 import re
-from pathlib import Path
 
-import kubernetes_validate
+import manifests
 import pytest
 import yaml
 
@@ -36,9 +34,7 @@ from helm import policy, tcp
 from helm import rule_ports as ports
 from labspace import settings as labspace_settings
 
-GOLDEN = Path(__file__).parent / "golden" / "helm"
-REGEN = os.environ.get("LABSPACE_REGEN_GOLDEN", "") == "1"
-KUBE_VERSIONS = ["1.30", kubernetes_validate.utils.latest_version()]
+GOLDEN = manifests.GOLDEN / "helm"
 VALUES = ["defaults", "sso-postgres", "ingress-tls", "minimal"]
 GENERATED = ("proxy.token", "hub.cookie-secret", "hub.crypt-key")
 NS = helm.NAMESPACE
@@ -89,24 +85,14 @@ def normalised(objects):
 
 def test_golden(rendered):
     name, objects = rendered
-    path = GOLDEN / f"{name}.yaml"
     text = yaml.safe_dump_all(normalised(objects), sort_keys=True, default_flow_style=False)
-    if REGEN:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    if not path.exists():
-        pytest.fail(f"no golden file {path} (LABSPACE_REGEN_GOLDEN=1 writes it)")
-    assert text == path.read_text(), f"differs from {path} (LABSPACE_REGEN_GOLDEN=1 to update)"
+    manifests.check_golden_file(GOLDEN / f"{name}.yaml", text)
 
 
 def test_valid_for_kubernetes(rendered):
     name, objects = rendered
     for o in objects:
-        for version in KUBE_VERSIONS:
-            try:
-                kubernetes_validate.validate(o, version, strict=True)
-            except kubernetes_validate.ValidationError as e:
-                pytest.fail(f"{name}: {o['kind']}/{o['metadata']['name']} ({version}): {e.message}")
+        manifests.assert_valid(o, where=f"{name}: ")
 
 
 def test_app_version_is_labspace_version(defaults):

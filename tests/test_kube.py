@@ -34,17 +34,16 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import os
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import kubernetes_asyncio.config.kube_config as kube_config
-import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_asyncio.client import Configuration
 from kubespawner import clients
+from manifests import GOLDEN as GOLDEN_ROOT
+from manifests import assert_valid, check_golden_file
 from offline import build_spawner, chart_hub_config, settings_from
 from tornado import web
 from traitlets.config import Config
@@ -55,10 +54,7 @@ from labspace.settings import with_defaults
 from labspace.spawners import kube
 from labspace.spawners.kube import LabspaceKubeSpawner
 
-GOLDEN = Path(__file__).parent / "golden" / "kube"
-REGEN = os.environ.get("LABSPACE_REGEN_GOLDEN", "") == "1"
-OLDEST_KUBERNETES = "1.30"
-KUBE_VERSIONS = [OLDEST_KUBERNETES, kubernetes_validate.utils.latest_version()]
+GOLDEN = GOLDEN_ROOT / "kube"
 VERSION_ANNOTATIONS = (
     "hub.jupyter.org/jupyterhub-version",
     "hub.jupyter.org/kubespawner-version",
@@ -201,22 +197,8 @@ async def manifests(spawner, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_golden(name: str, data: Any) -> None:
-    path = GOLDEN / f"{name}.yaml"
     text = yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
-    if REGEN:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    if not path.exists():
-        pytest.fail(f"no golden file {path} (LABSPACE_REGEN_GOLDEN=1 writes it)")
-    assert text == path.read_text(), f"differs from {path} (LABSPACE_REGEN_GOLDEN=1 to update)"
-
-
-def assert_valid(manifest: dict[str, Any]) -> None:
-    for version in KUBE_VERSIONS:
-        try:
-            kubernetes_validate.validate(manifest, version, strict=True)
-        except kubernetes_validate.ValidationError as e:
-            pytest.fail(f"{manifest['kind']} invalid for Kubernetes {version}: {e.message}")
+    check_golden_file(GOLDEN / f"{name}.yaml", text)
 
 
 def assert_locked_down(pod: dict[str, Any]) -> None:

@@ -290,6 +290,7 @@ def test_the_explorer_says_when_an_s3_dataset_cannot_be_listed(monkeypatch, tmp_
     assert wrong["secret_access_key"] not in note
 
 
+@pytest.mark.slow  # ~20 s of timeouts: make test, not make check
 def test_the_explorer_does_not_wait_long_for_an_s3_api_that_does_not_answer(
     monkeypatch, tmp_path, s3, explorer
 ):
@@ -310,6 +311,7 @@ def test_the_explorer_does_not_wait_long_for_an_s3_api_that_does_not_answer(
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # Chromium, ~10 s: make test, not make check
 def test_the_explorer_in_a_browser_plots_an_s3_file(tmp_path, s3, chromium):
     """``panel serve`` of the Data Explorer in a workspace-like environment (a
     folder dataset and an s3 one with a read key): the picker offers both, the

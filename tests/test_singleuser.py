@@ -8,6 +8,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+# jupyter-server imported four times, ~15 s: make test, not make check
+pytestmark = pytest.mark.slow
+
 # what a workspace imports before it serves: jupyter-server's app and its events
 PROBE = (
     "import sys; import {module}; "

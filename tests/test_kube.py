@@ -281,6 +281,12 @@ async def test_workspaces_reach_the_hub_service(need, offline_kube, tmp_path):
         "http://labspace-hub:8081/hub/api/users/alice/activity"
     )
     assert "127.0.0.1" not in json.dumps(env)
+    # the workspace runs its user's code: none of the chart's secrets (proxy
+    # token, cookie secret, auth-state key) nor a service's token is in its pod
+    kept = [*helm.secret_values(objects).values()]
+    kept += [s["api_token"] for s in built["JupyterHub"]["services"] if s.get("api_token")]
+    assert len(kept) >= 6 and all(len(value) >= 32 for value in kept)
+    assert not [value for value in kept if value in json.dumps(pod)]
     assert_valid(pod)
 
 

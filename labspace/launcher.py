@@ -249,16 +249,10 @@ def where(settings: Settings) -> str:
     if rules.proxy_runs_apart(settings.values) and not settings.get("hub.public_url"):
         api = settings.get("hub.proxy_api_url")
         return (
-            f"{hub_url(settings)} behind the proxy whose API is {api} "
+            f"{settings.hub_local_url()} behind the proxy whose API is {api} "
             "(set hub.public_url to the address users open)"
         )
     return settings.public_url()
-
-
-def hub_url(settings: Settings) -> str:
-    """The hub's own server as this machine reaches it (``hub.hub_ip``)."""
-    host = rules.local_host(settings.get("hub.hub_ip"))
-    return f"http://{host}:{settings.get('hub.hub_port')}{settings.get('hub.base_url')}hub/"
 
 
 def banner(settings: Settings, state: State) -> str:
@@ -296,7 +290,7 @@ def run(prepared: Prepared, echo) -> NoReturn:
     # the hub itself first, so the proxy is not asked before it has a route;
     # a proxy run apart (hub.proxy_api_url) is not ours to ask, nor to front
     apart = rules.proxy_runs_apart(settings.values)
-    urls = (hub_url(settings) + "health",)
+    urls = (settings.hub_local_url() + "health",)
     if not apart:
         urls += (settings.local_url() + "hub/health",)
     if not all(wait_healthy(proc, u, timeout=120) for u in urls) and proc.poll() is None:

@@ -71,6 +71,13 @@ class Settings:
         host = rules.local_host(self.get("hub.ip"))
         return f"http://{host}:{self.get('hub.port')}{self.get('hub.base_url')}"
 
+    def hub_local_url(self) -> str:
+        """The hub's own server as this machine reaches it (``hub.hub_ip``,
+        ``hub.hub_port``), e.g. ``http://127.0.0.1:8081/hub/``: for the
+        launcher's health check and the services' calls to the hub API."""
+        host = rules.local_host(self.get("hub.hub_ip"))
+        return f"http://{host}:{self.get('hub.hub_port')}{self.get('hub.base_url')}hub/"
+
     def public_url(self) -> str:
         """Where users reach Labspace: ``hub.public_url``, else with ``hub.tls``
         ``https://<domain>[:<port>]<base_url>``, else the proxy's address."""

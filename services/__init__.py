@@ -53,9 +53,7 @@ def with_hub_address(name: str, environment: dict[str, str], settings) -> dict[s
     key = "LABSPACE_" + name.upper().replace("-", "_") + "_CONFIG"
     config = {**json.loads(environment.get(key) or "{}"), "bind_ip": settings.get("hub.hub_ip")}
     if settings.get("hub.connect_host"):
-        host = rules.local_host(settings.get("hub.hub_ip"))
-        base = settings.get("hub.base_url")
-        config["hub_api_url"] = f"http://{host}:{settings.get('hub.hub_port')}{base}hub/api"
+        config["hub_api_url"] = settings.hub_local_url() + "api"
     return {**environment, key: json.dumps(config)}
 
 

@@ -834,4 +834,4 @@ def test_up_names_the_public_url_with_proxy_apart(setup):
 
     settings, _ = setup(CHART_HUB + "  public_url: https://hub.example.org/\n")
     assert launcher.where(settings) == "https://hub.example.org/"
-    assert launcher.hub_url(settings) == "http://127.0.0.1:8081/hub/"
+    assert settings.hub_local_url() == "http://127.0.0.1:8081/hub/"

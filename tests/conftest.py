@@ -52,6 +52,8 @@ from oidc_provider import OIDCProvider  # noqa: E402
 from oidc_provider import available as oidc_available  # noqa: E402
 from postgres import PostgresCluster, find_bindir  # noqa: E402
 
+import helm  # noqa: E402
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -231,3 +233,25 @@ def sso_factory(tmp_path, hub_settings, hub_factory):
     yield make
     for provider in providers:
         provider.stop()
+
+
+# -- the Helm chart (tests/helm.py) ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def helm_binary(need):
+    """helm runs (tests/provision.sh installs it); under CI=true it must."""
+    problem = helm.helm_problem()
+    need("helm", problem is None, problem or "")
+
+
+@pytest.fixture(scope="module", params=helm.VALUES)
+def chart_rendered(request, helm_binary):
+    """``(values file name, objects)`` for each of the checks' values files."""
+    return request.param, helm.render(request.param)
+
+
+@pytest.fixture(scope="module")
+def chart_defaults(helm_binary):
+    """The chart's objects with its default values."""
+    return helm.render("defaults")

@@ -45,6 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "labspace"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "helm"
 RELEASE = "labspace"
+# the values files every chart check renders (tests/fixtures/helm/<name>.yaml)
+VALUES = ["defaults", "sso-postgres", "ingress-tls", "minimal"]
 NAMESPACE = "labspace"
 FULLNAME = "labspace"
 TIMEOUT = 120

@@ -22,7 +22,6 @@ from helm import rule_peers as peers
 from helm import rule_ports as ports
 from labspace.spawners.kube import COMMON_LABELS
 
-VALUES = ["defaults", "sso-postgres", "ingress-tls", "minimal"]
 NS = helm.NAMESPACE
 
 # what KubeSpawner and spawners/kube.py call (helm/labspace/README.md says why)
@@ -55,24 +54,11 @@ def labels(component: str) -> dict[str, str]:
 HUB, PROXY = labels("hub"), labels("proxy")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def helm_binary(need):
-    problem = helm.helm_problem()
-    need("helm", problem is None, problem or "")
+pytestmark = pytest.mark.usefixtures("helm_binary")
 
 
-@pytest.fixture(scope="module", params=VALUES)
-def rendered(request):
-    return request.param, helm.render(request.param)
-
-
-@pytest.fixture(scope="module")
-def defaults():
-    return helm.render("defaults")
-
-
-def test_rbac_is_the_least_kubespawner_needs(defaults):
-    role = helm.find(defaults, "Role", "labspace-hub")
+def test_rbac_is_the_least_kubespawner_needs(chart_defaults):
+    role = helm.find(chart_defaults, "Role", "labspace-hub")
     granted = {}
     for rule in role["rules"]:
         assert rule["apiGroups"] == [""], rule
@@ -81,7 +67,7 @@ def test_rbac_is_the_least_kubespawner_needs(defaults):
             assert resource not in granted, f"{resource} granted twice"
             granted[resource] = set(rule["verbs"])
     assert granted == LEAST_RULES
-    binding = helm.find(defaults, "RoleBinding", "labspace-hub")
+    binding = helm.find(chart_defaults, "RoleBinding", "labspace-hub")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",
@@ -90,7 +76,7 @@ def test_rbac_is_the_least_kubespawner_needs(defaults):
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "labspace-hub", "namespace": NS}
     ]
-    hub = helm.find(defaults, "Deployment", "labspace-hub")["spec"]["template"]["spec"]
+    hub = helm.find(chart_defaults, "Deployment", "labspace-hub")["spec"]["template"]["spec"]
     assert hub["serviceAccountName"] == "labspace-hub"
     readme = (helm.CHART / "README.md").read_text()
     for resource, verbs in LEAST_RULES.items():
@@ -98,9 +84,9 @@ def test_rbac_is_the_least_kubespawner_needs(defaults):
         assert line in readme, f"README.md lacks the row {line}"
 
 
-def test_network_policies(defaults):
-    hub, proxy = policy(defaults, "labspace-hub"), policy(defaults, "labspace-proxy")
-    ws = policy(defaults, "labspace-workspaces")
+def test_network_policies(chart_defaults):
+    hub, proxy = policy(chart_defaults, "labspace-hub"), policy(chart_defaults, "labspace-proxy")
+    ws = policy(chart_defaults, "labspace-workspaces")
     assert hub["podSelector"]["matchLabels"] == HUB
     assert proxy["podSelector"]["matchLabels"] == PROXY
     assert ws["podSelector"]["matchLabels"] == WORKSPACE_LABELS
@@ -167,8 +153,8 @@ def test_workspaces_in_another_namespace():
     ]
 
 
-def test_security_contexts(rendered):
-    name, objects = rendered
+def test_security_contexts(chart_rendered):
+    name, objects = chart_rendered
     for deployment, template in helm.pod_templates(objects):
         spec = template["spec"]
         pod = spec["securityContext"]
@@ -183,8 +169,8 @@ def test_security_contexts(rendered):
             assert sc.get("seccompProfile") == {"type": "RuntimeDefault"}, (deployment, c["name"])
 
 
-def test_selectors_match_pod_labels(rendered):
-    name, objects = rendered
+def test_selectors_match_pod_labels(chart_rendered):
+    name, objects = chart_rendered
     pods = {d: t["metadata"]["labels"] for d, t in helm.pod_templates(objects)}
     container_ports = {
         d: {p["name"] for c in t["spec"]["containers"] for p in c.get("ports", [])}

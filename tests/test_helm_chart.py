@@ -35,33 +35,19 @@ from helm import rule_ports as ports
 from labspace import settings as labspace_settings
 
 GOLDEN = manifests.GOLDEN / "helm"
-VALUES = ["defaults", "sso-postgres", "ingress-tls", "minimal"]
 GENERATED = ("proxy.token", "hub.cookie-secret", "hub.crypt-key")
 NS = helm.NAMESPACE
 
 ANY_ADDRESS = "0.0.0.0"  # noqa: S104 (the hub binds in its pod)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def helm_binary(need):
-    problem = helm.helm_problem()
-    need("helm", problem is None, problem or "")
-
-
-@pytest.fixture(scope="module", params=VALUES)
-def rendered(request):
-    return request.param, helm.render(request.param)
-
-
-@pytest.fixture(scope="module")
-def defaults():
-    return helm.render("defaults")
+pytestmark = pytest.mark.usefixtures("helm_binary")
 
 
 # -- helm itself ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", VALUES)
+@pytest.mark.parametrize("name", helm.VALUES)
 def test_lint_strict(name):
     out = helm.run_helm(
         "lint", "--strict", str(helm.CHART), "--values", str(helm.values_path(name))
@@ -83,31 +69,32 @@ def normalised(objects):
     return out
 
 
-def test_golden(rendered):
-    name, objects = rendered
+def test_golden(chart_rendered):
+    name, objects = chart_rendered
     text = yaml.safe_dump_all(normalised(objects), sort_keys=True, default_flow_style=False)
     manifests.check_golden_file(GOLDEN / f"{name}.yaml", text)
 
 
-def test_valid_for_kubernetes(rendered):
-    name, objects = rendered
+def test_valid_for_kubernetes(chart_rendered):
+    name, objects = chart_rendered
     for o in objects:
         manifests.assert_valid(o, where=f"{name}: ")
 
 
-def test_app_version_is_labspace_version(defaults):
+def test_app_version_is_labspace_version(chart_defaults):
     """Chart.yaml's appVersion is Labspace's version: the hub image's default tag."""
     import labspace
 
     chart = yaml.safe_load((helm.CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == labspace.__version__, "update appVersion in Chart.yaml"
     assert (
-        helm.container(defaults, "labspace-hub")["image"] == f"labspace/hub:{labspace.__version__}"
+        helm.container(chart_defaults, "labspace-hub")["image"]
+        == f"labspace/hub:{labspace.__version__}"
     )
 
 
-def test_defaults_render_the_whole_platform(defaults):
-    have = sorted((o["kind"], o["metadata"]["name"]) for o in defaults)
+def test_defaults_render_the_whole_platform(chart_defaults):
+    have = sorted((o["kind"], o["metadata"]["name"]) for o in chart_defaults)
     assert have == sorted(
         [
             ("ConfigMap", "labspace-config"),
@@ -133,9 +120,9 @@ def test_defaults_render_the_whole_platform(defaults):
 # -- the hub's settings and secrets --------------------------------------------
 
 
-def test_settings_load(rendered, tmp_path):
+def test_settings_load(chart_rendered, tmp_path):
     """labspace.yaml from the ConfigMap is valid, with the secret environment."""
-    name, objects = rendered
+    name, objects = chart_rendered
     path = tmp_path / "labspace.yaml"
     path.write_text(helm.settings_text(objects))
     env = helm.container_env(objects, "labspace-hub")
@@ -198,8 +185,8 @@ def test_hub_config_from_the_chart_reaches_its_services(tmp_path):
     assert all(url.startswith("http://127.0.0.1:") for url in called), called
 
 
-def test_no_secret_value_in_the_configmap(rendered):
-    name, objects = rendered
+def test_no_secret_value_in_the_configmap(chart_rendered):
+    name, objects = chart_rendered
     config = helm.settings(objects)
     for path in labspace_settings.secret_paths():
         section, key = path.split(".")
@@ -277,10 +264,10 @@ def test_generated_secrets_are_kept_on_upgrade():
     assert all(r.startswith("GET ") for r in api.requests), "helm wrote to the cluster"
 
 
-def test_hub_and_proxy_share_the_proxy_token(defaults):
-    hub = helm.container_env(defaults, "labspace-hub")
-    proxy = helm.container_env(defaults, "labspace-proxy")
-    secret = helm.secret_values(defaults)
+def test_hub_and_proxy_share_the_proxy_token(chart_defaults):
+    hub = helm.container_env(chart_defaults, "labspace-hub")
+    proxy = helm.container_env(chart_defaults, "labspace-proxy")
+    secret = helm.secret_values(chart_defaults)
     assert hub["CONFIGPROXY_AUTH_TOKEN"] == proxy["CONFIGPROXY_AUTH_TOKEN"] == secret["proxy.token"]
     assert hub["JPY_COOKIE_SECRET"] == secret["hub.cookie-secret"]
     assert hub["JUPYTERHUB_CRYPT_KEY"] == secret["hub.crypt-key"]
@@ -348,13 +335,13 @@ def test_proxy_ports_follow_the_settings():
 # -- what runs -----------------------------------------------------------------
 
 
-def test_hub_container(defaults):
-    hub = helm.container(defaults, "labspace-hub")
+def test_hub_container(chart_defaults):
+    hub = helm.container(chart_defaults, "labspace-hub")
     assert hub["command"] == ["tini", "--"]
     assert hub["args"] == ["labspace", "up", "--config", "/etc/labspace/labspace.yaml"]
     mounts = {m["name"]: m["mountPath"] for m in hub["volumeMounts"]}
     assert mounts == {"config": "/etc/labspace", "data": "/srv/labspace/data"}
-    deployment = helm.find(defaults, "Deployment", "labspace-hub")["spec"]
+    deployment = helm.find(chart_defaults, "Deployment", "labspace-hub")["spec"]
     assert deployment["replicas"] == 1
     assert deployment["strategy"] == {"type": "Recreate"}
     volumes = {v["name"]: v for v in deployment["template"]["spec"]["volumes"]}
@@ -362,8 +349,8 @@ def test_hub_container(defaults):
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "labspace-hub-data"
 
 
-def test_proxy_container(defaults):
-    chp = helm.container(defaults, "labspace-proxy")
+def test_proxy_container(chart_defaults):
+    chp = helm.container(chart_defaults, "labspace-proxy")
     assert chp["command"] == ["configurable-http-proxy"]
     assert chp["args"] == [
         "--ip=0.0.0.0",
@@ -373,7 +360,7 @@ def test_proxy_container(defaults):
         "--default-target=http://labspace-hub:8081",
         "--error-target=http://labspace-hub:8081/hub/error",
     ]
-    spec = helm.find(defaults, "Deployment", "labspace-proxy")["spec"]["template"]["spec"]
+    spec = helm.find(chart_defaults, "Deployment", "labspace-proxy")["spec"]["template"]["spec"]
     assert spec["automountServiceAccountToken"] is False
 
 

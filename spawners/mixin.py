@@ -22,6 +22,10 @@ refuse with that status and message):
   anything starts (app and project choices); a refusal here is the API's answer;
 - ``form_parts(spawner)``: returns HTML to add to the spawn form, or
   ``{"html": ..., "labels": {profile slug: text}}`` (prices next to profiles).
+- ``start_outcome(spawner, outcome)``: once per start asked for, with a
+  ``StartOutcome`` (started, refused or failed; why; how long): the hub's
+  metrics and the operations page's record of refused and failed starts. A
+  failing hook is logged and never changes the start.
 
 Services name the extra ``user_options`` keys they handle in ``option_keys``;
 any other key is still refused. Hooks may add environment variables through
@@ -58,6 +62,8 @@ from traitlets.utils.importstring import import_item
 from labspace import profiles
 from labspace.profiles import ProfileError, WorkspaceSpec
 from labspace.state import user_dir_name
+
+from .outcome import StartOutcome, outcome_of
 
 # where a hub keeps its StartQueue: its tornado settings (see hub_start_queue)
 START_QUEUE = "labspace_start_queue"
@@ -146,6 +152,12 @@ def queue_allowance(ahead: int, limit: int, per_round: float) -> float:
     return (ahead // limit) * per_round
 
 
+def _asked_profile(user_options: Any) -> str:
+    """The profile a refused ``user_options`` named, as text (never trusted)."""
+    asked = user_options.get("profile") if isinstance(user_options, dict) else None
+    return asked[:64] if isinstance(asked, str) else ""
+
+
 class LabspaceSpawnerMixin(Configurable):
     """Profiles, spec, progress, concurrency and hooks for every backend."""
 
@@ -224,12 +236,17 @@ class LabspaceSpawnerMixin(Configurable):
         '`{"html": str, "labels": {profile: text}}`.',
     ).tag(config=True)
 
+    start_outcome = List(
+        Union([Callable(), Unicode()]),
+        help="Hooks `(spawner, outcome)` told how each start ended (a StartOutcome).",
+    ).tag(config=True)
+
     option_keys = Dict(
         Unicode(),
         help="Extra `user_options` keys that hooks handle, `{key: what it means}`.",
     ).tag(config=True)
 
-    @validate("before_start", "after_stop", "check_options", "form_parts")
+    @validate("before_start", "after_stop", "check_options", "form_parts", "start_outcome")
     def _import_hooks(self, proposal):
         """Hooks may be given as ``"package.module.function"`` (from labspace.yaml)."""
         hooks = []
@@ -309,10 +326,11 @@ class LabspaceSpawnerMixin(Configurable):
     async def _apply_profile(self, spawner, user_options) -> None:
         try:
             spec = self.resolve_spec(user_options)
-        except web.HTTPError:
+        except web.HTTPError as e:
             # JupyterHub saved these options before asking us; forget them, or
             # every later start that names no profile replays the refused choice
             self.orm_spawner.user_options = {}
+            await self.tell_outcome(outcome_of(e, _asked_profile(user_options), 0.0))
             raise
         self.workspace_spec = self._profile_spec = spec
         self.apply_workspace_spec(spec)
@@ -326,6 +344,7 @@ class LabspaceSpawnerMixin(Configurable):
         except web.HTTPError as e:
             self.log.warning("Refused options for %s: %s", self._log_name, e.log_message)
             self.orm_spawner.user_options = {}
+            await self.tell_outcome(outcome_of(e, spec.profile, 0.0))
             raise
         self.log.info("%s gets profile %s", self._log_name, spec.profile)
         self._allow_for_queue()
@@ -436,11 +455,26 @@ class LabspaceSpawnerMixin(Configurable):
         if progress.started:  # started again without clear_state()
             self._progress = progress = StartProgress()
         progress.started = True
+        began, error = time.monotonic(), None
         try:
             return await self._start_in_slot()
+        except BaseException as e:
+            error = e
+            raise
         finally:
             self._leave_queue()
             progress.finish()
+            if not isinstance(error, asyncio.CancelledError):
+                profile = self._profile_spec.profile if self._profile_spec else ""
+                await self.tell_outcome(outcome_of(error, profile, time.monotonic() - began))
+
+    async def tell_outcome(self, outcome: StartOutcome) -> None:
+        """Run the ``start_outcome`` hooks; one that fails is logged and skipped."""
+        for hook in self.start_outcome:
+            try:
+                await maybe_future(hook(self, outcome))
+            except Exception:  # noqa: BLE001 - a record is never worth a start
+                self.log.exception("Start outcome hook %r failed for %s", hook, self._log_name)
 
     async def _start_in_slot(self):
         if self._profile_spec is None:  # e.g. resumed after a hub restart

@@ -40,6 +40,7 @@ from .config import scope_implies
 from .db import open_database
 from .loops import Hub
 from .service import Service
+from .views import health
 from .web import NotFoundHandler
 
 log = logging.getLogger("labspace.accounting")
@@ -64,6 +65,7 @@ def make_app(
         scope_implies=scope_implies(),
         template_path=os.path.join(os.path.dirname(__file__), "templates"),
         default_handler_class=NotFoundHandler,
+        health_detail=lambda: health(service),  # the kit's api/internal/health
     )
 
 

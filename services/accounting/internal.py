@@ -12,14 +12,14 @@ from typing import Any
 
 from tornado import web
 
-from . import alerts, ledger, usage
+from . import alerts, ledger, reports, usage
 from .clock import now
 from .pricing import iso, parse_time, show
-from .views import health
 from .web import InternalHandler
 
 EVENT_TYPES = ("start", "stop", "start_failed", "unreachable")
 MAX_EVENTS = 1000
+MAX_OPEN = 10_000  # open sessions listed at once (one per running server)
 MAX_RESOURCE = 1_000_000  # cpus, GiB or GPUs of one server: more is a mistake
 
 
@@ -197,9 +197,12 @@ class AlertsHandler(InternalHandler):
         self.write_json({"alerts": found})
 
 
-class HealthHandler(InternalHandler):
+class OpenSessionsHandler(InternalHandler):
+    """The open usage sessions with their cost so far (the hub's operations page)."""
+
     async def get(self):
-        self.write_json(await health(self.service))
+        rows = await self.service.db.read(reports.sessions, None, None, "open", MAX_OPEN)
+        self.write_json({"currency": self.service.policy.currency, "sessions": rows})
 
 
 class OutboxStatusHandler(InternalHandler):
@@ -231,6 +234,6 @@ def routes(prefix: str) -> list[tuple[str, type]]:
         (base + "reserve", ReserveHandler),
         (base + "events", EventsHandler),
         (base + "alerts", AlertsHandler),
-        (base + "health", HealthHandler),
+        (base + "open-sessions", OpenSessionsHandler),
         (base + "outbox-status", OutboxStatusHandler),
     ]

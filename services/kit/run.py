@@ -306,6 +306,9 @@ def run_service(name: str, factory: str, default_port: int) -> None:
     logging.basicConfig(
         level=logging.INFO, format=f"[%(levelname)1.1s %(asctime)s {name}] %(message)s"
     )
+    from .health import install  # its last error line, for the operations page
+
+    install()
     status = asyncio.run(serve(ServiceContext(name), factory, default_port))
     # Everything is stopped and closed by now (the service's stop() is the place
     # for that). Python's own teardown of JupyterHub, SQLAlchemy and friends takes

@@ -373,10 +373,18 @@ def make_app(ctx: ServiceContext, routes: list, **settings: Any) -> web.Applicat
     """The service's application: ``routes`` (paths under ``ctx.prefix``), the
     OAuth callback, a 404 in the error shape for any other path, XSRF on, the
     kept cookie secret, the masked access log. ``settings`` add to (or replace)
-    the application settings: ``scope_implies``, ``template_path``, ..."""
+    the application settings: ``scope_implies``, ``template_path``,
+    ``health_detail`` (see ``kit.health``: every service answers
+    ``api/internal/health``), ..."""
+    from .health import HealthHandler  # (imports this module)
+
     hub_auth = settings.pop("hub_auth", None) or ctx.hub_auth()
+    kit_routes = [
+        (ctx.prefix + "oauth_callback", OAuthCallbackHandler),
+        (ctx.prefix + "api/internal/health", HealthHandler),
+    ]
     return web.Application(
-        [*routes, (ctx.prefix + "oauth_callback", OAuthCallbackHandler)],
+        [*routes, *kit_routes],
         **{
             "service_name": ctx.name,
             "hub_auth": hub_auth,

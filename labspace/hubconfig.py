@@ -139,13 +139,23 @@ def _backend(settings: Settings, state: State, out: dict) -> None:
     _set(out, mixin, "home_root", str(state.users_dir))
 
 
+# Labspace's own hub-side features, always on, in the same shape as a service's
+# parts: each module's ``hub_parts(settings, state)`` (scopes, nav, hooks)
+HUB_PART_MODULES = ("labspace.ops",)
+
+
 def service_parts(settings: Settings, state: State) -> list[dict[str, Any]]:
-    """What each enabled service adds to the hub (its ``config.hub_parts``)."""
+    """What each enabled service adds to the hub (its ``config.hub_parts``),
+    then what the hub's own features add (``HUB_PART_MODULES``)."""
+    import importlib
+
     parts = []
     for name in settings_mod.SERVICE_SECTIONS:
         module = settings_mod.service_config(name)
         if module is not None and settings.get(name).get("enabled"):
             parts.append(module.hub_parts(settings, state))
+    for name in HUB_PART_MODULES:
+        parts.append(importlib.import_module(name).hub_parts(settings, state))
     return parts
 
 
@@ -175,14 +185,13 @@ def _services(settings: Settings, state: State, out: dict) -> None:
                 spawner[trait] = {**spawner.get(trait, {}), **value}
             else:
                 spawner[trait] = value
-    if not services:
-        return
     for service in services:  # every service page shows the hub's links
         service.setdefault("environment", {})["LABSPACE_NAV"] = json.dumps(nav)
     roles.append({"name": "user", "description": "Every Labspace user", "scopes": user_scopes})
     if admin_scopes:
         roles.append(admin_role(settings, admin_scopes))
-    _set(out, "JupyterHub", "services", services)
+    if services:
+        _set(out, "JupyterHub", "services", services)
     _set(out, "JupyterHub", "load_roles", roles)
     _set(out, "JupyterHub", "custom_scopes", scopes)
     alerts = [template_vars.pop(k) for k in sorted(template_vars) if k.startswith(ALERTS)]

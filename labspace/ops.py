@@ -220,3 +220,21 @@ def workspace_rows(running: list[Running], sessions: list[dict] | None) -> list[
             }
         )
     return rows
+
+
+# -- the hub's configuration -----------------------------------------------------
+
+PAGE = "/hub/ops"
+
+
+def hub_parts(settings, state) -> dict[str, Any]:
+    """The operations page's part of the hub (see ``hubconfig.service_parts``):
+    its scope, held by the ``labspace-admin`` role; its nav link, shown to whoever
+    holds the scope; the hook that feeds the record. The page's routes are
+    ``ops_pages.routes`` (``hubpages``)."""
+    return {
+        "custom_scopes": CUSTOM_SCOPES,
+        "admin_scopes": [SCOPE],
+        "nav": [{"title": "Operations", "url": PAGE, "admin": True, "scope": SCOPE}],
+        "spawner": {"start_outcome": [record_outcome]},
+    }

@@ -97,6 +97,7 @@ SERVICE_TRAITS = {
         "check_options",
         "form_parts",
         "option_keys",
+        "start_outcome",
     },
 }
 

@@ -54,6 +54,7 @@ def setup(tmp_path, monkeypatch):
         return SimpleNamespace(problems=lambda values: [], hub_parts=lambda s, st: PARTS[name])
 
     monkeypatch.setattr(settings_mod, "service_config", config)
+    monkeypatch.setattr(hubconfig, "HUB_PART_MODULES", ())  # the hub's own: test_ops_units
 
     def setup(text: str):
         path = tmp_path / "labspace.yaml"

@@ -176,3 +176,32 @@ def test_workspace_rows_join_the_open_sessions():
     ]
     assert rows[1]["started"] == "2026-01-01T09:00:00+00:00"
     assert ops.workspace_rows(running, None)[1]["cost"] is None
+
+
+# -- the hub's configuration --------------------------------------------------------
+
+
+def test_the_page_is_wired_even_with_every_service_off(tmp_path):
+    from labspace.hubconfig import build
+    from labspace.settings import load
+    from labspace.state import State
+
+    path = tmp_path / "labspace.yaml"
+    path.write_text(
+        "hub:\n  admin_users: [root]\n"
+        "accounting: {enabled: false}\ncatalog: {enabled: false}\ndata: {enabled: false}\n"
+    )
+    settings = load(path, environ={})
+    state = State(settings)
+    state.prepare()
+    values = build(settings, state, ["/bin/true"])
+    hub = values["JupyterHub"]
+    assert "services" not in hub
+    assert ops.SCOPE in hub["custom_scopes"]
+    roles = {r["name"]: r for r in hub["load_roles"]}
+    assert roles["labspace-admin"]["scopes"] == [ops.SCOPE]
+    assert roles["labspace-admin"]["users"] == ["root"]
+    assert ops.SCOPE not in roles["user"]["scopes"]
+    (link,) = hub["template_vars"]["labspace_nav"]
+    assert (link["url"], link["scope"]) == (ops.PAGE, ops.SCOPE)
+    assert ops.record_outcome in values["LabspaceSpawnerMixin"]["start_outcome"]

@@ -378,6 +378,10 @@ def _semantic_problems(data: dict[str, Any], skip: set[str] = frozenset()) -> li
         from .profiles import problems as profile_problems
 
         problems += profile_problems(values["profiles"], values["backend"])
+    if not skip & {"profiles", "hub"}:
+        from .culling import problems as culling_problems
+
+        problems += culling_problems(values)
     for name in SERVICE_SECTIONS:
         # services read other sections too (profiles, hub ports): only a file
         # the schema accepted as a whole reaches their checks

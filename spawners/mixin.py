@@ -347,6 +347,7 @@ class LabspaceSpawnerMixin(Configurable):
             await self.tell_outcome(outcome_of(e, spec.profile, 0.0))
             raise
         self.log.info("%s gets profile %s", self._log_name, spec.profile)
+        self._show_profile(spec.profile)
         self._allow_for_queue()
 
     _configured_start_timeout: int | None = None
@@ -429,15 +430,28 @@ class LabspaceSpawnerMixin(Configurable):
         p = self._progress
         return p is not None and p.started and p.done and not p.up
 
+    _shown_profile: str | None = None
+
+    def _show_profile(self, slug: str) -> None:
+        """The resolved profile in ``user_options``, so the hub API's server model
+        names it (the idle culler's per-profile timeout reads it there); the
+        options JupyterHub saved for the next start stay as they were asked."""
+        self._shown_profile = slug
+        self.user_options = {**(self.user_options or {}), "profile": slug}
+
     def get_state(self):
         state = super().get_state()
         if self._hooks_started:
             state["labspace_hooks_started"] = True
+        if self._shown_profile:  # shown again after a hub restart (load_state)
+            state["labspace_profile"] = self._shown_profile
         return state
 
     def load_state(self, state):
         super().load_state(state)
         self._hooks_started = bool(state.get("labspace_hooks_started"))
+        if state.get("labspace_profile") and "profile" not in (self.user_options or {}):
+            self._show_profile(state["labspace_profile"])
 
     def clear_state(self):
         """JupyterHub calls this as a spawn begins and after a stop: the last

@@ -46,7 +46,8 @@ TEST_SERVICE_SCOPES = [
 
 def hub_settings_for(data_dir: Path, proxy_command: list[str], token: str) -> dict[str, Any]:
     """Settings for a test hub: free loopback ports, ``data_dir``, the accounting,
-    catalog and data services off (tests about them turn them on), and a ``test``
+    catalog and data services and idle culling off (tests about them turn them
+    on), and a ``test``
     service whose ``token`` may manage users, groups, servers and tokens."""
     return {
         "data_dir": str(data_dir),
@@ -59,6 +60,7 @@ def hub_settings_for(data_dir: Path, proxy_command: list[str], token: str) -> di
             "hub_port": free_port(),
             "proxy_api_port": free_port(),
             "proxy_command": proxy_command,
+            "culling": {"enabled": False},  # tests about culling turn it on
             "config": {
                 "JupyterHub": {
                     "services": [{"name": "test", "api_token": token}],

@@ -59,6 +59,17 @@ DEFAULTS = {
                 "ca_root": "",
             },
         },
+        "culling": {
+            "enabled": True,
+            "timeout": 3600,
+            "every": 600,
+            "max_age": 0,
+            "named_servers": True,
+            "remove_named_servers": False,
+            "users": False,
+            "admin_users": True,
+            "concurrency": 10,
+        },
         "config": {},
     },
     "auth": {
@@ -209,6 +220,7 @@ data: {{}}
 REALISTIC_VALUES = yaml.safe_load(REALISTIC)
 REALISTIC_VALUES["auth"] = {**DEFAULTS["auth"], **REALISTIC_VALUES["auth"]}
 REALISTIC_VALUES["hub"]["tls"] = DEFAULTS["hub"]["tls"]
+REALISTIC_VALUES["hub"]["culling"] = DEFAULTS["hub"]["culling"]
 for _name in SERVICE_SECTIONS:
     REALISTIC_VALUES[_name] = DEFAULTS[_name]
 
@@ -216,11 +228,11 @@ ALLOWED_TOP = "allowed: data_dir, hub, auth, backend, profiles, accounting, cata
 ALLOWED_HUB = (
     "allowed: ip, port, hub_port, hub_ip, connect_host, proxy_api_port, proxy_api_url, "
     "proxy_url, base_url, public_url, db_url, "
-    "admin_users, cleanup_servers, log_level, proxy_command, tls, config"
+    "admin_users, cleanup_servers, log_level, proxy_command, tls, culling, config"
 )
 ALLOWED_PROFILE = (
-    "allowed: slug, display_name, description, default, cpu, memory, gpus, image, env, "
-    "groups, mounts, node_selector, tolerations"
+    "allowed: slug, display_name, description, default, cpu, memory, gpus, idle_timeout, "
+    "image, env, groups, mounts, node_selector, tolerations"
 )
 DB_HINT = "(sqlite:///path/to/file.sqlite or postgresql+psycopg://user:password@host:5432/db)"
 

@@ -202,6 +202,14 @@ def _services(settings: Settings, state: State, out: dict) -> None:
         _set(out, "LabspaceSpawnerMixin", trait, value)
 
 
+def _pages(settings: Settings, state: State, out: dict) -> None:
+    """The home page's data and Labspace's own hub pages (``hubpages``)."""
+    # imported here: it loads JupyterHub's handlers (~1 s), which the launcher never needs
+    from . import hubpages
+
+    hubpages.hub_values(settings, state, out)
+
+
 def admin_role(settings: Settings, scopes: list[str]) -> dict[str, Any]:
     """``labspace-admin``: the services' admin scopes for the same people the hub
     makes admins, ``hub.admin_users`` and, with SSO, whoever is in one of
@@ -308,6 +316,7 @@ def build(settings: Settings, state: State, proxy_cmd: list[str]) -> dict[str, d
     _proxy(settings, state, proxy_cmd, out)
     tls.hub_values(settings, state, out)
     _services(settings, state, out)
+    _pages(settings, state, out)
     _merge_config(out, settings.get("hub.config"))
     return out
 

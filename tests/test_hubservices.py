@@ -87,7 +87,12 @@ def test_parts_merged(setup):
     assert values["LabspaceSpawnerMixin"]["before_start"] == ["a.before", "c.before"]
     assert values["LabspaceSpawnerMixin"]["option_keys"] == {"project": "project", "app": "app"}
     assert hub["template_vars"]["labspace_nav"] == PARTS["accounting"]["nav"]
-    assert set(hub["template_vars"]) == {"labspace_nav", "labspace_alerts", "labspace_version"}
+    assert set(hub["template_vars"]) == {
+        "labspace_nav",
+        "labspace_alerts",
+        "labspace_version",
+        "labspace_home",
+    }
 
 
 def test_disabled_service_adds_nothing(setup):

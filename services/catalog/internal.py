@@ -82,5 +82,23 @@ class SpawnOptionsHandler(InternalHandler):
         self.write_json(answer)
 
 
+class MineHandler(InternalHandler):
+    """``GET api/internal/mine?user=<name>&groups=<a,b>``: the apps open to
+    those groups, for the hub's home page (``{"apps": [{id, title,
+    description, category, kind, icon}]}``)."""
+
+    async def get(self):
+        user = self.get_query_argument("user", "")
+        if not user or len(user) > MAX_NAME:
+            raise web.HTTPError(400, f"'user' must be a name of at most {MAX_NAME} characters")
+        groups = {g for g in self.get_query_argument("groups", "").split(",") if g}
+        apps = await self.settings["catalog"].list_apps(groups)
+        keep = ("id", "title", "description", "category", "kind", "icon")
+        self.write_json({"apps": [{k: a.get(k) for k in keep} for a in apps]})
+
+
 def routes(prefix: str) -> list[tuple[str, type]]:
-    return [(prefix + "api/internal/spawn-options", SpawnOptionsHandler)]
+    return [
+        (prefix + "api/internal/spawn-options", SpawnOptionsHandler),
+        (prefix + "api/internal/mine", MineHandler),
+    ]

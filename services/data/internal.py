@@ -74,5 +74,22 @@ class StartHandler(InternalHandler):
         self.write_json({"datasets": datasets})
 
 
+class MineHandler(InternalHandler):
+    """``GET api/internal/mine?user=<name>&groups=<a,b>``: the datasets that
+    person holds a grant for, as their own My data lists them (no credential),
+    for the hub's home page: ``{"datasets": [...]}``."""
+
+    async def get(self):
+        user = self.get_query_argument("user", "")
+        if not user or len(user) > MAX_NAME:
+            raise web.HTTPError(400, f"user: must be a name of at most {MAX_NAME} characters")
+        groups = frozenset(g for g in self.get_query_argument("groups", "").split(",") if g)
+        store: DataStore = self.settings["store"]
+        self.write_json({"datasets": await store.mine(Who(user, groups))})
+
+
 def routes(prefix: str) -> list[tuple[str, type]]:
-    return [(prefix + "api/internal/start", StartHandler)]
+    return [
+        (prefix + "api/internal/start", StartHandler),
+        (prefix + "api/internal/mine", MineHandler),
+    ]

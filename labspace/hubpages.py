@@ -43,8 +43,10 @@ TIMEOUT = 2.0
 class ServiceDirectory:
     """The enabled services' internal APIs, as the hub's process calls them."""
 
-    def __init__(self, callers: dict[str, ServiceCaller]):
+    def __init__(self, callers: dict[str, ServiceCaller], settings=None, state=None):
         self.callers = dict(callers)
+        self.settings = settings  # the Settings and State it was built from, for pages
+        self.state = state  # that need more (the ops page's cull-now)
 
     def __repr__(self) -> str:  # never a token
         return f"ServiceDirectory({sorted(self.callers)})"
@@ -67,7 +69,7 @@ class ServiceDirectory:
             if (settings.get(name) or {}).get("enabled"):
                 url, token = hub_side_url(settings, name), state.service_token(name)
                 callers[name] = ServiceCaller(name, url, token, timeout=timeout, tries=1)
-        return cls(callers)
+        return cls(callers, settings, state)
 
     def enabled(self, name: str) -> bool:
         """Whether service ``name`` is on in the settings (up or not)."""
@@ -110,12 +112,13 @@ class ServiceDirectory:
 
 
 class LabspacePage(BaseHandler):
-    """A Labspace page in the hub: ``self.services`` (a ``ServiceDirectory``),
+    """A Labspace page in the hub: ``self.directory`` (a ``ServiceDirectory``;
+    not ``services``, which is JupyterHub's own map of services),
     ``require_scope`` and ``render_page``. Subclasses write ``get``/``post``
     with ``@web.authenticated``; JupyterHub's XSRF check covers their forms."""
 
-    def initialize(self, services: ServiceDirectory):
-        self.services = services
+    def initialize(self, directory: ServiceDirectory):
+        self.directory = directory
 
     def require_scope(self, *scopes: str) -> None:
         """403 unless the signed-in person holds one of ``scopes`` (as
@@ -135,7 +138,7 @@ def routes(directory: ServiceDirectory, modules: tuple[str, ...] = PAGE_MODULES)
     for module_name in modules:
         module = importlib.import_module(module_name)
         for pattern, handler in module.routes():
-            out.append((pattern, handler, {"services": directory}))
+            out.append((pattern, handler, {"directory": directory}))
     return out
 
 

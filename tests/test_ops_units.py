@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from offline import build_spawner, settings_from
@@ -17,6 +19,8 @@ from labspace import ops
 from labspace.services.kit import health
 from labspace.spawners.local import LabspaceLocalSpawner
 from labspace.spawners.outcome import StartOutcome, outcome_of
+
+EVIL = "<img src=x onerror=alert(1)>"
 
 
 @pytest.mark.parametrize(
@@ -196,12 +200,79 @@ def test_the_page_is_wired_even_with_every_service_off(tmp_path):
     state.prepare()
     values = build(settings, state, ["/bin/true"])
     hub = values["JupyterHub"]
-    assert "services" not in hub
     assert ops.SCOPE in hub["custom_scopes"]
     roles = {r["name"]: r for r in hub["load_roles"]}
-    assert roles["labspace-admin"]["scopes"] == [ops.SCOPE]
+    assert ops.SCOPE in roles["labspace-admin"]["scopes"]
     assert roles["labspace-admin"]["users"] == ["root"]
     assert ops.SCOPE not in roles["user"]["scopes"]
-    (link,) = hub["template_vars"]["labspace_nav"]
+    (link,) = [n for n in hub["template_vars"]["labspace_nav"] if n["url"] == ops.PAGE]
     assert (link["url"], link["scope"]) == (ops.PAGE, ops.SCOPE)
     assert ops.record_outcome in values["LabspaceSpawnerMixin"]["start_outcome"]
+
+
+# -- the template ------------------------------------------------------------------
+
+
+def render_ops(**ns) -> str:
+    """ops.html as the hub renders it (JupyterHub's loaders, autoescape on)."""
+    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader
+
+    from labspace.hubconfig import PACKAGE_DIR
+
+    shared = os.path.join(sys.prefix, "share", "jupyterhub", "templates")
+    assert os.path.isdir(shared), shared
+    loader = ChoiceLoader(
+        [
+            PrefixLoader({"templates": FileSystemLoader([shared])}, "/"),
+            FileSystemLoader([str(PACKAGE_DIR / "templates")]),
+        ]
+    )
+    env = Environment(loader=loader, autoescape=True)
+    page = {
+        "base_url": "/hub/", "prefix": "/",
+        "user": SimpleNamespace(name="admin", spawner=SimpleNamespace(options_form=None)),
+        "static_url": lambda path, **kw: "/hub/static/" + path, "services": [],
+        "parsed_scopes": {ops.SCOPE: {}}, "xsrf": "XSRF-TOKEN", "version_hash": "",
+        "login_url": "/hub/login", "logout_url": "/hub/logout",
+        "labspace_nav": [{"title": "Operations", "url": ops.PAGE, "admin": True,
+                          "scope": ops.SCOPE}],
+    }  # fmt: skip
+    return env.get_template("ops.html").render(**{**page, **ns})
+
+
+def test_the_page_escapes_what_users_and_services_say():
+    t = datetime(2026, 1, 1, 9, tzinfo=UTC)
+    running = [ops.Running(EVIL, EVIL, EVIL, EVIL, t, t, None)]
+    record = ops.StartRecord()
+    record.add(EVIL, EVIL, StartOutcome("refused", EVIL, 402, f"Over budget {EVIL}"))
+    health_rows = [
+        ops.health_row(
+            "accounting", 200,
+            {"version": EVIL, "last_error": {"at": EVIL, "message": EVIL}, "problem": EVIL},
+            None,
+        ),
+    ]  # fmt: skip
+    html = render_ops(
+        workspaces=ops.workspace_rows(running, [{"user": EVIL, "server": EVIL, "cost": EVIL}]),
+        currency=EVIL,
+        costs_known=True,
+        accounting_on=True,
+        health=health_rows,
+        starts=record.entries(),
+        actions=[{"at": EVIL, "who": EVIL, "text": EVIL}],
+        culling_on=True,
+    )
+    assert "<img src=x" not in html
+    assert html.count("&lt;img src=x onerror=alert(1)&gt;") >= 12
+    assert 'name="_xsrf" value="XSRF-TOKEN"' in html
+    assert 'href="/hub/ops"' in html  # the nav link, for whoever holds the scope
+    assert 'action="/hub/ops/stop"' in html and 'action="/hub/ops/cull"' in html
+
+
+def test_the_nav_link_needs_the_scope():
+    html = render_ops(
+        workspaces=[], currency="credits", costs_known=False, accounting_on=False, health=[],
+        starts=[], actions=[], culling_on=False, **{"parsed_scopes": {"admin-ui": {}}},
+    )  # fmt: skip
+    assert 'href="/hub/ops"' not in html
+    assert "No workspace is running." in html and "Idle culling is off" in html

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import yaml
 
-from . import cli_backup, cli_service, reference
+from . import cli_backup, cli_data, cli_servers, cli_service, reference
 from . import settings as settings_mod
 from .cli_api import COMMANDS, err, load_settings, out
 
@@ -212,7 +212,13 @@ def proxy_version(settings: settings_mod.Settings) -> str:
     return done.stdout.strip() or "(unknown)"
 
 
-for command in (*COMMANDS, *cli_backup.COMMANDS, *cli_service.COMMANDS):
+for command in (
+    *COMMANDS,
+    *cli_data.COMMANDS,
+    *cli_servers.COMMANDS,
+    *cli_backup.COMMANDS,
+    *cli_service.COMMANDS,
+):
     main.add_command(command)
 
 

@@ -1,6 +1,8 @@
 """The ``labspace`` commands that call Labspace's REST APIs (users, groups,
-usage, apps, data, api): tables for people, ``--json`` for scripts, an API error
-as one line and exit 1. ``labspace.cli`` adds them to the ``labspace`` command."""
+usage, apps, api): tables for people, ``--json`` for scripts, an API error as
+one line on stderr and exit 1 (in ``--json`` mode too). ``labspace data`` is in
+``cli_data``, ``servers``/``tokens``/``completion`` in ``cli_servers``; they use
+the helpers here. ``labspace.cli`` adds them all to the ``labspace`` command."""
 
 from __future__ import annotations
 
@@ -64,12 +66,41 @@ def _show(rows, as_json: bool, columns: list[str]) -> None:
     out.print(table)
 
 
+def _done(as_json: bool, result, line: str) -> None:
+    """An action's answer: JSON for scripts (``{}`` when the API sent none), else one line."""
+    if as_json:
+        click.echo(json.dumps(result if result is not None else {}, indent=2, default=str))
+    else:
+        out.print(line, markup=False)
+
+
+def _amount(ctx, param, value):
+    """An amount as the ledger takes it, checked before anything is sent."""
+    from .client import check_amount
+
+    try:
+        return check_amount(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 def _cell(value) -> str:
     if isinstance(value, (list, tuple, set)):
         return ", ".join(str(v) for v in value)
     if isinstance(value, dict):
         return ", ".join(sorted(value)) if value else ""
     return "" if value is None else str(value)
+
+
+def _subject_options(fn):
+    fn = click.option("--user", default=None, help="A user (or --group).")(fn)
+    return click.option("--group", default=None, help="A group (or --user).")(fn)
+
+
+def _one_subject(group, user) -> None:
+    if bool(group) == bool(user):
+        err.print("error: name --group or --user (one of them)", markup=False)
+        sys.exit(2)
 
 
 @click.group()
@@ -88,13 +119,18 @@ def users_list(url, as_json):
 
 @users.command("add")
 @_URL
+@_JSON
 @click.argument("names", nargs=-1, required=True)
-def users_add(url, names):
+def users_add(url, as_json, names):
     """Add users by name."""
+    added = []
     with _client(url) as ls:
         for name in names:
-            _call(ls.add_user, name)
-            out.print(f"added {name}", markup=False)
+            added.append(_call(ls.add_user, name))
+            if not as_json:
+                out.print(f"added {name}", markup=False)
+    if as_json:
+        click.echo(json.dumps(added, indent=2, default=str))
 
 
 @click.group()
@@ -113,9 +149,10 @@ def groups_list(url, as_json):
 
 @groups.command("add")
 @_URL
+@_JSON
 @click.argument("group")
 @click.argument("members", nargs=-1)
-def groups_add(url, group, members):
+def groups_add(url, as_json, group, members):
     """Create GROUP (if needed) and add MEMBERS to it."""
     from .client import ClientError
 
@@ -126,20 +163,20 @@ def groups_add(url, group, members):
             if e.status != 409:  # exists already
                 err.print(f"error: {e}", markup=False)
                 sys.exit(1)
-        if members:
-            _call(ls.add_members, group, list(members))
-        out.print(f"{group}: {', '.join(members) or 'no new members'}", markup=False)
+        found = _call(ls.add_members, group, list(members)) if members else None
+    _done(as_json, found, f"{group}: {', '.join(members) or 'no new members'}")
 
 
 @groups.command("remove")
 @_URL
+@_JSON
 @click.argument("group")
 @click.argument("members", nargs=-1, required=True)
-def groups_remove(url, group, members):
+def groups_remove(url, as_json, group, members):
     """Remove MEMBERS from GROUP."""
     with _client(url) as ls:
-        _call(ls.remove_members, group, list(members))
-        out.print(f"{group}: removed {', '.join(members)}", markup=False)
+        found = _call(ls.remove_members, group, list(members))
+    _done(as_json, found, f"{group}: removed {', '.join(members)}")
 
 
 @click.group()
@@ -149,10 +186,20 @@ def usage():
 
 @usage.command("me")
 @_URL
-def usage_me(url):
-    """My balances, projects and current sessions (JSON)."""
+@_JSON
+def usage_me(url, as_json):
+    """My balances, projects and current sessions."""
     with _client(url) as ls:
-        click.echo(json.dumps(_call(ls.my_usage), indent=2))
+        found = _call(ls.my_usage)
+    if as_json or not isinstance(found, dict):
+        click.echo(json.dumps(found, indent=2, default=str))
+        return
+    for key, value in found.items():
+        if isinstance(value, list) and all(isinstance(v, dict) for v in value) and value:
+            out.print(f"{key}:", markup=False)
+            _show(value, False, list(value[0]))
+        else:
+            out.print(f"{key}: {_cell(value)}", markup=False)
 
 
 @usage.command("report")
@@ -174,8 +221,10 @@ def usage_me(url):
     default="table",
     show_default=True,
 )
-def usage_report(url, start, end, by, user, project, fmt):
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts (--format json).")
+def usage_report(url, start, end, by, user, project, fmt, as_json):
     """Usage over a date range, grouped by day, user, project or profile."""
+    fmt = "json" if as_json else fmt
     with _client(url) as ls:
         result = _call(
             ls.usage_report,
@@ -195,22 +244,93 @@ def usage_report(url, start, end, by, user, project, fmt):
         _show(rows, False, list(rows[0]) if rows else [by])
 
 
+_REASON = click.option("--reason", required=True, help="Why (kept in the ledger).")
+_AMOUNT = click.argument("amount", callback=_amount)
+
+
+def _balances(result, *projects: str) -> str:
+    found = (result or {}).get("balances") or {}
+    return ", ".join(f"{p} {found.get(p, '?')}" for p in projects)
+
+
 @usage.command("top-up")
 @_URL
+@_JSON
 @click.argument("project")
-@click.argument("amount")
-@click.option("--reason", required=True, help="Why (kept in the ledger).")
-def usage_top_up(url, project, amount, reason):
+@_AMOUNT
+@_REASON
+def usage_top_up(url, as_json, project, amount, reason):
     """Add AMOUNT to PROJECT's budget (needs accounting admin)."""
     with _client(url) as ls:
         result = _call(ls.top_up, project, amount, reason)
     balance = (result.get("balances") or {}).get(project, "?")
-    out.print(f"{project}: topped up {amount}; balance {balance}", markup=False)
+    _done(as_json, result, f"{project}: topped up {amount}; balance {balance}")
+
+
+@usage.command("assign")
+@_URL
+@_JSON
+@click.argument("parent")
+@click.argument("child")
+@_AMOUNT
+@_REASON
+def usage_assign(url, as_json, parent, child, amount, reason):
+    """Give AMOUNT of PARENT's budget to its child project CHILD (accounting admin).
+
+    Who is whose parent: accounting.projects.parents in labspace.yaml."""
+    with _client(url) as ls:
+        result = _call(ls.assign, parent, child, amount, reason)
+    line = f"transaction {result.get('transaction')}: assigned {amount} from {parent} to {child}"
+    _done(as_json, result, f"{line}; balances {_balances(result, parent, child)}")
+
+
+@usage.command("move")
+@_URL
+@_JSON
+@click.argument("source", metavar="FROM")
+@click.argument("target", metavar="TO")
+@_AMOUNT
+@_REASON
+def usage_move(url, as_json, source, target, amount, reason):
+    """Move AMOUNT of budget from project FROM to project TO (accounting admin)."""
+    with _client(url) as ls:
+        result = _call(ls.move, source, target, amount, reason)
+    line = f"transaction {result.get('transaction')}: moved {amount} from {source} to {target}"
+    _done(as_json, result, f"{line}; balances {_balances(result, source, target)}")
+
+
+@usage.command("reverse")
+@_URL
+@_JSON
+@click.argument("transaction", type=click.IntRange(1))
+@_REASON
+def usage_reverse(url, as_json, transaction, reason):
+    """Undo ledger TRANSACTION (once; accounting admin).
+
+    The ids are in `labspace usage ledger` and in each operation's output."""
+    with _client(url) as ls:
+        result = _call(ls.reverse, transaction, reason)
+    balances = ", ".join(f"{k} {v}" for k, v in (result.get("balances") or {}).items())
+    line = f"transaction {result.get('transaction')}: reversed {transaction}"
+    _done(as_json, result, f"{line}; balances {balances}")
+
+
+@usage.command("ledger")
+@_URL
+@_JSON
+@click.option("--account", default=None, help="Only this account, e.g. project:lab-x.")
+@click.option("--limit", type=click.IntRange(1, 10000), default=20, show_default=True)
+def usage_ledger(url, as_json, account, limit):
+    """Recent ledger transactions, newest first (accounting read-all)."""
+    with _client(url) as ls:
+        rows = _call(ls.transactions, account, limit)
+    columns = list(rows[0]) if rows and isinstance(rows[0], dict) else ["id"]
+    _show(rows, as_json, columns)
 
 
 @click.group()
 def apps():
-    """Interactive apps of the catalog: list, launch, stop."""
+    """Interactive apps of the catalog: list, launch, share, stop."""
 
 
 @apps.command("list")
@@ -227,13 +347,15 @@ def apps_list(url, as_json, category, query):
 
 @apps.command("launch")
 @_URL
+@_JSON
 @click.argument("app")
 @click.option("--version", default=None, help="A version (default: the current one).")
-def apps_launch(url, app, version):
-    """Launch APP; prints where it opens."""
+def apps_launch(url, as_json, app, version):
+    """Launch APP; prints its launch id and where it opens."""
     with _client(url) as ls:
         launch = _call(ls.launch, app, version)
-    click.echo(json.dumps(launch, indent=2))
+    where = launch.get("url") or "(its address once it runs: `labspace apps launches`)"
+    _done(as_json, launch, f"launch {launch.get('id')}: {app} {launch.get('state', '')} {where}")
 
 
 @apps.command("launches")
@@ -248,172 +370,58 @@ def apps_launches(url, as_json):
 
 @apps.command("stop")
 @_URL
+@_JSON
 @click.argument("launch_id", type=int)
-def apps_stop(url, launch_id):
+def apps_stop(url, as_json, launch_id):
     """Stop a launch (its id from `labspace apps launches`)."""
     with _client(url) as ls:
-        _call(ls.stop_launch, launch_id)
-    out.print(f"stopped launch {launch_id}", markup=False)
+        result = _call(ls.stop_launch, launch_id)
+    _done(as_json, result, f"stopped launch {launch_id}")
 
 
-@click.group()
-def data():
-    """Datasets and who may use them (the data service)."""
-
-
-def _size(value) -> str:
-    """Bytes as people read them: 1.5 GB."""
-    if not isinstance(value, (int, float)):
-        return ""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return ""
-
-
-def _subject_options(fn):
-    fn = click.option("--user", default=None, help="A user (or --group).")(fn)
-    return click.option("--group", default=None, help="A group (or --user).")(fn)
-
-
-def _one_subject(group, user) -> None:
-    if bool(group) == bool(user):
-        err.print("error: name --group or --user (one of them)", markup=False)
-        sys.exit(2)
-
-
-@data.command("list")
+@apps.command("shares")
 @_URL
 @_JSON
-def data_list(url, as_json):
-    """Datasets you may use, with your level (admins: every dataset)."""
+@click.argument("launch_id", metavar="LAUNCH", type=int)
+def apps_shares(url, as_json, launch_id):
+    """Who a running standalone app (launch LAUNCH) is shared with."""
     with _client(url) as ls:
-        rows = _call(ls.datasets)
-    for row in rows:
-        row["size"] = row.get("size") if as_json else _size(row.get("size"))
-    _show(rows, as_json, ["id", "title", "kind", "level", "mount_path", "size"])
+        rows = _call(ls.shares, launch_id)
+    _show(rows, as_json, ["user", "group", "scopes"])
 
 
-@data.command("show")
+@apps.command("share")
 @_URL
 @_JSON
-@click.argument("dataset")
-def data_show(url, as_json, dataset):
-    """One dataset, and its grants when you may see them (admins)."""
-    from .client import ClientError
-
-    with _client(url) as ls:
-        found = _call(ls.dataset, dataset)
-        try:
-            found["grants"] = ls.grants(dataset)
-        except ClientError as e:
-            if e.status != 403:  # a plain user sees the dataset, not who else has it
-                err.print(f"error: {e}", markup=False)
-                sys.exit(1)
-    if as_json:
-        click.echo(json.dumps(found, indent=2, default=str))
-        return
-    grants = found.pop("grants", None)
-    found["size"] = _size(found.get("size"))
-    if isinstance(found.get("credentials"), dict):  # whether set, never a value
-        found["credentials"] = ", ".join(
-            f"{level} {'set' if is_set else 'not set'}"
-            for level, is_set in found["credentials"].items()
-        )
-    if isinstance(found.get("s3"), dict):
-        found["s3"] = ", ".join(f"{k}={v}" for k, v in found["s3"].items() if v)
-    for key, value in found.items():
-        out.print(f"{key}: {_cell(value)}", markup=False)
-    if grants is not None:
-        out.print("grants:", markup=False)
-        _show(grants, False, ["subject_type", "subject", "level", "granted_by", "granted_at"])
-
-
-@data.command("grant")
-@_URL
-@click.argument("dataset")
+@click.argument("launch_id", metavar="LAUNCH", type=int)
 @_subject_options
-@click.option(
-    "--level",
-    type=click.Choice(["read", "write"]),
-    required=True,
-    help="read: read-only; write: read and write.",
-)
-@click.option("--reason", required=True, help="Why (kept in the audit).")
-def data_grant(url, dataset, group, user, level, reason):
-    """Let a group or user read or write DATASET.
+def apps_share(url, as_json, launch_id, group, user):
+    """Let a user or a group open my running standalone app (launch LAUNCH).
 
-    Their workspaces get it at their next start."""
+    Only standalone apps (each in a server of its own) can be shared."""
     _one_subject(group, user)
     with _client(url) as ls:
-        _call(ls.grant, dataset, level, reason, group=group, user=user)
+        result = _call(ls.share, launch_id, group=group, user=user)
     who = f"group {group}" if group else f"user {user}"
-    out.print(f"{dataset}: {who} may {level} (from their next start)", markup=False)
+    _done(as_json, result, f"launch {launch_id}: shared with {who}")
 
 
-@data.command("revoke")
+@apps.command("unshare")
 @_URL
-@click.argument("dataset")
+@_JSON
+@click.argument("launch_id", metavar="LAUNCH", type=int)
 @_subject_options
-@click.option("--reason", required=True, help="Why (kept in the audit).")
-def data_revoke(url, dataset, group, user, reason):
-    """Remove a group's or user's grant on DATASET.
-
-    It is gone at their next start; running workspaces keep it until they stop."""
+def apps_unshare(url, as_json, launch_id, group, user):
+    """Take back a share of launch LAUNCH from a user or a group."""
     _one_subject(group, user)
     with _client(url) as ls:
-        _call(ls.revoke, dataset, reason, group=group, user=user)
+        _call(ls.unshare, launch_id, group=group, user=user)
     who = f"group {group}" if group else f"user {user}"
-    out.print(
-        f"{dataset}: revoked for {who}; running workspaces keep it until they stop "
-        "(`labspace api GET services/data/api/holders` lists them)",
-        markup=False,
+    _done(
+        as_json,
+        {"unshared": {"group": group} if group else {"user": user}},
+        f"launch {launch_id}: no longer shared with {who}",
     )
-
-
-@data.command("audit")
-@_URL
-@_JSON
-@click.option("--dataset", default=None, help="Only this dataset.")
-@click.option("--user", default=None, help="Only events about this user.")
-@click.option("--since", default=None, help="From this time, e.g. 2026-11-01 (UTC).")
-@click.option("--until", default=None, help="Before this time, e.g. 2026-12-01 (UTC).")
-@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many.")
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (with a header row).")
-def data_audit(url, as_json, dataset, user, since, until, limit, as_csv):
-    """Grant changes and workspace starts, newest first.
-
-    Who got which data when: every grant change (before, after, reason) and
-    every start (which datasets at which level). Needs data admin."""
-    with _client(url) as ls:
-        fmt = "csv" if as_csv else "json"
-        events = _call(ls.data_audit, dataset, user, since, until, limit, fmt)
-    if as_csv:
-        click.echo(events, nl=False)
-        return
-    if not as_json:
-        for event in events:
-            event["change"] = _change(event)
-            event["subject"] = event.get("subject") or event.get("user")
-            event["at"] = str(event.get("at", ""))[:19].replace("T", " ")  # UTC, to the second
-    _show(events, as_json, ["at", "kind", "actor", "dataset", "subject", "change", "reason"])
-
-
-def _change(event: dict) -> str:
-    """What changed, in a few words: a grant's levels, a dataset created, changed
-    (which keys) or deleted, or the datasets a start got."""
-    if event.get("datasets"):
-        return ", ".join(f"{d.get('id')} ({d.get('level')})" for d in event["datasets"])
-    before, after = event.get("before"), event.get("after")
-    if isinstance(before, dict) or isinstance(after, dict):
-        if not before or not after:
-            return "created" if after else "deleted"
-        keys = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
-        return "changed " + ", ".join(keys)
-    if before is None and after is None:
-        return ""
-    return f"{before or 'none'} -> {after or 'none'}"
 
 
 @click.command("api")
@@ -433,4 +441,4 @@ def api_cmd(url, method, path, data):
     click.echo(result if isinstance(result, str) else json.dumps(result, indent=2, default=str))
 
 
-COMMANDS = [users, groups, usage, apps, data, api_cmd]
+COMMANDS = [users, groups, usage, apps, api_cmd]

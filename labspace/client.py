@@ -17,8 +17,12 @@ an error. Without arguments the URL and token come from ``LABSPACE_URL`` and
 from __future__ import annotations
 
 import os
+import re
+import time
+from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import httpx
 
@@ -75,6 +79,16 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
+    def http_status(self, method: str, path: str, **kw) -> int:
+        """A hub API call whose status is the answer (2xx), else ClientError."""
+        try:
+            r = self.http.request(method, "hub/api/" + path.lstrip("/"), **kw)
+        except httpx.HTTPError as e:
+            raise ClientError(0, f"cannot reach {self.url}: {type(e).__name__}") from None
+        if r.status_code >= 400:
+            raise ClientError(r.status_code, _message(r))
+        return r.status_code
+
     def request(self, method: str, path: str, **kw) -> Any:
         """``path`` below the Labspace URL, e.g. ``hub/api/users``; returns the
         decoded JSON (or text for other content), raises ClientError on 4xx/5xx."""
@@ -106,6 +120,108 @@ class Client:
 
     def groups(self) -> list[dict[str, Any]]:
         return self.hub("GET", "groups")
+
+    def me(self) -> dict[str, Any]:
+        """The model of whoever holds the token (a user, or a service)."""
+        return self.hub("GET", "user")
+
+    def user(self, name: str) -> dict[str, Any]:
+        return self.hub("GET", f"users/{quote(name, safe='')}")
+
+    # -- servers --------------------------------------------------------------
+
+    def servers(self, everyone: bool = False) -> list[dict[str, Any]]:
+        """Running and pending servers, one row each (``user``, ``name``, ``ready``,
+        ``pending``, ``url`` in full, ``profile``, ``started``, ``last_activity``):
+        mine, or with ``everyone`` every user's (needs ``read:servers``)."""
+        users = self.users() if everyone else [self.me()]
+        return [
+            server_row(self.url, user["name"], server)
+            for user in users
+            for server in (user.get("servers") or {}).values()
+        ]
+
+    def server(self, user: str, name: str = "") -> dict[str, Any] | None:
+        """One server's row, or None when it is not running nor pending."""
+        found = (self.user(user).get("servers") or {}).get(name)
+        return server_row(self.url, user, found) if found else None
+
+    def start_server(
+        self, user: str, name: str = "", options: dict[str, Any] | None = None
+    ) -> bool:
+        """Ask the hub to start a server with ``options`` (``user_options``, e.g.
+        ``{"profile": "small"}``); True when it is ready already, False when pending."""
+        answer = self.http_status("POST", _server_path(user, name), json=options or {})
+        return answer == 201
+
+    def stop_server(self, user: str, name: str = "") -> bool:
+        """Ask the hub to stop a server; True when it is stopped already."""
+        return self.http_status("DELETE", _server_path(user, name)) == 204
+
+    def progress(self, user: str, name: str = "", timeout: float = 300) -> Iterator[dict]:
+        """The events of a start under way (``progress`` 0-100, ``message``,
+        ``ready`` / ``failed`` on the last), from the hub's progress stream,
+        until the start ends or ``timeout`` seconds pass."""
+        path = "hub/api/" + _server_path(user, name) + "/progress"
+        deadline = time.monotonic() + timeout
+        try:
+            with self.http.stream("GET", path) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise ClientError(r.status_code, _message(r))
+                for line in r.iter_lines():
+                    if line.startswith("data:"):
+                        event = _event(line.removeprefix("data:"))
+                        yield event
+                        if event.get("ready") or event.get("failed"):
+                            return
+                    if time.monotonic() > deadline:
+                        return
+        except httpx.HTTPError as e:
+            raise ClientError(0, f"progress of {user}'s server: {type(e).__name__}") from None
+
+    def wait_server(
+        self, user: str, name: str = "", until: str = "ready", timeout: float = 300
+    ) -> dict[str, Any] | None:
+        """Poll until the server is ready (``until="ready"``) or gone
+        (``until="stopped"``); returns its row (None when stopped). A server that
+        stops while waited on for ready, or ``timeout`` seconds, is a ClientError."""
+        deadline = time.monotonic() + timeout
+        while True:
+            row = self.server(user, name)
+            if until == "stopped" and row is None:
+                return None
+            if until == "ready" and row is not None and row["ready"]:
+                return row
+            if until == "ready" and row is None:
+                raise ClientError(0, f"{_label(user, name)} is not running (it stopped)")
+            if time.monotonic() > deadline:
+                raise ClientError(0, f"{_label(user, name)}: not {until} after {timeout:g} s")
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+    # -- tokens ---------------------------------------------------------------
+
+    def create_token(
+        self,
+        user: str,
+        scopes: list[str] | None = None,
+        expires_in: int | None = None,
+        note: str | None = None,
+    ) -> dict[str, Any]:
+        """A new API token of ``user``; the answer's ``token`` is shown only now."""
+        body: dict[str, Any] = {"note": note or "labspace CLI"}
+        if scopes:
+            body["scopes"] = list(scopes)
+        if expires_in:
+            body["expires_in"] = int(expires_in)
+        return self.hub("POST", f"users/{quote(user, safe='')}/tokens", json=body)
+
+    def tokens(self, user: str) -> list[dict[str, Any]]:
+        found = self.hub("GET", f"users/{quote(user, safe='')}/tokens")
+        return _items(found, "api_tokens")
+
+    def revoke_token(self, user: str, token_id: str) -> None:
+        self.hub("DELETE", f"users/{quote(user, safe='')}/tokens/{quote(token_id, safe='')}")
 
     def add_group(self, name: str) -> dict[str, Any]:
         return self.hub("POST", f"groups/{quote(name)}")
@@ -152,7 +268,25 @@ class Client:
         return self.service("accounting", "POST", f"ledger/{op}", json=body)
 
     def top_up(self, project: str, amount: str, reason: str) -> Any:
-        return self.ledger("topup", project=project, amount=amount, reason=reason)
+        return self.ledger("topup", project=project, amount=check_amount(amount), reason=reason)
+
+    def assign(self, parent: str, child: str, amount: str, reason: str) -> Any:
+        """Give ``amount`` of ``parent``'s budget to its child project ``child``."""
+        body = {"parent": parent, "child": child, "amount": check_amount(amount)}
+        return self.ledger("assign", **body, reason=reason)
+
+    def move(self, source: str, target: str, amount: str, reason: str) -> Any:
+        """Move ``amount`` of budget from project ``source`` to project ``target``."""
+        body = {"from": source, "to": target, "amount": check_amount(amount)}
+        return self.ledger("move", **body, reason=reason)
+
+    def reverse(self, transaction: int, reason: str) -> Any:
+        """Undo ledger transaction ``transaction`` (once)."""
+        return self.ledger("reverse", transaction=int(transaction), reason=reason)
+
+    def transactions(self, account: str | None = None, limit: int = 100) -> Any:
+        params = {"limit": str(limit), **({"account": account} if account else {})}
+        return _items(self.service("accounting", "GET", "ledger", params=params), "transactions")
 
     # -- catalog --------------------------------------------------------------
 
@@ -170,6 +304,19 @@ class Client:
 
     def stop_launch(self, launch_id: int) -> Any:
         return self.service("catalog", "POST", f"launches/{int(launch_id)}/stop")
+
+    def shares(self, launch_id: int) -> list[dict[str, Any]]:
+        """Who a running standalone app is shared with."""
+        return _items(self.service("catalog", "GET", f"launches/{int(launch_id)}/shares"), "shares")
+
+    def share(self, launch_id: int, *, group: str | None = None, user: str | None = None) -> Any:
+        """Share a running standalone app (a launch of mine) with a user or a group."""
+        path = f"launches/{int(launch_id)}/shares"
+        return self.service("catalog", "POST", path, json=_subject(group, user))
+
+    def unshare(self, launch_id: int, *, group: str | None = None, user: str | None = None) -> None:
+        path = f"launches/{int(launch_id)}/shares"
+        self.service("catalog", "DELETE", path, json=_subject(group, user))
 
     # -- data -----------------------------------------------------------------
 
@@ -243,3 +390,53 @@ def _subject(group: str | None, user: str | None) -> dict[str, str]:
     if bool(group) == bool(user):
         raise ValueError("name a group or a user (one of them)")
     return {"group": group} if group else {"user": user}
+
+
+def _server_path(user: str, name: str) -> str:
+    user = quote(user, safe="")
+    return f"users/{user}/servers/{quote(name, safe='')}" if name else f"users/{user}/server"
+
+
+def _label(user: str, name: str) -> str:
+    return f"{user}'s server {name!r}" if name else f"{user}'s server"
+
+
+def _event(text: str) -> dict[str, Any]:
+    import json
+
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return {"message": text.strip()}
+    return event if isinstance(event, dict) else {"message": str(event)}
+
+
+def server_row(base_url: str, user: str, server: dict[str, Any]) -> dict[str, Any]:
+    """A server of the hub's user model as one flat row, its URL in full."""
+    options = server.get("user_options") or {}
+    return {
+        "user": user,
+        "name": server.get("name", ""),
+        "ready": bool(server.get("ready")),
+        "pending": server.get("pending"),
+        "profile": options.get("profile", "") if isinstance(options, dict) else "",
+        "url": urljoin(base_url, server.get("url") or ""),
+        "started": server.get("started"),
+        "last_activity": server.get("last_activity"),
+    }
+
+
+AMOUNT_TEXT = re.compile(r"[0-9]{1,10}(\.[0-9]{1,6})?")
+MAX_AMOUNT = Decimal("1000000000")
+
+
+def check_amount(amount: Any) -> str:
+    """``amount`` as the ledger takes it (services/accounting: above 0, at most
+    1000000000, at most 6 decimals), as text; else ValueError saying so."""
+    text = str(amount).strip()
+    wanted = f"an amount is above 0 and at most {MAX_AMOUNT}, at most 6 decimals, e.g. 12.50"
+    if isinstance(amount, bool) or not AMOUNT_TEXT.fullmatch(text):
+        raise ValueError(f"{amount!r} is not an amount: {wanted}")
+    if not 0 < Decimal(text) <= MAX_AMOUNT:
+        raise ValueError(f"{amount!r} is out of range: {wanted}")
+    return text

@@ -46,13 +46,19 @@ def actions(hub_settings: dict[str, Any]) -> deque:
 class OpsBase(LabspacePage):
     """Signed in, holding the ops scope; the service directory at hand."""
 
+    @property
+    def hub_settings(self) -> dict[str, Any]:
+        """The hub's own tornado settings, which its users (and so the spawner
+        hooks) hold; the application's ``self.settings`` is a copy of it."""
+        return self.users.settings
+
     def need_ops(self) -> None:
         if ops.SCOPE not in self.parsed_scopes:
             raise web.HTTPError(403, NEEDS)
 
     def note(self, text: str) -> None:
         who = self.current_user.name
-        actions(self.settings).append({"at": ops.iso(ops.utcnow()), "who": who, "text": text})
+        actions(self.hub_settings).append({"at": ops.iso(ops.utcnow()), "who": who, "text": text})
         log.info("Operations page: %s %s", who, text)
 
     def back(self) -> None:
@@ -78,8 +84,8 @@ class OpsPage(OpsBase):
             costs_known=workspaces["known"],
             accounting_on=self.directory.enabled("accounting"),
             health=health,
-            starts=ops.start_record(self.settings).entries(),
-            actions=list(reversed(actions(self.settings))),
+            starts=ops.start_record(self.hub_settings).entries(),
+            actions=list(reversed(actions(self.hub_settings))),
             culling_on=bool(settings and settings.get("hub.culling.enabled")),
         )
 

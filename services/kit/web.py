@@ -379,12 +379,12 @@ def make_app(ctx: ServiceContext, routes: list, **settings: Any) -> web.Applicat
     from .health import HealthHandler  # (imports this module)
 
     hub_auth = settings.pop("hub_auth", None) or ctx.hub_auth()
-    kit_routes = [
-        (ctx.prefix + "oauth_callback", OAuthCallbackHandler),
-        (ctx.prefix + "api/internal/health", HealthHandler),
-    ]
     return web.Application(
-        [*routes, *kit_routes],
+        [  # the kit's first: a service's catch-all under api/internal/ must not hide them
+            (ctx.prefix + "api/internal/health", HealthHandler),
+            (ctx.prefix + "oauth_callback", OAuthCallbackHandler),
+            *routes,
+        ],
         **{
             "service_name": ctx.name,
             "hub_auth": hub_auth,

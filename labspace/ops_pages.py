@@ -54,7 +54,7 @@ class OpsBase(LabspacePage):
 
     def need_ops(self) -> None:
         if ops.SCOPE not in self.parsed_scopes:
-            raise web.HTTPError(403, NEEDS)
+            raise web.HTTPError(403, NEEDS, reason="For Labspace administrators")
 
     def note(self, text: str) -> None:
         who = self.current_user.name
@@ -85,6 +85,7 @@ class OpsPage(OpsBase):
             accounting_on=self.directory.enabled("accounting"),
             health=health,
             starts=ops.start_record(self.hub_settings).entries(),
+            max_starts=ops.MAX_RECORD,
             actions=list(reversed(actions(self.hub_settings))),
             culling_on=bool(settings and settings.get("hub.culling.enabled")),
         )

@@ -261,6 +261,7 @@ def test_the_page_escapes_what_users_and_services_say():
         starts=record.entries(),
         actions=[{"at": EVIL, "who": EVIL, "text": EVIL}],
         culling_on=True,
+        max_starts=50,
     )
     assert "<img src=x" not in html
     assert html.count("&lt;img src=x onerror=alert(1)&gt;") >= 12
@@ -272,7 +273,15 @@ def test_the_page_escapes_what_users_and_services_say():
 def test_the_nav_link_needs_the_scope():
     html = render_ops(
         workspaces=[], currency="credits", costs_known=False, accounting_on=False, health=[],
-        starts=[], actions=[], culling_on=False, **{"parsed_scopes": {"admin-ui": {}}},
+        starts=[], actions=[], culling_on=False, max_starts=50,
+        **{"parsed_scopes": {"admin-ui": {}}},
     )  # fmt: skip
     assert 'href="/hub/ops"' not in html
     assert "No workspace is running." in html and "Idle culling is off" in html
+
+
+def test_the_access_log_is_not_a_last_error():
+    health.install()
+    health.LAST.last = None
+    logging.getLogger("tornado.access").error("503 POST /services/x/api/internal/y 0.5ms")
+    assert health.LAST.last is None

@@ -14,7 +14,8 @@ since the service itself answered.
 
 ``last_error`` is the last ERROR (or worse) log line of the process, kept by
 ``LastError``, a logging handler ``run_service`` installs: the line's message,
-cut to ``MAX_MESSAGE`` characters (the services log no secrets).
+cut to ``MAX_MESSAGE`` characters (the services log no secrets); the access
+log's lines (a 5xx answer, e.g. while starting) are requests, not errors.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from .web import InternalHandler
 
 MAX_MESSAGE = 300
+IGNORED = {"tornado.access"}  # the access log: its lines are requests, not the service's errors
 STARTED = time.time()
 
 
@@ -42,6 +44,8 @@ class LastError(logging.Handler):
         self.last: dict[str, str] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name in IGNORED:  # a 5xx answer is logged there too; not an error of ours
+            return
         try:
             message = record.getMessage()
         except (TypeError, ValueError):

@@ -34,6 +34,7 @@ def world(module_hub_factory):
         accounting_settings(settings)
         settings["catalog"] = {"enabled": True, "port": free_port()}
         settings["auth"] = {"user_password": PASSWORD}
+        settings["hub"]["culling"] = {"enabled": True}  # an hour: nothing is idle here
 
     hub, api = module_hub_factory(edit)
     token = api.client.headers["Authorization"].split()[1]
@@ -89,9 +90,15 @@ def test_admin_sees_a_running_workspace_with_its_cost_and_stops_it(world, admin)
     expect(row.locator("time")).to_have_count(2)  # started, last activity
     shoot(page, "page")
 
+    # one pass of the culler now (jupyterhub-idle-culler's own): ann is not idle
+    page.get_by_role("button", name="Cull idle now").click()
+    page.wait_for_url(re.compile(r"/hub/ops$"))
+    expect(page.locator("#ls-actions")).to_contain_text("admin culled nothing (none was idle)")
+    expect(row).to_be_visible()
+
     row.get_by_role("button", name="Stop").click()
     page.wait_for_url(re.compile(r"/hub/ops$"))
-    expect(page.locator("#ls-actions")).to_contain_text("admin stopped ann")
+    expect(page.locator("#ls-actions li").first).to_contain_text("admin stopped ann")
     wait_for(lambda: not api.user("ann").json()["servers"], 30, what="ann's server stopped")
     api.started.discard("ann")
     page.reload()
@@ -130,7 +137,7 @@ def test_service_health_and_a_service_that_does_not_answer_shows_down(world, adm
 
     hub, _, _ = world
     page = ops(admin, hub)
-    for name in ("accounting", "catalog", "accounting-deliverer"):
+    for name in ("accounting", "catalog", "accounting-deliverer", "idle-culler"):
         expect(page.locator(f'tr.ls-service[data-service="{name}"]')).to_have_attribute(
             "data-state", "up"
         )
@@ -144,7 +151,7 @@ def test_service_health_and_a_service_that_does_not_answer_shows_down(world, adm
         catalog = page.locator('tr.ls-service[data-service="catalog"]')
         expect(catalog).to_have_attribute("data-state", "down")
         expect(catalog).to_contain_text("No answer")
-        expect(page.locator("#ls-count-down")).to_have_text("1 of 3 services not up")
+        expect(page.locator("#ls-count-down")).to_have_text("1 of 4 services not up")
         shoot(page, "catalog-down")
     page.reload()
     expect(page.locator('tr.ls-service[data-service="catalog"]')).to_have_attribute(
@@ -166,6 +173,7 @@ def test_a_non_admin_gets_403_and_no_link(world, chromium):
         expect(page.get_by_role("link", name="Operations")).to_have_count(0)
         response = page.goto(hub.url + "hub/ops")
         assert response.status == 403
+        expect(page.locator("h1")).to_have_text(re.compile(r"403 : For Labspace administrators"))
         expect(page.locator("body")).to_contain_text("custom:labspace-ops:admin")
         shoot(page, "403")
     finally:

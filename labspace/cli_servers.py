@@ -10,6 +10,7 @@ stdout at the end."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 
@@ -103,11 +104,12 @@ def servers_start(url, as_json, user, name, profile, pairs, wait, timeout):
     options = _options(pairs, profile)
     with _client(url) as ls:
         user = _whoami(ls, user)
-        ready = _call(ls.start_server, user, name, options)
-        if wait and not ready:
-            _follow(ls, user, name, timeout, quiet=as_json)
-        row = _call(ls.wait_server, user, name, "ready", timeout) if wait else None
-        row = row or _call(ls.server, user, name)
+        if wait:
+            _follow(ls.start_with_progress(user, name, options, timeout), quiet=as_json)
+            row = _call(ls.wait_server, user, name, "ready", timeout)
+        else:
+            _call(ls.start_server, user, name, options)
+            row = _call(ls.server, user, name)
     if as_json:
         click.echo(json.dumps(row, indent=2, default=str))
     elif row and row["ready"]:
@@ -116,31 +118,39 @@ def servers_start(url, as_json, user, name, profile, pairs, wait, timeout):
         err.print("start requested: `labspace servers wait` follows it", markup=False)
 
 
-def _follow(ls, user: str, name: str, timeout: float, quiet: bool) -> None:
-    """The start's progress events: a bar and one line per message on stderr."""
+def _follow(events, quiet: bool) -> None:
+    """A start's progress events: one line per message and a bar, on stderr
+    (from the first event on: a start refused at once is its error line alone)."""
     from rich.progress import BarColumn, Progress, TextColumn
 
     from .client import ClientError
 
     percent = TextColumn("{task.percentage:>3.0f}%")
     columns = [TextColumn("{task.description}"), BarColumn(), percent]
-    with Progress(*columns, console=err, disable=quiet, transient=False) as bar:
-        task = bar.add_task("starting", total=100)
-        try:
-            for event in ls.progress(user, name, timeout):
-                percent = event.get("progress")
-                if isinstance(percent, (int, float)):
-                    bar.update(task, completed=min(max(percent, 0), 100))
-                if event.get("message") and not quiet:
-                    bar.console.print(f"{percent or 0:>3}% {event['message']}", markup=False)
-                if event.get("failed"):
-                    bar.stop()
-                    _fail(event.get("message") or "the start failed")
-            bar.update(task, description="ready" if ls.server(user, name) else "stopped")
-        except ClientError as e:
-            if e.status not in (400, 404):  # 400/404: no start pending (ready or gone)
-                bar.stop()
-                _fail(str(e))
+    try:
+        first = next(events, None)
+        if first is None:
+            return
+        with Progress(*columns, console=err, disable=quiet) as bar:
+            task = bar.add_task("starting", total=100)
+            for event in itertools.chain([first], events):
+                _show_event(bar, task, event, quiet)
+    except ClientError as e:
+        _fail(str(e))
+
+
+def _show_event(bar, task, event: dict, quiet: bool) -> None:
+    done = event.get("progress")
+    if isinstance(done, (int, float)) and not isinstance(done, bool):
+        bar.update(task, completed=min(max(done, 0), 100))
+    if event.get("message") and not quiet:
+        bar.console.print(f"{'' if done is None else done:>3}% {event['message']}", markup=False)
+    if event.get("ready"):
+        bar.update(task, description="ready", completed=100)
+    if event.get("failed"):
+        bar.update(task, description="failed")
+        bar.stop()
+        _fail(event.get("message") or "the start failed")
 
 
 @servers.command("stop")

@@ -85,9 +85,7 @@ class Client:
             r = self.http.request(method, "hub/api/" + path.lstrip("/"), **kw)
         except httpx.HTTPError as e:
             raise ClientError(0, f"cannot reach {self.url}: {type(e).__name__}") from None
-        if r.status_code >= 400:
-            raise ClientError(r.status_code, _message(r))
-        return r.status_code
+        return _status(r)
 
     def request(self, method: str, path: str, **kw) -> Any:
         """``path`` below the Labspace URL, e.g. ``hub/api/users``; returns the
@@ -179,6 +177,47 @@ class Client:
                         return
         except httpx.HTTPError as e:
             raise ClientError(0, f"progress of {user}'s server: {type(e).__name__}") from None
+
+    def start_with_progress(
+        self, user: str, name: str = "", options: dict[str, Any] | None = None, timeout=300
+    ) -> Iterator[dict]:
+        """Start a server and yield its progress events as they happen: the hub
+        answers the start only once it is ready (or after its slow-spawn timeout),
+        so the request runs in a thread while the progress stream is read here.
+        A refused start is the hub's ClientError (e.g. a 400 for a bad profile)."""
+        import threading
+
+        answer: dict[str, Any] = {}
+        path = _server_path(user, name)
+
+        def start() -> None:
+            with httpx.Client(base_url=self.url, headers=self.http.headers, timeout=timeout) as c:
+                try:
+                    answer["status"] = _status(c.request("POST", "hub/api/" + path, json=options))
+                except ClientError as e:
+                    answer["error"] = e
+                except httpx.HTTPError as e:
+                    answer["error"] = ClientError(0, f"cannot reach {self.url}: {type(e).__name__}")
+
+        asked = threading.Thread(target=start, name="labspace-start", daemon=True)
+        asked.start()
+        deadline = time.monotonic() + timeout
+        # the stream of a start under way, not of an earlier one that failed
+        while asked.is_alive():
+            row = self.server(user, name)
+            if row and (row["ready"] or row["pending"] == "spawn"):
+                break
+            if time.monotonic() > deadline:
+                raise ClientError(0, f"{_label(user, name)}: not started after {timeout:g} s")
+            time.sleep(0.05)
+        if "error" in answer:
+            raise answer["error"]
+        for event in self.progress(user, name, max(1.0, deadline - time.monotonic())):
+            if event.get("failed"):
+                asked.join(max(1.0, deadline - time.monotonic()))
+                if "error" in answer:  # the hub's own answer says it best
+                    raise answer["error"]
+            yield event
 
     def wait_server(
         self, user: str, name: str = "", until: str = "ready", timeout: float = 300
@@ -390,6 +429,12 @@ def _subject(group: str | None, user: str | None) -> dict[str, str]:
     if bool(group) == bool(user):
         raise ValueError("name a group or a user (one of them)")
     return {"group": group} if group else {"user": user}
+
+
+def _status(response: httpx.Response) -> int:
+    if response.status_code >= 400:
+        raise ClientError(response.status_code, _message(response))
+    return response.status_code
 
 
 def _server_path(user: str, name: str) -> str:

@@ -160,7 +160,8 @@ class StandIn:
             raise ClientError(400, "No such profile: 'nope' (yours: small)")
         return False
 
-    def progress(self, user, name, timeout):
+    def start_with_progress(self, user, name, options, timeout):
+        self.start_server(user, name, options)
         yield from EVENTS
 
     def server(self, user, name):

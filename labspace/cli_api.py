@@ -63,7 +63,14 @@ def _show(rows, as_json: bool, columns: list[str]) -> None:
     table = Table(*columns, box=None, header_style="bold")
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
-    out.print(table)
+    # a terminal's width; piped to a file or a pager, whole cells (up to 240 columns)
+    wide = out if out.is_terminal else Console(file=out.file, highlight=False, width=240)
+    wide.print(table)
+
+
+def when(value) -> str:
+    """A time of the APIs (ISO 8601, UTC) as people read it, to the minute."""
+    return str(value or "")[:16].replace("T", " ")
 
 
 def _done(as_json: bool, result, line: str) -> None:
@@ -324,6 +331,9 @@ def usage_ledger(url, as_json, account, limit):
     """Recent ledger transactions, newest first (accounting read-all)."""
     with _client(url) as ls:
         rows = _call(ls.transactions, account, limit)
+    if not as_json:
+        for row in rows:
+            row["at"] = when(row.get("at"))
     columns = list(rows[0]) if rows and isinstance(rows[0], dict) else ["id"]
     _show(rows, as_json, columns)
 

@@ -16,9 +16,9 @@ import sys
 
 import click
 
-from .cli_api import _JSON, _URL, _call, _client, _show, err, out
+from .cli_api import _JSON, _URL, _call, _client, _show, err, out, when
 
-COLUMNS = ["user", "name", "profile", "ready", "pending", "url", "started", "last_activity"]
+COLUMNS = ["user", "name", "profile", "state", "started", "last_activity", "url"]
 _USER = click.argument("user", required=False)
 _NAME = click.option(
     "--name",
@@ -79,9 +79,8 @@ def servers_list(url, as_json, everyone):
         rows = _call(ls.servers, everyone)
     if not as_json:
         for row in rows:
-            row["ready"] = "yes" if row["ready"] else "no"
-            row["started"] = str(row["started"] or "")[:19].replace("T", " ")
-            row["last_activity"] = str(row["last_activity"] or "")[:19].replace("T", " ")
+            row["state"] = "ready" if row["ready"] else f"{row['pending'] or 'not ready'}ing"
+            row["started"], row["last_activity"] = when(row["started"]), when(row["last_activity"])
     _show(rows, as_json, COLUMNS)
 
 
@@ -242,6 +241,12 @@ def tokens_list(url, as_json, user):
     """API tokens (their ids and notes, never their values)."""
     with _client(url) as ls:
         rows = _call(ls.tokens, _whoami(ls, user))
+    if not as_json:
+        for row in rows:
+            scopes = row.get("scopes") or []
+            row["scopes"] = ", ".join(scopes) if len(scopes) <= 2 else f"{len(scopes)} scopes"
+            for key in ("created", "expires_at", "last_activity"):
+                row[key] = when(row.get(key))
     _show(rows, as_json, ["id", "note", "scopes", "created", "expires_at", "last_activity"])
 
 

@@ -89,8 +89,8 @@ def test_start_with_progress_list_wait_and_stop(world):
     table = run(world, "ann", "servers", "list")
     assert table.returncode == 0, table.stderr
     header, row = table.stdout.splitlines()[:2]
-    assert header.split()[:5] == ["user", "name", "profile", "ready", "pending"]
-    assert row.split()[:3] == ["ann", "small", "yes"], row
+    assert header.split() == ["user", "name", "profile", "state", "started", "last_activity", "url"]
+    assert row.split()[:3] == ["ann", "small", "ready"] and row.rstrip().endswith(url), row
 
     mine = json.loads(run(world, "ann", "servers", "list", "--json").stdout)
     assert [(r["user"], r["name"], r["profile"], r["ready"], r["url"]) for r in mine] == [

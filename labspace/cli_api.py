@@ -362,9 +362,11 @@ def apps_list(url, as_json, category, query):
 @click.option("--version", default=None, help="A version (default: the current one).")
 def apps_launch(url, as_json, app, version):
     """Launch APP; prints its launch id and where it opens."""
+    from urllib.parse import urljoin
+
     with _client(url) as ls:
         launch = _call(ls.launch, app, version)
-    where = launch.get("url") or "(its address once it runs: `labspace apps launches`)"
+        where = urljoin(ls.url, launch["url"]) if launch.get("url") else ""
     _done(as_json, launch, f"launch {launch.get('id')}: {app} {launch.get('state', '')} {where}")
 
 

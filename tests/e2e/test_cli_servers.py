@@ -62,13 +62,11 @@ def world(module_hub_factory):
             api.request("DELETE", f"users/ann/servers/{server}")
 
 
-def run(world, who: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+def run(world, who: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     token = world["tokens"].get(who, who)  # a name, or a token itself
-    env = {**os.environ, "LABSPACE_URL": world["hub"].url, "LABSPACE_TOKEN": token}
+    env = {**os.environ, **(env or {}), "LABSPACE_URL": world["hub"].url, "LABSPACE_TOKEN": token}
     env.pop("COLUMNS", None)
-    return subprocess.run(
-        [LABSPACE, *args], capture_output=True, text=True, env=env, timeout=timeout
-    )
+    return subprocess.run([LABSPACE, *args], capture_output=True, text=True, env=env, timeout=180)
 
 
 def test_start_with_progress_list_wait_and_stop(world):
@@ -123,6 +121,10 @@ def test_named_server_without_waiting_then_wait(world):
     row = json.loads(ready.stdout)
     assert (row["name"], row["ready"], row["profile"]) == ("lab2", True, "small")  # the default
     assert row["url"] == f"{world['hub'].url}user/ann/lab2/"
+    # shell completion asks the hub for the server names
+    words = {"COMP_WORDS": "labspace servers stop --name ", "COMP_CWORD": "4"}
+    completed = run(world, "ann", env={**words, "_LABSPACE_COMPLETE": "bash_complete"})
+    assert completed.stdout.splitlines() == ["plain,lab2"], completed.stderr
     gone = run(world, "ann", "servers", "stop", "--name", "lab2", "--no-wait")
     assert gone.returncode == 0, gone.stderr
     done = run(world, "ann", "servers", "wait", "--name", "lab2", "--until", "stopped")

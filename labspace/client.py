@@ -202,10 +202,11 @@ class Client:
         asked = threading.Thread(target=start, name="labspace-start", daemon=True)
         asked.start()
         deadline = time.monotonic() + timeout
-        # the stream of a start under way, not of an earlier one that failed
+        # the stream of this start under way (not of an earlier one that failed), or
+        # once the hub has answered (a fast start is ready then; a refusal is raised)
         while asked.is_alive():
             row = self.server(user, name)
-            if row and (row["ready"] or row["pending"] == "spawn"):
+            if row and row["pending"] == "spawn":
                 break
             if time.monotonic() > deadline:
                 raise ClientError(0, f"{_label(user, name)}: not started after {timeout:g} s")

@@ -84,6 +84,9 @@ def test_start_with_progress_list_wait_and_stop(world):
             f"$ labspace servers start --profile small\n{started.stderr}{url}\n"
         )
 
+    again = run(world, "ann", "servers", "start")
+    assert (again.returncode, again.stderr) == (1, "error: 400: ann is already running\n")
+
     table = run(world, "ann", "servers", "list")
     assert table.returncode == 0, table.stderr
     header, row = table.stdout.splitlines()[:2]

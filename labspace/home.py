@@ -23,12 +23,15 @@ unit tests in ``tests/test_home.py``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
 from . import profiles as profiles_mod
+
+log = logging.getLogger("JupyterHub.labspace")
 
 STATES = ("running", "starting", "stopping", "stopped")
 
@@ -164,6 +167,16 @@ def budget_view(
     }
 
 
+def listing(enabled: bool, answer: Any, key: str) -> Section:
+    """A section of ``answer[key]`` (a list of objects with an ``id``), or
+    unavailable when the service did not answer or answered something else."""
+    section = Section(enabled)
+    items = answer.get(key) if isinstance(answer, dict) else None
+    if isinstance(items, list) and all(isinstance(i, dict) and "id" in i for i in items):
+        section.available, section.items = True, items
+    return section
+
+
 def _spawner_entries(user) -> list[dict[str, Any]]:
     entries = []
     for name, orm_spawner in user.orm_user.orm_spawners.items():
@@ -207,20 +220,20 @@ class HomeView:
                 "datasets": ("data", f"mine?{query}"),
             }
         )
-        apps = Section(directory.enabled("catalog"))
-        if isinstance(answers["apps"], dict):
-            apps.available, apps.items = True, list(answers["apps"].get("apps") or [])
-        data = Section(directory.enabled("data"))
-        if isinstance(answers["datasets"], dict):
-            data.available, data.items = True, list(answers["datasets"].get("datasets") or [])
+        apps = listing(directory.enabled("catalog"), answers["apps"], "apps")
+        data = listing(directory.enabled("data"), answers["datasets"], "datasets")
         budget = Section(directory.enabled("accounting"))
         if isinstance(answers["budget"], dict):
             running = [r for r in rows if r["state"] in ("running", "starting")]
-            budget.available = True
-            budget.detail = budget_view(answers["budget"], mine, running)
-            prices = answers["budget"].get("prices") or {}
-            for row in rows:
-                row["price"] = prices.get(row["profile"])
+            try:
+                budget.detail = budget_view(answers["budget"], mine, running)
+                prices = dict(answers["budget"].get("prices") or {})
+            except (TypeError, ValueError, KeyError, AttributeError):
+                log.exception("Unexpected spawn-info answer for %s's home page", user.name)
+            else:
+                budget.available = True
+                for row in rows:
+                    row["price"] = prices.get(row["profile"])
         return {
             "workspaces": rows,
             "profiles": [{"slug": p["slug"], "name": names[p["slug"]]} for p in mine],

@@ -107,3 +107,35 @@ def test_directory_answers_none_when_off_or_down():
     answers = asyncio.run(directory.ask_many({"a": ("catalog", "mine"), "b": ("data", "mine")}))
     assert answers == {"a": None, "b": None}
     assert "t0ken" not in repr(directory)
+
+
+@pytest.mark.parametrize(
+    "answer, available, count",
+    [
+        (None, False, 0),
+        ({"apps": [{"id": "a"}, {"id": "b"}]}, True, 2),
+        ({"apps": []}, True, 0),
+        ({"apps": "nope"}, False, 0),
+        ({"apps": [{"title": "no id"}]}, False, 0),
+        (["not", "an", "object"], False, 0),
+    ],
+    ids=["down", "two", "none", "not-a-list", "no-id", "not-an-object"],
+)
+def test_listing_is_unavailable_unless_the_answer_has_the_right_shape(answer, available, count):
+    section = home.listing(True, answer, "apps")
+    assert (section.enabled, section.available, len(section.items)) == (True, available, count)
+
+
+def test_directory_gives_up_on_a_service_that_does_not_answer():
+    """A port that accepts and never answers (a hung service): None within the timeout."""
+    import socket
+    import time
+
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}/"
+        directory = hubpages.ServiceDirectory({"data": ServiceCaller("data", url, "t", 0.5, 1)})
+        began = time.monotonic()
+        assert asyncio.run(directory.ask("data", "mine?user=a")) is None
+        assert time.monotonic() - began < 3

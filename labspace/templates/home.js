@@ -53,6 +53,18 @@
     row.querySelectorAll("button").forEach(function (b) {
       b.disabled = state === "stopping";
     });
+    if (row.dataset.server === "") hero(state);
+  }
+
+  // the big "Start My Server" / "Stop My Server" buttons follow the default workspace
+  function hero(state) {
+    var startBtn = document.getElementById("start");
+    var stopBtn = document.getElementById("stop");
+    if (!startBtn || !stopBtn) return;
+    var active = state === "running" || state === "starting" || state === "stopping";
+    startBtn.textContent = active ? "My Server" : "Start My Server";
+    startBtn.setAttribute("href", active ? startBtn.dataset.open : startBtn.dataset.spawn);
+    show(stopBtn, state === "running" || state === "starting");
   }
 
   function fail(row, message) {
@@ -144,6 +156,13 @@
   }
 
   document.querySelectorAll("tr.ls-server").forEach(hook);
+  var stopHero = document.getElementById("stop");
+  var defaultRow = document.querySelector('tr.ls-server[data-server=""]');
+  if (stopHero && defaultRow) {
+    stopHero.addEventListener("click", function () {
+      stop(defaultRow);
+    });
+  }
 
   var form = document.getElementById("ls-new-server");
   if (form) {

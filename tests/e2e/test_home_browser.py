@@ -181,9 +181,12 @@ def test_start_shows_progress_then_open_and_stop_works(world, chromium):
     page.wait_for_function("window._labspace_home_loaded === true")
     expect(page.locator("#ls-budget .ls-burn")).to_contain_text("1 workspace at 1.00 credits/hour")
     shoot(page, "running")
+    expect(page.locator("#start")).to_have_text("My Server")
     row = page.locator("tr.ls-server").first
-    row.locator(".ls-stop").click()
+    page.locator("#stop").click()  # the big button stops the default workspace too
     expect(row.locator(".ls-state")).to_have_text("stopped", timeout=60_000)
+    expect(page.locator("#start")).to_have_text("Start My Server")
+    expect(page.locator("#stop")).to_be_hidden()
     expect(row.locator(".ls-open")).to_be_hidden()
     wait_for(
         lambda: not world["api"].user(world["ann"]).json()["servers"], 30, 0.5, what="the stop"

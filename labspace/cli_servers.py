@@ -283,10 +283,9 @@ def completion(shell):
     """
     from click.shell_completion import get_completion_class
 
-    from .cli import main
-
+    root = click.get_current_context().find_root().command  # the `labspace` group
     cls = get_completion_class(shell)
-    click.echo(cls(main, {}, "labspace", COMPLETE_VAR).source())
+    click.echo(cls(root, {}, "labspace", COMPLETE_VAR).source())
 
 
 def complete_profiles(incomplete: str) -> list[str]:

@@ -10,7 +10,9 @@ personal allowance of 0, no apps (the bundled ones are off), no datasets.
 - Ann's home shows her workspaces, apps, datasets and budget ("about 14 hours
   left on Medium"), and no script from a title runs.
 - Start from the page shows JupyterHub's progress, then an Open link to the
-  running workspace; Stop stops it.
+  running workspace; Stop stops it. A new named workspace starts on the
+  profile chosen next to its name. A named server's display name that is
+  markup shows as text.
 - Bea's home shows the empty states.
 - The catalog killed by PID: the apps section says it is unavailable and the
   rest of the page works (last: the service is gone for the module's hub).
@@ -100,6 +102,10 @@ def world(module_hub_factory, tmp_path_factory, chromium):
     for name in (ann, bea):
         api.create_user(name)
     api.add_to_group("lab-a", ann)
+    # a named server whose display name is markup and quotes (JupyterHub 6 lets people name them)
+    body = {"display_name": EVIL, "user_options": {"profile": "medium"}}
+    r = api.request("PUT", f"users/{ann}/servers/notes", json=body)
+    assert r.status_code == 201, r.text
     token = api.client.headers["Authorization"].split()[1]
     with service_client(hub.url, token, "accounting") as acc:
         wait_for(lambda: acc.get("prices").status_code == 200, 90, 1, what="accounting")
@@ -141,11 +147,13 @@ def test_ann_sees_workspaces_apps_datasets_and_budget(world, chromium):
     from playwright.sync_api import expect
 
     page = home_of(world, chromium, world["ann"])
-    ws = page.locator("#ls-workspaces")
-    expect(ws.locator("tr.ls-server")).to_have_count(1)
-    expect(ws.locator("tr.ls-server")).to_contain_text("Default workspace")
-    expect(ws.locator("tr.ls-server")).to_contain_text("Small")
-    expect(ws.locator(".ls-state")).to_have_text("stopped")
+    rows = page.locator("#ls-workspaces tr.ls-server")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("Default workspace")
+    expect(rows.nth(0)).to_contain_text("Small")
+    expect(rows.nth(0).locator(".ls-state")).to_have_text("stopped")
+    expect(rows.nth(1).locator(".ls-server-label")).to_have_text(EVIL)  # as text
+    expect(rows.nth(1)).to_contain_text("Medium")  # its last options' profile
     apps = page.locator("#ls-apps")
     expect(apps.locator(".ls-app")).to_have_count(1)
     expect(apps.locator(".ls-app-title")).to_have_text(APP["title"])  # as text, not markup
@@ -194,6 +202,28 @@ def test_start_shows_progress_then_open_and_stop_works(world, chromium):
     assert not page.errors, page.errors
 
 
+def test_a_new_named_workspace_starts_with_its_profile(world, chromium):
+    from playwright.sync_api import expect
+
+    page = home_of(world, chromium, world["ann"])
+    page.locator("#ls-new-name").fill("analysis")
+    page.locator("#ls-new-profile").select_option("medium")
+    page.get_by_role("button", name="Start a new workspace").click()
+    row = page.locator('tr.ls-server[data-server="analysis"]')
+    expect(row.locator(".ls-open")).to_be_visible(timeout=90_000)
+    assert row.locator(".ls-open").get_attribute("href").endswith(f"/user/{world['ann']}/analysis/")
+    model = world["api"].user(world["ann"]).json()["servers"]["analysis"]
+    assert model["user_options"]["profile"] == "medium"
+    page.reload()
+    page.wait_for_function("window._labspace_home_loaded === true")
+    row = page.locator('tr.ls-server[data-server="analysis"]')
+    expect(row).to_contain_text("Medium")
+    expect(page.locator("#ls-budget .ls-burn")).to_contain_text("at 10.00 credits/hour")
+    row.locator(".ls-stop").click()
+    expect(row.locator(".ls-state")).to_have_text("stopped", timeout=60_000)
+    assert not page.errors, page.errors
+
+
 def test_bea_sees_empty_states(world, chromium):
     from playwright.sync_api import expect
 
@@ -213,7 +243,7 @@ def test_a_killed_service_leaves_the_page_working(world, chromium):
     wait_for(lambda: not up(world["hub"], "catalog"), 10, 0.2, what="the catalog to go")
     page = home_of(world, chromium, world["ann"])
     expect(page.locator("#ls-apps")).to_contain_text("Apps are unavailable right now")
-    expect(page.locator("#ls-budget .ls-balance")).to_contain_text("140")
+    expect(page.locator("#ls-budget .ls-balance")).to_contain_text(re.compile(r"1[34]\d\.\d\d"))
     expect(page.locator("#ls-datasets .ls-dataset")).to_have_count(1)
-    expect(page.locator("#ls-workspaces .ls-start")).to_be_visible()
+    expect(page.locator("#ls-workspaces .ls-start").first).to_be_visible()
     shoot(page, "catalog-down")

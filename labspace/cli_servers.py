@@ -141,7 +141,7 @@ def _follow(events, quiet: bool) -> None:
 def _show_event(bar, task, event: dict, quiet: bool) -> None:
     done = event.get("progress")
     if isinstance(done, (int, float)) and not isinstance(done, bool):
-        bar.update(task, completed=min(max(done, 0), 100))
+        bar.update(task, completed=min(max(done, 0), 100), refresh=True)  # not 0.1 s late
     if event.get("message") and not quiet:
         bar.console.print(f"{'' if done is None else done:>3}% {event['message']}", markup=False)
     if event.get("ready"):

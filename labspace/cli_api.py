@@ -202,11 +202,20 @@ def usage_me(url, as_json):
         click.echo(json.dumps(found, indent=2, default=str))
         return
     for key, value in found.items():
-        if isinstance(value, list) and all(isinstance(v, dict) for v in value) and value:
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             out.print(f"{key}:", markup=False)
-            _show(value, False, list(value[0]))
+            _show(value, False, _ME_COLUMNS.get(key) or list(value[0]))
+        elif isinstance(value, dict):  # e.g. personal: balance 12.00
+            pairs = ", ".join(f"{k} {_cell(v)}" for k, v in value.items())
+            out.print(f"{key}: {pairs}", markup=False)
         else:
-            out.print(f"{key}: {_cell(value)}", markup=False)
+            out.print(f"{key}: {_cell(value) if value not in ([], None) else 'none'}", markup=False)
+
+
+# the columns people read of a session (--json has them all)
+_ME_COLUMNS = {
+    "open_sessions": ["server", "project", "profile", "started_at", "price_per_hour", "cost"]
+}
 
 
 @usage.command("report")

@@ -137,6 +137,35 @@ def helm_values_cmd(file):
     click.echo(yaml.safe_dump(values, sort_keys=False).rstrip())
 
 
+@config.command("prometheus")
+@_FILE
+@click.option("--config", "-c", "config_file", type=click.Path(dir_okay=False))
+@click.option("--interval", default="30s", show_default=True, help="Scrape interval.")
+def prometheus_cmd(file, config_file, interval):
+    """Print a Prometheus scrape config for the hub and every enabled service.
+
+    It reaches them through the public URL and reads the scraper's token from
+    its file under data_dir (the hub makes it at its first start); the token
+    itself is never printed. See docs/how-to/monitoring.md.
+    """
+    from . import metrics
+    from .state import State
+
+    loaded = load_settings(config_file or file)
+    path = metrics.token_file(State(loaded))
+    try:
+        text = metrics.scrape_config(loaded, path, interval)
+    except ValueError as e:
+        err.print(f"--interval: {e}", markup=False)
+        sys.exit(2)
+    if not Path(path).exists():
+        err.print(
+            f"note: {path} does not exist yet: the hub makes it at its first start", markup=False
+        )
+    click.echo(f"# from {loaded.source} by `labspace config prometheus`")
+    click.echo(text.rstrip())
+
+
 @config.command("reference")
 def reference_cmd():
     """Print the settings reference as Markdown (docs/reference/settings.md)."""

@@ -141,7 +141,7 @@ def _backend(settings: Settings, state: State, out: dict) -> None:
 
 # Labspace's own hub-side features, always on, in the same shape as a service's
 # parts: each module's ``hub_parts(settings, state)`` (scopes, nav, hooks)
-HUB_PART_MODULES = ("labspace.ops", "labspace.culling")
+HUB_PART_MODULES = ("labspace.ops", "labspace.culling", "labspace.metrics")
 
 
 def service_parts(settings: Settings, state: State) -> list[dict[str, Any]]:

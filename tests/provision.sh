@@ -22,6 +22,8 @@ have caddy || missing+=(caddy)
 have pebble || missing+=(pebble)
 # systemd-analyze: the service tests verify the units `labspace install-service` writes
 have systemd-analyze || missing+=(systemd)
+# prometheus: the metrics test scrapes a real hub with Debian's Prometheus server
+have prometheus || missing+=(prometheus)
 # certutil: the HTTPS browser test trusts pebble's root in Chromium's NSS database
 have certutil || missing+=(libnss3-tools)
 
@@ -128,6 +130,9 @@ if [ "$(id -u)" -eq 0 ] && have apt-get; then
   # ...and its Docker daemon with a bridge network; start_dockerd runs one without
   if [[ " ${missing[*]} " == *" caddy "* ]] && have systemctl; then
     systemctl disable --now caddy.service >/dev/null 2>&1 || true
+  fi
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && have systemctl; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
   fi
   if [[ " ${missing[*]} " == *" docker.io "* ]] && have systemctl; then
     systemctl disable --now docker.socket docker.service >/dev/null 2>&1 || true

@@ -14,6 +14,8 @@ from decimal import Decimal
 
 from tornado import web
 
+from labspace.services.kit import metrics as kit_metrics
+
 from . import ledger, reports, usage
 from .clock import now
 from .config import ADMIN, READ, READ_ALL
@@ -31,7 +33,7 @@ from .views import (
     project_detail,
     project_list,
 )
-from .web import BaseHandler
+from .web import Accounting, BaseHandler
 
 
 class ApiHandler(BaseHandler):
@@ -235,13 +237,10 @@ class HealthApiHandler(ApiHandler):
         self.write_json(await health(self.service))
 
 
-class MetricsHandler(ApiHandler):
-    async def get(self):
-        self.need(READ_ALL)
-        svc = self.service
-        await svc.db.read(svc.metrics.refresh)
-        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.finish(svc.metrics.render())
+class MetricsHandler(Accounting, kit_metrics.MetricsHandler):
+    @property
+    def metrics(self):
+        return self.service.metrics
 
 
 def routes(prefix: str) -> list[tuple[str, type]]:
@@ -257,5 +256,5 @@ def routes(prefix: str) -> list[tuple[str, type]]:
         (api + "ledger", LedgerHandler),
         (api + "ledger/([a-z]+)", OperationHandler),
         (api + "health", HealthApiHandler),
-        (prefix + "metrics", MetricsHandler),
+        *kit_metrics.routes(prefix, MetricsHandler),
     ]

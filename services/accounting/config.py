@@ -24,6 +24,7 @@ from .pricing import parse_time
 
 NAME = "accounting"
 SCOPE = "custom:labspace-accounting"
+METRICS = "custom:labspace-metrics:read"  # services.kit.metrics.SCOPE
 READ, READ_ALL, ADMIN = f"{SCOPE}:read", f"{SCOPE}:read-all", f"{SCOPE}:admin"
 # what the service itself may do in the hub: list servers, read groups, stop servers
 SERVICE_SCOPES = [
@@ -59,6 +60,8 @@ def scope_implies(scopes: dict[str, dict[str, Any]] = CUSTOM_SCOPES) -> dict[str
                     granting.add(other)
                     todo.append(other)
         out[scope] = sorted(granting)
+    # the Prometheus scrape scope (the kit's); read-all has always read the metrics
+    out[METRICS] = [READ_ALL, ADMIN]
     return out
 
 

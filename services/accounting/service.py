@@ -28,6 +28,6 @@ class Service:
         self.policy = Policy(config.get("accounting") or {}, config.get("profiles") or [])
         self.db = db
         self.hub = hub
-        self.metrics = Metrics()
+        self.metrics = Metrics(refresh=lambda: db.read(self.metrics.read))
         self.outbox: dict[str, Any] = {"depth": None, "oldest": None, "reported_at": None}
         self.loops = Loops(self)

@@ -26,6 +26,7 @@ from typing import Any
 from tornado import web
 
 from labspace.extensions.appspec import ID_ROUTE
+from labspace.services.kit import metrics as kit_metrics
 from labspace.services.kit import web as kit
 from labspace.services.kit.db import Database
 from labspace.services.kit.run import ServiceContext, Started
@@ -36,6 +37,7 @@ from . import internal
 from .hubapi import Hub
 from .iconsafe import clean_icon
 from .launcher import Launcher
+from .metrics import MetricsHandler
 from .store import MIGRATIONS, Catalog
 
 HERE = Path(__file__).resolve().parent
@@ -124,6 +126,7 @@ def make_app(ctx: ServiceContext, catalog: Catalog, launcher: Launcher, hub_auth
         (api + r"launches/(\d+)/logs", h.LogsHandler),
         (api + r"launches/(\d+)/shares", h.SharesHandler),
         *internal.routes(prefix),
+        *kit_metrics.routes(prefix, MetricsHandler),
         (api + ".*", h.NotFoundHandler),
     ]
     return kit.make_app(

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .hubapi import Hub, HubError
+from .metrics import CatalogMetrics
 from .store import FINAL, Catalog, CatalogError
 
 log = logging.getLogger("labspace.catalog")
@@ -42,16 +43,29 @@ def live_state(server: dict[str, Any] | None) -> str:
 
 
 class Launcher:
-    def __init__(self, catalog: Catalog, hub: Hub, base_url: str = "/"):
+    def __init__(self, catalog: Catalog, hub: Hub, base_url: str = "/", metrics=None):
         self.catalog = catalog
         self.hub = hub
         self.base_url = base_url
+        self.metrics = metrics or CatalogMetrics(catalog.db)
         self.tasks: set[asyncio.Task] = set()
+        self._kinds: dict[str, str] = {}  # app id -> kind, as last launched
 
     async def launch(self, user: str, groups: set[str], app_id: str, version: str | None):
+        try:
+            return await self._launch(user, groups, app_id, version)
+        except CatalogError as e:
+            self.metrics.launched("failed" if e.status >= 500 else "refused", self._kind(app_id))
+            raise
+
+    def _kind(self, app_id: str) -> str:
+        return self._kinds.get(app_id, "other")
+
+    async def _launch(self, user: str, groups: set[str], app_id: str, version: str | None):
         app = await self.catalog.get(app_id, groups)
         chosen = self.catalog.version(app, version)
         defn = chosen.definition
+        self._kinds[app_id] = defn["kind"]
         if defn["kind"] == "proxied":
             if chosen.version != app.current.version:
                 raise CatalogError(
@@ -81,6 +95,7 @@ class Launcher:
                 await self.catalog.set_launch(launch["id"], "failed", e.message)
                 raise CatalogError(e.status if 400 <= e.status < 500 else 502, e.message) from e
             self._follow(launch["id"], user, server_name)
+            self.metrics.launched("launched", defn["kind"])
             log.info("Launching %s %s for %s", app_id, chosen.version, user)
         else:
             state = live_state(existing)
@@ -113,6 +128,7 @@ class Launcher:
                 message = str(event.get("message") or "")
                 if event.get("failed"):
                     failed = True
+                    self.metrics.launched("failed", "standalone" if server else "proxied")
                     message = message or "The server failed to start"
                     await self.catalog.set_launch(launch_id, "failed", message)
                 elif message:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from labspace.services.kit import metrics as kit_metrics
 from labspace.services.kit import web as kit
 from labspace.services.kit.db import Database
 from labspace.services.kit.run import ServiceContext, Started
@@ -28,6 +29,7 @@ from . import internal, pages
 from .crypto import Vault
 from .holders import Holders
 from .measure import Measurer
+from .metrics import DataMetrics
 from .seed import read_credentials, seed
 from .store import MIGRATIONS, DataStore
 
@@ -43,6 +45,7 @@ def make_app(
         *pages.routes(prefix),
         *h.routes(prefix),
         *internal.routes(prefix),
+        *kit_metrics.routes(prefix),
         (prefix + "api/.*", h.NotFoundHandler),
     ]
     return kit.make_app(
@@ -52,6 +55,7 @@ def make_app(
         store=store,
         holders=holders,
         measurer=measurer,
+        metrics=DataMetrics(store.db),
         data_backend=store.backend,
         scope_implies=h.SCOPE_IMPLIES,
     )

@@ -65,6 +65,7 @@ class StartHandler(InternalHandler):
         who, server, backend = check_start(self.json_body())
         store: DataStore = self.settings["store"]
         datasets = await store.start(who, server, backend)
+        self.settings["metrics"].started(datasets)
         log.info(
             "Start of %s/%s: %s",
             who.user,

@@ -90,7 +90,7 @@ def fake_proxy(folder: Path) -> Path:
 
 # what the services add (tested in tests/test_hubservices.py and with each service)
 SERVICE_TRAITS = {
-    "JupyterHub": {"services", "load_roles", "custom_scopes", "template_vars"},
+    "JupyterHub": {"services", "load_roles", "custom_scopes", "template_vars", "extra_handlers"},
     "LabspaceSpawnerMixin": {
         "before_start",
         "after_stop",

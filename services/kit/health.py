@@ -1,7 +1,7 @@
 """Every service's health, as the hub's operations page asks for it.
 
-``<prefix>api/internal/health`` (``HealthHandler``, the service's own token,
-like every internal endpoint; ``make_app`` adds the route) answers
+``<prefix>api/internal/health`` (``kit.web.HealthHandler``, the service's own
+token, like every internal endpoint; ``make_app`` adds the route) answers
 
     {"service": "accounting", "ok": true, "version": "1.4.0",
      "started": "2026-...Z", "last_error": {"at": "...", "message": "..."} | null,
@@ -24,8 +24,6 @@ import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
-
-from .web import InternalHandler
 
 MAX_MESSAGE = 300
 IGNORED = {"tornado.access"}  # the access log: its lines are requests, not the service's errors
@@ -86,9 +84,3 @@ async def report(name: str, detail) -> dict[str, Any]:
             logging.getLogger("labspace.kit").exception("Health detail of %s failed", name)
             out.update(ok=False, problem=f"{type(e).__name__}: {str(e)[:MAX_MESSAGE]}")
     return out
-
-
-class HealthHandler(InternalHandler):
-    async def get(self):
-        name = self.settings.get("service_name", "")
-        self.write_json(await report(name, self.settings.get("health_detail")))

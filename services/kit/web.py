@@ -315,6 +315,16 @@ class InternalHandler(ErrorShape, web.RequestHandler):
         self.write_json_error(status_code, self.error_message(status_code, kwargs))
 
 
+class HealthHandler(InternalHandler):
+    """``api/internal/health``: the service's health for the hub (``kit.health``)."""
+
+    async def get(self):
+        from .health import report
+
+        name = self.settings.get("service_name", "")
+        self.write_json(await report(name, self.settings.get("health_detail")))
+
+
 class NotFoundHandler(ServiceHandler):
     """Any other path under the prefix: a 404 in the service's error shape."""
 
@@ -376,8 +386,6 @@ def make_app(ctx: ServiceContext, routes: list, **settings: Any) -> web.Applicat
     the application settings: ``scope_implies``, ``template_path``,
     ``health_detail`` (see ``kit.health``: every service answers
     ``api/internal/health``), ..."""
-    from .health import HealthHandler  # (imports this module)
-
     hub_auth = settings.pop("hub_auth", None) or ctx.hub_auth()
     return web.Application(
         [  # the kit's first: a service's catch-all under api/internal/ must not hide them

@@ -94,6 +94,7 @@
         setState(row, "running");
       } else if (evt.failed) {
         source.close();
+        if (row.dataset.stopping === "1") return; // the person stopped it: not a failure
         setState(row, "failed");
         fail(row, evt.message || "The workspace did not start");
       }
@@ -130,6 +131,7 @@
 
   async function stop(row) {
     show(part(row, "ls-error"), false);
+    row.dataset.stopping = "1";
     setState(row, "stopping");
     try {
       var r = await api("DELETE", serverPath(row.dataset.server));
@@ -142,6 +144,8 @@
     } catch (e) {
       setState(row, "running");
       fail(row, e.message);
+    } finally {
+      row.dataset.stopping = "";
     }
   }
 

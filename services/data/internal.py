@@ -80,6 +80,11 @@ class MineHandler(InternalHandler):
     person holds a grant for, as their own My data lists them (no credential),
     for the hub's home page: ``{"datasets": [...]}``."""
 
+    def prepare(self):
+        if self.request.method not in self.allowed_methods():
+            raise web.HTTPError(405)  # before the token: the document says so, publicly
+        super().prepare()
+
     async def get(self):
         user = self.get_query_argument("user", "")
         if not user or len(user) > MAX_NAME:

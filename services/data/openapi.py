@@ -237,7 +237,42 @@ def internal_paths() -> dict[str, Any]:
                     **dict.fromkeys(("400", "403", "404", "405", "413"), ERROR),
                 },
             }
-        }
+        },
+        "/api/internal/mine": {
+            "get": {
+                "summary": "The hub's home page: the datasets a person holds a grant for, "
+                "as their own list shows them (no credential)",
+                "security": [{"serviceToken": []}],
+                "parameters": [
+                    {"name": "user", "in": "query", "required": True, "schema": NAME},
+                    {
+                        "name": "groups",
+                        "in": "query",
+                        "description": "The person's groups, comma-separated",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {
+                            "application/json": {
+                                "schema": _object(
+                                    {
+                                        "datasets": {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/MyDataset"},
+                                        }
+                                    },
+                                    ["datasets"],
+                                )
+                            }
+                        },
+                    },
+                    **dict.fromkeys(("400", "403", "405"), ERROR),
+                },
+            }
+        },
     }
 
 

@@ -391,3 +391,17 @@ def test_icon_paths_become_data_urls(tmp_path):
         (tmp_path / "i.gif").write_bytes(b"GIF89a")
         appdefs.icon_data("i.gif", tmp_path)
     assert appdefs.icon_data("", Path("/")) == ""
+
+
+async def test_the_home_pages_list_is_the_apps_open_to_the_groups(serve):
+    """``api/internal/mine`` through the hub's ``ServiceDirectory`` (labspace/hubpages.py)."""
+    from labspace.hubpages import ServiceDirectory
+
+    hook, _ = await serve([WEB, PHYS, VIEWER], ["default"])
+    directory = ServiceDirectory({"catalog": hook.caller})
+    ada = (await directory.ask("catalog", "mine?user=ada&groups=physics"))["apps"]
+    assert {"web", "phys-web", "viewer"} <= {a["id"] for a in ada}
+    assert set(ada[0]) == {"id", "title", "description", "category", "kind", "icon"}
+    bob = (await directory.ask("catalog", "mine?user=bob&groups=chemistry"))["apps"]
+    assert "web" in {a["id"] for a in bob} and "phys-web" not in {a["id"] for a in bob}
+    assert await directory.ask("catalog", "mine") is None  # a 400 (no user): None, logged

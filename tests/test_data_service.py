@@ -413,6 +413,19 @@ async def test_my_datasets_say_where_and_how_without_credentials(data_svc):
     no_secret_in(r.text)
 
 
+async def test_the_home_pages_list_is_my_datasets_with_the_service_token_only(data_svc):
+    carol = data_svc.user("carol", ["lab-a"])
+    mine = (await data_svc.call(carol, "GET", "api/me/datasets")).json()
+    who = {"user": "carol", "groups": "lab-a"}
+    r = await data_svc.call(SERVICE_TOKEN, "GET", "api/internal/mine", params=who)
+    assert r.status_code == 200
+    levels = {d["id"]: d["level"] for d in r.json()["datasets"]}
+    assert levels == {d["id"]: d["level"] for d in mine}
+    no_secret_in(r.text)
+    assert (await data_svc.call(carol, "GET", "api/internal/mine", params=who)).status_code == 403
+    assert (await data_svc.call(SERVICE_TOKEN, "GET", "api/internal/mine")).status_code == 400
+
+
 # -- the hub side's start ------------------------------------------------------
 
 

@@ -9,11 +9,11 @@ the catalog's admins, never from users; no label holds a user name.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labspace.services.kit import metrics as kit_metrics
 from labspace.services.kit.db import Database
+from labspace.services.kit.metrics import counts
 
 from .models import App, Launch
 
@@ -44,10 +44,10 @@ class CatalogMetrics(kit_metrics.ServiceMetrics):
         await self.db.read(self.read)
 
     def read(self, session: Session) -> None:
-        disabled = dict(session.execute(select(App.disabled, func.count()).group_by(App.disabled)))
+        disabled = counts(session, App.disabled)
         self.apps.labels("enabled").set(disabled.get(False, 0))
         self.apps.labels("disabled").set(disabled.get(True, 0))
-        states = dict(session.execute(select(Launch.state, func.count()).group_by(Launch.state)))
+        states = counts(session, Launch.state)
         for state in LAUNCH_STATES:
             self.launch_rows.labels(state).set(states.pop(state, 0))
         self.launch_rows.labels("other").set(sum(states.values()))

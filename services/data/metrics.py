@@ -37,7 +37,7 @@ class DataMetrics(kit_metrics.ServiceMetrics):
         await self.db.read(self.read)
 
     def read(self, session: Session) -> None:
-        kinds = dict(session.execute(select(Dataset.kind, func.count()).group_by(Dataset.kind)))
+        kinds = kit_metrics.counts(session, Dataset.kind)
         for kind in KINDS:
             self.datasets.labels(kind).set(kinds.get(kind, 0))
         rows = session.execute(

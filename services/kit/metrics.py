@@ -64,6 +64,13 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
+def counts(session, column) -> dict:
+    """``{value: rows}`` of ``column``'s table, grouped by it (one query)."""
+    from sqlalchemy import func, select
+
+    return dict(session.execute(select(column, func.count()).group_by(column)).all())
+
+
 class MetricsHandler(ServiceHandler):
     """``GET <prefix>metrics``: the service's metrics in Prometheus' text format."""
 

@@ -90,6 +90,13 @@ docs: $(VENV)/.installed
 helm-schema: $(VENV)/.installed
 	$(BIN)/python -m labspace.helm_schema
 
+# the chart's copy of dashboards/ (helm reads only files inside the chart;
+# tests/test_metrics.py fails when the copy drifts)
+.PHONY: helm-dashboards
+helm-dashboards:
+	rm -f helm/labspace/dashboards/*.json
+	cp dashboards/*.json helm/labspace/dashboards/
+
 clean:
 	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache .ruff_cache tests/artifacts
 	find . -name __pycache__ -prune -exec rm -rf {} +

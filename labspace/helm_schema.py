@@ -212,6 +212,15 @@ def chart_keys() -> dict[str, dict[str, Any]]:
         ),
         "hub": _hub(),
         "proxy": _proxy(),
+        "grafana": _obj(
+            "Grafana, where the chart helps it.",
+            dashboards=_obj(
+                "Labspace's dashboards as ConfigMaps for Grafana's dashboard sidecar.",
+                enabled=_bool("Create the ConfigMaps (one per dashboard)."),
+                labels=_str_map("Labels of each ConfigMap (the sidecar finds them by label)."),
+                annotations=_str_map("Annotations of each ConfigMap, e.g. the sidecar's folder."),
+            ),
+        ),
         "singleuser": _obj(
             "Workspace pods, where no Labspace setting says it.",
             networkPolicy=_enabled_policy(

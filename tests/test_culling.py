@@ -234,3 +234,35 @@ async def test_cull_now_with_culling_off_asks_nothing(setup):
     settings, _ = setup("hub: {culling: {enabled: false}}\n")
     # nothing listens there: a request would fail
     assert await culling.cull_now("http://127.0.0.1:9/hub/api", "x", settings) == []
+
+
+# -- the profile the culler reads (spawners/mixin.py) -----------------------------
+
+
+def profile_spawner(tmp_path, user_options: dict):
+    from offline import build_spawner, settings_from
+    from traitlets.config import Config
+
+    from labspace.spawners.local import LabspaceLocalSpawner
+
+    config = Config()
+    config.LabspaceSpawnerMixin.home_root = str(tmp_path / "users")
+    values = settings_from("profiles: [{slug: small}, {slug: gpu, default: true}]")
+    spawner = build_spawner(LabspaceLocalSpawner, "ann", "", values, config)
+    spawner.user.settings = {}
+    spawner.user_options = user_options
+    return spawner
+
+
+async def test_the_resolved_profile_shows_in_user_options_and_survives_a_restart(tmp_path):
+    spawner = profile_spawner(tmp_path, {})
+    await spawner._run_apply_user_options({})  # no profile named: the default, gpu
+    assert spawner.user_options == {"profile": "gpu"}  # what the hub API's model shows
+    assert not getattr(spawner.orm_spawner, "user_options", None)  # the saved ones: as asked
+    state = spawner.get_state()
+    again = profile_spawner(tmp_path, {})  # after a hub restart: the saved state
+    again.load_state(state)
+    assert again.user_options == {"profile": "gpu"}
+    named = profile_spawner(tmp_path, {"profile": "small"})
+    named.load_state(state)  # never over a profile the options name
+    assert named.user_options == {"profile": "small"}

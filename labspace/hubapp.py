@@ -9,6 +9,13 @@ calls the outcome of its own service's start: the same steps, the same checks
 (a managed service that does not come up still stops the hub), run together.
 Any later call (none in JupyterHub 5) is JupyterHub's own.
 
+Labspace's own hub pages (``labspace.hubpages``: the operations page) are
+routed through ``JupyterHub.extra_handlers``, which JupyterHub deprecates in
+favour of services: those pages need the hub's own state (its running spawners,
+the refused-start record, stopping a server as the admin panel does), which a
+service cannot see. So the deprecation warning is kept for anybody else's
+handlers and left out for Labspace's own.
+
 Configuration written for ``JupyterHub`` applies unchanged (traitlets reads a
 class's section for its subclasses too), and it logs as ``JupyterHub``, as the
 hub always did: traitlets names an application's logger after its class, and
@@ -22,9 +29,10 @@ import asyncio
 import logging
 
 from jupyterhub.app import JupyterHub
-from traitlets import default
+from traitlets import default, observe
 
 LOGGER = "JupyterHub"
+OWN_HANDLERS = "labspace."  # the module prefix of Labspace's own page handlers
 
 
 class LabspaceHub(JupyterHub):
@@ -37,6 +45,18 @@ class LabspaceHub(JupyterHub):
         log = logging.getLogger(LOGGER)
         log.propagate = False
         return log
+
+    @observe("extra_handlers")
+    def _extra_handlers_changed(self, change):
+        """JupyterHub's deprecation warning, for handlers that are not Labspace's."""
+        foreign = [
+            h for h in change.new if not getattr(h[1], "__module__", "").startswith(OWN_HANDLERS)
+        ]
+        if foreign:
+            self.log.warning(
+                "JupyterHub.extra_handlers is deprecated in JupyterHub 3.1."
+                " Please use JupyterHub services to register additional HTTP endpoints."
+            )
 
     def get_default_logging_config(self):
         config = super().get_default_logging_config()

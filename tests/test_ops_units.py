@@ -285,3 +285,28 @@ def test_the_access_log_is_not_a_last_error():
     health.LAST.last = None
     logging.getLogger("tornado.access").error("503 POST /services/x/api/internal/y 0.5ms")
     assert health.LAST.last is None
+
+
+def test_only_foreign_extra_handlers_get_jupyterhubs_deprecation_warning():
+    """Labspace's pages use JupyterHub's extra_handlers on purpose (they need the
+    hub's own state), so an operator's log does not warn about them at every
+    start; anybody else's handlers still get JupyterHub's warning."""
+    import io
+    import logging
+
+    from jupyterhub.handlers.base import BaseHandler
+
+    from labspace.hubapp import LabspaceHub
+    from labspace.ops_pages import routes
+
+    hub = LabspaceHub()
+    seen = io.StringIO()
+    handler = logging.StreamHandler(seen)
+    hub.log.addHandler(handler)
+    try:
+        hub.extra_handlers = [(pattern, cls, {}) for pattern, cls in routes()]
+        assert hub.extra_handlers and seen.getvalue() == ""
+        hub.extra_handlers = [(r"/mine", BaseHandler, {})]
+        assert "extra_handlers is deprecated" in seen.getvalue()
+    finally:
+        hub.log.removeHandler(handler)

@@ -203,7 +203,9 @@ def test_launch_standalone_app_keeps_its_version_after_an_edit(world):
     assert launch["version"] == "1.0" and launch["server_name"] == "viewer"
     wait_running(world, "ada", launch["id"])
     model = servers(world, "ada")["viewer"]
-    assert model["user_options"] == {"app": "viewer", "version": "1.0"}
+    # the app's options as launched, and the profile the start resolved to (the
+    # hub shows it for the idle culler's per-profile timeouts)
+    assert model["user_options"] == {"app": "viewer", "version": "1.0", "profile": "default"}
     with client(world, "ada") as c:
         r = c.get(launch["url"].lstrip("/"))
     assert r.status_code == 200 and "viewer one" in r.text, r.text[:500]

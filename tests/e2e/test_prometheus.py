@@ -54,16 +54,30 @@ def scraped(module_hub_factory, need, tmp_path_factory):
         settings["accounting"] = {
             "enabled": True,
             "port": free_port(),
+            "projects": {"prefix": "lab-"},
             "no_project": "personal",
             "personal_allowance": 5,
             "prices": {"profiles": {"small": 1}},
         }
         settings["catalog"] = {"enabled": True, "port": free_port()}
+        # the test service tops up a project (the per-project balance panel)
+        (role,) = settings["hub"]["config"]["JupyterHub"]["load_roles"]
+        role["scopes"] += [
+            "custom:labspace-accounting:admin",
+            "access:services!service=accounting",
+        ]
         settings["data"] = {"enabled": True, "port": free_port()}
 
     hub, api = module_hub_factory(edit)
     api.create_user("ada")
     user_token = api.token("ada")
+    # a project with a budget, so the per-project balance has a series
+    api.add_to_group("lab-p", "ada")
+    topup = api.client.post(
+        "services/accounting/api/ledger/topup",
+        json={"project": "lab-p", "amount": "50", "reason": "the dashboards' test"},
+    )
+    assert topup.status_code == 201, topup.text
     # one start that works, one refused (a profile nobody configured)
     api.start_server("ada")
     refused = api.request("POST", "users/ada/servers/other", json={"profile": "nope"})

@@ -9,6 +9,7 @@ missing package data fails here rather than for users.
 from __future__ import annotations
 
 import json
+import shutil
 import site
 import subprocess
 import sys
@@ -47,11 +48,18 @@ print(json.dumps({
 """
 
 
+BUILD_CLUTTER = (".git", ".venv", "node_modules", "build", "dist", "*.egg-info", "__pycache__")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
+    # from a copy without build/: setuptools reuses build/lib, so a file the
+    # package data leaves out would still reach the wheel from an earlier build
+    source = tmp_path_factory.mktemp("source") / "labspace"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*BUILD_CLUTTER))
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(REPO)],
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(source)],
         check=True,
         capture_output=True,
         timeout=300,
@@ -150,3 +158,28 @@ def test_wheel_holds_no_repository_clutter(wheel):
     assert not [n for n in names if n.startswith(("tests/", "node_modules/", "spawners/"))]
     assert "labspace/schema/settings.schema.json" in names
     assert "labspace/spawners/local.py" in names
+
+
+# source folder -> where the wheel puts it (pyproject's package-dir)
+PACKAGE_DIRS = {
+    "labspace": "labspace",
+    "services": "labspace/services",
+    "extensions": "labspace/extensions",
+    "spawners": "labspace/spawners",
+}
+
+
+def test_wheel_holds_every_template_and_static_file(wheel):
+    """Pages need every file of their templates/ and static/ folders (a template
+    including a .js file once went missing from the hub image: a 500 on /hub/home)."""
+    import zipfile
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    missing = []
+    for source, target in PACKAGE_DIRS.items():
+        for path in sorted((REPO / source).rglob("*")):
+            parts = path.relative_to(REPO / source).parts
+            if path.is_file() and {"templates", "static"} & set(parts[:-1]):
+                if "__pycache__" not in parts and f"{target}/{'/'.join(parts)}" not in names:
+                    missing.append(str(path.relative_to(REPO)))
+    assert not missing, f"not in the wheel (pyproject's package-data): {missing}"

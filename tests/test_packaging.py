@@ -179,7 +179,8 @@ def test_wheel_holds_every_template_and_static_file(wheel):
     for source, target in PACKAGE_DIRS.items():
         for path in sorted((REPO / source).rglob("*")):
             parts = path.relative_to(REPO / source).parts
-            if path.is_file() and {"templates", "static"} & set(parts[:-1]):
-                if "__pycache__" not in parts and f"{target}/{'/'.join(parts)}" not in names:
-                    missing.append(str(path.relative_to(REPO)))
+            packaged = f"{target}/{'/'.join(parts)}" in names
+            page_file = {"templates", "static"} & set(parts[:-1]) and "__pycache__" not in parts
+            if path.is_file() and page_file and not packaged:
+                missing.append(str(path.relative_to(REPO)))
     assert not missing, f"not in the wheel (pyproject's package-data): {missing}"

@@ -50,13 +50,16 @@ test: $(VENV)/.installed-test
 	$(MAKE) images-for-tests
 	$(BIN)/python -m pytest
 
-# the fast tier for the inner loop (a few minutes): unit and in-process service
-# tests but the slow property test, plus smoke e2e tests (a real hub, a spawn through the proxy, a sign-in)
+# the fast tier for the inner loop (under 3 minutes): unit and in-process service
+# tests but the slow ones, on both cores (pytest-xdist), then smoke e2e tests (a
+# real hub, a spawn through the proxy, bad settings) in a run of their own:
+# named beside --ignore=tests/e2e, pytest would drop them
 SMOKE := tests/e2e/test_hub.py::test_spawn_reaches_workspace_through_proxy \
 	tests/e2e/test_hub.py::test_bad_settings_stop_labspace_up
 check: $(VENV)/.installed-test
 	$(MAKE) node_modules/.installed
-	$(BIN)/python -m pytest -q -m "not slow" --ignore=tests/e2e --ignore=tests/security tests $(SMOKE)
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" --ignore=tests/e2e --ignore=tests/security tests
+	$(BIN)/python -m pytest -q $(SMOKE)
 
 # the base (debootstrap, when absent), workspace and hub images; each is rebuilt
 # only when its inputs changed (see images/build.sh)

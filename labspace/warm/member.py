@@ -1,0 +1,232 @@
+"""A warm pool member's Python: everything imported before it has a user,
+then turned into one user's workspace (``python -m labspace.singleuser``).
+
+``preload()`` does the slow, identity-free part of a workspace start: it imports
+JupyterHub's single-user server, jupyter-server, JupyterLab and the server
+extensions the environment enables (about 1 CPU-second of a cold start), and
+warms caches that hold nothing of anyone (MIME types). It starts no thread, no
+event loop and opens no socket, so the process can be forked afterwards (the
+local backend's fork server) or wait as it is (a docker member).
+
+``become(claim)`` turns the process into the workspace a cold start with the
+same ``argv``/``env``/``cwd`` would have made: the environment is replaced
+wholesale (nothing of the pool's is left), then the working folder, argv, umask
+and a new session, then JupyterHub's ``main()``. Where a value that Python or
+JupyterHub read when the process started (``PYTHON*`` variables, the
+single-user app choice, the user's site-packages) differs from the pool's, the
+claim is started by ``exec`` instead: slower, never different.
+
+A claim is a JSON-able dict::
+
+    {"argv": ["/usr/bin/python3", "-m", "labspace.singleuser", "--port=..."],
+     "env": {"JUPYTERHUB_API_TOKEN": "...", "HOME": "/home/ada", ...},
+     "cwd": "/home/ada"}
+
+Bad input ends the process with exit status 2 and one line naming the key.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import site
+import sys
+import tempfile
+import threading
+from typing import Any, NoReturn
+
+import labspace  # noqa: F401  (first: leaves out jsonschema's IRI grammar)
+import labspace.singleuser
+
+# what `python -m labspace.singleuser` imports on its way to serving, the
+# expensive ones (`python -X importtime`); a missing optional one is skipped
+PRELOAD = (
+    "jupyterhub.singleuser",
+    "jupyterhub.singleuser.extension",
+    "jupyterhub.singleuser.mixins",
+    "jupyter_server.serverapp",
+    "jupyter_server.services.contents.largefilemanager",
+    "jupyter_server.services.kernels.kernelmanager",
+    "jupyter_server.services.sessions.sessionmanager",
+    "jupyter_server.gateway.managers",
+    "jupyter_client.ioloop",
+    "jupyter_client.provisioning",
+    "jupyterlab",
+    "jupyterlab.labapp",
+    "jupyterlab_server",
+    "jupyter_lsp",
+    "jupyter_server_proxy",
+    "jupyter_server_proxy.handlers",
+    "jupyter_server_terminals",
+    "terminado",
+    "notebook_shim",
+    "labspace.singleuser",
+    "labspace.extensions.apps",
+    "labspace.extensions.handlers",
+    "labspace.extensions.kernels",
+    "labspace.extensions.bundled",
+)
+
+# environment variables read when a module above is imported or when Python
+# starts: a claim that sets one differently from the pool is started by exec
+IMPORT_TIME_ENV = (
+    "JUPYTERHUB_SINGLEUSER_APP",
+    "JUPYTERHUB_SINGLEUSER_EXTENSION",
+    "JUPYTER_ALLOW_INSECURE_WRITES",
+)
+
+EXIT_BAD_CLAIM = 2
+_preloaded_env: dict[str, str] | None = None
+_preloaded_user_site: str | None = None
+
+
+class BadClaim(ValueError):
+    """A claim that is not a workspace's argv/env/cwd."""
+
+
+def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
+    """Import ``modules`` (those that are installed) and warm identity-free
+    caches. Returns the modules that could not be imported."""
+    global _preloaded_env, _preloaded_user_site
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    import mimetypes
+
+    mimetypes.init()
+    _preloaded_env = {k: os.environ.get(k, "") for k in _startup_env_keys(os.environ)}
+    _preloaded_user_site = site.USER_SITE if site.ENABLE_USER_SITE else None
+    if threading.active_count() != 1:
+        raise RuntimeError(
+            "preload started a thread: "
+            + ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
+        )
+    return missing
+
+
+def check_claim(claim: Any) -> tuple[list[str], dict[str, str], str]:
+    """``claim`` as (argv, env, cwd), or ``BadClaim`` naming what is wrong."""
+    if not isinstance(claim, dict):
+        raise BadClaim(f"claim: expected an object with argv, env, cwd, not {type(claim).__name__}")
+    unknown = sorted(set(claim) - {"argv", "env", "cwd", "umask"})
+    if unknown:
+        raise BadClaim(
+            f"claim: unknown key(s) {', '.join(map(repr, unknown))}"
+            " (allowed: argv, env, cwd, umask)"
+        )
+    umask = claim.get("umask")
+    if umask is not None and (type(umask) is not int or not 0 <= umask <= 0o777):
+        raise BadClaim("claim.umask: expected an integer 0..0o777 (or leave it out)")
+    argv, env, cwd = claim.get("argv"), claim.get("env"), claim.get("cwd")
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise BadClaim("claim.argv: expected a non-empty list of strings (the workspace command)")
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise BadClaim("claim.env: expected an object of string names to string values")
+    for k, v in env.items():
+        if not k or "=" in k or "\0" in k or "\0" in v:
+            raise BadClaim(f"claim.env: {k!r} is not a valid environment variable")
+    if any("\0" in a for a in argv):
+        raise BadClaim("claim.argv: an argument contains a NUL byte")
+    if not isinstance(cwd, str) or not os.path.isabs(cwd) or "\0" in cwd:
+        raise BadClaim("claim.cwd: expected an absolute path (the workspace's home)")
+    if not os.path.isdir(cwd):
+        raise BadClaim(f"claim.cwd: {cwd} is not a folder")
+    return list(argv), dict(env), cwd
+
+
+def _startup_env_keys(env) -> set[str]:
+    """Names whose value Python or an imported module used at startup (HOME:
+    the user site-packages, which ``become`` swaps)."""
+    return {k for k in env if k.startswith("PYTHON")} | set(IMPORT_TIME_ENV)
+
+
+def needs_exec(argv: list[str], env: dict[str, str]) -> str | None:
+    """Why this claim cannot run in the preloaded process (None: it can)."""
+    if _preloaded_env is None:
+        return "not preloaded"
+    if argv[1:3] != ["-m", "labspace.singleuser"]:
+        return f"command is not `python -m labspace.singleuser` ({argv[:3]})"
+    if os.path.realpath(argv[0]) != os.path.realpath(sys.executable):
+        return "another interpreter"
+    for k in _startup_env_keys(env) | _startup_env_keys(_preloaded_env):
+        if env.get(k, "") != _preloaded_env.get(k, ""):
+            return f"{k} differs from the pool's"
+    return None
+
+
+def _user_site(home: str) -> str | None:
+    """The user site-packages Python would have put on sys.path with this HOME."""
+    if not site.ENABLE_USER_SITE or not home:
+        return None
+    path = os.path.join(
+        home, ".local", "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages"
+    )
+    return path if os.path.isdir(path) else None
+
+
+def become(claim: Any) -> NoReturn:
+    """Turn this process into the workspace ``claim`` describes, as a cold
+    start would; never returns. A bad claim: exit status 2 and a message.
+
+    The caller has closed what it opened (sockets, pipes); every other file
+    descriptor above 2 is closed here, as ``Popen(close_fds=True)`` does."""
+    try:
+        argv, env, cwd = check_claim(claim)
+    except BadClaim as e:
+        print(f"labspace warm member: refused: {e}", file=sys.stderr, flush=True)
+        os._exit(EXIT_BAD_CLAIM)
+    why_exec = needs_exec(argv, env)
+    _reset_process(cwd, claim.get("umask"))
+    if why_exec:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(argv[0], argv, env)  # noqa: S606 - the workspace command, as Popen runs it
+    os.environ.clear()
+    os.environ.update(env)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+    _swap_user_site(env.get("HOME", ""))
+    # what `python -m labspace.singleuser ARGS` has as sys.argv
+    sys.argv = [labspace.singleuser.__file__, *argv[3:]]
+    from jupyterhub.singleuser import main
+
+    main()
+    sys.exit(0)
+
+
+def _reset_process(cwd: str, umask: int | None) -> None:
+    """What Popen(start_new_session=True, cwd=...) and a new interpreter give:
+    a new session, no inherited descriptors, Python's signal handlers."""
+    os.chdir(cwd)
+    if umask is not None:
+        os.umask(umask)
+    if os.getsid(0) != os.getpid():
+        os.setsid()
+    os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024)
+    signal.set_wakeup_fd(-1)
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            continue
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def _swap_user_site(home: str) -> None:
+    """sys.path as a start with this HOME has it: the pool's user
+    site-packages out, the user's in (where it exists)."""
+    if _preloaded_user_site and _preloaded_user_site in sys.path:
+        sys.path.remove(_preloaded_user_site)
+    user_site = _user_site(home)
+    if user_site:
+        site.addsitedir(user_site)

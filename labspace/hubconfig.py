@@ -135,6 +135,7 @@ def _backend(settings: Settings, state: State, out: dict) -> None:
     _set(out, mixin, "profiles", settings.get("profiles"))
     _set(out, mixin, "backend_settings", settings.get("backend"))
     _set(out, mixin, "spawn_concurrency", settings.get("backend.spawn_concurrency"))
+    _set(out, mixin, "warm_pool", settings.get("backend.warm_pool"))
     # homes on the host under data_dir: local, and docker with home: bind
     _set(out, mixin, "home_root", str(state.users_dir))
 

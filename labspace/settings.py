@@ -382,6 +382,10 @@ def _semantic_problems(data: dict[str, Any], skip: set[str] = frozenset()) -> li
         from .culling import problems as culling_problems
 
         problems += culling_problems(values)
+    if not skip & {"profiles", "backend"}:
+        from .warm import problems as warm_problems
+
+        problems += warm_problems(values)
     for name in SERVICE_SECTIONS:
         # services read other sections too (profiles, hub ports): only a file
         # the schema accepted as a whole reaches their checks

@@ -27,6 +27,14 @@ refuse with that status and message):
   metrics and the operations page's record of refused and failed starts. A
   failing hook is logged and never changes the start.
 
+Warm starts (``backend.warm_pool``, ``labspace.warm.pool``): inside the start
+slot, after the ``before_start`` hooks and ``prepare_workspace``, a start whose
+profile is pooled takes a ready member of the hub's pool for the backend's
+``warm_key(spec)`` and hands it this start's identity with
+``start_warm(member)``; with no member (or a key of None: a spec the backend
+cannot start warm) it is the backend's own cold ``start()``. Hooks, refusals,
+progress messages and the state left behind are the same either way.
+
 Services name the extra ``user_options`` keys they handle in ``option_keys``;
 any other key is still refused. Hooks may add environment variables through
 ``spawner.extra_env`` (cleared at each start) and set ``default_url``; a
@@ -62,6 +70,7 @@ from traitlets.utils.importstring import import_item
 from labspace import profiles
 from labspace.profiles import ProfileError, WorkspaceSpec
 from labspace.state import user_dir_name
+from labspace.warm.pool import Member, hub_pool
 
 from .outcome import StartOutcome, outcome_of
 
@@ -246,7 +255,19 @@ class LabspaceSpawnerMixin(Configurable):
         help="Extra `user_options` keys that hooks handle, `{key: what it means}`.",
     ).tag(config=True)
 
-    @validate("before_start", "after_stop", "check_options", "form_parts", "start_outcome")
+    warm_pool = Dict(
+        help="The `backend.warm_pool` section of labspace.yaml (Labspace sets it).",
+    ).tag(config=True)
+
+    pool_events = List(
+        Union([Callable(), Unicode()]),
+        help="Hooks `(event)` told of each warm pool member made, claimed or gone "
+        "(labspace.warm.pool.WarmPool); the hub passes them to its pool.",
+    ).tag(config=True)
+
+    @validate(
+        "before_start", "after_stop", "check_options", "form_parts", "start_outcome", "pool_events"
+    )
     def _import_hooks(self, proposal):
         """Hooks may be given as ``"package.module.function"`` (from labspace.yaml)."""
         hooks = []
@@ -514,11 +535,66 @@ class LabspaceSpawnerMixin(Configurable):
             self.emit("Preparing home", 15)
             await maybe_future(self.prepare_workspace())
             self.emit(f"Starting your {spec.display_name} workspace", 30)
-            url = await super().start()
+            url = await self._start_warm_or_cold(spec)
             self.emit("Starting JupyterLab", 60)
             await self._wait_up(url)
         self._start_progress().up = True
         self.emit("Workspace is up", 95)
+        return url
+
+    # -- warm starts ---------------------------------------------------------
+
+    started_warm = False  # the last start claimed a pool member (this hub process)
+
+    def warm_key(self, spec: WorkspaceSpec) -> str | None:
+        """The pool this spec can start warm from; None: it always starts cold.
+        Backends with a warm pool override it."""
+        return None
+
+    async def start_warm(self, member: Member):
+        """Hand ``member`` this start's identity (token, environment, home,
+        mounts, limits); return what the backend's ``start()`` returns and leave
+        the spawner in the state a cold start would. Backends with a pool
+        implement it."""
+        raise NotImplementedError
+
+    def _pooled(self, spec: WorkspaceSpec) -> bool:
+        """The settings let ``spec``'s profile start warm."""
+        warm = self.warm_pool or {}
+        if not warm.get("enabled"):
+            return False
+        only = warm.get("profiles") or []
+        return not only or spec.profile in only
+
+    async def _start_warm_or_cold(self, spec: WorkspaceSpec):
+        """A warm start from the hub's pool when it has a member for this spec,
+        else the backend's cold start. A claim that fails is not retried warm:
+        the member is destroyed and the start goes on cold."""
+        self.started_warm = False
+        pool = hub_pool(self.user.settings) if self._pooled(spec) else None
+        member = pool.take(self.warm_key(spec)) if pool is not None else None
+        if member is None:
+            return await super().start()
+        began = time.monotonic()
+        try:
+            url = await self.start_warm(member)
+        except web.HTTPError:
+            pool.give_back_failed(member)
+            raise
+        except Exception:
+            self.log.exception(
+                "%s: warm start from member %s failed; starting cold", self._log_name, member.id
+            )
+            pool.give_back_failed(member)
+            return await super().start()
+        self.started_warm = True
+        pool.claimed(member, user=self.user.name, server=self.name, profile=spec.profile)
+        self.log.info(
+            "%s started warm from member %s in %.2fs",
+            self._log_name,
+            member.id,
+            time.monotonic() - began,
+        )
         return url
 
     async def _run_before_start(self, spec: WorkspaceSpec) -> None:

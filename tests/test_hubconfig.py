@@ -149,6 +149,7 @@ def test_build_empty_file(setup, base):
             "profiles": [],
             "backend_settings": DEFAULT_BACKEND,
             "spawn_concurrency": 0,
+            "warm_pool": DEFAULT_BACKEND["warm_pool"],
             "home_root": f"{data}/users",
         },
         "ConfigurableHTTPProxy": {
@@ -227,6 +228,7 @@ def test_build_realistic_file(setup, base):
             ],
         },
         "spawn_concurrency": 3,
+        "warm_pool": DEFAULT_BACKEND["warm_pool"],
         "home_root": f"{data}/users",
     }
 

@@ -103,6 +103,13 @@ DEFAULTS = {
         "start_timeout": 120,
         "http_timeout": 60,
         "spawn_concurrency": 0,
+        "warm_pool": {
+            "enabled": False,
+            "size": 2,
+            "profiles": [],
+            "refill_concurrency": 1,
+            "max_age": 86400,
+        },
         "image": "labspace/workspace:latest",
         "env": {},
         "mounts": [],
@@ -221,6 +228,7 @@ REALISTIC_VALUES = yaml.safe_load(REALISTIC)
 REALISTIC_VALUES["auth"] = {**DEFAULTS["auth"], **REALISTIC_VALUES["auth"]}
 REALISTIC_VALUES["hub"]["tls"] = DEFAULTS["hub"]["tls"]
 REALISTIC_VALUES["hub"]["culling"] = DEFAULTS["hub"]["culling"]
+REALISTIC_VALUES["backend"]["warm_pool"] = DEFAULTS["backend"]["warm_pool"]
 for _name in SERVICE_SECTIONS:
     REALISTIC_VALUES[_name] = DEFAULTS[_name]
 

@@ -27,7 +27,9 @@ Bad input ends the process with exit status 2 and one line naming the key.
 
 from __future__ import annotations
 
+import glob
 import importlib
+import json
 import os
 import signal
 import site
@@ -66,6 +68,12 @@ PRELOAD = (
     "labspace.extensions.handlers",
     "labspace.extensions.kernels",
     "labspace.extensions.bundled",
+    "IPython.paths",
+    "httpx",
+    "httpcore",
+    "h11",
+    "psutil",
+    "ctypes",
 )
 
 # environment variables read when a module above is imported or when Python
@@ -90,7 +98,7 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
     caches. Returns the modules that could not be imported."""
     global _preloaded_env, _preloaded_user_site
     missing = []
-    for name in modules:
+    for name in (*modules, *enabled_server_extensions()):
         try:
             importlib.import_module(name)
         except ImportError:
@@ -106,6 +114,27 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
             + ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
         )
     return missing
+
+
+def enabled_server_extensions() -> list[str]:
+    """The jupyter-server extensions the environment and the system enable
+    (``jpserver_extensions`` in ``<prefix>/etc/jupyter``, ``/etc/jupyter``; a
+    user's own config is read by their server only), e.g. panel's, voila's."""
+    from jupyter_core.paths import ENV_CONFIG_PATH, SYSTEM_CONFIG_PATH
+
+    names: dict[str, bool] = {}
+    for folder in [*SYSTEM_CONFIG_PATH[::-1], *ENV_CONFIG_PATH[::-1]]:
+        d = os.path.join(folder, "jupyter_server_config.d")
+        files = sorted(glob.glob(os.path.join(d, "*.json")))
+        files.append(os.path.join(folder, "jupyter_server_config.json"))
+        for path in files:
+            try:
+                with open(path) as f:
+                    config = json.load(f)
+                names.update(config["ServerApp"]["jpserver_extensions"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    return [name for name, on in names.items() if on is True and isinstance(name, str)]
 
 
 def check_claim(claim: Any) -> tuple[list[str], dict[str, str], str]:

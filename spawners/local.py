@@ -4,29 +4,202 @@ Unlike JupyterHub's ``LocalProcessSpawner`` it needs no system users and no root
 every workspace runs as the hub's own OS user, with its home in
 ``<home_root>/<safe name>``. Workspaces are therefore not isolated from each
 other; use the docker or kubernetes backend where users must be kept apart.
+
+Warm starts (``backend.warm_pool``): ``LocalWarmProvider`` runs one fork server
+(``labspace.warm.forkserver``) that has imported the workspace server once;
+each pool member is a fork of it, waiting for its claim. ``start_warm`` builds
+the command, environment and home a cold ``start()`` would and hands them to a
+member, which becomes that workspace; the spawner keeps its pid as after a cold
+start, so poll, stop and a hub restart work the same.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import posixpath
+import shlex
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from jupyterhub.slugs import safe_slug
 from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.utils import random_port
 from traitlets import Unicode, default, validate
 
 from labspace.profiles import Mount, WorkspaceSpec
 from labspace.state import user_dir_name
+from labspace.warm import forkserver
+from labspace.warm.pool import Member, Provider, hub_pool
 
 from .mixin import LabspaceSpawnerMixin
 
 # JupyterLab settings every new home starts with: no prompt to fetch news from the
 # internet (research networks often have none)
 LAB_DEFAULTS = {"@jupyterlab/apputils-extension/notification": {"fetchNews": "false"}}
+
+WARM_KEY = "local"  # one pool: every local workspace runs the hub's interpreter
+WARM_FOLDER = ".warm"  # under runtime_root; no user's folder starts with a dot
+WORKSPACE_MODULE = ["-m", "labspace.singleuser"]
+# the fork server's environment: what LocalProcessSpawner keeps of the hub's
+# (its env_keep), nothing else: no hub secret, no user
+FORKSERVER_ENV_KEEP = (
+    "CONDA_DEFAULT_ENV",
+    "CONDA_ROOT",
+    "JUPYTERHUB_SINGLEUSER_APP",
+    "LANG",
+    "LC_ALL",
+    "LD_LIBRARY_PATH",
+    "PATH",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+)
+FORKSERVER_START_TIMEOUT = 60.0  # s to preload (3 s on an idle machine)
+STOP_TIMEOUT = 10.0
+
+
+def _alive(pid: int, starttime: int | None) -> bool:
+    """``pid`` is still the process that started at ``starttime`` (not a zombie)."""
+    if not pid or forkserver.proc_starttime(pid) != starttime:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+class LocalWarmProvider(Provider):
+    """The local backend's pool members: forks of one fork server, a child of
+    the hub in a session of its own, whose folder (``<runtime_root>/.warm``,
+    0700) holds its socket and the pids a killed hub would leave behind."""
+
+    kind = "local"
+
+    def __init__(self, folder: str, log):
+        self.folder = folder
+        self.socket_path = os.path.join(folder, forkserver.SOCKET_NAME)
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+        self._lifeline: int | None = None
+        self._left: list[Member] = []
+
+    def keys(self) -> list[str]:
+        return [WARM_KEY]
+
+    async def start(self) -> None:
+        os.makedirs(self.folder, mode=0o700, exist_ok=True)
+        os.chmod(self.folder, 0o700)
+        self._left = await self._end_earlier_run()
+        env = {k: os.environ[k] for k in FORKSERVER_ENV_KEEP if k in os.environ}
+        read, self._lifeline = os.pipe()
+        try:
+            cmd = [sys.executable, "-m", "labspace.warm.forkserver"]
+            cmd += ["--socket", self.socket_path, "--lifeline", str(read)]
+            self.proc = subprocess.Popen(
+                cmd, env=env, cwd=self.folder, pass_fds=(read,), start_new_session=True
+            )
+        finally:
+            os.close(read)
+        deadline = time.monotonic() + FORKSERVER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the fork server exited with {self.proc.returncode}")
+            with contextlib.suppress(forkserver.ForkServerError):
+                await forkserver.request(self.socket_path, {"op": "list"}, timeout=5)
+                self.log.info("Warm pool: fork server %d is up", self.proc.pid)
+                return
+            await asyncio.sleep(0.1)
+        await self.close()
+        raise RuntimeError(f"the fork server did not answer in {FORKSERVER_START_TIMEOUT:.0f}s")
+
+    async def _end_earlier_run(self) -> list[Member]:
+        """Stop the fork server an earlier hub run left (it ends its members);
+        return the members it may not have ended."""
+        state = self._read(forkserver.STATE_FILE) or {}
+        pid, starttime = state.get("pid"), state.get("starttime")
+        if isinstance(pid, int) and _alive(pid, starttime):
+            self.log.info("Warm pool: stopping fork server %d of an earlier run", pid)
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while _alive(pid, starttime) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if _alive(pid, starttime):
+                os.kill(pid, signal.SIGKILL)
+        left = []
+        for entry in self._read(forkserver.MEMBERS_FILE) or []:
+            if isinstance(entry, dict) and _alive(entry.get("pid"), entry.get("starttime")):
+                handle = {"pid": entry["pid"], "starttime": entry["starttime"], "leftover": True}
+                left.append(Member(WARM_KEY, id=str(entry.get("id")), handle=handle))
+        return left
+
+    def _read(self, name: str):
+        try:
+            with open(os.path.join(self.folder, name)) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    async def leftovers(self) -> list[Member]:
+        return self._left
+
+    async def create(self, key: str) -> Member:
+        member = Member(key)
+        answer = await forkserver.request(self.socket_path, {"op": "fork", "id": member.id})
+        pid = answer["pid"]
+        member.handle = {"pid": pid, "starttime": forkserver.proc_starttime(pid)}
+        return member
+
+    async def alive(self, member: Member) -> bool:
+        return _alive(member.handle.get("pid"), member.handle.get("starttime"))
+
+    async def claim(self, member: Member, claim: dict) -> int:
+        """Hand ``member`` its workspace; the workspace's pid once it has it."""
+        message = {"op": "claim", "id": member.id, "claim": claim}
+        answer = await forkserver.request(self.socket_path, message, timeout=30)
+        return answer["pid"]
+
+    async def destroy(self, member: Member) -> None:
+        pid, starttime = member.handle.get("pid"), member.handle.get("starttime")
+        if not member.handle.get("leftover") and self.proc and self.proc.poll() is None:
+            with contextlib.suppress(forkserver.ForkServerError):
+                await forkserver.request(self.socket_path, {"op": "destroy", "id": member.id})
+                return
+        if _alive(pid, starttime):  # the fork server is gone: a waiting member ends by itself
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    async def close(self) -> None:
+        """Close the lifeline: the fork server ends its unclaimed members and exits."""
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+        if self.proc is None:
+            return
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.proc.poll() is None:
+            self.log.warning("Warm pool: fork server %d did not stop; killing it", self.proc.pid)
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 class LabspaceLocalSpawner(LabspaceSpawnerMixin, LocalProcessSpawner):
@@ -84,6 +257,53 @@ class LabspaceLocalSpawner(LabspaceSpawnerMixin, LocalProcessSpawner):
             # in containers and CI
             args.append("--ServerApp.allow_root=True")
         return args
+
+    # -- warm starts ---------------------------------------------------------
+
+    @classmethod
+    def warm_provider(cls, hub_app) -> LocalWarmProvider | None:
+        """The fork server's provider, in ``<runtime_root>/.warm``; None where no
+        start could be warm (internal SSL: certificates are made per start)."""
+        if hub_app.internal_ssl:
+            hub_app.log.warning("backend.warm_pool: off with internal_ssl (every start is cold)")
+            return None
+        config = hub_app.config
+        runtime_root = config.get("LabspaceLocalSpawner", {}).get("runtime_root")
+        if not runtime_root:
+            home_root = config.get("LabspaceSpawnerMixin", {}).get("home_root")
+            if not home_root:
+                raise ValueError("no home_root: set data_dir")
+            runtime_root = str(Path(home_root).parent / "runtime")
+        return LocalWarmProvider(os.path.join(runtime_root, WARM_FOLDER), hub_app.log)
+
+    def warm_key(self, spec: WorkspaceSpec) -> str | None:
+        """``"local"``, or None where a fork of the pool could not be the very
+        process a cold start makes (another command, a shell, Popen options,
+        internal SSL)."""
+        if self.internal_ssl or self.shell_cmd or self.popen_kwargs:
+            return None
+        if len(self.cmd) < 3 or list(self.cmd[1:3]) != WORKSPACE_MODULE:
+            return None
+        if os.path.realpath(self.cmd[0]) != os.path.realpath(sys.executable):
+            return None
+        return WARM_KEY
+
+    async def start_warm(self, member: Member):
+        """``LocalProcessSpawner.start`` with a pool member instead of Popen: the
+        same command, environment (this server's token and OAuth client), home
+        and port; the member's pid becomes this spawner's."""
+        pool = hub_pool(self.user.settings)
+        if pool is None or not isinstance(pool.provider, LocalWarmProvider):
+            raise RuntimeError("no local warm pool")
+        if self.port == 0:
+            self.port = random_port()
+        env = self.get_env()
+        cmd = [*self.cmd, *self.get_args()]
+        self.log.info("Spawning %s (warm: member %s)", shlex.join(cmd), member.id)
+        claim = {"argv": cmd, "env": env, "cwd": self.home_dir, "umask": _umask()}
+        self.proc = None  # poll() by pid (a Popen of an earlier cold start is done)
+        self.pid = await pool.provider.claim(member, claim)
+        return (self.ip or "127.0.0.1", self.port)
 
     def make_preexec_fn(self, name):
         home = self.home_dir

@@ -270,10 +270,13 @@ class ForkServer:
         if not isinstance(member_id, str) or not member_id:
             return {"ok": False, "error": f"{op}: 'id' must be a non-empty string"}
         if op == "fork":
-            if any(c.id == member_id for c in self.children.values()):
+            if any(c.id == member_id and c.state != "ending" for c in self.children.values()):
                 return {"ok": False, "error": f"fork: member {member_id} exists"}
             return self.fork(member_id)
-        child = next((c for c in self.children.values() if c.id == member_id), None)
+        child = next(
+            (c for c in self.children.values() if c.id == member_id and c.state != "ending"),
+            None,
+        )
         if op == "destroy":
             if child is not None and child.state == "ready":
                 self.kill(child)

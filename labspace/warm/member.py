@@ -36,6 +36,7 @@ import site
 import sys
 import tempfile
 import threading
+import time
 from typing import Any, NoReturn
 
 import labspace  # noqa: F401  (first: leaves out jsonschema's IRI grammar)
@@ -82,11 +83,18 @@ IMPORT_TIME_ENV = (
     "JUPYTERHUB_SINGLEUSER_APP",
     "JUPYTERHUB_SINGLEUSER_EXTENSION",
     "JUPYTER_ALLOW_INSECURE_WRITES",
+    "JUPYTER_PLATFORM_DIRS",  # jupyter_core.paths.SYSTEM_CONFIG_PATH
+    "JUPYTER_USE_PROGRAMDATA",
+    "LANG",  # the interpreter's locale and file system encoding
+    "LC_ALL",
+    "LC_CTYPE",
 )
 
 EXIT_BAD_CLAIM = 2
-_preloaded_env: dict[str, str] | None = None
+_preloaded_env: dict[str, str] | None = None  # as the process was started
+_startup_changes: dict[str, str] = {}  # what the interpreter set at startup (locale coercion)
 _preloaded_user_site: str | None = None
+_preloaded_cwd: str | None = None  # sys.path[0] of `python -m` is the folder it started in
 
 
 class BadClaim(ValueError):
@@ -96,7 +104,7 @@ class BadClaim(ValueError):
 def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
     """Import ``modules`` (those that are installed) and warm identity-free
     caches. Returns the modules that could not be imported."""
-    global _preloaded_env, _preloaded_user_site
+    global _preloaded_env, _startup_changes, _preloaded_user_site, _preloaded_cwd
     missing = []
     for name in (*modules, *enabled_server_extensions()):
         try:
@@ -106,8 +114,15 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
     import mimetypes
 
     mimetypes.init()
-    _preloaded_env = {k: os.environ.get(k, "") for k in _startup_env_keys(os.environ)}
+    started = _exec_environ()
+    _preloaded_env = {k: started.get(k, "") for k in _startup_env_keys(started)}
+    # PEP 538: in a C locale Python sets LC_CTYPE before any code runs; a cold
+    # start with the same locale variables gets the same
+    _startup_changes = {
+        k: v for k, v in os.environ.items() if k.startswith("LC_") and started.get(k) != v
+    }
     _preloaded_user_site = site.USER_SITE if site.ENABLE_USER_SITE else None
+    _preloaded_cwd = os.getcwd()
     if threading.active_count() != 1:
         raise RuntimeError(
             "preload started a thread: "
@@ -175,6 +190,18 @@ def _startup_env_keys(env) -> set[str]:
     return {k for k in env if k.startswith("PYTHON")} | set(IMPORT_TIME_ENV)
 
 
+def _exec_environ() -> dict[str, str]:
+    """The environment this process was started with (``/proc/self/environ``:
+    before the interpreter changed anything), else today's."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return dict(os.environ)
+    items = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {os.fsdecode(k): os.fsdecode(v) for k, v in items}
+
+
 def needs_exec(argv: list[str], env: dict[str, str]) -> str | None:
     """Why this claim cannot run in the preloaded process (None: it can)."""
     if _preloaded_env is None:
@@ -187,16 +214,6 @@ def needs_exec(argv: list[str], env: dict[str, str]) -> str | None:
         if env.get(k, "") != _preloaded_env.get(k, ""):
             return f"{k} differs from the pool's"
     return None
-
-
-def _user_site(home: str) -> str | None:
-    """The user site-packages Python would have put on sys.path with this HOME."""
-    if not site.ENABLE_USER_SITE or not home:
-        return None
-    path = os.path.join(
-        home, ".local", "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages"
-    )
-    return path if os.path.isdir(path) else None
 
 
 def become(claim: Any) -> NoReturn:
@@ -217,9 +234,10 @@ def become(claim: Any) -> NoReturn:
         sys.stderr.flush()
         os.execve(argv[0], argv, env)  # noqa: S606 - the workspace command, as Popen runs it
     os.environ.clear()
-    os.environ.update(env)
+    os.environ.update({**env, **_startup_changes})
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
-    _swap_user_site(env.get("HOME", ""))
+    time.tzset()  # TZ
+    _swap_paths(cwd)
     # what `python -m labspace.singleuser ARGS` has as sys.argv
     sys.argv = [labspace.singleuser.__file__, *argv[3:]]
     from jupyterhub.singleuser import main
@@ -251,11 +269,15 @@ def _reset_process(cwd: str, umask: int | None) -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
-def _swap_user_site(home: str) -> None:
-    """sys.path as a start with this HOME has it: the pool's user
-    site-packages out, the user's in (where it exists)."""
+def _swap_paths(cwd: str) -> None:
+    """sys.path as `python -m` started in ``cwd`` with this HOME has it: the
+    start folder first, the pool's user site-packages out, the user's in
+    (where it exists)."""
+    if sys.path and sys.path[0] == _preloaded_cwd:
+        sys.path[0] = cwd
     if _preloaded_user_site and _preloaded_user_site in sys.path:
         sys.path.remove(_preloaded_user_site)
-    user_site = _user_site(home)
-    if user_site:
+    site.USER_BASE = site.USER_SITE = None  # computed again from HOME
+    user_site = site.getusersitepackages()
+    if site.ENABLE_USER_SITE and os.path.isdir(user_site):
         site.addsitedir(user_site)

@@ -36,6 +36,7 @@ from traitlets import Unicode, default, validate
 from labspace.profiles import Mount, WorkspaceSpec
 from labspace.state import user_dir_name
 from labspace.warm import forkserver
+from labspace.warm import member as warm_member
 from labspace.warm.pool import Member, Provider, hub_pool
 
 from .mixin import LabspaceSpawnerMixin
@@ -62,6 +63,14 @@ FORKSERVER_ENV_KEEP = (
 )
 FORKSERVER_START_TIMEOUT = 60.0  # s to preload (3 s on an idle machine)
 STOP_TIMEOUT = 10.0
+
+
+def forkserver_env() -> dict[str, str]:
+    """The fork server's environment: the hub's ``FORKSERVER_ENV_KEEP``, and
+    room for a workspace's environment as /proc shows it (``member.show_as``)."""
+    env = {k: os.environ[k] for k in FORKSERVER_ENV_KEEP if k in os.environ}
+    env[warm_member.ROOM_VARIABLE] = "x" * warm_member.ROOM_SIZE
+    return env
 
 
 def _alive(pid: int, starttime: int | None) -> bool:
@@ -108,11 +117,16 @@ class LocalWarmProvider(Provider):
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
         os.chmod(self.folder, 0o700)
         self._left = await self._end_earlier_run()
-        env = {k: os.environ[k] for k in FORKSERVER_ENV_KEEP if k in os.environ}
+        await self._launch()
+
+    async def _launch(self) -> None:
+        """Start the fork server and wait until it answers (it preloads first)."""
+        self._hang_up()
         read, self._lifeline = os.pipe()
         try:
-            cmd = [sys.executable, "-m", "labspace.warm.forkserver"]
+            cmd = [sys.executable, "-m", "labspace.warm.forkserver", warm_member.ROOM_ARGUMENT]
             cmd += ["--socket", self.socket_path, "--lifeline", str(read)]
+            env = forkserver_env()
             self.proc = subprocess.Popen(
                 cmd, env=env, cwd=self.folder, pass_fds=(read,), start_new_session=True
             )
@@ -161,6 +175,10 @@ class LocalWarmProvider(Provider):
         return self._left
 
     async def create(self, key: str) -> Member:
+        if self.proc is None or self.proc.poll() is not None:
+            code = self.proc.returncode if self.proc else None
+            self.log.warning("Warm pool: the fork server ended (%s); starting a new one", code)
+            await self._launch()
         member = Member(key)
         answer = await forkserver.request(self.socket_path, {"op": "fork", "id": member.id})
         pid = answer["pid"]
@@ -171,9 +189,18 @@ class LocalWarmProvider(Provider):
         return _alive(member.handle.get("pid"), member.handle.get("starttime"))
 
     async def claim(self, member: Member, claim: dict) -> int:
-        """Hand ``member`` its workspace; the workspace's pid once it has it."""
+        """Hand ``member`` its workspace; the workspace's pid once it has it.
+        A claim that fails leaves nothing running: a member that did get it
+        (the answer was lost) is killed, as the start goes on cold."""
         message = {"op": "claim", "id": member.id, "claim": claim}
-        answer = await forkserver.request(self.socket_path, message, timeout=30)
+        try:
+            answer = await forkserver.request(self.socket_path, message, timeout=30)
+        except forkserver.ForkServerError:
+            pid, starttime = member.handle.get("pid"), member.handle.get("starttime")
+            if _alive(pid, starttime):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            raise
         return answer["pid"]
 
     async def destroy(self, member: Member) -> None:
@@ -186,11 +213,14 @@ class LocalWarmProvider(Provider):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
-    async def close(self) -> None:
-        """Close the lifeline: the fork server ends its unclaimed members and exits."""
+    def _hang_up(self) -> None:
         if self._lifeline is not None:
             os.close(self._lifeline)
             self._lifeline = None
+
+    async def close(self) -> None:
+        """Close the lifeline: the fork server ends its unclaimed members and exits."""
+        self._hang_up()
         if self.proc is None:
             return
         deadline = time.monotonic() + STOP_TIMEOUT

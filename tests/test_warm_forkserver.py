@@ -23,9 +23,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from labspace.spawners.local import FORKSERVER_ENV_KEEP
+from labspace.spawners.local import FORKSERVER_ENV_KEEP, forkserver_env
 from labspace.warm import forkserver
 from labspace.warm.forkserver import ForkServerError, request
+from labspace.warm.member import ROOM_ARGUMENT
 
 PROBE = """
 import json, os, signal, sys, time
@@ -44,7 +45,14 @@ out = {
         for name in ("SIGINT", "SIGTERM", "SIGPIPE", "SIGCHLD", "SIGHUP", "SIGXFSZ")
     },
     "blocked": sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])),
+    # what ps and /proc show
+    "cmdline": open("/proc/self/cmdline", "rb").read().rstrip(b"\\0").split(b"\\0"),
+    "environ": sorted(
+        item for item in open("/proc/self/environ", "rb").read().split(b"\\0") if item
+    ),
 }
+out["cmdline"] = [a.decode() for a in out["cmdline"]]
+out["environ"] = [e.decode() for e in out["environ"]]
 with open(os.environ["PROBE_OUT"], "w") as f:
     json.dump(out, f)
 os._exit(0)
@@ -64,13 +72,13 @@ class Server:
         folder.mkdir(mode=0o700)
         self.socket = str(folder / forkserver.SOCKET_NAME)
         read, self.lifeline = os.pipe()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "labspace.warm.forkserver", "--socket", self.socket]
-            + ["--lifeline", str(read)],
+        self.proc = subprocess.Popen(  # as LocalWarmProvider starts it
+            [sys.executable, "-m", "labspace.warm.forkserver", ROOM_ARGUMENT]
+            + ["--socket", self.socket, "--lifeline", str(read)],
             pass_fds=(read,),
             start_new_session=True,
             cwd=folder,
-            env={**kept(), "POOL_ONLY": "the pool's"},
+            env={**forkserver_env(), "POOL_ONLY": "the pool's"},
         )
         os.close(read)
         deadline = time.monotonic() + 60
@@ -165,6 +173,7 @@ def test_a_claimed_member_is_the_process_a_cold_start_makes(server, workspace):
 
     assert warm.pop("forked") and not cold.pop("forked")
     cold["env"]["PROBE_OUT"] = warm["env"]["PROBE_OUT"]
+    cold["environ"] = sorted(e.replace("cold.json", "warm.json") for e in cold["environ"])
     assert warm == cold
     assert "POOL_ONLY" not in warm["env"]
     assert warm["cwd"] == claim["cwd"] and warm["umask"] == 0o027
@@ -182,7 +191,7 @@ def test_a_member_listens_on_no_port_before_its_claim(server):
         assert len(unix) == 1  # its end of the socketpair its claim comes on
         assert proc.cwd() == os.path.dirname(server.socket)  # no home, no user
         assert proc.num_threads() == 1
-        assert proc.environ() == {**kept(), "POOL_ONLY": "the pool's"}
+        assert proc.environ() == {**forkserver_env(), "POOL_ONLY": "the pool's"}
     finally:
         server.ask(op="destroy", id="m-quiet")
 

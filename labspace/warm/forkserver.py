@@ -459,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lifeline", type=int, help="a pipe's read end: end of file means the hub is gone"
     )
+    parser.add_argument(
+        "--room", help="padding: room for a workspace's command line (member.show_as)"
+    )
     args = parser.parse_args(argv)
     from labspace.warm import member
 

@@ -91,6 +91,12 @@ IMPORT_TIME_ENV = (
 )
 
 EXIT_BAD_CLAIM = 2
+# room a member's process starts with, for the workspace's command line and
+# environment as /proc shows them (``show_as``): an argument and a variable
+ROOM_ARGUMENT = "--room=" + " " * 4096
+ROOM_VARIABLE = "LABSPACE_WARM_ROOM"
+ROOM_SIZE = 64 * 1024
+PR_SET_MM, PR_SET_MM_ARG_END, PR_SET_MM_ENV_END = 35, 9, 11
 _preloaded_env: dict[str, str] | None = None  # as the process was started
 _startup_changes: dict[str, str] = {}  # what the interpreter set at startup (locale coercion)
 _preloaded_user_site: str | None = None
@@ -235,6 +241,7 @@ def become(claim: Any) -> NoReturn:
         os.execve(argv[0], argv, env)  # noqa: S606 - the workspace command, as Popen runs it
     os.environ.clear()
     os.environ.update({**env, **_startup_changes})
+    show_as(argv, env)
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
     time.tzset()  # TZ
     _swap_paths(cwd)
@@ -244,6 +251,35 @@ def become(claim: Any) -> NoReturn:
 
     main()
     sys.exit(0)
+
+
+def show_as(argv: list[str], env: dict[str, str]) -> bool:
+    """Make ``/proc/<pid>/cmdline`` and ``/proc/<pid>/environ`` (``ps``, tools
+    that find a workspace by its command) show ``argv`` and ``env``, as after
+    an exec: both are written over the blocks the process started with when
+    they fit (the fork server starts with ``ROOM_ARGUMENT`` and
+    ``ROOM_VARIABLE``). Where the process may (CAP_SYS_RESOURCE) the blocks are
+    also cut to size; else they end in NUL padding. False: left as they were."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        arg_start, arg_end, env_start, env_end = (int(x) for x in fields[45:49])
+    except (OSError, ValueError, IndexError):
+        return False
+    args = b"".join(os.fsencode(a) + b"\0" for a in argv)
+    envs = b"".join(os.fsencode(f"{k}={v}") + b"\0" for k, v in env.items())
+    if len(args) > arg_end - arg_start or len(envs) > env_end - env_start:
+        return False
+    import ctypes
+
+    # nothing refers to the old strings any more: os.environ.clear() unset
+    # them all, and Python keeps its own copies of argv
+    ctypes.memmove(env_start, envs.ljust(env_end - env_start, b"\0"), env_end - env_start)
+    ctypes.memmove(arg_start, args.ljust(arg_end - arg_start, b"\0"), arg_end - arg_start)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_MM, PR_SET_MM_ENV_END, ctypes.c_ulong(env_start + len(envs)), 0, 0)
+    libc.prctl(PR_SET_MM, PR_SET_MM_ARG_END, ctypes.c_ulong(arg_start + len(args)), 0, 0)
+    return True
 
 
 def _reset_process(cwd: str, umask: int | None) -> None:

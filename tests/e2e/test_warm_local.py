@@ -137,6 +137,10 @@ def test_two_people_start_warm_and_each_sees_only_their_own(warm):
         assert member in waiting, f"{name} did not start from the pool"
         # the member became the server: its pid is the workspace's, in the home
         assert waiting[member] in workspace_pids(users / name)
+        # and ps, /proc and tools see the workspace's command and environment
+        server = psutil.Process(waiting[member])
+        assert server.cmdline()[1:3] == ["-m", "labspace.singleuser"]
+        assert environ(server.pid)["JUPYTERHUB_USER"] == name
         # the same steps, in the same order, as the cold start
         assert shown == warm["cold_messages"]
         tokens[name] = api.token(name)

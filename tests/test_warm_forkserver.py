@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -23,10 +24,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from labspace.spawners.local import FORKSERVER_ENV_KEEP, forkserver_env
+from labspace.spawners.local import FORKSERVER_ENV_KEEP, LocalWarmProvider, forkserver_env
 from labspace.warm import forkserver
 from labspace.warm.forkserver import ForkServerError, request
 from labspace.warm.member import ROOM_ARGUMENT
+from labspace.warm.pool import WarmPool
 
 PROBE = """
 import json, os, signal, sys, time
@@ -258,3 +260,45 @@ def test_the_hub_going_ends_waiting_members_not_claimed_ones(tmp_path):
         for pid in (waiting, claimed):
             if psutil.pid_exists(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow  # three fork servers preload: ~12 s
+def test_the_provider_replaces_an_earlier_runs_fork_server_and_a_dead_one(tmp_path):
+    """``LocalWarmProvider`` under a real ``WarmPool``: it stops a fork server an
+    earlier run left in the same folder (whose members end with it), fills the
+    pool, starts a new fork server when its own died, and leaves nothing once
+    drained."""
+    earlier = Server(tmp_path / "warm")
+    left = earlier.ask(op="fork", id="m-left")["pid"]
+    lifeline, earlier.lifeline = earlier.lifeline, None  # its hub end stays open
+    provider = LocalWarmProvider(str(tmp_path / "warm"), logging.getLogger("test"))
+    try:
+        asyncio.run(_drive(provider, earlier, left))
+    finally:
+        os.close(lifeline)
+        earlier.stop()
+    assert provider.proc.poll() is not None
+    assert not os.path.exists(provider.socket_path)
+
+
+async def _drive(provider, earlier, left):
+    pool = WarmPool(provider, {"local": 1})
+    await pool.start()
+    try:
+        assert earlier.proc.wait(15) == 0 and gone(left)
+        deadline = time.monotonic() + 30
+        while not pool.ready["local"]:
+            assert time.monotonic() < deadline, "the pool did not fill"
+            await asyncio.sleep(0.05)
+        member = pool.ready["local"][0]
+        assert await provider.alive(member)
+        first = provider.proc
+        first.kill()  # the fork server dies: its waiting member ends with it
+        first.wait(10)
+        assert gone(member.handle["pid"]) and not await provider.alive(member)
+        fresh = await provider.create("local")  # a new fork server
+        assert provider.proc.pid != first.pid and await provider.alive(fresh)
+        await provider.destroy(fresh)
+        assert gone(fresh.handle["pid"])
+    finally:
+        await pool.drain()

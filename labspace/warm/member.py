@@ -238,7 +238,11 @@ def become(claim: Any) -> NoReturn:
     if why_exec:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execve(argv[0], argv, env)  # noqa: S606 - the workspace command, as Popen runs it
+        try:  # found on the claim's PATH, as Popen finds it
+            os.execvpe(argv[0], argv, env)  # noqa: S606 - the workspace command
+        except OSError as e:
+            print(f"labspace warm member: cannot run {argv[0]}: {e}", file=sys.stderr, flush=True)
+            os._exit(127)
     os.environ.clear()
     os.environ.update({**env, **_startup_changes})
     show_as(argv, env)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -170,6 +172,21 @@ def test_two_people_start_warm_and_each_sees_only_their_own(warm):
         assert not any(other in value for value in env.values()), "another user's value"
         warm.setdefault("api_tokens", {})[me] = env["JUPYTERHUB_API_TOKEN"]
     assert warm["api_tokens"]["quokka"] != warm["api_tokens"]["wombat"]
+
+
+def test_a_member_that_died_waiting_gives_a_cold_start(warm):
+    """A member killed while it waited (OOM killer, an operator): the start
+    that takes it goes on cold, with the same messages, and works; the pool
+    makes a new member."""
+    hub, api = warm["hub"], warm["api"]
+    # the oldest: the next one the pool hands out (first in, first out)
+    oldest = min(ready_members(warm["folder"]), key=lambda m: m["created"])
+    os.kill(oldest["pid"], signal.SIGKILL)
+    api.create_user("dora")
+    shown, _ = start_with_progress(warm, "dora")
+    assert started_warm(hub, "dora") is None
+    assert re.search(r"dora: warm start from member \w+ failed; starting cold", hub.log())
+    assert shown == warm["cold_messages"]
 
 
 def test_a_refused_start_is_refused_the_same_way_and_takes_no_member(warm):

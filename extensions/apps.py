@@ -69,6 +69,8 @@ def _link_jupyter_server_extension(serverapp):
         )
     if appspec.loopback_shared(os.environ) and kernels.use_private_kernels(serverapp.config):
         serverapp.log.info("labspace-apps: kernels on private unix sockets (shared loopback)")
+    if kernels.use_prestarted_kernel(serverapp):
+        serverapp.log.info("labspace-apps: one kernel started ahead of the first notebook")
     standalone = os.environ.get("LABSPACE_STANDALONE_APP", "").strip()
     if standalone:
         if appspec.APP_ID.match(standalone):
@@ -268,6 +270,7 @@ def _inside_apps_enabled(serverapp, apps):
 
 
 def _load_jupyter_server_extension(serverapp):
+    kernels.prestart_when_up(serverapp)
     standalone = os.environ.get("LABSPACE_STANDALONE_APP", "").strip()
     if appspec.APP_ID.match(standalone):
         appauth.load(serverapp, standalone)

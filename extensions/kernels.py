@@ -11,19 +11,29 @@ characters a socket path may have.
 The apps extension (apps.py) makes :class:`PrivateKernelManager` the server's
 kernel manager where the loopback is shared, unless the server's config names
 one of its own.
+
+With ``LABSPACE_PRESTART_KERNEL=1`` (set by the spawner: ``backend.warm_pool.kernel``)
+:class:`PrestartingKernelManager` starts one kernel of the default kernel spec as
+the server comes up, and hands it to the first notebook opened in the home
+folder, whose first cell then runs at once instead of after a kernel start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import tempfile
 import uuid
 
-from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
+from jupyter_server.services.kernels.kernelmanager import (
+    AsyncMappingKernelManager,
+    ServerKernelManager,
+)
 from traitlets import default
 
 SECTIONS = ("MappingKernelManager", "AsyncMappingKernelManager")
+PRESTART_VARIABLE = "LABSPACE_PRESTART_KERNEL"
 
 
 @functools.cache
@@ -54,3 +64,87 @@ def use_private_kernels(config) -> bool:
     name = f"{__name__}.{PrivateKernelManager.__name__}"
     config.AsyncMappingKernelManager.kernel_manager_class = name
     return True
+
+
+class PrestartingKernelManager(AsyncMappingKernelManager):
+    """jupyter-server's kernel manager with one kernel started ahead.
+
+    ``prestart()`` (called once the server's loop runs) starts a kernel of the
+    default kernel spec in the root folder, by the server itself, as an
+    on-demand kernel is started: same spec, environment (the server's), working
+    folder, kernel manager class (private sockets) and culling. The first
+    ``start_kernel`` that asks for that spec in that folder without naming a
+    kernel id (the first notebook or console opened in the home folder) gets
+    it, waiting for it if it is still starting; every other request, and every
+    one after it, starts a kernel as usual. It is not replaced once taken.
+
+    What cannot be the same: it was started before anyone asked, so it lacks
+    ``JPY_SESSION_NAME`` (the notebook's path, ipykernel's ``__session__``), and
+    it is listed in ``/api/kernels`` (JupyterLab's running kernels) until then.
+    """
+
+    _spare: asyncio.Task | None = None
+    _spare_taken = False
+
+    def prestart(self) -> None:
+        """Start the spare kernel in the background (the loop must run)."""
+        if self._spare is None:
+            self._spare = asyncio.ensure_future(self._start_spare())
+
+    async def _start_spare(self) -> str:
+        kernel_id = await super().start_kernel(
+            kernel_name=self.default_kernel_name, path="", env={**os.environ}
+        )
+        self.log.info("Kernel %s started ahead of the first notebook", kernel_id)
+        return kernel_id
+
+    async def start_kernel(self, *, kernel_id=None, path=None, **kwargs):
+        spare = await self._take_spare(kernel_id, path, kwargs.get("kernel_name"))
+        if spare is not None:
+            return spare
+        return await super().start_kernel(kernel_id=kernel_id, path=path, **kwargs)
+
+    async def _take_spare(self, kernel_id, path, kernel_name) -> str | None:
+        """The spare kernel's id if this request may have it, else None."""
+        task = self._spare
+        if task is None or self._spare_taken or kernel_id is not None or path is None:
+            return None
+        if (kernel_name or self.default_kernel_name) != self.default_kernel_name:
+            return None
+        if self.cwd_for_path(path) != self.cwd_for_path(""):
+            return None
+        self._spare_taken = True
+        try:
+            spare = await task
+        except Exception:  # noqa: BLE001 - the request starts its own kernel
+            self.log.exception("The kernel started ahead failed; starting one on demand")
+            return None
+        if spare not in self:  # culled, or died
+            return None
+        self.log.info("Handing kernel %s, started ahead, to %s", spare, path or "/")
+        return spare
+
+
+def use_prestarted_kernel(serverapp) -> bool:
+    """Make :class:`PrestartingKernelManager` the server's kernel manager, when
+    ``LABSPACE_PRESTART_KERNEL=1`` and it would use jupyter-server's own
+    (not a gateway's, not one the config names); True when it did. Call at
+    link time, before the server makes its kernel manager."""
+    if os.environ.get(PRESTART_VARIABLE) != "1":
+        return False
+    # (its default cannot be read yet: it depends on the gateway's config)
+    gateway = os.environ.get("JUPYTER_GATEWAY_URL") or serverapp.config.GatewayClient.get("url")
+    if serverapp.trait_has_value("kernel_manager_class") or gateway:
+        serverapp.log.warning("%s: not with this server's own kernel manager", PRESTART_VARIABLE)
+        return False
+    serverapp.kernel_manager_class = PrestartingKernelManager
+    return True
+
+
+def prestart_when_up(serverapp) -> None:
+    """At load time: start the spare kernel once the server's loop runs."""
+    manager = serverapp.kernel_manager
+    if isinstance(manager, PrestartingKernelManager):
+        from tornado.ioloop import IOLoop
+
+        IOLoop.current().add_callback(manager.prestart)

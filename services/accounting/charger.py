@@ -19,7 +19,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import ledger
+from . import ledger, pool
 from .alerts import crossed, used_this_month
 from .models import Account, Event, Status, UsageSession
 from .policy import Policy
@@ -49,6 +49,8 @@ def charge_all(session: Session, policy: Policy, now: datetime) -> list[dict]:
     stops = []
     for account_id, sessions in by_account.items():
         account = ledger.account_by_id(session, account_id)
+        if account.floor is None:  # the platform's (the warm pool): no budget, no stop
+            continue
         left = ledger.available(session, account)
         warn(session, policy, account, sessions, left, now)
         for s in sessions:
@@ -112,6 +114,8 @@ def mark_seen(
     points = load_prices(session)
     closed = []
     for s in open_sessions(session):
+        if pool.is_pool_session(s.user, s.key):
+            continue  # a warm pool member is no server of the hub's: its events close it
         started = active.get((s.user, s.server), False)
         same = started is not False and (
             started is None or s.key.endswith("/" + started) or _same_time(started, s.started_at)

@@ -14,6 +14,9 @@ hooks, and the hub's config holds them (``config.hub_parts`` wires them through
   (a 402/403 refuses the start with the service's message), then writes the
   ``start`` event durably to the outbox;
 - ``after_stop(spawner)``: writes the ``stop`` event to the outbox;
+- ``pool_event(event)``: the warm pool's hook (``WarmPool.hooks``): each member's
+  time from ready to claimed or gone is a usage session of the platform's
+  (``pool``), written to the same outbox;
 - ``alerts(user)``: the user's budget warnings for the hub banner, cached.
 
 The usage session key is ``<user>/<server>/<hub start time>``; the start time is
@@ -41,6 +44,7 @@ from labspace.services import hub_side_url
 from labspace.services.kit.caller import ServiceCaller, Unreachable
 from labspace.state import SECRETS_DIR, ensure_secret
 
+from . import pool
 from .outbox import Outbox, path_in
 
 # a child of the hub's own logger: these lines appear in the hub's log, in its format
@@ -94,10 +98,13 @@ class HubSide:
         on_unreachable: str = "closed",
         timeout: float = 5.0,
         tries: int = 3,
+        pool_profiles: list[str] | None = None,
     ):
         self.service = ServiceCaller(SERVICE, base_url, token, timeout=timeout, tries=tries)
         self.outbox = Outbox(outbox_path)
         self.on_unreachable = on_unreachable
+        self.pool_profiles = list(pool_profiles or [])  # backend.warm_pool.profiles
+        self._pool_seen = False
         self._alerts: dict[str, tuple[float, list[dict]]] = {}
         self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -114,6 +121,7 @@ class HubSide:
             state.service_token(SERVICE),
             str(path_in(state.data_dir)),
             settings.get("accounting.on_unreachable"),
+            pool_profiles=pooled_profiles(settings),
         )
 
     # -- talking to the service ------------------------------------------------
@@ -234,6 +242,52 @@ class HubSide:
         log.info("Recorded the stop of %s (%s)", key, event["reason"])
         self.nudge([event["id"]])
 
+    async def pool_event(self, event: dict[str, Any]) -> None:
+        """The warm pool's hook: a member that is ``ready`` opens a session of
+        the platform's, ``claimed`` or ``gone`` closes it (see ``pool``). The
+        first event of a hub run also closes the sessions of members an earlier
+        run never saw go (that run was killed; this pool removed them)."""
+        kind, key, member = event.get("event"), event.get("key"), event.get("member")
+        if kind not in ("ready", "claimed", "gone") or not (
+            isinstance(key, str) and key and isinstance(member, str) and member
+        ):
+            log.warning("Ignored a warm pool event without event, key or member: %r", event)
+            return
+        stamp = event.get("at")
+        when = datetime.fromtimestamp(stamp, UTC) if isinstance(stamp, int | float) else None
+        at = utc_iso(when)
+        user, session = pool.POOL_USER, pool.session_key(key, member)
+        if not self._pool_seen:
+            self._pool_seen = True
+            for server, stale in await asyncio.to_thread(self.outbox.open_keys_of, user):
+                if server == member:
+                    continue
+                left = self._event(stale, "stop", user, server, at=at, reason="left by a hub run")
+                await asyncio.to_thread(self.outbox.append, left, close_key=(user, server))
+                self.nudge([left["id"]])
+        if kind == "ready":
+            reserve = {
+                "key": session,
+                "user": user,
+                "server": member,
+                "groups": [],
+                "project": None,
+                "profile": f"warm-pool:{key}"[:64],
+                "display_name": f"Warm pool member ({key})"[:255],
+                "resources": {},
+                "platform": {"pool": key, "profiles": self.pool_profiles},
+            }
+            start = self._event(session, "start", user, member, at=at, reserve=reserve)
+            await asyncio.to_thread(self.outbox.append, start, open_key=(user, member, session))
+            self.nudge([start["id"]])
+            return
+        if await asyncio.to_thread(self.outbox.open_key, user, member) is None:
+            return  # never seen ready (e.g. a leftover): no session
+        reason = "claimed" if kind == "claimed" else f"gone: {event.get('reason') or 'ended'}"
+        stop = self._event(session, "stop", user, member, at=at, reason=str(reason)[:200])
+        await asyncio.to_thread(self.outbox.append, stop, close_key=(user, member))
+        self.nudge([stop["id"]])
+
     @staticmethod
     def _event(key: str, kind: str, user: str, server: str, at: str | None = None, **extra):
         return {
@@ -316,6 +370,15 @@ class HubSide:
             self._refreshing.discard(name)
 
 
+def pooled_profiles(settings) -> list[str]:
+    """``backend.warm_pool.profiles`` (the profiles a pool member may become)."""
+    try:
+        warm = settings.get("backend.warm_pool") or {}
+    except (KeyError, IndexError, TypeError):
+        return []
+    return [p for p in warm.get("profiles") or [] if isinstance(p, str)]
+
+
 def stop_reason(spawner) -> str:
     """Why the server ended, as well as the hub can tell."""
     return "start failed" if spawner.start_failed else "stopped"
@@ -374,6 +437,7 @@ def spawner_traits(hub: HubSide) -> dict[str, Any]:
         "form_parts": [hub.form_part],
         "before_start": [hub.before_start],
         "after_stop": [hub.after_stop],
+        "pool_events": [hub.pool_event],
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from tornado import web
 
-from . import alerts, ledger, reports, usage
+from . import alerts, ledger, pool, reports, usage
 from .clock import now
 from .pricing import iso, parse_time, show
 from .web import InternalHandler
@@ -112,7 +112,31 @@ def check_event(e: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(reserve, dict):
             raise web.HTTPError(400, "'reserve' must be an object (a reserve body) or null")
         checked["reserve"] = check_reserve({**reserve, "at": e.get("at")})
+        platform = reserve.get("platform")
+        if platform is not None:
+            checked["reserve"]["platform"] = check_platform(platform, checked)
     return checked
+
+
+def check_platform(platform: Any, checked: dict[str, Any]) -> dict[str, Any]:
+    """A warm pool member's start (``pool``): only from the hub side's outbox
+    (events, never ``reserve``), keyed and named as the pool's."""
+    if not isinstance(platform, dict):
+        raise web.HTTPError(400, "'reserve.platform' must be an object {pool, profiles} or null")
+    if not pool.is_pool_session(checked["reserve"]["user"], checked["key"]):
+        raise web.HTTPError(
+            400,
+            f"'reserve.platform' is only for warm pool sessions (user {pool.POOL_USER!r}, "
+            f"key {pool.KEY_PREFIX}...)",
+        )
+    profiles = platform.get("profiles") or []
+    if (
+        not isinstance(profiles, list)
+        or len(profiles) > 1000
+        or not all(isinstance(p, str) and 0 < len(p) <= 64 for p in profiles)
+    ):
+        raise web.HTTPError(400, "'reserve.platform.profiles' must be a list of profile slugs")
+    return {"pool": str(platform.get("pool") or "")[:255], "profiles": profiles}
 
 
 def user_argument(handler: InternalHandler) -> str:

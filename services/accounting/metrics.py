@@ -5,7 +5,8 @@ database at scrape time (balances, usage totals, open sessions) or from the
 deliverer's last report (outbox depth: the outbox lives in the hub process,
 whose deliverer reports its depth here). Balances are labelled by project
 (groups the settings name), personal accounts only summed: a user name is
-never a label value.
+never a label value. The warm pool's idle members (``pool``) are the
+platform's: ``usage_total{project="(platform)"}`` and ``warm_pool_members``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from labspace.services.kit.metrics import ServiceMetrics
 
-from . import charger, ledger
+from . import charger, ledger, pool, reports
 from .models import UsageSession
 
 
@@ -41,6 +42,9 @@ class Metrics(ServiceMetrics):
             "usage_total", "Cost of all sessions, by project", ("project",)
         )
         self.open_sessions = self.gauge("open_sessions", "Open usage sessions")
+        self.pool_members = self.gauge(
+            "warm_pool_members", "Warm pool members idle now (open platform sessions)"
+        )
         self.outbox_depth = self.gauge(
             "outbox_depth", "Events waiting in the hub's outbox (last report)"
         )
@@ -62,12 +66,18 @@ class Metrics(ServiceMetrics):
             self.balance_sum.labels(kind).set(float(sums[kind]))
             self.accounts.labels(kind).set(counts[kind])
         self.usage_total.clear()
+        label = reports.project_label()
         rows = session.execute(
-            select(
-                func.coalesce(UsageSession.project, "(personal)"),
-                func.coalesce(func.sum(UsageSession.cost), 0),
-            ).group_by(func.coalesce(UsageSession.project, "(personal)"))
+            select(label, func.coalesce(func.sum(UsageSession.cost), 0)).group_by(label)
         )
         for project, total in rows:
             self.usage_total.labels(project).set(float(total))
         self.open_sessions.set(charger.open_count(session))
+        self.pool_members.set(
+            session.scalar(
+                select(func.count())
+                .select_from(UsageSession)
+                .where(UsageSession.user == pool.POOL_USER, UsageSession.status.in_(charger.OPEN))
+            )
+            or 0
+        )

@@ -145,6 +145,14 @@ class Outbox:
             ).fetchone()
         return row[0] if row else None
 
+    def open_keys_of(self, user: str) -> list[tuple[str, str]]:
+        """``[(server, key)]`` of every open session of ``user`` (the warm pool's)."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT server, key FROM open_keys WHERE user = ? ORDER BY server", (user,)
+            ).fetchall()
+        return [(server, key) for server, key in rows]
+
     # -- the deliverer -------------------------------------------------------
 
     def claim(

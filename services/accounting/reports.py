@@ -1,7 +1,8 @@
 """Usage reports, aggregated by the database (never in Python).
 
 A session's cost counts on the day it started. Groups: ``day``, ``user``,
-``project`` (``(personal)`` for personal allowances) or ``profile``.
+``project`` (``(personal)`` for personal allowances, ``(platform)`` for the
+warm pool's idle members, see ``pool``) or ``profile``.
 """
 
 from __future__ import annotations
@@ -11,21 +12,32 @@ import io
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from . import pool
 from .models import UsageSession
 from .pricing import dec, iso, show
 
 GROUPS = ("day", "user", "project", "profile")
 PERSONAL = "(personal)"
+PLATFORM = pool.REPORT_LABEL
+
+
+def project_label():
+    """A session's project for reports: its project, ``(platform)`` (the warm
+    pool) or ``(personal)``."""
+    return case(
+        (UsageSession.user == pool.POOL_USER, PLATFORM),
+        else_=func.coalesce(UsageSession.project, PERSONAL),
+    )
 
 
 def _group_column(group_by: str):
     if group_by == "day":
         return func.date(UsageSession.started_at)
     if group_by == "project":
-        return func.coalesce(UsageSession.project, PERSONAL)
+        return project_label()
     return getattr(UsageSession, group_by)
 
 
@@ -57,8 +69,8 @@ def usage(
         query = query.where(UsageSession.user == user)
     if project is not None:
         query = query.where(
-            UsageSession.project.is_(None)
-            if project == PERSONAL
+            project_label() == project
+            if project in (PERSONAL, PLATFORM)
             else UsageSession.project == project
         )
     return [

@@ -24,7 +24,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import ledger
+from . import ledger, pool
 from .ledger import LedgerError, Leg
 from .models import Account, Event, PricePoint, Transaction, UsageSession
 from .policy import Policy
@@ -234,7 +234,9 @@ def charge(session: Session, s: UsageSession, until: datetime, points) -> Decima
     from_hold = min(due, dec(s.held))
     rest = due - from_hold
     from_account = Decimal(0)
-    if rest > 0:  # past the reservation: what the account can still pay (locked)
+    if rest > 0 and account.floor is None:  # the platform's (warm pool): no budget to run out
+        from_account = rest
+    elif rest > 0:  # past the reservation: what the account can still pay (locked)
         ledger.lock(session, [account])
         from_account = min(rest, max(ledger.available(session, account), Decimal(0)))
     legs = []
@@ -391,7 +393,8 @@ def apply(session, policy, row: Event, e: dict, points, now, known=None) -> bool
         return True
     if row.type == "start":
         if s is None and isinstance(e.get("reserve"), dict):
-            s = known[row.key] = open_unreserved(session, policy, e["reserve"], row.at)
+            opener = open_platform if e["reserve"].get("platform") else open_unreserved
+            s = known[row.key] = opener(session, policy, e["reserve"], row.at)
             apply_waiting(session, policy, row.key, now)  # its stop may have come first
         if s is None:
             return False
@@ -419,6 +422,23 @@ def open_unreserved(session, policy, req: dict, at: datetime) -> UsageSession | 
         )
     price = price_now(load_prices(session), req.get("profile", ""), at) or Decimal(0)
     return open_session(session, req, account, project, price, at)
+
+
+def pool_price(points, policy: Policy, profiles: list[str], at: datetime) -> Decimal:
+    """The price per hour of one idle warm pool member: the lowest price among
+    the profiles it may become (``profiles``; every profile of the settings when
+    empty), 0 when none has one (see ``pool``)."""
+    slugs = profiles or list(policy.display_names())
+    prices = [p for p in (price_now(points, slug, at) for slug in slugs) if p is not None]
+    return min(prices, default=Decimal(0))
+
+
+def open_platform(session, policy, req: dict, at: datetime) -> UsageSession:
+    """A warm pool member's session: the platform's account, the pool's price."""
+    account = ledger.get_account(session, *pool.ACCOUNT)
+    price = pool_price(load_prices(session), policy, req["platform"].get("profiles") or [], at)
+    req = {**req, "user": pool.POOL_USER, "at": at}
+    return open_session(session, req, account, None, price, at)
 
 
 def apply_waiting(session, policy, key: str, now) -> None:

@@ -7,6 +7,14 @@
   at scrape time from the hub application). Label values are bounded: profile
   slugs from the settings (anything else is ``(other)``), outcomes and reasons
   from fixed sets; never a user name.
+- the warm pool (``backend.warm_pool``): started workspaces by profile and
+  ``start`` (warm: a pool member served it; cold), members told to the
+  ``pool_event`` hook by key and event (``ready``, ``claimed``, ``gone``), and,
+  read from the pool's ``status()`` at scrape time, members ready and being
+  made, the pool's size and its oldest member's age per key, and the pool's
+  totals (claimed, empty: cold starts because no member was ready, made,
+  failed, expired). Pool keys are the backend's (an interpreter, an image):
+  at most ``MAX_POOL_KEYS``, the rest ``(other)``.
 - ``hub_parts``: the ``prometheus`` JupyterHub service (no process, only a kept
   token, ``secrets/prometheus-api-token``) whose role holds ``read:metrics`` and
   ``custom:labspace-metrics:read`` and nothing else; the hook above.
@@ -17,6 +25,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +49,9 @@ REASONS = {  # the status of a refusal -> its reason label
     429: "too-many",
 }
 OTHER, NONE = "(other)", "(none)"
+MAX_POOL_KEYS = 20
+POOL_EVENTS = ("ready", "claimed", "gone")
+POOL_TOTALS = ("claimed", "empty", "made", "failed", "expired")
 BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, float("inf"))
 
 
@@ -74,6 +86,18 @@ class HubMetrics:
         self.refusals = Counter("labspace_hub_refusals", "Starts refused, by reason", ["reason"])
         for reason in {*REASONS.values(), "other"}:
             self.refusals.labels(reason)
+        self.warm_starts = Counter(
+            "labspace_hub_warm_or_cold_starts",
+            "Started workspaces, by profile and start (warm: from the warm pool; cold)",
+            ["profile", "start"],
+        )
+        self.pool_events = Counter(
+            "labspace_hub_warm_pool_member_events",
+            "Warm pool members made ready, claimed by a start or gone, by pool key",
+            ["key", "event"],
+        )
+        self.pool_keys: list[str] = []  # label values given so far (bounded)
+        self.pool_tally: dict[str, dict[str, int]] = {}  # key -> event -> count (ops page)
         REGISTRY.register(_Live(self))
 
     def set_profiles(self, slugs: list[str], default: str) -> None:
@@ -83,6 +107,8 @@ class HubMetrics:
             self.durations.labels(slug)
             for outcome in OUTCOMES:
                 self.spawns.labels(slug, outcome)
+            for start in ("warm", "cold"):
+                self.warm_starts.labels(slug, start)
 
     def label(self, profile: str | None) -> str:
         if not profile:
@@ -96,8 +122,32 @@ class HubMetrics:
         self.spawns.labels(profile, kind).inc()
         if kind == "started":
             self.durations.labels(profile).observe(outcome.seconds)
+            warm = getattr(spawner, "started_warm", False) is True
+            self.warm_starts.labels(profile, "warm" if warm else "cold").inc()
         elif kind == "refused":
             self.refusals.labels(refusal_reason(outcome.status)).inc()
+
+    def pool_key(self, key: Any) -> str:
+        """A pool key as a label value: the first ``MAX_POOL_KEYS`` seen, then ``(other)``."""
+        key = str(key or NONE)[:200]
+        if key in self.pool_keys:
+            return key
+        if len(self.pool_keys) < MAX_POOL_KEYS:
+            self.pool_keys.append(key)
+            return key
+        return OTHER
+
+    def pool_event(self, event: dict[str, Any]) -> None:
+        """The warm pool's hook (``LabspaceSpawnerMixin.pool_events``)."""
+        kind = event.get("event")
+        if kind not in POOL_EVENTS:
+            return
+        key = self.pool_key(event.get("key"))
+        self.pool_events.labels(key, kind).inc()
+        tally = self.pool_tally.setdefault(key, dict.fromkeys(POOL_EVENTS, 0))
+        tally[kind] += 1
+        if kind == "gone" and event.get("reason") == "claim failed":
+            tally["claim_failed"] = tally.get("claim_failed", 0) + 1
 
     def running_profile(self, spawner) -> str:
         spec = getattr(spawner, "_profile_spec", None)
@@ -114,7 +164,7 @@ class _Live:
 
     @staticmethod
     def _families():
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         pending = GaugeMetricFamily(
             "labspace_hub_pending_spawns", "Starts asked for and not over (queued or starting)"
@@ -122,7 +172,26 @@ class _Live:
         running = GaugeMetricFamily(
             "labspace_hub_running_servers", "Running servers, by profile", labels=["profile"]
         )
-        return pending, running
+        members = GaugeMetricFamily(
+            "labspace_hub_warm_pool_members",
+            "Warm pool members ready to be claimed or being made, by pool key",
+            labels=["key", "state"],
+        )
+        size = GaugeMetricFamily(
+            "labspace_hub_warm_pool_size", "Ready members the pool keeps, by key", labels=["key"]
+        )
+        oldest = GaugeMetricFamily(
+            "labspace_hub_warm_pool_oldest_seconds",
+            "Age of the oldest ready member, by pool key (0: none ready)",
+            labels=["key"],
+        )
+        totals = CounterMetricFamily(
+            "labspace_hub_warm_pool",
+            "Warm pool totals since the hub started: claimed, empty (a start found no "
+            "ready member and started cold), made, failed (a member did not come up), expired",
+            labels=["what"],
+        )
+        return pending, running, members, size, oldest, totals
 
     def describe(self):
         """The names, for the registry (which then never calls ``collect`` while
@@ -130,8 +199,9 @@ class _Live:
         return list(self._families())
 
     def collect(self):
-        pending, running = self._families()
+        pending, running, *pool_families = self._families()
         app = _hub_app()
+        yield from pool_metrics(self.metrics, _hub_pool(app), *pool_families)
         counts = dict.fromkeys(self.metrics.slugs, 0)
         if app is not None:
             from labspace.spawners.mixin import START_QUEUE
@@ -149,6 +219,41 @@ class _Live:
             running.add_metric([profile], n)
         yield pending
         yield running
+
+
+def pool_metrics(metrics: HubMetrics, pool, members, size, oldest, totals, now=None):
+    """Fill the pool's families from ``pool.status()`` (nothing without a pool)."""
+    if pool is None:
+        return
+    status = pool.status()
+    now = time.time() if now is None else now
+    sums: dict[str, dict[str, float]] = {}
+    for key, row in sorted((status.get("keys") or {}).items()):
+        label = metrics.pool_key(key)
+        mine = sums.setdefault(label, {"ready": 0, "making": 0, "size": 0, "oldest": 0.0})
+        mine["ready"] += row.get("ready") or 0
+        mine["making"] += row.get("making") or 0
+        mine["size"] += row.get("size") or 0
+        if row.get("oldest"):
+            mine["oldest"] = max(mine["oldest"], now - row["oldest"])
+    for label, mine in sums.items():
+        members.add_metric([label, "ready"], mine["ready"])
+        members.add_metric([label, "making"], mine["making"])
+        size.add_metric([label], mine["size"])
+        oldest.add_metric([label], round(mine["oldest"], 3))
+    for what in POOL_TOTALS:
+        totals.add_metric([what], status.get(what) or 0)
+    yield from (members, size, oldest, totals)
+
+
+def _hub_pool(app):
+    """The hub's warm pool (``labspace.warm.pool``), or None."""
+    if app is None:
+        return None
+    from labspace.warm.pool import POOL_SETTING, WarmPool
+
+    pool = app.tornado_settings.get(POOL_SETTING)
+    return pool if isinstance(pool, WarmPool) and not pool.closing else None
 
 
 def _hub_app():
@@ -175,6 +280,11 @@ def start_outcome(spawner, outcome) -> None:
     hub_metrics().start_outcome(spawner, outcome)
 
 
+def pool_event(event: dict[str, Any]) -> None:
+    """The warm pool's hook (``LabspaceSpawnerMixin.pool_events``)."""
+    hub_metrics().pool_event(event)
+
+
 def hub_parts(settings, state) -> dict[str, Any]:
     """The scraper's service, role and scope, and the hook (always on)."""
     every = profiles_mod.all_profiles(settings.get("profiles"), settings.get("backend"))
@@ -195,7 +305,10 @@ def hub_parts(settings, state) -> dict[str, Any]:
             SCOPE: {"description": "Read the Prometheus metrics of Labspace's services"}
         },
         "admin_scopes": [SCOPE],
-        "spawner": {"start_outcome": ["labspace.metrics.start_outcome"]},
+        "spawner": {
+            "start_outcome": ["labspace.metrics.start_outcome"],
+            "pool_events": ["labspace.metrics.pool_event"],
+        },
     }
 
 

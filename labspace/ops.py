@@ -8,7 +8,10 @@ failed starts, the services' health rows and the running workspaces' rows.
   (the kit's, see ``services/kit/health.py``), asked with its own token and a
   short timeout; ``health_row`` turns an answer (or none) into a row;
 - ``workspace_rows``: the hub's running servers joined with accounting's open
-  sessions (cost so far).
+  sessions (cost so far);
+- ``pool_view``: the warm pool (``backend.warm_pool``) per key: size, ready,
+  being made, oldest member's age, claims, cold starts because it was empty,
+  failures (the pool's ``status()`` and the claims the metrics hook counted).
 
 The handlers are ``ops_pages.py``; ``hub_parts`` is what the hub's
 configuration gets (the scope, the role's scopes, the nav link, the hook).
@@ -220,6 +223,56 @@ def workspace_rows(running: list[Running], sessions: list[dict] | None) -> list[
             }
         )
     return rows
+
+
+# -- the warm pool -----------------------------------------------------------------
+
+
+def age(seconds: float | None) -> str | None:
+    """``42s``, ``12m``, ``3h 5m``, ``2d 4h``; None for no age."""
+    if seconds is None:
+        return None
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def pool_view(
+    status: dict[str, Any] | None,
+    tally: dict[str, dict[str, int]] | None = None,
+    now: float | None = None,
+) -> dict[str, Any] | None:
+    """The page's warm pool section from ``WarmPool.status()`` (None: no pool).
+    Per key: the status' own counts where it has them, else the claims that the
+    metrics hook counted (``tally``) and, for empty and failed, None (the pool's
+    totals say them)."""
+    if status is None:
+        return None
+    now = time.time() if now is None else now
+    tally = tally or {}
+    rows = []
+    for key, row in sorted((status.get("keys") or {}).items()):
+        counted = tally.get(key, {})
+        oldest = row.get("oldest")
+        rows.append(
+            {
+                "key": key,
+                "size": row.get("size", 0),
+                "ready": row.get("ready", 0),
+                "making": row.get("making", 0),
+                "oldest_age": age(now - oldest) if oldest else None,
+                "claimed": row.get("claimed", counted.get("claimed", 0)),
+                "empty": row.get("empty"),
+                "failed": row.get("failed"),
+            }
+        )
+    totals = {k: int(status.get(k) or 0) for k in ("claimed", "empty", "made", "failed", "expired")}
+    return {"rows": rows, "totals": totals}
 
 
 # -- the hub's configuration -----------------------------------------------------

@@ -1,8 +1,9 @@
 """The operations page, served by the hub itself (``hubpages``):
 
 - ``GET /hub/ops``: running workspaces (user, profile, project, started, last
-  activity, cost so far from accounting), the services' health, the recent
-  refused and failed starts, and the recent actions taken from the page;
+  activity, cost so far from accounting), the warm pool (when the hub has one),
+  the services' health, the recent refused and failed starts, and the recent
+  actions taken from the page;
 - ``POST /hub/ops/stop`` (``user``, ``server``): stops that server;
 - ``POST /hub/ops/cull``: one pass of the idle culler now (``hub.culling``).
 
@@ -23,8 +24,9 @@ from jupyterhub import orm
 from jupyterhub.scopes import has_scope
 from tornado import web
 
-from . import ops
+from . import metrics, ops
 from .hubpages import LabspacePage
+from .warm.pool import POOL_SETTING, WarmPool
 
 log = logging.getLogger("JupyterHub.labspace")
 ACTIONS_KEY = "labspace_ops_actions"
@@ -88,7 +90,17 @@ class OpsPage(OpsBase):
             max_starts=ops.MAX_RECORD,
             actions=list(reversed(actions(self.hub_settings))),
             culling_on=bool(settings and settings.get("hub.culling.enabled")),
+            pool=self.pool(),
         )
+
+    def pool(self) -> dict[str, Any] | None:
+        """The warm pool's section, or None when the hub has no pool."""
+        found = self.hub_settings.get(POOL_SETTING)
+        if not isinstance(found, WarmPool) or found.closing:
+            return None
+        view = ops.pool_view(found.status(), metrics.hub_metrics().pool_tally)
+        view["starting"] = not found.started
+        return view
 
     def running(self) -> list[ops.Running]:
         out = []

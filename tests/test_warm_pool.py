@@ -328,3 +328,50 @@ def test_bad_pool_settings_name_the_key(tmp_path, text, line):
     with pytest.raises(SettingsError) as e:
         load(path)
     assert any(p.startswith(line) for p in e.value.problems), e.value.problems
+
+
+async def test_a_member_that_died_waiting_is_replaced_and_never_handed_out():
+    provider, events = ListProvider(), []
+    pool = WarmPool(provider, {"img": 1}, hooks=[events.append])
+    await pool.start()
+    try:
+        await until(lambda: pool.ready["img"])
+        dead = pool.ready["img"][0]
+        provider.destroyed.append(dead.id)  # it died on its own: alive() says so
+        pool._wake.set()
+        await until(lambda: pool.ready["img"] and pool.ready["img"][0] is not dead)
+        assert pool.take("img") is not dead
+        assert pool.status()["keys"]["img"]["died"] == 1
+        await until(lambda: any(e.get("reason") == "died" for e in events))
+    finally:
+        await pool.drain()
+
+
+async def test_drain_waits_for_the_hooks_of_the_members_it_ends():
+    """Accounting's hook closes each drained member's time before the hub exits."""
+    closed = []
+
+    async def slow_hook(event):
+        if event["event"] == "gone":
+            await asyncio.sleep(0.2)
+            closed.append(event["member"])
+
+    pool = WarmPool(ListProvider(), {"img": 2}, hooks=[slow_hook])
+    await pool.start()
+    await until(lambda: len(pool.ready["img"]) == 2)
+    members = {m.id for m in pool.ready["img"]}
+    await pool.drain()
+    assert set(closed) == members
+
+
+async def test_status_counts_each_key_apart():
+    pool = WarmPool(ListProvider(), {"img": 1, "other": 1})
+    await pool.start()
+    try:
+        await until(lambda: pool.ready["img"] and pool.ready["other"])
+        assert pool.take("img") is not None
+        keys = pool.status()["keys"]
+        assert keys["img"]["claimed"] == 1 and keys["other"]["claimed"] == 0
+        assert keys["img"]["made"] >= 1 and keys["other"]["made"] == 1
+    finally:
+        await pool.drain()

@@ -35,6 +35,7 @@ from jupyterhub.utils import maybe_future
 POOL_SETTING = "labspace_warm_pool"
 RETRY_S = 5.0  # after a member failed to come up, wait before the next try
 MAX_RETRY_S = 120.0
+DRAIN_HOOKS_S = 10.0  # at shutdown, how long the hooks of drained members may take
 
 
 @dataclass
@@ -96,7 +97,8 @@ class WarmPool:
         self.log = log or logging.getLogger("labspace.warm")
         self.ready: dict[str, list[Member]] = {k: [] for k in self.sizes}
         self.making: dict[str, int] = dict.fromkeys(self.sizes, 0)
-        self.counts = {"claimed": 0, "made": 0, "failed": 0, "expired": 0, "empty": 0}
+        self.counts = {"claimed": 0, "made": 0, "failed": 0, "expired": 0, "empty": 0, "died": 0}
+        self.key_counts = {k: dict.fromkeys(self.counts, 0) for k in self.sizes}
         self._gate = asyncio.Semaphore(self.refill_concurrency)
         self._tasks: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
@@ -131,6 +133,8 @@ class WarmPool:
         for ms in self.ready.values():
             ms.clear()
         await asyncio.gather(*(self._destroy(m, "drained") for m in members))
+        if self._tasks:  # the "gone" hooks of those members (accounting closes their time)
+            await asyncio.wait(list(self._tasks), timeout=DRAIN_HOOKS_S)
         await self.provider.close()
         self.log.info("Warm pool drained (%d members)", len(members))
 
@@ -147,12 +151,17 @@ class WarmPool:
             if self.max_age and now - member.created > self.max_age:
                 self._spawn(self._destroy(member, "expired"))
                 continue
-            self.counts["claimed"] += 1
+            self._count(key, "claimed")
             self._wake.set()
             return member
-        self.counts["empty"] += 1
+        self._count(key, "empty")
         self._wake.set()
         return None
+
+    def _count(self, key: str, what: str) -> None:
+        self.counts[what] += 1
+        if key in self.key_counts:
+            self.key_counts[key][what] += 1
 
     def claimed(self, member: Member, **info: Any) -> None:
         """Tell the hooks a member now belongs to a start (user, profile)."""
@@ -173,15 +182,32 @@ class WarmPool:
     def wanted(self, key: str) -> int:
         return self.sizes[key] - len(self.ready[key]) - self.making[key]
 
+    async def _drop_dead(self) -> None:
+        """Members that died while waiting (killed, out of memory, their fork
+        server gone) leave the pool, so it refills instead of failing claims."""
+        for key, members in self.ready.items():
+            for member in list(members):
+                try:
+                    alive = await self.provider.alive(member)
+                except Exception:  # noqa: BLE001 - unknown: keep it; a claim will tell
+                    self.log.debug("Warm pool: cannot tell if %s lives", member.id, exc_info=True)
+                    continue
+                if not alive and member in members:
+                    members.remove(member)
+                    self._count(key, "died")
+                    self.log.warning("Warm pool %s: member %s died while waiting", key, member.id)
+                    self._spawn(self._destroy(member, "died"))
+
     async def _keep_filled(self) -> None:
         while not self.closing:
             self._wake.clear()
+            await self._drop_dead()
             now = time.time()
             for key in self.sizes:
                 if self.max_age:
                     for member in [m for m in self.ready[key] if now - m.created > self.max_age]:
                         self.ready[key].remove(member)
-                        self.counts["expired"] += 1
+                        self._count(key, "expired")
                         self._spawn(self._destroy(member, "expired"))
                 if now < self._retry_at.get(key, 0):
                     continue
@@ -208,7 +234,7 @@ class WarmPool:
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - a pool never takes the hub down
-            self.counts["failed"] += 1
+            self._count(key, "failed")
             n = self._failures[key] = self._failures.get(key, 0) + 1
             delay = min(MAX_RETRY_S, RETRY_S * 2 ** (n - 1))
             self._retry_at[key] = time.time() + delay
@@ -224,7 +250,7 @@ class WarmPool:
         if self.closing:
             await self._destroy(member, "drained", tell=False)
             return
-        self.counts["made"] += 1
+        self._count(key, "made")
         self.ready[key].append(member)
         self._tell("ready", member)
 
@@ -263,6 +289,7 @@ class WarmPool:
                     "ready": len(self.ready[key]),
                     "making": self.making[key],
                     "oldest": min((m.created for m in self.ready[key]), default=None),
+                    **self.key_counts[key],
                 }
                 for key in self.sizes
             },

@@ -286,11 +286,15 @@ def pool_event(event: dict[str, Any]) -> None:
 
 
 def hub_parts(settings, state) -> dict[str, Any]:
-    """The scraper's service, role and scope, and the hook (always on)."""
+    """The scraper's service, role and scope, and the hooks (always on; the
+    warm pool's with ``backend.warm_pool.enabled``)."""
     every = profiles_mod.all_profiles(settings.get("profiles"), settings.get("backend"))
     hub_metrics().set_profiles(
         [p["slug"] for p in every], profiles_mod.default_profile(every)["slug"]
     )
+    spawner: dict[str, list[str]] = {"start_outcome": ["labspace.metrics.start_outcome"]}
+    if (settings.get("backend").get("warm_pool") or {}).get("enabled"):
+        spawner["pool_events"] = ["labspace.metrics.pool_event"]
     return {
         "services": [{"name": NAME, "api_token": state.service_token(NAME), "display": False}],
         "roles": [
@@ -305,10 +309,7 @@ def hub_parts(settings, state) -> dict[str, Any]:
             SCOPE: {"description": "Read the Prometheus metrics of Labspace's services"}
         },
         "admin_scopes": [SCOPE],
-        "spawner": {
-            "start_outcome": ["labspace.metrics.start_outcome"],
-            "pool_events": ["labspace.metrics.pool_event"],
-        },
+        "spawner": spawner,
     }
 
 

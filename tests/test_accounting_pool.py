@@ -174,8 +174,12 @@ def test_the_hook_is_wired_with_the_pooled_profiles(tmp_path):
 
     settings = SimpleNamespace(get=get)
     hub = HubSide("http://127.0.0.1:9/", "t", str(tmp_path / "o.sqlite"),
-                  pool_profiles=hubside.pooled_profiles(settings))  # fmt: skip
+                  pool_profiles=hubside.pooled_profiles(settings),
+                  pool_enabled=hubside.pool_enabled(settings))  # fmt: skip
     traits = hubside.spawner_traits(hub)
     assert traits["pool_events"] == [hub.pool_event]
     assert hub.pool_profiles == ["small"]
+    values["backend"]["warm_pool"]["enabled"] = False  # no pool: no hook
+    hub.pool_enabled = hubside.pool_enabled(settings)
+    assert "pool_events" not in hubside.spawner_traits(hub)
     assert hubside.pooled_profiles(SimpleNamespace(get=lambda k: {}[k])) == []

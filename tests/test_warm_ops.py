@@ -129,12 +129,14 @@ def test_the_hook_is_wired(tmp_path):
     from labspace.state import State
 
     path = tmp_path / "labspace.yaml"
-    path.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    path.write_text(f"data_dir: {tmp_path / 'data'}\nbackend: {{warm_pool: {{enabled: true}}}}\n")
     settings = load(path, environ={})
     state = State(settings)
     state.prepare()
     part = metrics.hub_parts(settings, state)
     assert part["spawner"]["pool_events"] == ["labspace.metrics.pool_event"]
+    path.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    assert "pool_events" not in metrics.hub_parts(load(path, environ={}), state)["spawner"]
 
 
 # -- the operations page ---------------------------------------------------------

@@ -99,11 +99,13 @@ class HubSide:
         timeout: float = 5.0,
         tries: int = 3,
         pool_profiles: list[str] | None = None,
+        pool_enabled: bool = False,
     ):
         self.service = ServiceCaller(SERVICE, base_url, token, timeout=timeout, tries=tries)
         self.outbox = Outbox(outbox_path)
         self.on_unreachable = on_unreachable
         self.pool_profiles = list(pool_profiles or [])  # backend.warm_pool.profiles
+        self.pool_enabled = pool_enabled  # backend.warm_pool.enabled: the hook is wired
         self._pool_seen = False
         self._alerts: dict[str, tuple[float, list[dict]]] = {}
         self._refreshing: set[str] = set()
@@ -122,6 +124,7 @@ class HubSide:
             str(path_in(state.data_dir)),
             settings.get("accounting.on_unreachable"),
             pool_profiles=pooled_profiles(settings),
+            pool_enabled=pool_enabled(settings),
         )
 
     # -- talking to the service ------------------------------------------------
@@ -370,13 +373,23 @@ class HubSide:
             self._refreshing.discard(name)
 
 
+def warm_pool_settings(settings) -> dict[str, Any]:
+    """``backend.warm_pool`` ({} when the settings have none)."""
+    try:
+        warm = settings.get("backend.warm_pool")
+    except (KeyError, IndexError, TypeError):
+        return {}
+    return warm if isinstance(warm, dict) else {}
+
+
+def pool_enabled(settings) -> bool:
+    return bool(warm_pool_settings(settings).get("enabled"))
+
+
 def pooled_profiles(settings) -> list[str]:
     """``backend.warm_pool.profiles`` (the profiles a pool member may become)."""
-    try:
-        warm = settings.get("backend.warm_pool") or {}
-    except (KeyError, IndexError, TypeError):
-        return []
-    return [p for p in warm.get("profiles") or [] if isinstance(p, str)]
+    profiles = warm_pool_settings(settings).get("profiles") or []
+    return [p for p in profiles if isinstance(p, str)]
 
 
 def stop_reason(spawner) -> str:
@@ -430,15 +443,18 @@ def render_form(info: dict[str, Any]) -> dict[str, Any]:
 def spawner_traits(hub: HubSide) -> dict[str, Any]:
     """``LabspaceSpawnerMixin`` traits for accounting (hook lists are appended):
     bound methods of ``hub``, the one ``HubSide`` that ``config.hub_parts`` builds
-    for the hub; the spawners reach it through these hooks."""
-    return {
+    for the hub; the spawners reach it through these hooks (the warm pool's
+    ``pool_event`` only with ``backend.warm_pool.enabled``)."""
+    traits = {
         "option_keys": {"project": "the project to charge (one of your projects)"},
         "check_options": [hub.check_options],
         "form_parts": [hub.form_part],
         "before_start": [hub.before_start],
         "after_stop": [hub.after_stop],
-        "pool_events": [hub.pool_event],
     }
+    if hub.pool_enabled:
+        traits["pool_events"] = [hub.pool_event]
+    return traits
 
 
 def template_vars(hub: HubSide) -> dict[str, Any]:

@@ -50,6 +50,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jupyterhub.utils import maybe_future, wait_for_http_server
 from tornado import web
@@ -76,6 +77,8 @@ from .outcome import StartOutcome, outcome_of
 
 # where a hub keeps its StartQueue: its tornado settings (see hub_start_queue)
 START_QUEUE = "labspace_start_queue"
+FAST_POLL_S = 5.0  # how long a start's port is polled at a short interval
+FAST_POLL_INTERVAL = 0.03
 
 
 class StartProgress:
@@ -423,6 +426,10 @@ class LabspaceSpawnerMixin(Configurable):
         as it is: data such as JSON, never a template (KubeSpawner expands
         ``{...}`` in the configured ``environment``, which would break JSON)."""
         env = super().get_env()
+        warm = self.warm_pool or {}
+        if warm.get("enabled") and warm.get("kernel", True):
+            # cold and warm starts alike (extensions/kernels.py)
+            env["LABSPACE_PRESTART_KERNEL"] = "1"
         env.update(self.extra_env)
         return env
 
@@ -623,10 +630,31 @@ class LabspaceSpawnerMixin(Configurable):
         if not isinstance(url, str):
             ip, port = url
             url = f"http://{ip}:{port}"
+        began = time.monotonic()
+        await self._wait_listening(url, min(FAST_POLL_S, self.http_timeout))
         try:
-            await wait_for_http_server(url + self.server.base_url, timeout=self.http_timeout)
+            left = max(1.0, self.http_timeout - (time.monotonic() - began))
+            await wait_for_http_server(url + self.server.base_url, timeout=left)
         except TimeoutError:
             self.log.warning("%s did not answer within %ss", self._log_name, self.http_timeout)
+
+    async def _wait_listening(self, url: str, bound: float) -> None:
+        """Until something listens at ``url``'s port, asked every
+        ``FAST_POLL_INTERVAL`` for at most ``bound`` seconds: a warm workspace
+        answers a fraction of a second after its claim, and JupyterHub's own
+        wait (a back-off from 0.2 s, doubling) would add up to as much again.
+        A refused connection costs next to nothing; the HTTP wait follows."""
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+            except (OSError, TimeoutError):
+                await asyncio.sleep(FAST_POLL_INTERVAL)
+                continue
+            writer.close()
+            return
 
     async def run_post_stop_hook(self):
         """After every end of a workspace that began its before_start hooks:

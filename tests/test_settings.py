@@ -109,6 +109,7 @@ DEFAULTS = {
             "profiles": [],
             "refill_concurrency": 1,
             "max_age": 86400,
+            "kernel": True,
         },
         "image": "labspace/workspace:latest",
         "env": {},

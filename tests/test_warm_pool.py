@@ -300,6 +300,7 @@ def test_settings_defaults_and_unknown_profiles(tmp_path):
         "profiles": [],
         "refill_concurrency": 1,
         "max_age": 86400,
+        "kernel": True,
     }
     values = {
         "profiles": [{"slug": "small"}],

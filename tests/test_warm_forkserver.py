@@ -226,7 +226,7 @@ def test_a_bad_claim_is_refused_and_the_member_keeps_waiting(server, claim, mess
             server.ask(op="claim", id="m-bad", claim=claim)
         assert message in str(refused.value)
         assert "Traceback" not in str(refused.value)
-        member = next(m for m in server.ask(op="list")["members"] if m["id"] == "m-bad")
+        member = next(m for m in server.ask(op="list")["members"] if m["pid"] == pid)
         assert member["state"] == "ready" and psutil.Process(pid).status() != "zombie"
     finally:
         server.ask(op="destroy", id="m-bad")

@@ -245,7 +245,13 @@ def become(claim: Any) -> NoReturn:
             os._exit(127)
     os.environ.clear()
     os.environ.update({**env, **_startup_changes})
-    show_as(argv, env)
+    if not show_as(argv, env) and ROOM_VARIABLE in _exec_environ():
+        print(
+            "labspace warm member: the workspace's command line or environment is larger than"
+            " the room the fork server has; ps and /proc show the pool's",
+            file=sys.stderr,
+            flush=True,
+        )
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
     time.tzset()  # TZ
     _swap_paths(cwd)

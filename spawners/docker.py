@@ -27,6 +27,11 @@ What a workspace gets:
   into the created container before it starts (0600, the workspace user's), so
   they are never in the home and go with the container.
 
+With ``backend.warm_pool`` a start may instead claim a running pool container
+(``spawners.docker_warm``, ``start_warm``): the same name, home, mounts,
+limits, files, command and environment, given to a container that has already
+imported the workspace server.
+
 Every value is a ``@default``, and ``extra_create_kwargs`` / ``extra_host_config``
 set through ``hub.config`` are merged over Labspace's, so one site may still
 override any of them.
@@ -34,6 +39,7 @@ override any of them.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import io
 import os
@@ -41,7 +47,7 @@ import posixpath
 import secrets
 import tarfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +62,9 @@ from traitlets import default
 
 from labspace.profiles import FILES_DIR, Mount, WorkspaceFile, WorkspaceSpec
 from labspace.state import user_dir_name
+from labspace.warm.pool import Member, hub_pool
 
+from . import docker_warm
 from .mixin import LabspaceSpawnerMixin
 
 HOME = "/home/jovyan"
@@ -369,12 +377,126 @@ class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
         state = super().get_state()
         if self.object_id and self.host_network:
             state["port"] = self.port
+        if self.object_id and self.warm_member:
+            state["warm_member"] = self.warm_member
         return state
 
     def load_state(self, state):
         super().load_state(state)
         if state.get("port"):
             self.port = state["port"]
+        if state.get("warm_member"):
+            self.warm_member = state["warm_member"]
+
+    def clear_state(self):
+        super().clear_state()
+        self.warm_member = ""
+
+    # -- warm starts (spawners.docker_warm) --------------------------------------
+
+    warm_member = ""  # the pool member this workspace's container was
+
+    @classmethod
+    def warm_provider(cls, hub_app):
+        return docker_warm.provider_for(hub_app)
+
+    def warm_key(self, spec: WorkspaceSpec) -> str | None:
+        """The image, or None where a waiting container could not become what a
+        cold start creates (GPUs, a mount outside the home, another network, a
+        site's own create or host options, internal SSL)."""
+        if not self.host_network or self.internal_ssl or self.post_start_cmd:
+            return None
+        if self._site_create_kwargs or self._site_host_config or self.mounts or self.volumes:
+            return None
+        if docker_warm.warm_refusal(spec) is not None:
+            return None
+        return spec.image or self.image
+
+    @property
+    def warm_folder_root(self) -> str:
+        return str(Path(self.home_root).parent / docker_warm.WARM_FOLDER)
+
+    async def start_warm(self, member: Member):
+        """Give ``member`` this start's home, mounts, limits, files, name,
+        command and environment; on failure undo the name and the mounts (the
+        pool then removes the member and the start goes on cold)."""
+        pool = hub_pool(self.user.settings)
+        provider = pool.provider if pool is not None else None
+        if not isinstance(provider, docker_warm.DockerWarmProvider):
+            raise RuntimeError("no docker warm pool")
+        spec = self.workspace_spec
+        folder = provider.folder(member.id)
+        ident = member.handle["id"]
+        self.port = random_port()
+        home_source = await self._warm_home_source()
+        volumes = {}
+        for m in spec.mounts:
+            if m.type == "volume":
+                volumes[m.source] = await self._volume_mountpoint(m.source, create=True)
+        plan = docker_warm.mount_plan(spec, volumes)
+        self.log.info("Spawning %s (warm: member %s)", self.object_name, member.id)
+        await asyncio.to_thread(docker_warm.give_mounts, folder, home_source, plan)
+        renamed = False
+        try:
+            limits = docker_warm.limits_update(spec)
+            if limits:
+                await self.docker("update_container", ident, **limits)
+            if spec.files:
+                archive = files_archive(spec.files, self.uid, GID)
+                await self.docker("put_archive", ident, "/", archive)
+            old = await self.get_object()
+            if old is not None:  # as a cold start does with remove=True
+                await self.remove_object()
+            await self.docker("rename", ident, self.object_name)
+            renamed = True
+            self.emit(f"Starting container {self.object_name}", 45)
+            self.object_id = ident
+            self.warm_member = member.id
+            await provider.claim(member, await self._warm_claim(ident))
+        except BaseException:
+            self.object_id = ""
+            self.warm_member = ""
+            if renamed:
+                with suppress(docker.errors.APIError):
+                    await self.docker("rename", ident, docker_warm.member_name(member.id))
+            await asyncio.to_thread(docker_warm.unmount_all, folder)
+            raise
+        return await self.get_ip_and_port()
+
+    async def _warm_home_source(self) -> str:
+        if self.home_kind == "bind":
+            return self.home_dir
+        return await self._volume_mountpoint(self.home_volume)
+
+    async def _volume_mountpoint(self, name: str, create: bool = False) -> str:
+        try:
+            info = await self.docker("inspect_volume", name)
+        except docker.errors.NotFound:
+            if not create:
+                raise
+            info = await self.docker("create_volume", name)  # as `docker run` does
+        return info["Mountpoint"]
+
+    async def _warm_claim(self, ident: str) -> dict[str, Any]:
+        """What the cold start's container would run: the command, the image's
+        environment under this start's (token, OAuth client, port), the home."""
+        image = await self.docker("inspect_image", self.image)
+        env = docker_warm.env_list((image.get("Config") or {}).get("Env"))
+        container = await self.docker("inspect_container", ident)
+        hostname = (container.get("Config") or {}).get("Hostname")
+        if hostname:
+            env["HOSTNAME"] = hostname
+        env.update({k: str(v) for k, v in self.get_env().items()})
+        return {"argv": await self.get_command(), "env": env, "cwd": HOME}
+
+    async def stop(self, now=False):
+        try:
+            await super().stop(now=now)
+        finally:
+            if self.warm_member:
+                folder = os.path.join(self.warm_folder_root, self.warm_member)
+                await asyncio.to_thread(docker_warm.release_folder, folder)
+                self.warm_member = ""
 
     async def pull_image(self, image):
         try:

@@ -20,6 +20,7 @@ from . import __version__, rules, tls
 from . import settings as settings_mod
 from .settings import Settings, SettingsError
 from .state import PROXY_PROGRAM, State, StateError, private_umask
+from .warm import pool_on
 
 PROXY_BIN = PROXY_PROGRAM
 log = logging.getLogger("labspace")
@@ -135,7 +136,9 @@ def _backend(settings: Settings, state: State, out: dict) -> None:
     _set(out, mixin, "profiles", settings.get("profiles"))
     _set(out, mixin, "backend_settings", settings.get("backend"))
     _set(out, mixin, "spawn_concurrency", settings.get("backend.spawn_concurrency"))
-    _set(out, mixin, "warm_pool", settings.get("backend.warm_pool"))
+    # `enabled: auto` resolved here, once: every reader sees true or false
+    warm = {**settings.get("backend.warm_pool"), "enabled": pool_on(settings.get("backend"))}
+    _set(out, mixin, "warm_pool", warm)
     # homes on the host under data_dir: local, and docker with home: bind
     _set(out, mixin, "home_root", str(state.users_dir))
 

@@ -429,7 +429,7 @@ def _bad_value(error: ValidationError, path: str) -> str | None:
         example = f", e.g. {json.dumps(sub['default'])}" if "default" in sub else ""
         return f"{path}: expected {expected}, got {got} ({hint or expected + example})"
     if check == "enum":
-        choices = [str(c) for c in sub["enum"]]
+        choices = [json.dumps(c) if isinstance(c, bool) else str(c) for c in sub["enum"]]
         tip = suggest(value, choices)
         tip = f"{tip} " if tip else ""
         return (

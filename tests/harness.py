@@ -334,6 +334,10 @@ class HubProcess(Managed):
         # a hub with both services takes 45-65 s on a loaded 2-core machine; a hub
         # that exits is reported at once (_ready), so a roomy bound costs nothing
         self.name = f"hub at {self.url}"
+        # no warm pool unless a test asks for one (`auto` would start a fork
+        # server in every local test hub)
+        backend = self.settings.setdefault("backend", {})
+        backend.setdefault("warm_pool", {}).setdefault("enabled", False)
         self.config_path.write_text(yaml.safe_dump(self.settings))
         env = {**os.environ, **self.env}
         env.pop("LABSPACE_CONFIG", None)

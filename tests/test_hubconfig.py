@@ -109,8 +109,11 @@ def without_services(values: dict) -> dict:
     for cls, traits in values.items():
         extra = SERVICE_TRAITS.get(cls, set())
         assert extra <= set(traits), f"{cls} lacks {extra - set(traits)}"
-        out[cls] = {k: v for k, v in traits.items() if k not in extra}
+        out[cls] = {k: v for k, v in traits.items() if k not in extra | POOL_TRAITS}
     return out
+
+
+POOL_TRAITS = {"pool_events"}  # with a warm pool only: test_pool_hooks_follow_the_pool
 
 
 def test_build_empty_file(setup, base):
@@ -149,7 +152,7 @@ def test_build_empty_file(setup, base):
             "profiles": [],
             "backend_settings": DEFAULT_BACKEND,
             "spawn_concurrency": 0,
-            "warm_pool": DEFAULT_BACKEND["warm_pool"],
+            "warm_pool": {**DEFAULT_BACKEND["warm_pool"], "enabled": True},
             "home_root": f"{data}/users",
         },
         "ConfigurableHTTPProxy": {
@@ -228,7 +231,7 @@ def test_build_realistic_file(setup, base):
             ],
         },
         "spawn_concurrency": 3,
-        "warm_pool": DEFAULT_BACKEND["warm_pool"],
+        "warm_pool": {**DEFAULT_BACKEND["warm_pool"], "enabled": True},
         "home_root": f"{data}/users",
     }
 

@@ -104,7 +104,7 @@ DEFAULTS = {
         "http_timeout": 60,
         "spawn_concurrency": 0,
         "warm_pool": {
-            "enabled": False,
+            "enabled": "auto",
             "size": 2,
             "profiles": [],
             "refill_concurrency": 1,

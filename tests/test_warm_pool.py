@@ -21,7 +21,7 @@ from traitlets.config import Config
 
 from labspace.settings import SettingsError, load
 from labspace.spawners.local import LabspaceLocalSpawner
-from labspace.warm import problems
+from labspace.warm import pool_on, problems
 from labspace.warm.pool import POOL_SETTING, Member, Provider, WarmPool, hub_pool
 
 
@@ -295,7 +295,7 @@ def test_settings_defaults_and_unknown_profiles(tmp_path):
     path.write_text("profiles: [{slug: small, default: true}]\n")
     warm = load(path).get("backend.warm_pool")
     assert warm == {
-        "enabled": False,
+        "enabled": "auto",
         "size": 2,
         "profiles": [],
         "refill_concurrency": 1,
@@ -376,3 +376,18 @@ async def test_status_counts_each_key_apart():
         assert keys["img"]["made"] >= 1 and keys["other"]["made"] == 1
     finally:
         await pool.drain()
+
+
+@pytest.mark.parametrize(
+    ("backend", "on"),
+    [
+        pytest.param({}, True, id="default-local-auto"),
+        pytest.param({"type": "local", "warm_pool": {"enabled": "auto"}}, True, id="local-auto"),
+        pytest.param({"type": "local", "warm_pool": {"enabled": False}}, False, id="local-off"),
+        pytest.param({"type": "docker", "warm_pool": {"enabled": "auto"}}, False, id="docker-auto"),
+        pytest.param({"type": "docker", "warm_pool": {"enabled": True}}, True, id="docker-on"),
+        pytest.param({"type": "kubernetes", "warm_pool": {}}, False, id="kubernetes-auto"),
+    ],
+)
+def test_auto_is_on_for_the_local_backend_only(backend, on):
+    assert pool_on(backend) is on

@@ -191,6 +191,34 @@ def _proxy() -> dict[str, Any]:
     )
 
 
+def _scheduling() -> dict[str, Any]:
+    priority = {"type": "integer", "minimum": -1000000000, "maximum": 1000000000}
+    return _obj(
+        "The warm pool on the kubernetes backend (`labspace.backend.warm_pool.enabled`): "
+        "placeholder pods per pooled profile and the priorities that let workspaces "
+        "preempt them (z2jh's names).",
+        podPriority=_obj(
+            "The PriorityClasses made with the warm pool on.",
+            defaultPriority={**priority, "description": "Priority of workspace pods."},
+            imagePullerPriority={**priority, "description": "Priority of the pre-puller."},
+            userPlaceholderPriority={
+                **priority,
+                "description": "Priority of the placeholders (the lowest).",
+            },
+        ),
+        userPlaceholder=_obj(
+            "The placeholder (pause) pods: `warm_pool.size` per pooled profile.",
+            image=_image("placeholders"),
+            resources=_free("Requests of each placeholder; empty: the pooled profile's."),
+            annotations=_str_map("Annotations of the placeholder pods."),
+            labels=_str_map("Labels of the placeholder pods."),
+            containerSecurityContext=_free(
+                "The placeholders' `securityContext` (non-root, no capabilities)."
+            ),
+        ),
+    )
+
+
 def chart_keys() -> dict[str, dict[str, Any]]:
     """The values that are the chart's, not Labspace's settings (z2jh's names)."""
     return {
@@ -219,6 +247,19 @@ def chart_keys() -> dict[str, dict[str, Any]]:
                 enabled=_bool("Create the ConfigMaps (one per dashboard)."),
                 labels=_str_map("Labels of each ConfigMap (the sidecar finds them by label)."),
                 annotations=_str_map("Annotations of each ConfigMap, e.g. the sidecar's folder."),
+            ),
+        ),
+        "scheduling": _scheduling(),
+        "prePuller": _obj(
+            "The image pre-puller of the warm pool (kubernetes backend, "
+            "`labspace.backend.warm_pool.enabled`): a DaemonSet per pooled profile.",
+            continuous=_obj(
+                "Pull on every node, also on nodes added later.",
+                enabled=_bool("Create the DaemonSets (only with the warm pool on)."),
+            ),
+            resources=_free("Requests and limits of the pre-puller's containers."),
+            containerSecurityContext=_free(
+                "The pre-puller containers' `securityContext` (non-root, no capabilities)."
             ),
         ),
         "singleuser": _obj(

@@ -26,6 +26,17 @@ What a workspace gets:
   workspace group's ``fs_gid``), created before the pod and deleted when the
   workspace ends, never in the home.
 
+Warm starts (``backend.warm_pool``) on this backend are the cluster's, not the
+hub's: the chart (helm/labspace, ``templates/scheduling``) keeps placeholder
+pods of each pooled profile's size at a priority below every workspace's, so
+nodes with room exist before a class arrives, and pre-pulls the pooled
+profiles' images on every node; with the pool on, workspace pods get the
+chart's PriorityClass (``priority_class_name``, from
+``LABSPACE_WORKSPACE_PRIORITY_CLASS``), so the scheduler evicts a placeholder to
+make room at once. There is no pre-started process to hand an identity to: the
+hub keeps no pool (``warm_provider`` is None) and every start is a cold start
+that skips the node scale-up and the image pull.
+
 Every value is a ``@default``, so ``hub.config`` may still override any of them
 for one site.
 """
@@ -34,6 +45,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -52,6 +64,9 @@ FILES_VOLUME = "labspace-files"
 FILES_MODE = 0o440  # kubelet makes them root's with the pod's fsGroup: the user reads
 GPU_RESOURCE = "nvidia.com/gpu"
 PROFILE_LABEL = "labspace/profile"
+# the chart's PriorityClass of workspace pods (above its placeholders'), set in
+# the hub's environment when backend.warm_pool is on
+PRIORITY_CLASS_ENV = "LABSPACE_WORKSPACE_PRIORITY_CLASS"
 COMMON_LABELS = {
     "app.kubernetes.io/name": "labspace",
     "app.kubernetes.io/managed-by": "kubespawner",
@@ -196,6 +211,14 @@ def security_contexts() -> tuple[dict[str, Any], dict[str, Any]]:
     return pod, container
 
 
+def workspace_priority_class(warm_pool: dict[str, Any], environ) -> str:
+    """The workspace pods' PriorityClass: the chart's (``PRIORITY_CLASS_ENV``)
+    when the warm pool is on, else none (the cluster's default priority)."""
+    if warm_pool.get("enabled") is not True:  # `auto` is off on kubernetes
+        return ""
+    return environ.get(PRIORITY_CLASS_ENV, "")
+
+
 # -- the spawner ----------------------------------------------------------------
 
 
@@ -286,6 +309,26 @@ class LabspaceKubeSpawner(LabspaceSpawnerMixin, KubeSpawner):
     @default("component_label")
     def _default_component_label(self):
         return "workspace"
+
+    @default("priority_class_name")
+    def _default_priority_class_with_the_pool(self):
+        """With ``backend.warm_pool`` on, the chart's workspace PriorityClass, so
+        a workspace preempts the placeholder pods that hold its room; else none."""
+        return workspace_priority_class(self.warm_pool or {}, os.environ)
+
+    @classmethod
+    def warm_provider(cls, hub_app):
+        """No hub-side pool on kubernetes: the placeholders and the image
+        pre-puller are the chart's (see the module's docstring)."""
+        return None
+
+    def warm_key(self, spec: WorkspaceSpec) -> str | None:
+        """None: a pod never starts from a pre-started member. Kubernetes' warm
+        start is capacity and image (placeholder pods that workspace pods
+        preempt, images already on every node), not a process waiting for an
+        identity, so each start here is a cold start without the scale-up and
+        the pull."""
+        return None
 
     async def load_user_options(self):
         """Nothing to load: the mixin's ``apply_user_options`` applied the profile.

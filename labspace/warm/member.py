@@ -3,18 +3,22 @@ then turned into one user's workspace (``python -m labspace.singleuser``).
 
 ``preload()`` does the slow, identity-free part of a workspace start: it imports
 JupyterHub's single-user server, jupyter-server, JupyterLab and the server
-extensions the environment enables (about 1 CPU-second of a cold start), and
-warms caches that hold nothing of anyone (MIME types). It starts no thread, no
-event loop and opens no socket, so the process can be forked afterwards (the
-local backend's fork server) or wait as it is (a docker member).
+extensions the environment enables (2.4 of the 2.7 CPU-seconds a cold local
+start costs here), and warms caches that hold nothing of anyone (MIME types).
+It starts no thread, no event loop and opens no socket, so the process can be
+forked afterwards (the local backend's fork server) or wait as it is (a docker
+member).
 
 ``become(claim)`` turns the process into the workspace a cold start with the
-same ``argv``/``env``/``cwd`` would have made: the environment is replaced
-wholesale (nothing of the pool's is left), then the working folder, argv, umask
-and a new session, then JupyterHub's ``main()``. Where a value that Python or
-JupyterHub read when the process started (``PYTHON*`` variables, the
-single-user app choice, the user's site-packages) differs from the pool's, the
-claim is started by ``exec`` instead: slower, never different.
+same ``argv``/``env``/``cwd`` would have made: a new session, the working
+folder and umask, no inherited descriptor, a fresh interpreter's signal
+handlers, the environment replaced wholesale (nothing of the pool's is left),
+``sys.path`` and ``sys.argv`` as ``python -m`` in that folder has them, the
+time zone and user site-packages of the new environment, and the command line
+and environment that ``ps`` and ``/proc`` show; then JupyterHub's ``main()``.
+Where a value the interpreter or an imported module read at startup
+(``PYTHON*``, the locale, the single-user app choice) differs from the pool's,
+the claim is started by ``exec`` instead: slower, never different.
 
 A claim is a JSON-able dict::
 

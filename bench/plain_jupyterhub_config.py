@@ -37,12 +37,17 @@ else:
     c.DockerSpawner.prefix = "bench-plain"
     c.Spawner.ip = "127.0.0.1"
 
-c.JupyterHub.authenticator_class = "null"
+if env.get("BENCH_PASSWORD"):
+    # anyone signs in with this password (the browser benchmark logs in)
+    c.JupyterHub.authenticator_class = "dummy"
+    c.DummyAuthenticator.password = env["BENCH_PASSWORD"]
+else:
+    c.JupyterHub.authenticator_class = "null"
 c.JupyterHub.services = [{"name": "bench", "api_token": env["BENCH_TOKEN"]}]
 c.JupyterHub.load_roles = [
     {
         "name": "bench-role",
-        "scopes": ["admin:users", "admin:servers", "access:servers", "list:users"],
+        "scopes": ["admin:users", "admin:servers", "access:servers", "list:users", "read:metrics"],
         "services": ["bench"],
     }
 ]

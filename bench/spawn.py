@@ -1,281 +1,350 @@
-"""Spawn-to-ready: Labspace and plain JupyterHub side by side, in one run.
+"""Spawn-to-ready: plain JupyterHub, Labspace and Labspace warm, side by side, fair.
 
-For each hub and scenario, every user's time runs from the POST that asks for a
-server to the first 200 from ``/user/<name>/api/status`` through the proxy.
-Scenarios: one user at a time (repeated), 10 users at once, a burst of 20.
+All hubs of a backend are up at once (``bench/hubs.py``: ``plain``,
+``labspace``, ``labspace-warm``) and take turns start by start, as
+``bench/proxy.py`` alternates request by request: in each round every hub
+does one turn, the order rotated by one each round, so whatever else the
+machine does weighs on all of them alike. Before each turn a warm hub's pool
+is full (a bounded wait; it refills between turns, not during another hub's).
 
-Hubs, each on the ``local`` or ``docker`` backend (``<hub>/<backend>``):
-- ``plain``: JupyterHub with upstream's spawner and defaults
-  (``bench/plain_jupyterhub_config.py``): SimpleLocalProcessSpawner, or
-  DockerSpawner with only what host networking needs (``bench/plain_docker.py``);
-- ``labspace``: ``labspace up`` with ``backend.type`` set, nothing else;
-- ``labspace-noiri``: the same, with the workspace's ``rfc3987_syntax`` import
-  blocked: the effect of the workspace environment, reported apart from
-  Labspace's own overhead. (jupyter_events → jsonschema[format-nongpl] imports
-  it, ~0.9 s of CPU per workspace start; without it jsonschema skips IRI
-  format checks.)
+Scenarios (each bounded in count and time):
 
-Writes ``bench/results/spawn.json`` and ``bench/results/spawn.md``.
-Every wait is bounded (``--timeout``); every process started is stopped by PID.
+- ``1 user``: one start at a time, ``--repeat`` rounds;
+- ``class of 20``: ``--class-size`` users at once on one hub, the hubs one
+  after the other within a round, ``--class-rounds`` rounds.
 
-    python bench/spawn.py [--repeat 5] [--users 10] [--burst 20] [--hubs plain/local,...]
+A start's time runs from the POST that asks for a server to the first 200 from
+``/user/<name>/api/status`` through the proxy (the POST answers once the server
+is up when that takes under 10 s; else the progress stream says when, and the
+proxy is then asked every 20 ms). CPU per start (``bench/cpu.py``): the process
+tree of the hub (hub, proxy, workspaces, fork server and pool members; for
+docker also the containers' cgroups and Docker's daemons) from just before the
+POST to 1 s after ready, split into the start's own (hub + the started
+workspace: for a warm hub the claim, the critical path) and the pool's (the
+refill, paid ahead; counted until the pool is full again). The machine's load
+(load averages, /proc/stat busy share) is recorded around each scenario.
+
+``--browser`` adds click-to-usable and first cell in Chromium
+(``bench/click.py``) and ``--phases`` the phase breakdown (``bench/phases.py``).
+Writes ``bench/results/spawn.json`` and ``spawn.md``.
+
+    python bench/spawn.py [--backends local,docker] [--kinds plain,labspace,labspace-warm]
+        [--repeat 10] [--class-size 20] [--class-rounds 3] [--browser 5] [--phases]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import os
-import platform
 import secrets
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-from harness import HubProcess, Managed, free_port  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpu  # noqa: E402
+import figures  # noqa: E402
+import report  # noqa: E402
+from hubs import REPO, BenchHub  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
-PROXY = str(REPO / "node_modules" / ".bin" / "configurable-http-proxy")
-IMAGE = "labspace/workspace:latest"
-# a module that fails to import: the workspace then runs as if rfc3987_syntax
-# were not installed (jsonschema skips its IRI format checks)
-NOIRI_SHIM = "raise ImportError('rfc3987_syntax left out of this workspace')\n"
+FAST_POLL = 0.02  # s between proxy probes once the hub says ready
+POOL_WAIT = 180.0  # s a warm hub may take to fill its pool before a turn
+SETTLE = 1.0  # s after ready still counted as the start's CPU
 
 
-class PlainHub(Managed):
-    """``jupyterhub -f bench/plain_jupyterhub_config.py`` on free ports."""
-
-    name = "plain hub"
-
-    def __init__(self, workdir: Path, token: str, backend: str):
-        self.workdir = workdir
-        self.log_path = workdir / "hub.log"
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "BENCH_BACKEND": backend,
-            "BENCH_IMAGE": IMAGE,
-            "BENCH_PORT": str(self.port),
-            "BENCH_HUB_PORT": str(free_port()),
-            "BENCH_PROXY_API_PORT": str(free_port()),
-            "BENCH_PROXY": PROXY,
-            "BENCH_DIR": str(workdir),
-            "BENCH_TOKEN": token,
-            "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
-        }
-        self.url = f"http://127.0.0.1:{self.port}/"
-
-    def start(self) -> PlainHub:
-        (self.workdir / "users").mkdir(parents=True, exist_ok=True)
-        config = str(REPO / "bench" / "plain_jupyterhub_config.py")
-        self.launch([sys.executable, "-m", "jupyterhub", "-f", config], self.workdir, self.env, 60)
-        return self
-
-    def ready(self) -> bool:
-        try:
-            return httpx.get(self.url + "hub/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+async def wait_ready(client: httpx.AsyncClient, name: str, t0: float, timeout: float, events):
+    """After a 202: read the progress stream to its end (events with their
+    times), then probe the proxy; seconds since ``t0`` of the first 200, or None."""
+    with contextlib.suppress(httpx.HTTPError):
+        async with client.stream("GET", f"hub/api/users/{name}/server/progress") as r:
+            if r.status_code == 200:
+                async for line in r.aiter_lines():
+                    if line.startswith("data:"):
+                        ev = json.loads(line.removeprefix("data:"))
+                        events.append([round(time.monotonic() - t0, 3), ev.get("message", "")])
+                        if ev.get("ready") or ev.get("failed") or time.monotonic() - t0 > timeout:
+                            break
+    return await probe(client, name, t0, timeout)
 
 
-def labspace_hub(workdir: Path, token: str, noiri: bool, backend: str) -> HubProcess:
-    config = {
-        "JupyterHub": {
-            "services": [{"name": "bench", "api_token": token}],
-            "load_roles": [
-                {
-                    "name": "bench-role",
-                    "scopes": ["admin:users", "admin:servers", "access:servers", "list:users"],
-                    "services": ["bench"],
-                }
-            ],
-        }
-    }
-    if noiri:
-        shim = workdir / "noiri"
-        shim.mkdir(parents=True, exist_ok=True)
-        (shim / "rfc3987_syntax.py").write_text(NOIRI_SHIM)
-        config["Spawner"] = {"environment": {"PYTHONPATH": str(shim)}}
-    settings = {
-        "backend": {"type": backend, "image": IMAGE},
-        "data_dir": str(workdir / "data"),
-        "hub": {
-            "port": free_port(),
-            "hub_port": free_port(),
-            "proxy_api_port": free_port(),
-            "proxy_command": [PROXY],
-            "config": config,
-            "log_level": "WARNING",
-        },
-    }
-    return HubProcess(workdir, settings)
-
-
-async def spawn_one(client: httpx.AsyncClient, name: str, timeout: float) -> float | None:
-    """Seconds from the spawn request to a 200 through the proxy; None if it failed."""
-    t0 = time.monotonic()
-    r = await client.post(f"hub/api/users/{name}/server")
-    if r.status_code not in (201, 202):
-        return None
+async def probe(client: httpx.AsyncClient, name: str, t0: float, timeout: float):
     while time.monotonic() - t0 < timeout:
-        status = await client.get(f"user/{name}/api/status", follow_redirects=False)
-        if status.status_code == 200:
-            return time.monotonic() - t0
-        model = (await client.get(f"hub/api/users/{name}")).json()
-        server = model["servers"].get("")
-        if not server:  # the spawn failed and the hub gave up
-            return None
-        await asyncio.sleep(0.2)
+        with contextlib.suppress(httpx.HTTPError):
+            r = await client.get(f"user/{name}/api/status", follow_redirects=False)
+            if r.status_code == 200:
+                return time.monotonic() - t0
+            if r.status_code in (424, 500, 503) and (
+                not (await client.get(f"hub/api/users/{name}")).json()["servers"]
+            ):
+                return None  # the start failed
+        await asyncio.sleep(FAST_POLL)
     return None
 
 
-async def stop_all(client: httpx.AsyncClient, names: list[str], timeout: float) -> None:
+async def spawn_one(client: httpx.AsyncClient, name: str, timeout: float) -> dict:
+    """One start: seconds to the first 200 through the proxy (None: failed),
+    the POST's answer time and status, and the progress events seen."""
+    events: list = []
+    t0 = time.monotonic()
+    try:
+        r = await client.post(f"hub/api/users/{name}/server", timeout=timeout)
+    except httpx.HTTPError as e:
+        return {"t": None, "error": type(e).__name__}
+    post = time.monotonic() - t0
+    if r.status_code == 201:
+        t = await probe(client, name, t0, timeout)
+    elif r.status_code == 202:
+        t = await wait_ready(client, name, t0, timeout, events)
+    else:
+        return {"t": None, "status": r.status_code}
+    return {"t": t, "post": round(post, 3), "status": r.status_code, "events": events}
+
+
+async def stop_users(client: httpx.AsyncClient, names: list[str], timeout: float) -> None:
     await asyncio.gather(*(client.delete(f"hub/api/users/{n}/server") for n in names))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         models = await asyncio.gather(*(client.get(f"hub/api/users/{n}") for n in names))
-        if all(not m.json()["servers"] for m in models):
-            return
-        await asyncio.sleep(0.5)
+        if all(m.status_code != 200 or not m.json()["servers"] for m in models):
+            break
+        await asyncio.sleep(0.25)
+    await asyncio.gather(*(client.delete(f"hub/api/users/{n}") for n in names))
 
 
-async def scenario(url: str, token: str, names: list[str], timeout: float) -> list[float | None]:
-    headers = {"Authorization": f"token {token}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
-        for name in names:
-            await client.post(f"hub/api/users/{name}")
-        times = await asyncio.gather(*(spawn_one(client, n, timeout) for n in names))
-        await stop_all(client, names, timeout)
-        for name in names:
-            await client.delete(f"hub/api/users/{name}")
-    return list(times)
+def containers() -> dict[str, str]:
+    """Running containers: id -> name."""
+    r = subprocess.run(
+        ["docker", "ps", "--no-trunc", "--format", "{{.ID}} {{.Names}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
 
 
-def summary(times: list[float | None]) -> dict:
-    ok = sorted(t for t in times if t is not None)
-    p95 = ok[min(len(ok) - 1, max(0, round(0.95 * len(ok)) - 1))] if ok else None
+def pool_pids(*snaps: cpu.Snapshot) -> set[int]:
+    """A local warm pool's fork server and everything below it, in any snapshot."""
+    out: set[int] = set()
+    for snap in snaps:
+        for pid in snap.procs:
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"labspace.warm.forkserver" in cmd:
+                out |= cpu.descendants(snap.procs, pid)
+    return out
+
+
+def cpu_split(hub: BenchHub, names: list[str], a, b, c=None) -> dict:
+    """CPU of the window a->b by payer (and the pool's until c)."""
+    docker = hub.backend == "docker"
+    names_by_id = containers() if docker else {}
+    users = {cid for cid, n in names_by_id.items() if any(n.endswith(u) for u in names)}
+    pool = {cid for cid, n in names_by_id.items() if "warm" in n or "pool" in n} - users
+    homes = tuple(hub.home(n) for n in names) if not docker else ()
+    pids = pool_pids(a, b, *([c] if c else []))
+    out = {"start": cpu.split(a, b, homes, pids, users, pool).as_dict()}
+    if c is not None:
+        out["refill"] = cpu.split(a, c, homes, pids, users, pool).as_dict()
+    return out
+
+
+async def turn(hub: BenchHub, names: list[str], timeout: float) -> dict:
+    """One turn of a hub: ``names`` start at once; times, CPU, warm or cold."""
+    full, waited = await asyncio.to_thread(hub.wait_pool_full, POOL_WAIT)
+    pool_before = await asyncio.to_thread(hub.pool)
+    docker = hub.backend == "docker"
+    async with hub.client(timeout=60) as client:
+        for n in names:
+            await client.post(f"hub/api/users/{n}")
+        hub.used += names
+        load0 = cpu.load()
+        a = cpu.snapshot(hub.pid, docker)
+        starts = await asyncio.gather(*(spawn_one(client, n, timeout) for n in names))
+        ready_snap = cpu.snapshot(hub.pid, docker)
+        await asyncio.sleep(SETTLE)
+        b = cpu.snapshot(hub.pid, docker)
+        c = None
+        if hub.warm:
+            refilled, refill_s = await asyncio.to_thread(hub.wait_pool_full, POOL_WAIT)
+            c = cpu.snapshot(hub.pid, docker)
+        load1 = cpu.load()
+        split = cpu_split(hub, names, a, b, c)
+        split["to_ready"] = cpu_split(hub, names, a, ready_snap)["start"]
+        pool_after = await asyncio.to_thread(hub.pool)
+        await stop_users(client, names, timeout)
+    out = {
+        "times": [s["t"] and round(s["t"], 3) for s in starts],
+        "starts": starts,
+        "cpu": split,
+        "load_before": load0,
+        "load_after": load1,
+        "busy_share": cpu.busy_share(tuple(load0["stat"]), tuple(load1["stat"])),
+    }
+    if hub.warm:
+        out["pool"] = {
+            "full_before": full,
+            "waited_s": round(waited, 2),
+            "refilled": refilled,
+            "refill_s": round(refill_s, 2),
+            "claimed": (pool_after or {}).get("totals", {}).get("claimed", 0)
+            - (pool_before or {}).get("totals", {}).get("claimed", 0),
+            "empty": (pool_after or {}).get("totals", {}).get("empty", 0)
+            - (pool_before or {}).get("totals", {}).get("empty", 0),
+        }
+    return out
+
+
+def idle_baseline(hubs: list[BenchHub], seconds: float = 5.0) -> dict:
+    """CPU of each hub's tree at rest over ``seconds`` (what a window pays anyway)."""
+    snaps = {h.label: cpu.snapshot(h.pid, h.backend == "docker") for h in hubs}
+    load0 = cpu.load()
+    time.sleep(seconds)
+    load1 = cpu.load()
+    out = {}
+    for h in hubs:
+        s = cpu.split(snaps[h.label], cpu.snapshot(h.pid, h.backend == "docker"), ())
+        out[h.label] = round((s.hub + s.user + s.pool) / seconds, 3)
+    out["machine_busy_share"] = cpu.busy_share(tuple(load0["stat"]), tuple(load1["stat"]))
+    return out
+
+
+def run_scenario(hubs, label, size, rounds, timeout, deadline, tag) -> dict:
+    """``rounds`` rounds; in each, every hub one turn of ``size`` users at once,
+    the order rotated each round. Stops early (and says so) at ``deadline``."""
+    per_hub: dict[str, list[dict]] = {h.label: [] for h in hubs}
+    run = "b" + secrets.token_hex(2)
+    load0 = cpu.load()
+    order_log = []
+    for rnd in range(rounds):
+        if time.monotonic() > deadline:
+            print(f"  {label}: stopped after {rnd} rounds (time bound)", flush=True)
+            break
+        order = figures.rotated(hubs, rnd)
+        order_log.append([h.label for h in order])
+        for hub in order:
+            names = [f"{run}{tag}{rnd}u{i}" for i in range(size)]
+            result = asyncio.run(turn(hub, names, timeout))
+            per_hub[hub.label].append(result)
+            ok = [t for t in result["times"] if t is not None]
+            print(
+                f"  {label} r{rnd} {hub.label}: {len(ok)}/{size} ready, "
+                f"max {max(ok) if ok else None}, cpu {result['cpu']['start']['critical']}",
+                flush=True,
+            )
+    load1 = cpu.load()
     return {
-        "ready": len(ok),
-        "total": len(times),
-        "p50": statistics.median(ok) if ok else None,
-        "p95": p95,
-        "times": [round(t, 3) if t is not None else None for t in times],
+        "size": size,
+        "rounds": len(order_log),
+        "order": order_log,
+        "load_before": load0,
+        "load_after": load1,
+        "busy_share": cpu.busy_share(tuple(load0["stat"]), tuple(load1["stat"])),
+        "hubs": per_hub,
     }
 
 
-def run_hub(kind: str, args, token: str) -> dict:
-    """``kind`` is ``<hub>/<backend>``, e.g. ``plain/local`` or ``labspace/docker``."""
-    hub_kind, backend = kind.split("/")
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{hub_kind}-{backend}-"))
-    hub = (
-        PlainHub(workdir, token, backend)
-        if hub_kind == "plain"
-        else labspace_hub(workdir, token, hub_kind == "labspace-noiri", backend)
-    )
-    run = "x" + secrets.token_hex(3)  # user names of this run only
-    used: list[str] = []
-    hub.start()
+def start_hubs(labels: list[tuple[str, str]], pool_size: int) -> list[BenchHub]:
+    hubs = []
     try:
-        results = {}
-        single: list[float | None] = []
-        for i in range(args.repeat):
-            used.append(f"{run}s{i}")
-            single += asyncio.run(scenario(hub.url, token, [used[-1]], args.timeout))
-        results["1 user"] = summary(single)
-        for label, prefix, n in (
-            (f"{args.users} at once", "c", args.users),
-            (f"burst of {args.burst}", "b", args.burst),
-        ):
-            names = [f"{run}{prefix}{i}" for i in range(n)]
-            used += names
-            results[label] = summary(asyncio.run(scenario(hub.url, token, names, args.timeout)))
-        return results
+        for kind, backend in labels:
+            print(f"starting {kind}/{backend} ...", flush=True)
+            hubs.append(BenchHub(kind, backend, pool_size).start())
+        for h in hubs:
+            if h.warm:
+                full, waited = h.wait_pool_full(POOL_WAIT * 2)
+                print(f"  {h.label}: pool full={full} after {waited:.1f} s", flush=True)
+    except BaseException:
+        for h in hubs:
+            h.stop()
+        raise
+    return hubs
+
+
+def warm_up(hubs: list[BenchHub], timeout: float) -> dict:
+    """One unmeasured start per hub (first-start costs: caches, a hub's first spawn)."""
+    out = {}
+    for h in hubs:
+        out[h.label] = asyncio.run(turn(h, [f"w{secrets.token_hex(2)}"], timeout))["times"]
+    return out
+
+
+def run_backend(backend: str, args) -> dict:
+    labels = [(k, backend) for k in args.kinds.split(",")]
+    pool_size = max(args.class_size, 2)
+    hubs = start_hubs(labels, pool_size)
+    try:
+        out: dict = {"hubs": [h.label for h in hubs]}
+        out["idle_cpu_per_s"] = idle_baseline(hubs)
+        out["warm_up"] = warm_up(hubs, args.timeout)
+        deadline = time.monotonic() + args.budget
+        out["scenarios"] = {}
+        if args.repeat:
+            out["scenarios"]["1 user"] = run_scenario(
+                hubs, "1 user", 1, args.repeat, args.timeout, deadline, "s"
+            )
+        if args.class_rounds:
+            out["scenarios"][f"class of {args.class_size}"] = run_scenario(
+                hubs,
+                f"class of {args.class_size}",
+                args.class_size,
+                args.class_rounds,
+                args.timeout,
+                deadline,
+                "c",
+            )
+        if args.browser:
+            import click
+
+            out["browser"] = click.run(hubs, args.browser, args.timeout, deadline)
+        if args.phases:
+            import phases
+
+            out["phases"] = phases.run(hubs, args.timeout)
+        return out
     finally:
-        hub.stop()
-        if backend == "docker":  # the home volumes of this run's users
-            volumes = [f"labspace-home-{name}" for name in used]
-            subprocess.run(
-                ["docker", "volume", "rm", "-f", *volumes],
-                capture_output=True,
-                check=False,
-                timeout=120,
-            )
-
-
-def fmt(x: float | None) -> str:
-    return "—" if x is None else f"{x:.2f}"
-
-
-def markdown(report: dict) -> str:
-    hubs = report["hubs"]
-    scenarios = list(next(iter(hubs.values())))
-    lines = [
-        "# Spawn-to-ready: Labspace vs plain JupyterHub",
-        "",
-        f"{report['machine']}; {report['date']}. Seconds from the spawn request to a 200 "
-        "through the proxy. Ratios are Labspace / plain, measured in the same run.",
-        "",
-        "| scenario | hub | ready | p50 s | p95 s | p50 ratio | p95 ratio |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for sc in scenarios:
-        for name, res in hubs.items():
-            r = res[sc]
-            base = hubs.get("plain/" + name.split("/")[1], {}).get(sc, {})
-            plain = name.startswith("plain/")
-            ratio50 = (
-                f"{r['p50'] / base['p50']:.2f}"
-                if base.get("p50") and r["p50"] and not plain
-                else ""
-            )
-            ratio95 = (
-                f"{r['p95'] / base['p95']:.2f}"
-                if base.get("p95") and r["p95"] and not plain
-                else ""
-            )
-            lines.append(
-                f"| {sc} | {name} | {r['ready']}/{r['total']} | {fmt(r['p50'])} | "
-                f"{fmt(r['p95'])} | {ratio50} | {ratio95} |"
-            )
-    return "\n".join(lines) + "\n"
+        for h in hubs:
+            h.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=5, help="single-user runs (default 5)")
-    parser.add_argument("--users", type=int, default=10, help="concurrent users (default 10)")
-    parser.add_argument("--burst", type=int, default=20, help="burst size (default 20)")
-    parser.add_argument("--timeout", type=float, default=180, help="per-user bound, seconds")
-    parser.add_argument(
-        "--hubs",
-        default="plain/local,labspace/local,labspace-noiri/local,plain/docker,labspace/docker",
-        help="<hub>/<backend> list; hubs: plain, labspace, labspace-noiri",
-    )
+    parser.add_argument("--backends", default="local,docker")
+    parser.add_argument("--kinds", default="plain,labspace,labspace-warm")
+    parser.add_argument("--repeat", type=int, default=10, help="1-user rounds (default 10)")
+    parser.add_argument("--class-size", type=int, default=20)
+    parser.add_argument("--class-rounds", type=int, default=3)
+    parser.add_argument("--browser", type=int, default=0, help="click-to-usable rounds")
+    parser.add_argument("--phases", action="store_true", help="the phase breakdown")
+    parser.add_argument("--timeout", type=float, default=120, help="per-start bound, s")
+    parser.add_argument("--budget", type=float, default=1200, help="per-backend bound, s")
     parser.add_argument("--out", default=str(RESULTS / "spawn"))
     args = parser.parse_args()
-    token = secrets.token_hex(16)
-    report = {
+    result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}",
-        "hubs": {},
+        "machine": cpu.machine(),
+        "load_start": cpu.load(),
+        "args": vars(args),
+        "backends": {},
     }
-    for kind in args.hubs.split(","):
-        print(f"benchmarking {kind} ...", flush=True)
-        report["hubs"][kind] = run_hub(kind, args, token)
+    for backend in args.backends.split(","):
+        print(f"== {backend}", flush=True)
+        result["backends"][backend] = run_backend(backend, args)
+    result["load_end"] = cpu.load()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    text = report.markdown(result)
+    out.with_suffix(".md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -293,7 +293,13 @@ class LabspaceLocalSpawner(LabspaceSpawnerMixin, LocalProcessSpawner):
     @classmethod
     def warm_provider(cls, hub_app) -> LocalWarmProvider | None:
         """The fork server's provider, in ``<runtime_root>/.warm``; None where no
-        start could be warm (internal SSL: certificates are made per start)."""
+        start could be warm (not Linux; internal SSL: certificates are made per
+        start)."""
+        if sys.platform != "linux":  # /proc, SO_PEERCRED, O_PATH: Linux only
+            hub_app.log.info(
+                "backend.warm_pool: the local fork server needs Linux; every start is cold"
+            )
+            return None
         if hub_app.internal_ssl:
             hub_app.log.warning("backend.warm_pool: off with internal_ssl (every start is cold)")
             return None

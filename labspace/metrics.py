@@ -33,6 +33,7 @@ import yaml
 
 from . import profiles as profiles_mod
 from . import rules
+from .warm import pool_on
 
 NAME = "prometheus"
 SCOPE = "custom:labspace-metrics:read"  # services.kit.metrics.SCOPE
@@ -293,7 +294,7 @@ def hub_parts(settings, state) -> dict[str, Any]:
         [p["slug"] for p in every], profiles_mod.default_profile(every)["slug"]
     )
     spawner: dict[str, list[str]] = {"start_outcome": ["labspace.metrics.start_outcome"]}
-    if (settings.get("backend").get("warm_pool") or {}).get("enabled"):
+    if pool_on(settings.get("backend")):  # `auto`: on for the local backend
         spawner["pool_events"] = ["labspace.metrics.pool_event"]
     return {
         "services": [{"name": NAME, "api_token": state.service_token(NAME), "display": False}],

@@ -164,7 +164,7 @@ async def test_only_pool_sessions_are_the_platforms(acct, tmp_path):
 
 
 def test_the_hook_is_wired_with_the_pooled_profiles(tmp_path):
-    values = {"backend": {"warm_pool": {"enabled": True, "profiles": ["small"]}}}
+    values = {"backend": {"type": "docker", "warm_pool": {"enabled": True, "profiles": ["small"]}}}
 
     def get(key):
         node = values
@@ -179,7 +179,7 @@ def test_the_hook_is_wired_with_the_pooled_profiles(tmp_path):
     traits = hubside.spawner_traits(hub)
     assert traits["pool_events"] == [hub.pool_event]
     assert hub.pool_profiles == ["small"]
-    values["backend"]["warm_pool"]["enabled"] = False  # no pool: no hook
+    values["backend"]["warm_pool"]["enabled"] = "auto"  # off on docker: no hook
     hub.pool_enabled = hubside.pool_enabled(settings)
     assert "pool_events" not in hubside.spawner_traits(hub)
     assert hubside.pooled_profiles(SimpleNamespace(get=lambda k: {}[k])) == []

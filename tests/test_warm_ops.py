@@ -135,7 +135,7 @@ def test_the_hook_is_wired(tmp_path):
     state.prepare()
     part = metrics.hub_parts(settings, state)
     assert part["spawner"]["pool_events"] == ["labspace.metrics.pool_event"]
-    path.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    path.write_text(f"data_dir: {tmp_path / 'data'}\nbackend: {{warm_pool: {{enabled: false}}}}\n")
     assert "pool_events" not in metrics.hub_parts(load(path, environ={}), state)["spawner"]
 
 

@@ -383,7 +383,13 @@ def warm_pool_settings(settings) -> dict[str, Any]:
 
 
 def pool_enabled(settings) -> bool:
-    return bool(warm_pool_settings(settings).get("enabled"))
+    """``backend.warm_pool.enabled`` for this backend (``auto``: local only)."""
+    from labspace.warm import pool_on
+
+    try:
+        return pool_on(settings.get("backend"))
+    except (KeyError, IndexError, TypeError):
+        return False
 
 
 def pooled_profiles(settings) -> list[str]:

@@ -12,8 +12,8 @@
   ``pool_event`` hook by key and event (``ready``, ``claimed``, ``gone``), and,
   read from the pool's ``status()`` at scrape time, members ready and being
   made, the pool's size and its oldest member's age per key, and the pool's
-  totals (claimed, empty: cold starts because no member was ready, made,
-  failed, expired). Pool keys are the backend's (an interpreter, an image):
+  counts, in total and per key (claimed, empty: cold starts because no member
+  was ready, made, failed, expired, died). Pool keys are the backend's (an interpreter, an image):
   at most ``MAX_POOL_KEYS``, the rest ``(other)``.
 - ``hub_parts``: the ``prometheus`` JupyterHub service (no process, only a kept
   token, ``secrets/prometheus-api-token``) whose role holds ``read:metrics`` and
@@ -52,7 +52,7 @@ REASONS = {  # the status of a refusal -> its reason label
 OTHER, NONE = "(other)", "(none)"
 MAX_POOL_KEYS = 20
 POOL_EVENTS = ("ready", "claimed", "gone")
-POOL_TOTALS = ("claimed", "empty", "made", "failed", "expired")
+POOL_TOTALS = ("claimed", "empty", "made", "failed", "expired", "died")
 BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, float("inf"))
 
 
@@ -192,7 +192,12 @@ class _Live:
             "ready member and started cold), made, failed (a member did not come up), expired",
             labels=["what"],
         )
-        return pending, running, members, size, oldest, totals
+        per_key = CounterMetricFamily(
+            "labspace_hub_warm_pool_key",
+            "Warm pool counts by pool key since the hub started (what: as labspace_hub_warm_pool)",
+            labels=["key", "what"],
+        )
+        return pending, running, members, size, oldest, totals, per_key
 
     def describe(self):
         """The names, for the registry (which then never calls ``collect`` while
@@ -222,7 +227,7 @@ class _Live:
         yield running
 
 
-def pool_metrics(metrics: HubMetrics, pool, members, size, oldest, totals, now=None):
+def pool_metrics(metrics: HubMetrics, pool, members, size, oldest, totals, per_key, now=None):
     """Fill the pool's families from ``pool.status()`` (nothing without a pool)."""
     if pool is None:
         return
@@ -232,6 +237,8 @@ def pool_metrics(metrics: HubMetrics, pool, members, size, oldest, totals, now=N
     for key, row in sorted((status.get("keys") or {}).items()):
         label = metrics.pool_key(key)
         mine = sums.setdefault(label, {"ready": 0, "making": 0, "size": 0, "oldest": 0.0})
+        for what in POOL_TOTALS:
+            mine[what] = mine.get(what, 0) + (row.get(what) or 0)
         mine["ready"] += row.get("ready") or 0
         mine["making"] += row.get("making") or 0
         mine["size"] += row.get("size") or 0
@@ -242,9 +249,11 @@ def pool_metrics(metrics: HubMetrics, pool, members, size, oldest, totals, now=N
         members.add_metric([label, "making"], mine["making"])
         size.add_metric([label], mine["size"])
         oldest.add_metric([label], round(mine["oldest"], 3))
+        for what in POOL_TOTALS:
+            per_key.add_metric([label, what], mine[what])
     for what in POOL_TOTALS:
         totals.add_metric([what], status.get(what) or 0)
-    yield from (members, size, oldest, totals)
+    yield from (members, size, oldest, totals, per_key)
 
 
 def _hub_pool(app):

@@ -70,6 +70,8 @@ async def test_pool_gauges_and_totals_from_its_status(hub_metrics):
         assert got[("labspace_hub_warm_pool", ("claimed",))] == 1
         assert got[("labspace_hub_warm_pool", ("empty",))] == 1
         assert got[("labspace_hub_warm_pool", ("made",))] == 2
+        assert got[("labspace_hub_warm_pool_key", ("img", "claimed"))] == 1
+        assert got[("labspace_hub_warm_pool_key", ("img", "empty"))] == 1
         # no pool: no series at all
         assert list(metrics.pool_metrics(hub_metrics, None, *metrics._Live._families()[2:])) == []
     finally:

@@ -34,6 +34,7 @@ from traitlets import default
 
 SECTIONS = ("MappingKernelManager", "AsyncMappingKernelManager")
 PRESTART_VARIABLE = "LABSPACE_PRESTART_KERNEL"
+SESSION_NAME_TIMEOUT = 10.0  # s for the spare kernel to take its notebook's name
 
 
 @functools.cache
@@ -78,9 +79,11 @@ class PrestartingKernelManager(AsyncMappingKernelManager):
     it, waiting for it if it is still starting; every other request, and every
     one after it, starts a kernel as usual. It is not replaced once taken.
 
-    What cannot be the same: it was started before anyone asked, so it lacks
-    ``JPY_SESSION_NAME`` (the notebook's path, ipykernel's ``__session__``), and
-    it is listed in ``/api/kernels`` (JupyterLab's running kernels) until then.
+    What cannot be the same: it was started before anyone asked, so its
+    process environment (``/proc``) lacks ``JPY_SESSION_NAME`` (an ipykernel is
+    told the notebook's path at hand-over: ``os.environ`` and ``__session__``
+    are as on demand; another kernel language is not), and it is listed in
+    ``/api/kernels`` (JupyterLab's running kernels) before a notebook takes it.
     """
 
     _spare: asyncio.Task | None = None
@@ -101,8 +104,37 @@ class PrestartingKernelManager(AsyncMappingKernelManager):
     async def start_kernel(self, *, kernel_id=None, path=None, **kwargs):
         spare = await self._take_spare(kernel_id, path, kwargs.get("kernel_name"))
         if spare is not None:
+            await self._name_session(spare, kwargs.get("env"))
             return spare
         return await super().start_kernel(kernel_id=kernel_id, path=path, **kwargs)
+
+    async def _name_session(self, kernel_id: str, env: dict | None) -> None:
+        """ipykernel reads ``JPY_SESSION_NAME`` (the notebook's path) once, at
+        its start, into ``os.environ`` and ``__session__``: tell the spare, which
+        started before the notebook was known, with one silent execution (no
+        history, no output, before any of the user's code)."""
+        name = (env or {}).get("JPY_SESSION_NAME")
+        kernel = self.get_kernel(kernel_id)
+        if not name or "ipykernel" not in " ".join(kernel.kernel_spec.argv):
+            return
+        code = (
+            f"__import__('os').environ['JPY_SESSION_NAME'] = {name!r}\n"
+            f"globals()['__session__'] = {name!r}\n"
+        )
+        client = kernel.client()
+        client.start_channels()
+        try:
+            msg_id = client.execute(code, silent=True, store_history=False)
+            deadline = asyncio.get_running_loop().time() + SESSION_NAME_TIMEOUT
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                reply = await client.get_shell_msg(timeout=max(0.01, left))
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    break
+        except Exception as e:  # noqa: BLE001 - the notebook still gets its kernel
+            self.log.warning("Kernel %s: could not tell it its notebook (%s)", kernel_id, e)
+        finally:
+            client.stop_channels()
 
     async def _take_spare(self, kernel_id, path, kernel_name) -> str | None:
         """The spare kernel's id if this request may have it, else None."""

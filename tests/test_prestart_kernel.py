@@ -82,9 +82,10 @@ def kernels(url: str) -> list[dict]:
     return httpx.get(url + "/api/kernels", headers=HEADERS, timeout=30).json()
 
 
-def open_notebook(url: str, path: str) -> tuple[str, float]:
-    """Open ``path`` as JupyterLab does and run one cell: the kernel's id and
-    the seconds from the session request to the cell's execute_reply."""
+def open_notebook(url: str, path: str) -> tuple[str, float, dict]:
+    """Open ``path`` as JupyterLab does and run one cell: the kernel's id, the
+    seconds from the session request to the cell's execute_reply, and the
+    reply (with what the kernel knows of its notebook)."""
     began = time.monotonic()
     r = httpx.post(
         url + "/api/sessions",
@@ -94,11 +95,20 @@ def open_notebook(url: str, path: str) -> tuple[str, float]:
     )
     assert r.status_code == 201, r.text
     kernel = r.json()["kernel"]["id"]
-    asyncio.run(run_cell(url, kernel, "1 + 1"))
-    return kernel, time.monotonic() - began
+    reply = asyncio.run(run_cell(url, kernel, "1 + 1", SESSION_NAME))
+    return kernel, time.monotonic() - began, reply["content"]
 
 
-async def run_cell(url: str, kernel: str, code: str, timeout: float = 120) -> dict:
+# what ipykernel knows of its notebook (JPY_SESSION_NAME at its start)
+SESSION_NAME = {
+    "session": "__session__",
+    "env": "__import__('os').environ.get('JPY_SESSION_NAME')",
+}
+
+
+async def run_cell(
+    url: str, kernel: str, code: str, expressions: dict | None = None, timeout: float = 120
+) -> dict:
     ws_url = url.replace("http", "ws", 1) + f"/api/kernels/{kernel}/channels?token={TOKEN}"
     ws = await asyncio.wait_for(websocket_connect(ws_url), timeout)
     try:
@@ -113,7 +123,12 @@ async def run_cell(url: str, kernel: str, code: str, timeout: float = 120) -> di
             },
             "parent_header": {},
             "metadata": {},
-            "content": {"code": code, "silent": False, "store_history": True},
+            "content": {
+                "code": code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": expressions or {},
+            },
             "channel": "shell",
         }
         await ws.write_message(json.dumps(request))
@@ -146,12 +161,18 @@ def test_the_first_notebook_gets_the_kernel_started_ahead(server):
 
     # a notebook in another folder: its kernel starts there, on demand
     (server["home"] / "sub").mkdir()
-    elsewhere, _ = open_notebook(url, "sub/other.ipynb")
+    elsewhere, _, _ = open_notebook(url, "sub/other.ipynb")
     assert elsewhere != ahead[0]["id"]
-    first, _ = open_notebook(url, "first.ipynb")
+    first, _, cell = open_notebook(url, "first.ipynb")
     assert first == ahead[0]["id"]
-    second, _ = open_notebook(url, "second.ipynb")  # not refilled: a new kernel
+    second, _, other_cell = open_notebook(url, "second.ipynb")  # not refilled: a new kernel
     assert second not in (first, elsewhere)
+    # the kernel knows its notebook, as one started for it does; its first
+    # cell is cell 1 (telling it used no execution count)
+    for reply, name in ((cell, "first.ipynb"), (other_cell, "second.ipynb")):
+        assert reply["execution_count"] == 1
+        for value in reply["user_expressions"].values():
+            assert value["data"]["text/plain"] == repr(str(server["home"] / name))
     assert {k["id"] for k in kernels(url)} == {first, second, elsewhere}
     assert kernel_process(server, elsewhere).cwd() == str(server["home"] / "sub")
 

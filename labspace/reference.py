@@ -18,7 +18,7 @@ def _default_text(sub: dict) -> str:
 
 def _type_text(sub: dict) -> str:
     if "enum" in sub:
-        return " \\| ".join(f"`{v}`" for v in sub["enum"])
+        return " \\| ".join(f"`{json.dumps(v) if isinstance(v, bool) else v}`" for v in sub["enum"])
     return sub.get("type", "")
 
 

@@ -466,7 +466,14 @@ class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
     async def _warm_home_source(self) -> str:
         if self.home_kind == "bind":
             return self.home_dir
-        return await self._volume_mountpoint(self.home_volume)
+        path = await self._volume_mountpoint(self.home_volume)
+        st = await asyncio.to_thread(os.stat, path)
+        if (st.st_uid, st.st_gid) != (self.uid, GID):
+            # a new volume: Docker fills it from the image when a container
+            # first mounts it, which a claim never does; the one-off container
+            # that owns a home does both
+            await self._own_home_volume()
+        return path
 
     async def _volume_mountpoint(self, name: str, create: bool = False) -> str:
         try:
@@ -490,11 +497,13 @@ class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
         return {"argv": await self.get_command(), "env": env, "cwd": HOME}
 
     async def stop(self, now=False):
+        was = self.warm_member  # DockerSpawner.stop clears the state
         try:
             await super().stop(now=now)
         finally:
-            if self.warm_member:
-                folder = os.path.join(self.warm_folder_root, self.warm_member)
+            if was:
+                # the container is gone: its home and data mounts on the host go too
+                folder = os.path.join(self.warm_folder_root, was)
                 await asyncio.to_thread(docker_warm.release_folder, folder)
                 self.warm_member = ""
 

@@ -329,7 +329,9 @@ class DockerWarmProvider(Provider):
         member = Member(key=key)
         folder = self.folder(member.id)
         os.makedirs(folder, mode=0o700)
-        os.mkdir(os.path.join(folder, "home"), 0o755)
+        os.mkdir(os.path.join(folder, "home"))
+        # the container user reads the empty placeholder, whatever the hub's umask
+        os.chmod(os.path.join(folder, "home"), 0o755)  # noqa: S103
         sock = os.path.join(folder, "sock")
         os.mkdir(sock, 0o700)
         os.chown(sock, self.uid, GID)

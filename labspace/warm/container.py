@@ -121,10 +121,29 @@ def reply_safely(conn: socket.socket, message: dict[str, Any]) -> None:
         reply(conn, message)
 
 
+def keep_session() -> None:
+    """A cold start's server is tini's child, leader of its own process group
+    in tini's session, where ``os.setsid`` fails (EPERM): ``become`` keeps the
+    session there, as the cold start does. The real ``os.setsid`` is back
+    after that one call (terminals' children need it)."""
+    real = os.setsid
+
+    def setsid_once() -> None:
+        os.setsid = real
+        try:
+            real()
+        except PermissionError:
+            if os.getpgid(0) != os.getpid():
+                raise
+
+    os.setsid = setsid_once
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     missing = member.preload()
     claim = serve(args.socket, missing)
+    keep_session()
     member.become(claim)
 
 

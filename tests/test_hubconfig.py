@@ -116,6 +116,34 @@ def without_services(values: dict) -> dict:
 POOL_TRAITS = {"pool_events"}  # with a warm pool only: test_pool_hooks_follow_the_pool
 
 
+@pytest.mark.parametrize(
+    ("text", "on"),
+    [
+        pytest.param("", True, id="local-auto"),
+        pytest.param("backend: {warm_pool: {enabled: false}}", False, id="local-off"),
+        pytest.param("backend: {type: docker}", False, id="docker-auto"),
+        pytest.param("backend: {type: docker, warm_pool: {enabled: true}}", True, id="docker-on"),
+        pytest.param("backend: {type: kubernetes}", False, id="kubernetes-auto"),
+    ],
+)
+def test_pool_hooks_follow_the_pool(setup, text, on):
+    """`enabled: auto` is resolved once, in the hub config: the spawners see
+    true or false, and the pool's hooks (metrics, accounting) are wired only
+    with a pool."""
+    settings, state = setup(text)
+    mixin = build(settings, state, PROXY)["LabspaceSpawnerMixin"]
+    assert mixin["warm_pool"]["enabled"] is on
+    hooks = mixin.get("pool_events", [])
+    assert ("labspace.metrics.pool_event" in hooks) is on
+    assert (
+        any(
+            getattr(h, "__name__", "") == "pool_event" and h != "labspace.metrics.pool_event"
+            for h in hooks
+        )
+        is on
+    )  # accounting's (a bound method)
+
+
 def test_build_empty_file(setup, base):
     settings, state = setup("")
     data = base / "labspace-data"

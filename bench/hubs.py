@@ -93,8 +93,10 @@ def labspace_settings(
         (shim / "rfc3987_syntax.py").write_text(NOIRI_SHIM)
         config["Spawner"] = {"environment": {"PYTHONPATH": str(shim)}}
     back: dict = {"type": backend, "image": IMAGE}
-    if warm:
-        back["warm_pool"] = {"enabled": True, "size": warm, "refill_concurrency": 2}
+    # explicit either way (the default, auto, is on for the local backend)
+    back["warm_pool"] = (
+        {"enabled": True, "size": warm, "refill_concurrency": 2} if warm else {"enabled": False}
+    )
     return {
         "backend": back,
         "data_dir": str(workdir / "data"),

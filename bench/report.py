@@ -68,6 +68,19 @@ def browser_rows(browser: dict) -> tuple[list[str], dict]:
     return rows, figs
 
 
+def browser_medians(browser: dict) -> dict:
+    """Per hub: median lab page (its request to the launcher) and first cell, s."""
+    out = {}
+    for label, runs in browser.get("hubs", {}).items():
+        page = [r["lab_page"]["launcher"] for r in runs if "lab_page" in r]
+        cell = [r["first_cell"] for r in runs if r.get("first_cell") is not None]
+        out[label] = {
+            "lab_page": statistics.median(page) if page else None,
+            "first_cell": statistics.median(cell) if cell else None,
+        }
+    return out
+
+
 def target_rows(backend: str, figs: dict, bfigs: dict, class_key: str) -> list[str]:
     rows = []
     for kind in ("labspace-warm", "labspace", "plain"):
@@ -170,7 +183,8 @@ def markdown(result: dict) -> str:
         if res.get("phases"):
             import phases
 
-            out += ["", f"## Phases of a start, {backend}", ""] + phases.table(res["phases"])
+            out += ["", f"## Phases of a start, {backend}", ""]
+            out += phases.table(res["phases"], browser_medians(res.get("browser", {})))
     return "\n".join(out) + "\n"
 
 

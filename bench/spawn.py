@@ -25,7 +25,7 @@ refill, paid ahead; counted until the pool is full again). The machine's load
 (load averages, /proc/stat busy share) is recorded around each scenario.
 
 ``--browser`` adds click-to-usable and first cell in Chromium
-(``bench/click.py``) and ``--phases`` the phase breakdown (``bench/phases.py``).
+(``bench/usable.py``) and ``--phases`` the phase breakdown (``bench/phases.py``).
 Writes ``bench/results/spawn.json`` and ``spawn.md``.
 
     python bench/spawn.py [--backends local,docker] [--kinds plain,labspace,labspace-warm]
@@ -37,8 +37,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
+import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -117,16 +120,27 @@ async def stop_users(client: httpx.AsyncClient, names: list[str], timeout: float
     await asyncio.gather(*(client.delete(f"hub/api/users/{n}") for n in names))
 
 
-def containers() -> dict[str, str]:
-    """Running containers: id -> name."""
+def containers() -> dict[str, tuple[str, str]]:
+    """Running containers: id -> (name, the warm pool hub label ``org.labspace.hub``)."""
+    fmt = '{{.ID}} {{.Names}} {{.Label "org.labspace.hub"}}'
     r = subprocess.run(
-        ["docker", "ps", "--no-trunc", "--format", "{{.ID}} {{.Names}}"],
+        ["docker", "ps", "--no-trunc", "--format", fmt],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    return dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
+    out = {}
+    for line in r.stdout.splitlines():
+        cid, name, *hub = line.split(" ")
+        out[cid] = (name, hub[0] if hub else "")
+    return out
+
+
+def docker_hub_id(data_dir: Path) -> str:
+    """The label a docker warm pool puts on its hub's members (as
+    ``spawners.docker_warm.hub_id`` makes it from the hub's data folder)."""
+    return hashlib.sha256(os.path.realpath(data_dir).encode()).hexdigest()[:12]
 
 
 def pool_pids(*snaps: cpu.Snapshot) -> set[int]:
@@ -146,9 +160,10 @@ def pool_pids(*snaps: cpu.Snapshot) -> set[int]:
 def cpu_split(hub: BenchHub, names: list[str], a, b, c=None) -> dict:
     """CPU of the window a->b by payer (and the pool's until c)."""
     docker = hub.backend == "docker"
-    names_by_id = containers() if docker else {}
-    users = {cid for cid, n in names_by_id.items() if any(n.endswith(u) for u in names)}
-    pool = {cid for cid, n in names_by_id.items() if "warm" in n or "pool" in n} - users
+    running = containers() if docker else {}
+    users = {cid for cid, (n, _) in running.items() if any(n.endswith(u) for u in names)}
+    mine = docker_hub_id(hub.workdir / "data")
+    pool = {cid for cid, (_, h) in running.items() if h == mine} - users
     homes = tuple(hub.home(n) for n in names) if not docker else ()
     pids = pool_pids(a, b, *([c] if c else []))
     out = {"start": cpu.split(a, b, homes, pids, users, pool).as_dict()}
@@ -262,6 +277,8 @@ def start_hubs(labels: list[tuple[str, str]], pool_size: int) -> list[BenchHub]:
             if h.warm:
                 full, waited = h.wait_pool_full(POOL_WAIT * 2)
                 print(f"  {h.label}: pool full={full} after {waited:.1f} s", flush=True)
+                if not full and not (h.pool() or {}).get("size"):
+                    raise RuntimeError(f"{h.label}: the hub keeps no warm pool\n{h.log()[-3000:]}")
     except BaseException:
         for h in hubs:
             h.stop()
@@ -302,9 +319,9 @@ def run_backend(backend: str, args) -> dict:
                 "c",
             )
         if args.browser:
-            import click
+            import usable
 
-            out["browser"] = click.run(hubs, args.browser, args.timeout, deadline)
+            out["browser"] = usable.run(hubs, args.browser, args.timeout, deadline)
         if args.phases:
             import phases
 
@@ -316,6 +333,8 @@ def run_backend(backend: str, args) -> dict:
 
 
 def main() -> None:
+    # a SIGTERM unwinds (the finally blocks stop every hub started)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="local,docker")
     parser.add_argument("--kinds", default="plain,labspace,labspace-warm")

@@ -1,7 +1,8 @@
 """The warm pool's cost on a real hub (local backend, accounting on): idle
 members are sessions of the platform's from the moment they are ready, a warm
 start closes its member's session and opens the person's own on their project,
-the refill opens the next one, and the hub stopping writes the drained members'
+the refill opens the next one, an admin sees the pool on the operations page
+and in the hub's metrics, and the hub stopping writes the drained members'
 ends to the outbox before it exits (delivered when it comes back)."""
 
 from __future__ import annotations
@@ -63,6 +64,14 @@ def test_idle_members_are_the_platforms_and_a_claim_ends_that(acct):
     (second,) = wait_for(after_claim, 60, 0.2, what="the claimed member's end and the refill")
     (mine,) = accounting.sessions(user="ann")
     assert (mine["project"], mine["status"]) == ("lab-x", "running")  # ann's own, on lab-x
+
+    # an admin sees the pool on the operations page and in the hub's metrics
+    admin = login(hub.url, "admin", hub.admin_password)
+    page = " ".join(admin.get("hub/ops").text.split())
+    assert 'id="ls-pool"' in page and "1 warm starts · 0 cold because empty" in page
+    metrics = admin.get("hub/metrics").text
+    assert 'labspace_hub_warm_or_cold_starts_total{profile="small",start="warm"} 1.0' in metrics
+    assert 'labspace_hub_warm_pool_key_total{key="' in metrics
 
     # the hub stops: the pool is drained and the member's end is in the outbox
     api.stop_all()

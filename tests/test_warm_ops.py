@@ -194,5 +194,7 @@ def test_the_page_shows_the_pool_only_when_there_is_one():
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "3 warm starts · 1 cold because empty" in " ".join(html.split())
     assert 'data-ready="1"' in html and "1m" in html
+    one = page(pool={**ops.pool_view({"keys": {}, "claimed": 1}), "starting": False})
+    assert "1 warm start ·" in " ".join(one.split())
     empty = page(pool={**ops.pool_view({"keys": {}}), "starting": True})
     assert "The pool keeps no member" in empty and "starting ·" in empty

@@ -68,7 +68,7 @@ def test_idle_members_are_the_platforms_and_a_claim_ends_that(acct):
     # an admin sees the pool on the operations page and in the hub's metrics
     admin = login(hub.url, "admin", hub.admin_password)
     page = " ".join(admin.get("hub/ops").text.split())
-    assert 'id="ls-pool"' in page and "1 warm starts · 0 cold because empty" in page
+    assert 'id="ls-pool"' in page and "1 warm start · 0 cold because empty" in page
     metrics = admin.get("hub/metrics").text
     assert 'labspace_hub_warm_or_cold_starts_total{profile="small",start="warm"} 1.0' in metrics
     assert 'labspace_hub_warm_pool_key_total{key="' in metrics

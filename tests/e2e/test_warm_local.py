@@ -175,8 +175,9 @@ def test_two_people_start_warm_and_each_sees_only_their_own(warm):
 
 
 def test_a_member_that_died_waiting_gives_a_cold_start(warm):
-    """A member killed while it waited (OOM killer, an operator): the start
-    that takes it goes on cold, with the same messages, and works; the pool
+    """A member killed while it waited (OOM killer, an operator) never breaks a
+    start: the start that takes it goes on cold (or, when the pool saw it dead
+    first, gets another member), with the same messages, and works; the pool
     makes a new member."""
     hub, api = warm["hub"], warm["api"]
     # the oldest: the next one the pool hands out (first in, first out)
@@ -184,9 +185,12 @@ def test_a_member_that_died_waiting_gives_a_cold_start(warm):
     os.kill(oldest["pid"], signal.SIGKILL)
     api.create_user("dora")
     shown, _ = start_with_progress(warm, "dora")
-    assert started_warm(hub, "dora") is None
-    assert re.search(r"dora: warm start from member \w+ failed; starting cold", hub.log())
     assert shown == warm["cold_messages"]
+    member = started_warm(hub, "dora")
+    if member is None:  # it took the dead one: the claim failed, the start went on cold
+        assert re.search(r"dora: warm start from member \w+ failed; starting cold", hub.log())
+    else:  # the pool saw it dead first (it checks every few seconds): another member
+        assert member != oldest["id"]
 
 
 def test_a_refused_start_is_refused_the_same_way_and_takes_no_member(warm):

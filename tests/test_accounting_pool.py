@@ -115,6 +115,27 @@ async def test_the_pool_price_follows_the_pooled_profiles(acct, tmp_path):
     assert (s["price_per_hour"], s["cost"], s["profile"]) == ("4.00", "2.00", "warm-pool:img:gpu")
 
 
+def test_a_docker_members_profiles_are_those_of_its_image(tmp_path):
+    hub = HubSide("http://127.0.0.1:9/", "t", str(tmp_path / "o.sqlite"),
+                  profile_images={"small": "ws:1", "big": "ws:1", "gpu": "cuda:1"})  # fmt: skip
+    assert hub.profiles_of("cuda:1") == ["gpu"]
+    assert hub.profiles_of("ws:1") == ["small", "big"]
+    assert hub.profiles_of("local") == []  # the local pool: every pooled profile
+    hub.pool_profiles = ["small", "gpu"]
+    assert hub.profiles_of("ws:1") == ["small"]
+    assert hub.profiles_of("local") == ["small", "gpu"]
+    values = {"profiles": [{"slug": "a"}, {"slug": "b", "image": "x:2"}],
+              "backend": {"image": "ws:1"}}  # fmt: skip
+
+    def get(key):
+        node = values
+        for part in key.split("."):
+            node = node[part]
+        return node
+
+    assert hubside.profile_images(SimpleNamespace(get=get)) == {"a": "ws:1", "b": "x:2"}
+
+
 async def test_a_killed_hubs_members_are_closed_by_the_next_run(acct, tmp_path):
     first = hub_side(acct, tmp_path)
     await first.pool_event(ev("ready", "old", 3))

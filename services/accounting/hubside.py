@@ -100,12 +100,14 @@ class HubSide:
         tries: int = 3,
         pool_profiles: list[str] | None = None,
         pool_enabled: bool = False,
+        profile_images: dict[str, str] | None = None,
     ):
         self.service = ServiceCaller(SERVICE, base_url, token, timeout=timeout, tries=tries)
         self.outbox = Outbox(outbox_path)
         self.on_unreachable = on_unreachable
         self.pool_profiles = list(pool_profiles or [])  # backend.warm_pool.profiles
         self.pool_enabled = pool_enabled  # backend.warm_pool.enabled: the hook is wired
+        self.profile_images = dict(profile_images or {})  # slug -> image (docker's pool keys)
         self._pool_seen = False
         self._alerts: dict[str, tuple[float, list[dict]]] = {}
         self._refreshing: set[str] = set()
@@ -125,6 +127,7 @@ class HubSide:
             settings.get("accounting.on_unreachable"),
             pool_profiles=pooled_profiles(settings),
             pool_enabled=pool_enabled(settings),
+            profile_images=profile_images(settings),
         )
 
     # -- talking to the service ------------------------------------------------
@@ -278,7 +281,7 @@ class HubSide:
                 "profile": f"warm-pool:{key}"[:64],
                 "display_name": f"Warm pool member ({key})"[:255],
                 "resources": {},
-                "platform": {"pool": key, "profiles": self.pool_profiles},
+                "platform": {"pool": key, "profiles": self.profiles_of(key)},
             }
             start = self._event(session, "start", user, member, at=at, reserve=reserve)
             await asyncio.to_thread(self.outbox.append, start, open_key=(user, member, session))
@@ -290,6 +293,14 @@ class HubSide:
         stop = self._event(session, "stop", user, member, at=at, reason=str(reason)[:200])
         await asyncio.to_thread(self.outbox.append, stop, close_key=(user, member))
         self.nudge([stop["id"]])
+
+    def profiles_of(self, pool_key: str) -> list[str]:
+        """The pooled profiles a member of ``pool_key`` may become: those whose
+        image it is (docker's keys are images), else every pooled profile
+        (``[]``: all of them, the local backend's one pool)."""
+        pooled = self.pool_profiles or list(self.profile_images)
+        same = [slug for slug in pooled if self.profile_images.get(slug) == pool_key]
+        return same or self.pool_profiles
 
     @staticmethod
     def _event(key: str, kind: str, user: str, server: str, at: str | None = None, **extra):
@@ -396,6 +407,20 @@ def pooled_profiles(settings) -> list[str]:
     """``backend.warm_pool.profiles`` (the profiles a pool member may become)."""
     profiles = warm_pool_settings(settings).get("profiles") or []
     return [p for p in profiles if isinstance(p, str)]
+
+
+def profile_images(settings) -> dict[str, str]:
+    """Each profile's image (its own, else ``backend.image``), by slug."""
+    try:
+        profiles = settings.get("profiles") or []
+        default = settings.get("backend.image") or ""
+    except (KeyError, IndexError, TypeError):
+        return {}
+    return {
+        p["slug"]: p.get("image") or default
+        for p in profiles
+        if isinstance(p, dict) and isinstance(p.get("slug"), str)
+    }
 
 
 def stop_reason(spawner) -> str:

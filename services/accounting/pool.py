@@ -9,10 +9,12 @@ session of its own:
 - charged to the account ``external:platform`` (no floor: the platform never
   runs out of budget, its balance goes below zero by what the pool cost; no
   warning, no stop, never a user's or a project's money);
-- priced per hour at the *lowest* price among the profiles the pool may serve
-  (``backend.warm_pool.profiles``; every profile when that is empty), the
-  cheapest workspace the member can become: an idle member holds at least that
-  much of a node; 0 when none of them has a price;
+- priced per hour at the *lowest* price among the profiles the member may
+  become: the pooled profiles (``backend.warm_pool.profiles``; every profile
+  when that is empty) whose image is the pool's key (docker: one pool per
+  image), else all of them (the local backend's one pool). The cheapest
+  workspace the member can become: an idle member holds at least that much of
+  a node; 0 when none of them has a price;
 - opened by a ``start`` event and closed by a ``stop`` event, both written by
   the hub side (``HubSide.pool_event``) to the same durable outbox as the
   users' sessions, so a pool session is never lost;

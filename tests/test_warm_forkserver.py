@@ -302,3 +302,33 @@ async def _drive(provider, earlier, left):
         assert gone(fresh.handle["pid"])
     finally:
         await pool.drain()
+
+
+def test_a_command_found_on_the_claims_path_is_still_served_warm(server, workspace):
+    """A cold start runs ``python`` found on PATH (a docker image's CMD); the
+    member takes it as its own interpreter and shows it as given."""
+    claim, tmp = workspace
+    folder = os.path.dirname(sys.executable)
+    claim["argv"][0] = os.path.basename(sys.executable)
+    claim["env"]["PATH"] = f"{folder}:{claim['env'].get('PATH', os.defpath)}"
+    claim["env"]["PROBE_OUT"] = str(tmp / "onpath.json")
+    server.ask(op="fork", id="m-path")
+    server.ask(op="claim", id="m-path", claim=claim)
+    seen = report(tmp / "onpath.json")
+    assert seen["forked"]  # preloaded, not exec'd
+    assert seen["cmdline"] == claim["argv"]
+
+
+def test_a_process_group_leader_keeps_its_session(tmp_path):
+    """In a container, python under tini leads its process group: setsid()
+    is refused (EPERM) and a cold start keeps the session; so does become()."""
+    code = (
+        "import os; from labspace.warm import member; "
+        "sid = os.getsid(0); member._reset_process('/', None); "
+        "print(os.getsid(0) == sid, os.getpgid(0) == os.getpid())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], process_group=0, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]

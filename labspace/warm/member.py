@@ -35,6 +35,7 @@ import glob
 import importlib
 import json
 import os
+import shutil
 import signal
 import site
 import sys
@@ -212,13 +213,20 @@ def _exec_environ() -> dict[str, str]:
     return {os.fsdecode(k): os.fsdecode(v) for k, v in items}
 
 
+def _on_path(command: str, env: dict[str, str]) -> str:
+    """``command`` as an exec of it with ``env`` finds it (``python``: on PATH)."""
+    if "/" in command:
+        return command
+    return shutil.which(command, path=env.get("PATH", os.defpath)) or command
+
+
 def needs_exec(argv: list[str], env: dict[str, str]) -> str | None:
     """Why this claim cannot run in the preloaded process (None: it can)."""
     if _preloaded_env is None:
         return "not preloaded"
     if argv[1:3] != ["-m", "labspace.singleuser"]:
         return f"command is not `python -m labspace.singleuser` ({argv[:3]})"
-    if os.path.realpath(argv[0]) != os.path.realpath(sys.executable):
+    if os.path.realpath(_on_path(argv[0], env)) != os.path.realpath(sys.executable):
         return "another interpreter"
     for k in _startup_env_keys(env) | _startup_env_keys(_preloaded_env):
         if env.get(k, "") != _preloaded_env.get(k, ""):
@@ -303,7 +311,13 @@ def _reset_process(cwd: str, umask: int | None) -> None:
     if umask is not None:
         os.umask(umask)
     if os.getsid(0) != os.getpid():
-        os.setsid()
+        try:
+            os.setsid()
+        except PermissionError:
+            # already a process group leader (python under tini in a container):
+            # a cold start there keeps its session too
+            if os.getpgid(0) != os.getpid():
+                raise
     os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024)
     signal.set_wakeup_fd(-1)
     for sig in signal.valid_signals():

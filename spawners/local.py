@@ -109,6 +109,7 @@ class LocalWarmProvider(Provider):
         self.proc: subprocess.Popen | None = None
         self._lifeline: int | None = None
         self._left: list[Member] = []
+        self._launching = asyncio.Lock()  # one fork server at a time
 
     def keys(self) -> list[str]:
         return [WARM_KEY]
@@ -175,10 +176,11 @@ class LocalWarmProvider(Provider):
         return self._left
 
     async def create(self, key: str) -> Member:
-        if self.proc is None or self.proc.poll() is not None:
-            code = self.proc.returncode if self.proc else None
-            self.log.warning("Warm pool: the fork server ended (%s); starting a new one", code)
-            await self._launch()
+        async with self._launching:  # concurrent refills start one, not several
+            if self.proc is None or self.proc.poll() is not None:
+                code = self.proc.returncode if self.proc else None
+                self.log.warning("Warm pool: the fork server ended (%s); starting a new one", code)
+                await self._launch()
         member = Member(key)
         answer = await forkserver.request(self.socket_path, {"op": "fork", "id": member.id})
         pid = answer["pid"]

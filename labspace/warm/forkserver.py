@@ -190,7 +190,17 @@ class ForkServer:
             json.dump(data, f)
         os.replace(tmp, path)
 
+    def _still_ours(self) -> bool:
+        """The folder's files are this server's (not taken over by a newer one)."""
+        try:
+            with open(os.path.join(self.folder, STATE_FILE)) as f:
+                return json.load(f).get("pid") == os.getpid()
+        except (OSError, ValueError, AttributeError):
+            return False
+
     def _write_members(self) -> None:
+        if not self._still_ours():
+            return
         self._write_json(
             MEMBERS_FILE,
             [
@@ -378,12 +388,13 @@ class ForkServer:
         while any(c.pid in self.children for c in waiting) and time.monotonic() < deadline:
             self.reap()
             time.sleep(0.02)
-        for path in (
-            self.socket_path,
-            *(os.path.join(self.folder, n) for n in (MEMBERS_FILE, STATE_FILE)),
-        ):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+        if self._still_ours():  # else a newer fork server has the folder
+            for path in (
+                self.socket_path,
+                *(os.path.join(self.folder, n) for n in (MEMBERS_FILE, STATE_FILE)),
+            ):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
         say(f"stopped ({len(waiting)} unclaimed member(s) ended)")
 
 

@@ -57,6 +57,7 @@ POOL_ROLE = "pool"
 NAME_PREFIX = "labspace-pool-"
 SOCKET_DIR = "/run/labspace-pool"
 SOCKET_NAME = "claim.sock"
+READY_FILE = "ready"  # in the member's folder once the pool has it
 WARM_FOLDER = "warm"
 READY_TIMEOUT_S = 120.0
 CLAIM_TIMEOUT_S = 30.0
@@ -284,8 +285,9 @@ def release_folder(folder: str) -> None:
         return
     unmount_all(folder)
     sock = os.path.join(folder, "sock")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(sock, SOCKET_NAME))
+    for path in (os.path.join(sock, SOCKET_NAME), os.path.join(folder, READY_FILE)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
     for part in ("sock", "home", "stage", ""):
         with contextlib.suppress(FileNotFoundError):
             os.rmdir(os.path.join(folder, part) if part else folder)
@@ -362,6 +364,8 @@ class DockerWarmProvider(Provider):
             member.handle["id"] = created["Id"]
             await self._docker("start", created["Id"])
             await self._wait_ready(member)
+            # for people and tests: this member is in the pool now
+            Path(folder, READY_FILE).touch(mode=0o600)
         except BaseException:
             await self.destroy(member)
             raise

@@ -12,6 +12,7 @@ Needs Docker, root and ``make images``; skipped without them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -100,13 +101,12 @@ def pool_containers(client, hub_id: str, waiting_only: bool = False) -> list:
 
 
 def ready_member(warm) -> object:
-    """A waiting member whose listener answers (its socket is there)."""
+    """A waiting member the hub's pool holds (its folder says ``ready``)."""
 
     def ready():
         for c in pool_containers(warm["client"], warm["hub_id"], waiting_only=True):
             mid = c.labels["org.labspace.member"]
-            sock = warm["data"] / "warm" / mid / "sock" / docker_warm.SOCKET_NAME
-            if sock.exists():
+            if (warm["data"] / "warm" / mid / docker_warm.READY_FILE).exists():
                 return c
         return None
 
@@ -187,7 +187,9 @@ def test_two_people_start_warm_with_only_their_own(warm):
         member = ready_member(warm)
         container, token, took = start(warm, name)
         warm["times"].setdefault("warm", []).append(took)
-        assert container.id == member.id  # the member became the workspace
+        assert container.labels["org.labspace.role"] == "pool", container.labels  # warm
+        # a member made before this start became the workspace
+        assert container.labels["org.labspace.hub"] == member.labels["org.labspace.hub"]
         found[name] = (container, token)
     (ca, ta), (cb, _) = found[a], found[b]
     assert sh(ca, "echo secret-of-a > /home/jovyan/a.txt")[0] == 0
@@ -232,17 +234,22 @@ def test_a_killed_hub_leaves_members_the_next_run_removes(warm):
     hub, client = warm["hub"], warm["client"]
     old = {c.id for c in pool_containers(client, warm["hub_id"], waiting_only=True)}
     old |= {ready_member(warm).id}
-    os.killpg(hub.proc.pid, signal.SIGKILL)
+    launcher = psutil.Process(hub.proc.pid)
+    procs = [*launcher.children(recursive=True), launcher]  # hub and proxy: no cleanup
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(signal.SIGKILL)
     hub.proc.wait(10)
+    psutil.wait_procs(procs, timeout=10)
+    assert {c.id for c in pool_containers(client, warm["hub_id"])} >= old  # still there
     hub.start()
-    member = ready_member(warm)
 
     def old_gone():
         ids = {c.id for c in pool_containers(client, warm["hub_id"], waiting_only=True)}
         return not ids & old
 
     wait_for(old_gone, 30, 0.2, what="the killed hub's members removed")
-    assert member.id not in old
+    assert ready_member(warm).id not in old  # and the pool fills again
 
 
 def test_the_hub_stopping_removes_every_member(warm):

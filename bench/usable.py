@@ -73,7 +73,8 @@ def one(browser, hub, name: str, timeout: float, first_cell: bool = True) -> dic
     page.set_default_timeout(ms)
     out: dict = {"user": name}
     try:
-        page.goto(hub.url + "hub/login")
+        # next=home: upstream JupyterHub otherwise starts the server on sign-in
+        page.goto(hub.url + "hub/login?next=%2Fhub%2Fhome")
         sign_in(page, name, hub.password)
         page.wait_for_url("**/hub/home", timeout=30_000)
         start = page.locator("#start")

@@ -505,6 +505,8 @@ class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
                 # the container is gone: its home and data mounts on the host go too
                 folder = os.path.join(self.warm_folder_root, was)
                 await asyncio.to_thread(docker_warm.release_folder, folder)
+                if hub_pool(self.user.settings) is None:  # the hub is past its drain
+                    await asyncio.to_thread(docker_warm.drop_root_if_empty, self.warm_folder_root)
                 self.warm_member = ""
 
     async def pull_image(self, image):

@@ -212,8 +212,9 @@ def mount_points() -> list[str]:
 def make_shared(folder: str) -> None:
     """``folder`` as a shared mount of its own (``mount --bind X X; mount
     --make-rshared X``), once."""
-    if folder not in mount_points():
-        _mount(folder, folder, MS_BIND | MS_REC)
+    if folder in mount_points():
+        return
+    _mount(folder, folder, MS_BIND | MS_REC)
     _mount(None, folder, MS_REC | MS_SHARED)
 
 
@@ -278,6 +279,14 @@ def unmount_all(folder: str) -> None:
     raise OSError(f"{folder}: mounts remain after 64 rounds of unmounting")
 
 
+def drop_root_if_empty(root: str) -> bool:
+    """Undo ``make_shared`` once no member folder is left in ``root`` (a
+    claimed workspace's home is never detached under it)."""
+    if os.path.isdir(root) and not os.listdir(root) and root in mount_points():
+        return _umount(root)
+    return False
+
+
 def release_folder(folder: str) -> None:
     """Unmount and remove a member's folder. Only the folders Labspace made
     are removed, each when empty: a home still mounted is never deleted."""
@@ -330,6 +339,7 @@ class DockerWarmProvider(Provider):
     async def create(self, key: str) -> Member:
         member = Member(key=key)
         folder = self.folder(member.id)
+        await asyncio.to_thread(make_shared, self.root)  # a workspace's stop may have undone it
         os.makedirs(folder, mode=0o700)
         os.mkdir(os.path.join(folder, "home"))
         # the container user reads the empty placeholder, whatever the hub's umask
@@ -460,6 +470,9 @@ class DockerWarmProvider(Provider):
         return int(answer.get("pid") or 0)
 
     async def close(self) -> None:
+        """After the drain: the shared mount goes unless a claimed workspace
+        still has its folder there (its stop then removes it)."""
+        await asyncio.to_thread(drop_root_if_empty, self.root)
         self.client.close()
 
 

@@ -15,9 +15,6 @@ The protocol is one JSON line per connection, one JSON line back:
   ``{"ok": true, "pid": ...}``, then the socket is closed and removed and this
   process becomes the workspace (``labspace.warm.member.become``); a bad claim
   gets ``{"ok": false, "error": "claim.env: ..."}`` and the member exits (2).
-
-The claim's ``argv[0]`` (``python`` from the image's CMD, as a cold start runs
-it) is looked up on the claim's PATH, as exec would.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import socket
 import sys
 from typing import Any
@@ -42,19 +38,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--socket", required=True, help="the unix socket to wait on")
     args, _room = parser.parse_known_args([a for a in argv if not a.startswith("--room=")])
     return args
-
-
-def resolve_argv(claim: dict[str, Any]) -> dict[str, Any]:
-    """The claim with ``argv[0]`` found on the claim's PATH (``python`` ->
-    ``/opt/labspace/bin/python``), so ``become`` sees the interpreter it is."""
-    argv = claim.get("argv")
-    env = claim.get("env")
-    if not (isinstance(argv, list) and argv and isinstance(argv[0], str)):
-        return claim
-    if "/" in argv[0] or not isinstance(env, dict):
-        return claim
-    found = shutil.which(argv[0], path=env.get("PATH") or os.defpath)
-    return {**claim, "argv": [found, *argv[1:]]} if found else claim
 
 
 def read_message(conn: socket.socket) -> Any:
@@ -101,7 +84,7 @@ def serve(path: str, missing: list[str]) -> dict[str, Any]:
                 if op != "claim":
                     reply_safely(conn, {"ok": False, "error": "op: expected ping or claim"})
                     continue
-                claim = resolve_argv(message.get("claim"))
+                claim = message.get("claim")
                 try:
                     member.check_claim(claim)
                 except member.BadClaim as e:
@@ -121,29 +104,10 @@ def reply_safely(conn: socket.socket, message: dict[str, Any]) -> None:
         reply(conn, message)
 
 
-def keep_session() -> None:
-    """A cold start's server is tini's child, leader of its own process group
-    in tini's session, where ``os.setsid`` fails (EPERM): ``become`` keeps the
-    session there, as the cold start does. The real ``os.setsid`` is back
-    after that one call (terminals' children need it)."""
-    real = os.setsid
-
-    def setsid_once() -> None:
-        os.setsid = real
-        try:
-            real()
-        except PermissionError:
-            if os.getpgid(0) != os.getpid():
-                raise
-
-    os.setsid = setsid_once
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     missing = member.preload()
     claim = serve(args.socket, missing)
-    keep_session()
     member.become(claim)
 
 

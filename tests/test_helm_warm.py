@@ -117,6 +117,17 @@ def test_every_profile_when_none_is_named_and_the_implicit_one_without_profiles(
     assert puller["initContainers"][0]["image"] == "registry.example.org/ws:1.0"  # backend.image
 
 
+def test_long_release_names_keep_each_profile_apart():
+    release = "a-very-long-release-name-for-labspace-testing-names"
+    out = helm.run_helm("template", release, str(helm.CHART), "--values", str(FIXTURE))
+    assert out.returncode == 0, out.stderr
+    objects = [o for o in yaml.safe_load_all(out.stdout) if o and o["kind"] in WARM_KINDS[:2]]
+    names = [o["metadata"]["name"] for o in objects]
+    assert len(set(names)) == len(names) == 4, names
+    assert all(len(n) <= 52 for n in names), names
+    assert sorted(n.rsplit("-", 2)[-2:][-1] for n in names) == ["gpu", "gpu", "small", "small"]
+
+
 @pytest.mark.parametrize("name", helm.VALUES)
 def test_off_by_default_nothing_is_made(name):
     objects = helm.render(name)

@@ -55,10 +55,18 @@ that workspace pods preempt, and an image pre-puller per pooled profile.
 {{- define "labspace.priority.placeholder" -}}{{ include "labspace.fullname" . }}-placeholder{{- end }}
 
 {{/* A per-profile object name: pass (list $ "placeholder" slug); at most 52
-characters (a StatefulSet's pods get a revision label of its name + 11). */}}
+characters (a StatefulSet's pods get a revision label of its name + 11). A long
+release name is cut, with a hash of it, so the profile part always stays. */}}
 {{- define "labspace.warmName" -}}
-{{- $root := index . 0 }}
-{{- printf "%s-%s-%s" (include "labspace.fullname" $root) (index . 1) (index . 2) | trunc 52 | trimSuffix "-" }}
+{{- $full := include "labspace.fullname" (index . 0) }}
+{{- $suffix := printf "%s-%s" (index . 1) (index . 2) }}
+{{- $name := printf "%s-%s" $full $suffix }}
+{{- if le (len $name) 52 }}
+{{- $name }}
+{{- else }}
+{{- $room := max 1 (sub 52 (add (len $suffix) 7)) | int }}
+{{- printf "%s-%s-%s" ($full | trunc $room | trimSuffix "-") (sha256sum $full | trunc 5) $suffix | trunc 52 | trimSuffix "-" }}
+{{- end }}
 {{- end }}
 
 {{/* Secrets for pulling workspace images: KubeSpawner's image_pull_secrets in labspace.hub.config. */}}

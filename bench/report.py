@@ -109,6 +109,27 @@ def target_rows(backend: str, figs: dict, bfigs: dict, class_key: str) -> list[s
     return rows
 
 
+def warm_lines(result: dict) -> list[str]:
+    """Per warm hub and scenario: starts served by the pool, cold for want of a
+    member, and how long the pool took to refill after a turn."""
+    lines = []
+    for res in result["backends"].values():
+        for scen, sc in res.get("scenarios", {}).items():
+            for label, turns in sc["hubs"].items():
+                pools = [t["pool"] for t in turns if "pool" in t]
+                if not pools:
+                    continue
+                starts = sum(len(t["times"]) for t in turns)
+                refill = [p["refill_s"] for p in pools]
+                lines.append(
+                    f"- {label}, {scen}: {sum(p['claimed'] for p in pools)} of {starts} starts "
+                    f"from the pool, {sum(p['empty'] for p in pools)} cold (pool empty); full "
+                    f"before every turn: {all(p['full_before'] for p in pools)}; refilled in "
+                    f"{fmt(min(refill))}–{fmt(max(refill))} s after a turn"
+                )
+    return lines
+
+
 def load_lines(result: dict) -> list[str]:
     lines = []
     for backend, res in result["backends"].items():
@@ -178,7 +199,14 @@ def markdown(result: dict) -> str:
     for backend, figs in all_figs.items():
         class_key = next((k for k in figs if k.startswith("class")), "")
         out += target_rows(backend, figs, bfig_all, class_key)
+    warm = warm_lines(result)
+    if warm:
+        out += ["", "## Warm pools", ""] + warm
     out += ["", "## Load", ""] + load_lines(result)
+    la0, la1 = result["load_start"]["loadavg"], result.get("load_end", {}).get("loadavg")
+    out.append(f"- whole run: load average {la0} at the start, {la1} at the end")
+    for backend, why in result.get("failed", {}).items():
+        out += ["", f"**{backend}: not measured** ({why.splitlines()[0]})"]
     for backend, res in result["backends"].items():
         if res.get("phases"):
             import phases

@@ -302,12 +302,16 @@ def run_backend(backend: str, args) -> dict:
         out: dict = {"hubs": [h.label for h in hubs]}
         out["idle_cpu_per_s"] = idle_baseline(hubs)
         out["warm_up"] = warm_up(hubs, args.timeout)
-        deadline = time.monotonic() + args.budget
+        # the time bound, shared: 30% 1 user, 40% class, 30% browser (each part's
+        # unused time goes to the next)
+        end = time.monotonic() + args.budget
         out["scenarios"] = {}
         if args.repeat:
+            deadline = time.monotonic() + 0.3 * args.budget
             out["scenarios"]["1 user"] = run_scenario(
                 hubs, "1 user", 1, args.repeat, args.timeout, deadline, "s"
             )
+        deadline = end - (0.3 * args.budget if args.browser else 0)
         if args.class_rounds:
             out["scenarios"][f"class of {args.class_size}"] = run_scenario(
                 hubs,
@@ -321,7 +325,7 @@ def run_backend(backend: str, args) -> dict:
         if args.browser:
             import usable
 
-            out["browser"] = usable.run(hubs, args.browser, args.timeout, deadline)
+            out["browser"] = usable.run(hubs, args.browser, args.timeout, end)
         if args.phases:
             import phases
 
@@ -354,15 +358,20 @@ def main() -> None:
         "args": vars(args),
         "backends": {},
     }
-    for backend in args.backends.split(","):
-        print(f"== {backend}", flush=True)
-        result["backends"][backend] = run_backend(backend, args)
-    result["load_end"] = cpu.load()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    text = report.markdown(result)
-    out.with_suffix(".md").write_text(text)
+    for backend in args.backends.split(","):
+        print(f"== {backend}", flush=True)
+        try:
+            result["backends"][backend] = run_backend(backend, args)
+        except Exception as e:  # the other backend still runs; the report says why
+            print(f"{backend} failed: {e}", flush=True)
+            result.setdefault("failed", {})[backend] = f"{type(e).__name__}: {e}"[:2000]
+        result["load_end"] = cpu.load()
+        # written after each backend: a later failure keeps what was measured
+        out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+        text = report.markdown(result)
+        out.with_suffix(".md").write_text(text)
     print(text)
 
 

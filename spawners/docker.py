@@ -504,7 +504,8 @@ class LabspaceDockerSpawner(LabspaceSpawnerMixin, DockerSpawner):
             if was:
                 # the container is gone: its home and data mounts on the host go too
                 folder = os.path.join(self.warm_folder_root, was)
-                await asyncio.to_thread(docker_warm.release_folder, folder)
+                if not await asyncio.to_thread(docker_warm.release_folder, folder):
+                    self.log.warning("%s: %s is not empty; left as it is", self._log_name, folder)
                 if hub_pool(self.user.settings) is None:  # the hub is past its drain
                     await asyncio.to_thread(docker_warm.drop_root_if_empty, self.warm_folder_root)
                 self.warm_member = ""

@@ -287,19 +287,26 @@ def drop_root_if_empty(root: str) -> bool:
     return False
 
 
-def release_folder(folder: str) -> None:
+def release_folder(folder: str) -> bool:
     """Unmount and remove a member's folder. Only the folders Labspace made
-    are removed, each when empty: a home still mounted is never deleted."""
+    are removed, each when empty: a home still mounted is never deleted.
+    False: something unexpected is left in it (and so is the folder)."""
     if not os.path.isdir(folder):
-        return
+        return True
     unmount_all(folder)
     sock = os.path.join(folder, "sock")
     for path in (os.path.join(sock, SOCKET_NAME), os.path.join(folder, READY_FILE)):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-    for part in ("sock", "home", "stage", ""):
-        with contextlib.suppress(FileNotFoundError):
-            os.rmdir(os.path.join(folder, part) if part else folder)
+    try:
+        for part in ("sock", "home", "stage", ""):
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(os.path.join(folder, part) if part else folder)
+    except OSError as e:
+        if e.errno != errno.ENOTEMPTY:
+            raise
+        return False
+    return True
 
 
 # -- the provider -------------------------------------------------------------
@@ -437,7 +444,8 @@ class DockerWarmProvider(Provider):
         except docker.errors.APIError as e:
             if e.status_code != 409:  # 409: already being removed
                 raise
-        await asyncio.to_thread(release_folder, self.folder(member.id))
+        if not await asyncio.to_thread(release_folder, self.folder(member.id)):
+            self.log.warning("Warm pool: %s is not empty; left as it is", self.folder(member.id))
 
     async def leftovers(self) -> list[Member]:
         """Waiting members of this hub's earlier runs, and folders no container

@@ -67,6 +67,8 @@ def scraped(module_hub_factory, need, tmp_path_factory):
             "access:services!service=accounting",
         ]
         settings["data"] = {"enabled": True, "port": free_port()}
+        # the warm pool's panels (one member: the start below may be warm or cold)
+        settings["backend"] = {"warm_pool": {"enabled": True, "size": 1}}
 
     hub, api = module_hub_factory(edit)
     api.create_user("ada")

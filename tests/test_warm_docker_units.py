@@ -6,6 +6,7 @@ socket (no Docker needed)."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 
@@ -167,3 +168,22 @@ def test_the_listener_answers_pings_and_returns_one_good_claim(tmp_path):
 def test_listener_args_ignore_the_room_argument():
     args = container.parse_args(["--room=    ", "--socket", "/run/x.sock"])
     assert args.socket == "/run/x.sock"
+
+
+def test_a_mount_point_in_a_home_never_follows_a_link(tmp_path):
+    """A person's home may hold a link named like a mount target: the hub
+    (root) must not mount through it onto the host."""
+    home, outside = tmp_path / "home", tmp_path / "outside"
+    home.mkdir()
+    outside.mkdir()
+    (home / "data").symlink_to(outside)
+    with pytest.raises(OSError):
+        dw._open_beneath(str(home), "data")
+    with pytest.raises(OSError):
+        dw._open_beneath(str(home), "data/deeper")
+    assert list(outside.iterdir()) == []
+    fd = dw._open_beneath(str(home), "new/dir")  # missing parts are made
+    try:
+        assert (home / "new" / "dir").is_dir()
+    finally:
+        os.close(fd)

@@ -71,12 +71,15 @@ async def wait_ready(client: httpx.AsyncClient, name: str, t0: float, timeout: f
                     if line.startswith("data:"):
                         ev = json.loads(line.removeprefix("data:"))
                         events.append([round(time.monotonic() - t0, 3), ev.get("message", "")])
-                        if ev.get("ready") or ev.get("failed") or time.monotonic() - t0 > timeout:
+                        if ev.get("failed"):
+                            return None  # the hub gave up on it (e.g. its http_timeout)
+                        if ev.get("ready") or time.monotonic() - t0 > timeout:
                             break
     return await probe(client, name, t0, timeout)
 
 
 async def probe(client: httpx.AsyncClient, name: str, t0: float, timeout: float):
+    since = time.monotonic()
     while time.monotonic() - t0 < timeout:
         with contextlib.suppress(httpx.HTTPError):
             r = await client.get(f"user/{name}/api/status", follow_redirects=False)
@@ -86,7 +89,8 @@ async def probe(client: httpx.AsyncClient, name: str, t0: float, timeout: float)
                 not (await client.get(f"hub/api/users/{name}")).json()["servers"]
             ):
                 return None  # the start failed
-        await asyncio.sleep(FAST_POLL)
+        # fast while the route is due, then gently (a probe costs the hub a redirect)
+        await asyncio.sleep(FAST_POLL if time.monotonic() - since < 5 else 0.5)
     return None
 
 

@@ -182,7 +182,13 @@ def markdown(result: dict) -> str:
             "## Click to usable and first cell (Chromium)",
             "",
             "Click to usable: from pressing Start on the hub's home page (after signing in) "
-            "to JupyterLab's launcher visible, a fresh browser profile each time. First "
+            "to JupyterLab's launcher visible, "
+            + (
+                "one browser profile per hub (a returning person: JupyterLab's assets cached). "
+                if any(r.get("browser", {}).get("cached") for r in result["backends"].values())
+                else "a fresh browser profile each time (nothing cached). "
+            )
+            + "First "
             "cell: from the launcher visible to the output of `1+1` shown (open a notebook "
             "from the launcher, type, Shift+Enter).",
             "",

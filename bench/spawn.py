@@ -329,7 +329,9 @@ def run_backend(backend: str, args) -> dict:
         if args.browser:
             import usable
 
-            out["browser"] = usable.run(hubs, args.browser, args.timeout, end)
+            out["browser"] = usable.run(
+                hubs, args.browser, args.timeout, end, cached=args.browser_cache
+            )
         if args.phases:
             import phases
 
@@ -350,6 +352,11 @@ def main() -> None:
     parser.add_argument("--class-size", type=int, default=20)
     parser.add_argument("--class-rounds", type=int, default=3)
     parser.add_argument("--browser", type=int, default=0, help="click-to-usable rounds")
+    parser.add_argument(
+        "--browser-cache",
+        action="store_true",
+        help="one browser profile per hub (a returning person: assets cached)",
+    )
     parser.add_argument("--phases", action="store_true", help="the phase breakdown")
     parser.add_argument("--timeout", type=float, default=120, help="per-start bound, s")
     parser.add_argument("--budget", type=float, default=1200, help="per-backend bound, s")

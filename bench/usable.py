@@ -62,13 +62,18 @@ def stop(hub, name: str, timeout: float) -> None:
         c.delete(f"hub/api/users/{name}")
 
 
-def one(browser, hub, name: str, timeout: float, first_cell: bool = True) -> dict:
-    """One person: sign in, Start, launcher; then a notebook's first cell."""
+def one(browser, hub, name: str, timeout: float, context=None) -> dict:
+    """One person: sign in, Start, launcher; then a notebook's first cell. With
+    ``context``: that browser profile (its cache kept, its cookies cleared)."""
     with api(hub) as c:
         c.post(f"hub/api/users/{name}")
     hub.used.append(name)
     ms = int(timeout * 1000)
-    context = browser.new_context(viewport=VIEWPORT)
+    own = context is None
+    if own:
+        context = browser.new_context(viewport=VIEWPORT)
+    else:
+        context.clear_cookies()
     page = context.new_page()
     page.set_default_timeout(ms)
     out: dict = {"user": name}
@@ -102,8 +107,7 @@ def one(browser, hub, name: str, timeout: float, first_cell: bool = True) -> dic
             "resources": nav["resources"],
             "bytes": nav["bytes"],
         }
-        if first_cell:
-            out.update(cell(page, t1, ms))
+        out.update(cell(page, t1, ms))
     except Exception as e:  # a failed turn is a figure too (not usable)  # noqa: BLE001
         out["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         shot = Path(tempfile.gettempdir()) / f"bench-usable-{name}.png"
@@ -111,7 +115,10 @@ def one(browser, hub, name: str, timeout: float, first_cell: bool = True) -> dic
             page.screenshot(path=str(shot))
             out["screenshot"] = str(shot)
     finally:
-        context.close()
+        if own:
+            context.close()
+        else:
+            page.close()
         stop(hub, name, timeout)
     return out
 
@@ -142,19 +149,24 @@ def cell(page, t_launcher: float, ms: int) -> dict:
     }
 
 
-def run(hubs, rounds: int, timeout: float, deadline: float) -> dict:
-    """``rounds`` rounds of one turn per hub, order rotated each round."""
+def run(hubs, rounds: int, timeout: float, deadline: float, cached: bool = False) -> dict:
+    """``rounds`` rounds of one turn per hub, order rotated each round; with
+    ``cached``, one browser profile per hub (a returning person: JupyterLab's
+    assets in the browser's cache), else a fresh one each turn."""
     from playwright.sync_api import sync_playwright
 
-    out: dict = {"hubs": {h.label: [] for h in hubs}, "order": []}
+    out: dict = {"hubs": {h.label: [] for h in hubs}, "order": [], "cached": cached}
     tag = secrets.token_hex(2)
     with sync_playwright() as pw:
         browser = launch(pw)
+        contexts = {
+            h.label: browser.new_context(viewport=VIEWPORT) if cached else None for h in hubs
+        }
         try:
             # one unmeasured turn per hub (JupyterLab's first build of caches, the browser's start)
             for h in hubs:
                 h.wait_pool_full(180)
-                warm = one(browser, h, f"k{tag}w{h.kind[:2]}", timeout)
+                warm = one(browser, h, f"k{tag}w{h.kind[:2]}", timeout, contexts[h.label])
                 out.setdefault("warm_up", {})[h.label] = warm
             for rnd in range(rounds):
                 if time.monotonic() > deadline:
@@ -164,7 +176,8 @@ def run(hubs, rounds: int, timeout: float, deadline: float) -> dict:
                 out["order"].append([h.label for h in order])
                 for h in order:
                     full, waited = h.wait_pool_full(180)
-                    r = one(browser, h, f"k{tag}r{rnd}{h.kind[:2]}{len(h.used)}", timeout)
+                    name = f"k{tag}r{rnd}{h.kind[:2]}{len(h.used)}"
+                    r = one(browser, h, name, timeout, contexts[h.label])
                     r["pool_full"] = full
                     out["hubs"][h.label].append(r)
                     print(

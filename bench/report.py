@@ -219,6 +219,8 @@ def markdown(result: dict) -> str:
 
             out += ["", f"## Phases of a start, {backend}", ""]
             out += phases.table(res["phases"], browser_medians(res.get("browser", {})))
+            if res["phases"].get("note"):
+                out += ["", f"Note: {res['phases']['note']}."]
     return "\n".join(out) + "\n"
 
 

@@ -74,6 +74,6 @@ def spread(s: dict) -> str:
 
 def verdict(value: float | None, bound: float, ready_ok: bool = True) -> str:
     """``met`` / ``not met`` / ``no figure`` for a value against an upper bound."""
-    if value is None:
-        return "no figure"
+    if value is None:  # none ready at all: a class target is still not met
+        return "no figure" if ready_ok else "not met"
     return "met" if value <= bound and ready_ok else "not met"

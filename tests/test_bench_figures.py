@@ -65,6 +65,7 @@ def test_verdicts_and_ratios():
     assert figures.verdict(1.01, 1.0) == "not met"
     assert figures.verdict(2.0, 8.0, ready_ok=False) == "not met"  # 19/20 ready
     assert figures.verdict(None, 1.0) == "no figure"
+    assert figures.verdict(None, 8.0, ready_ok=False) == "not met"  # 0/20 ready
     assert figures.ratio(1.0, 4.0) == 0.25
     assert figures.ratio(None, 4.0) is None
     assert figures.TARGETS[("class of 20 p95 s", "docker")] == 12.0

@@ -142,6 +142,12 @@ class BenchHub:
         self.used: list[str] = []
 
     @property
+    def code(self) -> str:
+        """A letter per kind for user names: two Labspace hubs on one Docker
+        daemon must not share a container or home volume name."""
+        return {"plain": "p", "labspace": "l", "labspace-warm": "w"}.get(self.kind, "n")
+
+    @property
     def url(self) -> str:
         return self.proc.url
 

@@ -250,7 +250,7 @@ def run_scenario(hubs, label, size, rounds, timeout, deadline, tag) -> dict:
         order = figures.rotated(hubs, rnd)
         order_log.append([h.label for h in order])
         for hub in order:
-            names = [f"{run}{tag}{rnd}u{i}" for i in range(size)]
+            names = [f"{run}{tag}{rnd}{hub.code}{i}" for i in range(size)]
             result = asyncio.run(turn(hub, names, timeout))
             per_hub[hub.label].append(result)
             ok = [t for t in result["times"] if t is not None]
@@ -294,7 +294,7 @@ def warm_up(hubs: list[BenchHub], timeout: float) -> dict:
     """One unmeasured start per hub (first-start costs: caches, a hub's first spawn)."""
     out = {}
     for h in hubs:
-        out[h.label] = asyncio.run(turn(h, [f"w{secrets.token_hex(2)}"], timeout))["times"]
+        out[h.label] = asyncio.run(turn(h, [f"w{h.code}{secrets.token_hex(2)}"], timeout))["times"]
     return out
 
 

@@ -166,7 +166,7 @@ def run(hubs, rounds: int, timeout: float, deadline: float, cached: bool = False
             # one unmeasured turn per hub (JupyterLab's first build of caches, the browser's start)
             for h in hubs:
                 h.wait_pool_full(180)
-                warm = one(browser, h, f"k{tag}w{h.kind[:2]}", timeout, contexts[h.label])
+                warm = one(browser, h, f"k{tag}w{h.code}", timeout, contexts[h.label])
                 out.setdefault("warm_up", {})[h.label] = warm
             for rnd in range(rounds):
                 if time.monotonic() > deadline:
@@ -176,7 +176,7 @@ def run(hubs, rounds: int, timeout: float, deadline: float, cached: bool = False
                 out["order"].append([h.label for h in order])
                 for h in order:
                     full, waited = h.wait_pool_full(180)
-                    name = f"k{tag}r{rnd}{h.kind[:2]}{len(h.used)}"
+                    name = f"k{tag}r{rnd}{h.code}{len(h.used)}"
                     r = one(browser, h, name, timeout, contexts[h.label])
                     r["pool_full"] = full
                     out["hubs"][h.label].append(r)

@@ -270,7 +270,7 @@ def _inside_apps_enabled(serverapp, apps):
 
 
 def _load_jupyter_server_extension(serverapp):
-    kernels.prestart_when_up(serverapp)
+    kernels.prestart_on_arrival(serverapp)
     standalone = os.environ.get("LABSPACE_STANDALONE_APP", "").strip()
     if appspec.APP_ID.match(standalone):
         appauth.load(serverapp, standalone)

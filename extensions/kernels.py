@@ -13,9 +13,13 @@ kernel manager where the loopback is shared, unless the server's config names
 one of its own.
 
 With ``LABSPACE_PRESTART_KERNEL=1`` (set by the spawner: ``backend.warm_pool.kernel``)
-:class:`PrestartingKernelManager` starts one kernel of the default kernel spec as
-the server comes up, and hands it to the first notebook opened in the home
-folder, whose first cell then runs at once instead of after a kernel start.
+:class:`PrestartingKernelManager` starts one kernel of the default kernel spec
+when the person arrives (the first JupyterLab page the server renders), while
+the browser loads JupyterLab's assets, and hands it to the first notebook opened
+in the home folder, whose first cell then runs at once instead of after a kernel
+start. A server nobody opens in a browser (a start from the API or the CLI, a
+catalog app) starts no kernel: a class of 20 starting together does not pay for
+20 kernels before anyone looks.
 """
 
 from __future__ import annotations
@@ -173,10 +177,18 @@ def use_prestarted_kernel(serverapp) -> bool:
     return True
 
 
-def prestart_when_up(serverapp) -> None:
-    """At load time: start the spare kernel once the server's loop runs."""
+def prestart_on_arrival(serverapp) -> None:
+    """At load time: start the spare kernel when the server first renders a
+    JupyterLab page (jupyterlab_server's ``page_config_hook``, chained after
+    any the server already has)."""
     manager = serverapp.kernel_manager
-    if isinstance(manager, PrestartingKernelManager):
-        from tornado.ioloop import IOLoop
+    if not isinstance(manager, PrestartingKernelManager):
+        return
+    settings = serverapp.web_app.settings
+    before = settings.get("page_config_hook")
 
-        IOLoop.current().add_callback(manager.prestart)
+    def hook(handler, page_config):
+        manager.prestart()  # once: later calls find it started
+        return before(handler, page_config) if before else page_config
+
+    settings["page_config_hook"] = hook

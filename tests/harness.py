@@ -459,3 +459,53 @@ def progress(hub_url: str, token: str, name: str, timeout: float = 120) -> list[
                             break
                 return events
     raise TimeoutError(f"{name}'s start never became pending")
+
+
+@contextlib.contextmanager
+def jupyter_server(home: Path, token: str, env: dict[str, str]):
+    """A real jupyter-server with the apps extension, no hub (token auth), in
+    ``home`` with ``env`` added to this process's environment; yields its URL
+    and log file once ``/api/status`` answers, and stops it by PID."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        **env,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter_server",
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={home}",
+        "--ServerApp.jpserver_extensions",
+        "labspace.extensions.apps=True",
+    ]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            status = httpx.get(url + "/api/status", timeout=2).status_code
+        except httpx.HTTPError:
+            return False
+        return status in (200, 403)
+
+    with open(home / "server.log", "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(up, 120, what="jupyter-server")  # 30+ s on a loaded machine
+            yield {"url": url, "home": home, "proc": proc, "log": home / "server.log"}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)

@@ -5,16 +5,13 @@ default URL, and 403 rather than a login redirect for API clients."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from harness import free_port, wait_for
+from harness import jupyter_server, wait_for
 
 DEMO = [sys.executable, "-m", "labspace.extensions.demo_app"]
 SOCKET_DEMO = [*DEMO, "--unix-socket={unix_socket}"]
@@ -50,51 +47,9 @@ TOKEN = "test-token-0123456789"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    port = free_port()
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "LABSPACE_CATALOG_APPS": json.dumps(APPS),
-        "LABSPACE_STANDALONE_APP": "demo",
-        "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-    }
-    log = open(home / "server.log", "wb")  # noqa: SIM115  (closed at teardown)
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyter_server",
-        "--no-browser",
-        f"--port={port}",
-        "--ServerApp.ip=127.0.0.1",
-        f"--IdentityProvider.token={TOKEN}",
-        f"--ServerApp.root_dir={home}",
-        "--ServerApp.jpserver_extensions",
-        "labspace.extensions.apps=True",
-    ]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    proc = subprocess.Popen(cmd, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _up(url), 120, what="jupyter-server")  # 30+ s on a loaded machine
-        yield {"url": url, "log": home / "server.log"}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url + "/api/status", timeout=2).status_code in (200, 403)
-    except httpx.HTTPError:
-        return False
+    env = {"LABSPACE_CATALOG_APPS": json.dumps(APPS), "LABSPACE_STANDALONE_APP": "demo"}
+    with jupyter_server(tmp_path_factory.mktemp("home"), TOKEN, env) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

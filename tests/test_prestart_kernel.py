@@ -4,7 +4,8 @@
 an ``execute_request`` on the kernel's websocket.
 
 The first notebook in the home folder gets the kernel the server started
-ahead (its id was in ``/api/kernels`` before the session), with the same
+ahead when JupyterLab's page was first served (its id was in
+``/api/kernels`` before the session), with the same
 environment and working folder as a kernel started on demand but for
 ``JPY_SESSION_NAME``; the next notebook gets a new kernel.
 """
@@ -13,17 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 
 import httpx
 import psutil
 import pytest
-from harness import free_port, wait_for
+from harness import jupyter_server, wait_for
 from tornado.websocket import websocket_connect
 
 TOKEN = "test-token-prestart-0123"
@@ -33,49 +30,8 @@ HEADERS = {"Authorization": f"token {TOKEN}"}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    port = free_port()
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "LABSPACE_PRESTART_KERNEL": "1",
-        "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyter_server",
-        "--no-browser",
-        f"--port={port}",
-        "--ServerApp.ip=127.0.0.1",
-        f"--IdentityProvider.token={TOKEN}",
-        f"--ServerApp.root_dir={home}",
-        "--ServerApp.jpserver_extensions",
-        "labspace.extensions.apps=True",
-    ]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    log = open(home / "server.log", "wb")  # noqa: SIM115  (closed at teardown)
-    proc = subprocess.Popen(cmd, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _up(url), 120, what="jupyter-server")
-        yield {"url": url, "home": home, "proc": proc, "log": home / "server.log"}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url + "/api/status", headers=HEADERS, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    with jupyter_server(home, TOKEN, {"LABSPACE_PRESTART_KERNEL": "1"}) as running:
+        yield running
 
 
 def kernels(url: str) -> list[dict]:
@@ -156,6 +112,12 @@ def kernel_process(server, kernel: str) -> psutil.Process:
 
 def test_the_first_notebook_gets_the_kernel_started_ahead(server):
     url = server["url"]
+    # nobody has opened JupyterLab yet: no kernel (an API start pays for none)
+    time.sleep(1)
+    assert kernels(url) == []
+    # the person arrives: the first JupyterLab page starts one, in the background
+    page = httpx.get(url + "/lab", headers=HEADERS, timeout=30)
+    assert page.status_code == 200, page.text[:300]
     ahead = wait_for(lambda: kernels(url), 60, what="the kernel started ahead")
     assert len(ahead) == 1 and ahead[0]["name"] == "python3"
 

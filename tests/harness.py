@@ -46,14 +46,16 @@ TEST_SERVICE_SCOPES = [
 
 def hub_settings_for(data_dir: Path, proxy_command: list[str], token: str) -> dict[str, Any]:
     """Settings for a test hub: free loopback ports, ``data_dir``, the accounting,
-    catalog and data services and idle culling off (tests about them turn them
-    on), and a ``test``
+    catalog and data services, idle culling and the warm pool off (tests about
+    them turn them on), and a ``test``
     service whose ``token`` may manage users, groups, servers and tokens."""
     return {
         "data_dir": str(data_dir),
         "accounting": {"enabled": False},
         "catalog": {"enabled": False},
         "data": {"enabled": False},
+        # no warm pool (`auto` is on for local); tests about it turn it on
+        "backend": {"warm_pool": {"enabled": False}},
         "hub": {
             "ip": "127.0.0.1",
             "port": free_port(),

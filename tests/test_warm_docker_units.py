@@ -13,8 +13,8 @@ import threading
 import pytest
 
 from labspace.profiles import Mount, WorkspaceSpec
+from labspace.spawners import docker_warm as dw
 from labspace.warm import container
-from spawners import docker_warm as dw
 
 MiB = 1024**2
 

@@ -25,7 +25,7 @@ import psutil
 import pytest
 from harness import wait_for
 
-from spawners import docker_warm
+from labspace.spawners import docker_warm
 
 pytestmark = [pytest.mark.e2e]
 

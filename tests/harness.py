@@ -195,6 +195,22 @@ def workspace_pids(root: Path) -> list[int]:
     return pids
 
 
+def server_pid(root: Path) -> int:
+    """The one workspace server under ``root`` (a user's home): its other
+    processes (kernels, jupyter_lsp's ``npm`` scan at start-up, which a start
+    noticed within 30 ms may still see) are left out."""
+    servers = []
+    for pid in workspace_pids(root):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"labspace.singleuser" in argv or any(b"jupyterhub-singleuser" in a for a in argv):
+            servers.append(pid)
+    (pid,) = servers
+    return pid
+
+
 def outliving_workspaces(root: Path, grace: float = 15.0) -> list[int]:
     """``workspace_pids(root)`` still there ``grace`` seconds after their hub
     stopped. A kernel leaves on its own a moment after its server (ipykernel

@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from harness import REPO, wait_for, workspace_pids
+from harness import REPO, server_pid, wait_for, workspace_pids
 
 pytestmark = [pytest.mark.e2e]
 
@@ -78,7 +78,7 @@ def test_after_stop_runs_when_a_workspace_dies(hooked):
     hub, api, log = hooked
     api.create_user("cleo")
     api.start_server("cleo")
-    (pid,) = workspace_pids(hub.workdir / "data" / "users" / "cleo")
+    pid = server_pid(hub.workdir / "data" / "users" / "cleo")
     os.kill(pid, signal.SIGKILL)
     wait_for(
         lambda: events(log, "cleo")[-1] == {"event": "after_stop", "user": "cleo"},
@@ -114,7 +114,7 @@ def test_check_options_hook_refuses_or_passes_an_option(hooked):
         90,
         what="dora's workspace",
     )
-    (pid,) = workspace_pids(hub.workdir / "data" / "users" / "dora")
+    pid = server_pid(hub.workdir / "data" / "users" / "dora")
     assert environ(pid)["LABSPACE_TEST_APP"] == "viewer"
 
 

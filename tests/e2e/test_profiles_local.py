@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import HubAPI, login, progress, wait_for, workspace_pids
+from harness import HubAPI, login, progress, server_pid, wait_for, workspace_pids
 
 pytestmark = [pytest.mark.e2e]
 
@@ -91,7 +91,7 @@ def environ(pid: int) -> dict[str, str]:
 
 
 def workspace_env(hub, name: str) -> dict[str, str]:
-    (pid,) = workspace_pids(hub.workdir / "data" / "users" / name)
+    pid = server_pid(hub.workdir / "data" / "users" / name)
     return environ(pid)
 
 

@@ -93,6 +93,16 @@ class PrestartingKernelManager(AsyncMappingKernelManager):
     _spare: asyncio.Task | None = None
     _spare_taken = False
 
+    def kernel_model(self, kernel_id):
+        """jupyter-server's model, or KeyError for a kernel still starting: it is
+        listed before its ``last_activity`` is set, and JupyterLab lists kernels
+        as it loads, just when the spare starts (a 500 otherwise);
+        ``list_kernels`` leaves such a kernel out until it has started."""
+        try:
+            return super().kernel_model(kernel_id)
+        except AttributeError:
+            raise KeyError(kernel_id) from None
+
     def prestart(self) -> None:
         """Start the spare kernel in the background (the loop must run)."""
         if self._spare is None:
